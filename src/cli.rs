@@ -1,0 +1,210 @@
+//! Command-line interface: argument parsing and dispatch only. Each command
+//! calls into the pipeline and prints; machine output goes to stdout,
+//! diagnostics to stderr.
+//!
+//! Exit codes: 0 success, 1 error (bad config, bad arguments, failure).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::catalog;
+use crate::config::{self, schema::Draft};
+use crate::diag::{self, Diagnostic, Sources};
+
+/// Declarative plan/apply for LLM evaluations on Slurm clusters.
+#[derive(Parser, Debug)]
+#[command(name = "evalctl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Options of every command that reads a config.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// The config file.
+    #[arg(default_value = "evalctl.yaml")]
+    pub config: PathBuf,
+    /// Override a value: `-o key.path=value` (repeatable); tasks by name:
+    /// `-o evaluation.tasks.gsm8k.nemo_evaluator_config.config.params.limit_samples=10`.
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a config: composition, interpolation, schema and semantic checks.
+    ///
+    /// Reports every problem as FILE:LINE:COL: message and exits 1 if any.
+    ///
+    /// Example: evalctl validate examples/slurm_llama_3_1_8b_instruct.yaml -o execution.walltime=02:00:00
+    Validate {
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+    /// Print the JSON Schema of the config.
+    ///
+    /// Example: evalctl schema --draft 07 > evalctl.schema.json
+    Schema {
+        /// Schema flavour: 2020-12 (what validate uses) or 07 (editors; accepts ${...} and ???).
+        #[arg(long, value_enum, default_value = "2020-12")]
+        draft: Draft,
+    },
+    /// List the task catalog (task names, harnesses, containers).
+    ///
+    /// Example: evalctl tasks 'mmlu*' --json
+    Tasks {
+        /// Show tasks whose `harness.task` name contains this (`*` matches anything).
+        pattern: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite a config from the older env-var dialect into the newer one.
+    ///
+    /// Prints the result; comments and layout are kept.
+    ///
+    /// Example: evalctl migrate old.yaml > new.yaml
+    Migrate {
+        /// The config file to rewrite.
+        file: PathBuf,
+        /// Write the result back to FILE instead of printing it.
+        #[arg(short, long)]
+        in_place: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: evalctl completions bash > /etc/bash_completion.d/evalctl
+    Completions {
+        /// Shell to generate for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    run(cli)
+}
+
+/// Executes a parsed command line.
+pub fn run(cli: Cli) -> i32 {
+    let sources = Sources::new();
+    let result = match cli.command {
+        Command::Validate { args } => validate(&args, cli.quiet, &sources),
+        Command::Schema { draft } => print_out(&config::schema::schema_text(draft)),
+        Command::Tasks { pattern, json } => tasks(pattern.as_deref(), json),
+        Command::Migrate { file, in_place } => migrate(&file, in_place, &sources),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "evalctl", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(diags) => {
+            eprint!("{}", diag::render_all(&diags, &sources));
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            if n > 1 {
+                eprintln!("evalctl: {n} errors");
+            }
+            1
+        }
+    }
+}
+
+type CmdResult = Result<(), Vec<Diagnostic>>;
+
+fn print_out(s: &str) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is not an error worth reporting.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(vec![Diagnostic::error(None, format!("cannot write output: {e}"))]),
+    }
+}
+
+fn warn(diags: &[Diagnostic], sources: &Sources, quiet: bool) {
+    if !quiet && !diags.is_empty() {
+        eprint!("{}", diag::render_all(diags, sources));
+    }
+}
+
+fn validate(args: &ConfigArgs, quiet: bool, sources: &Sources) -> CmdResult {
+    let loaded = config::load(&args.config, &args.overrides, sources).map_err(|f| f.diagnostics)?;
+    warn(&loaded.warnings, sources, quiet);
+    if !quiet {
+        let names: Vec<&str> = loaded.tasks.iter().map(|t| t.name.as_str()).collect();
+        print_out(&format!(
+            "{}: valid (stack `{}`, {} task{}: {}; deployment: {}; topology: {})\n",
+            args.config.display(),
+            loaded.stack,
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            serde_json::to_value(loaded.config.deployment.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            serde_json::to_value(loaded.config.execution.topology).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        ))?;
+    }
+    Ok(())
+}
+
+fn tasks(pattern: Option<&str>, json: bool) -> CmdResult {
+    let found = catalog::catalog().search(pattern);
+    if json {
+        let text = serde_json::to_string_pretty(&found).unwrap_or_default();
+        return print_out(&format!("{text}\n"));
+    }
+    if found.is_empty() {
+        return Err(vec![Diagnostic::error(None, format!("no task matches `{}`", pattern.unwrap_or_default()))]);
+    }
+    let header = ["TASK", "HARNESS", "ENDPOINTS", "CONTAINER"];
+    let rows: Vec<[String; 4]> = found
+        .iter()
+        .map(|t| [t.name.clone(), t.harness.clone(), t.endpoint_types.join(","), t.container.clone()])
+        .collect();
+    let mut width = header.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let l = cells.iter().zip(width).map(|(c, w)| format!("{c:w$}")).collect::<Vec<_>>().join("  ");
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    print_out(&out)
+}
+
+fn migrate(file: &Path, in_place: bool, sources: &Sources) -> CmdResult {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| vec![Diagnostic::error(None, format!("cannot read `{}`: {e}", file.display()))])?;
+    let m = config::migrate::migrate(&file.display().to_string(), &text, sources).map_err(|d| vec![d])?;
+    if in_place {
+        std::fs::write(file, &m.text)
+            .map_err(|e| vec![Diagnostic::error(None, format!("cannot write `{}`: {e}", file.display()))])?;
+        eprintln!("{}: {} value(s) rewritten", file.display(), m.changes);
+        Ok(())
+    } else {
+        print_out(&m.text)
+    }
+}

@@ -1,0 +1,493 @@
+//! `${...}` interpolation (the OmegaConf subset launcher configs use).
+//!
+//! - `${a.b.c}` (absolute), `${.sibling}` / `${..uncle}` (relative);
+//!   a value that is a single interpolation keeps the referenced type.
+//! - `${oc.env:VAR}`, `${oc.env:VAR,default}`.
+//! - `${select_not_null:a.b,fallback}`, `${oc.select:a.b,default}`.
+//! - `\${` is a literal `${`; a lone `$VAR` is left for the shell.
+//!
+//! Values under any `env_vars` key and `execution.{username,hostname}` are
+//! *deferred*: their `${oc.env:...}` parts are kept as text and read only
+//! when the value is used (apply), so a plan never needs a secret.
+
+use std::collections::HashMap;
+
+use super::node::{Entry, Node, Seg, Value, path_string};
+use crate::diag::{Diagnostic, Span};
+
+/// Looks up an environment variable.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Resolves every interpolation in the tree; collects all errors.
+pub fn resolve(root: &Node, env: EnvLookup<'_>) -> Result<Node, Vec<Diagnostic>> {
+    let mut r = Resolver { root, env, memo: HashMap::new(), active: vec![], errors: vec![] };
+    let out = r.deep(root, &mut vec![]);
+    if r.errors.is_empty() { Ok(out) } else { Err(r.errors) }
+}
+
+/// True when a string has something to interpolate or unescape.
+pub fn has_interpolation(s: &str) -> bool {
+    s.contains("${")
+}
+
+/// True for paths whose `${oc.env:...}` parts are read only at apply time.
+pub fn is_deferred_path(path: &[Seg]) -> bool {
+    let key = |i: usize| match path.get(i) {
+        Some(Seg::Key(k)) => k.as_str(),
+        _ => "",
+    };
+    path.iter().any(|s| matches!(s, Seg::Key(k) if k == "env_vars"))
+        || (path.len() == 2 && key(0) == "execution" && (key(1) == "username" || key(1) == "hostname"))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Lit(String),
+    Interp(Expr),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Expr {
+    Ref(String),
+    Call { name: String, args: Vec<Vec<Part>> },
+}
+
+/// Parses a template string into literal and interpolation parts.
+fn parse(s: &str) -> Result<Vec<Part>, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let parts = parse_parts(&chars, &mut i, false)?;
+    if i != chars.len() {
+        return Err("unexpected `}`".into());
+    }
+    Ok(parts)
+}
+
+fn push_lit(parts: &mut Vec<Part>, c: &str) {
+    if let Some(Part::Lit(s)) = parts.last_mut() {
+        s.push_str(c);
+    } else {
+        parts.push(Part::Lit(c.to_owned()));
+    }
+}
+
+/// Parses until the end, or (inside an argument) an unnested `,` or `}`.
+fn parse_parts(c: &[char], i: &mut usize, in_arg: bool) -> Result<Vec<Part>, String> {
+    let mut parts = vec![];
+    while *i < c.len() {
+        match c[*i] {
+            '\\' if c.get(*i + 1) == Some(&'$') && c.get(*i + 2) == Some(&'{') => {
+                push_lit(&mut parts, "${");
+                *i += 3;
+            }
+            '$' if c.get(*i + 1) == Some(&'{') => {
+                *i += 2;
+                parts.push(Part::Interp(parse_interp(c, i)?));
+            }
+            ',' | '}' if in_arg => break,
+            q @ ('\'' | '"') if in_arg => {
+                *i += 1;
+                let start = *i;
+                while *i < c.len() && c[*i] != q {
+                    *i += 1;
+                }
+                if *i >= c.len() {
+                    return Err("unterminated quote in interpolation argument".into());
+                }
+                push_lit(&mut parts, &c[start..*i].iter().collect::<String>());
+                *i += 1;
+            }
+            ch => {
+                push_lit(&mut parts, &ch.to_string());
+                *i += 1;
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// Parses after `${` up to and including the matching `}`.
+fn parse_interp(c: &[char], i: &mut usize) -> Result<Expr, String> {
+    let start = *i;
+    while *i < c.len() && c[*i] != '}' && c[*i] != ':' && !(c[*i] == '$' && c.get(*i + 1) == Some(&'{')) {
+        *i += 1;
+    }
+    let head: String = c[start..(*i).min(c.len())].iter().collect::<String>().trim().to_owned();
+    match c.get(*i) {
+        None => Err(format!("unterminated interpolation `${{{head}`")),
+        Some('}') => {
+            *i += 1;
+            if head.is_empty() {
+                return Err("empty interpolation `${}`".into());
+            }
+            Ok(Expr::Ref(head))
+        }
+        Some(':') => {
+            *i += 1;
+            let mut args = vec![];
+            loop {
+                while c.get(*i) == Some(&' ') {
+                    *i += 1;
+                }
+                let mut arg = parse_parts(c, i, true)?;
+                if let Some(Part::Lit(s)) = arg.last_mut() {
+                    let t = s.trim_end().to_owned();
+                    *s = t;
+                }
+                args.push(arg);
+                match c.get(*i) {
+                    Some(',') => *i += 1,
+                    Some('}') => {
+                        *i += 1;
+                        break;
+                    }
+                    _ => return Err(format!("unterminated interpolation `${{{head}:...`")),
+                }
+            }
+            Ok(Expr::Call { name: head, args })
+        }
+        Some(_) => Err(format!("interpolation key `{head}` cannot contain `${{`")),
+    }
+}
+
+struct Resolver<'a> {
+    root: &'a Node,
+    env: EnvLookup<'a>,
+    /// Resolved strings by path; `None` when resolving failed (reported once).
+    memo: HashMap<Vec<Seg>, Option<Node>>,
+    active: Vec<Vec<Seg>>,
+    errors: Vec<Diagnostic>,
+}
+
+/// A resolved piece of a template.
+enum Piece {
+    Node(Node),
+    /// An `${oc.env:...}` kept as text for apply time.
+    Deferred(String),
+}
+
+impl<'a> Resolver<'a> {
+    /// Resolves a subtree (at `path` in the original tree).
+    fn deep(&mut self, node: &Node, path: &mut Vec<Seg>) -> Node {
+        match &node.value {
+            Value::Str(s) if has_interpolation(s) => {
+                self.string_at(path, node).unwrap_or_else(|| Node::new(Value::Null, node.span))
+            }
+            Value::Map(m) => {
+                let mut out = super::node::Map::with_capacity(m.len());
+                for (k, e) in m {
+                    path.push(Seg::Key(k.clone()));
+                    let n = self.deep(&e.node, path);
+                    path.pop();
+                    out.insert(k.clone(), Entry { key_span: e.key_span, node: n });
+                }
+                Node::new(Value::Map(out), node.span)
+            }
+            Value::Seq(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for (i, n) in v.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    out.push(self.deep(n, path));
+                    path.pop();
+                }
+                Node::new(Value::Seq(out), node.span)
+            }
+            _ => node.clone(),
+        }
+    }
+
+    /// Resolves the interpolated string `node` found at `path`.
+    fn string_at(&mut self, path: &[Seg], node: &Node) -> Option<Node> {
+        if let Some(done) = self.memo.get(path) {
+            return done.clone();
+        }
+        if let Some(pos) = self.active.iter().position(|p| p == path) {
+            let mut chain: Vec<String> = self.active[pos..].iter().map(|p| path_string(p)).collect();
+            chain.push(path_string(path));
+            self.errors.push(Diagnostic::error(
+                node.span,
+                format!("interpolation cycle: {}", chain.join(" -> ")),
+            ));
+            for p in self.active[pos..].to_vec() {
+                self.memo.insert(p, None);
+            }
+            return None;
+        }
+        let Value::Str(text) = &node.value else { return Some(node.clone()) };
+        self.active.push(path.to_vec());
+        let result = self.template(text, path, node.span, is_deferred_path(path));
+        self.active.pop();
+        let result = match result {
+            Ok(n) => Some(n),
+            Err(d) => {
+                // A cycle already reported for this path is not repeated.
+                if self.memo.get(path).is_none_or(|m| m.is_some()) {
+                    self.errors.push(d);
+                }
+                None
+            }
+        };
+        self.memo.insert(path.to_vec(), result.clone());
+        result
+    }
+
+    fn template(&mut self, text: &str, path: &[Seg], span: Span, deferred: bool) -> Result<Node, Diagnostic> {
+        let parts = parse(text).map_err(|e| {
+            Diagnostic::error(span, format!("bad interpolation in `{}`: {e}", path_string(path)))
+        })?;
+        self.eval_parts(&parts, path, span, deferred)
+    }
+
+    fn eval_parts(&mut self, parts: &[Part], path: &[Seg], span: Span, deferred: bool) -> Result<Node, Diagnostic> {
+        if let [Part::Interp(e)] = parts {
+            return match self.eval(e, path, span, deferred)? {
+                Piece::Node(n) => Ok(Node::new(n.value, span)),
+                Piece::Deferred(t) => Ok(Node::new(Value::Deferred(t), span)),
+            };
+        }
+        let mut out = String::new();
+        let mut any_deferred = false;
+        for p in parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::Interp(e) => match self.eval(e, path, span, deferred)? {
+                    Piece::Deferred(t) => {
+                        any_deferred = true;
+                        out.push_str(&t);
+                    }
+                    Piece::Node(n) => match &n.value {
+                        Value::Str(s) => out.push_str(s),
+                        Value::Deferred(s) => {
+                            any_deferred = true;
+                            out.push_str(s);
+                        }
+                        Value::Int(i) => out.push_str(&i.to_string()),
+                        Value::Float(f) => out.push_str(&f.to_string()),
+                        Value::Bool(b) => out.push_str(&b.to_string()),
+                        Value::Null => {}
+                        Value::Missing | Value::Seq(_) | Value::Map(_) => {
+                            return Err(Diagnostic::error(
+                                span,
+                                format!("cannot insert {} into the string `{}`", n.kind(), path_string(path)),
+                            ));
+                        }
+                    },
+                },
+            }
+        }
+        Ok(Node::new(if any_deferred { Value::Deferred(out) } else { Value::Str(out) }, span))
+    }
+
+    fn eval(&mut self, e: &Expr, path: &[Seg], span: Span, deferred: bool) -> Result<Piece, Diagnostic> {
+        match e {
+            Expr::Ref(r) => {
+                let target = self.lookup(r, path, span)?;
+                match target.value {
+                    Value::Missing => Err(Diagnostic::error(
+                        span,
+                        format!("`${{{r}}}` refers to a required value that is not set (`???`)"),
+                    )),
+                    Value::Deferred(ref t) if !deferred => {
+                        let t = t.clone();
+                        Ok(Piece::Node(self.template(&t, path, span, false)?))
+                    }
+                    _ => Ok(Piece::Node(target)),
+                }
+            }
+            Expr::Call { name, args } => match name.as_str() {
+                "oc.env" => {
+                    let var = self.literal_arg(args, 0, path, span, deferred)?;
+                    if var.is_empty() {
+                        return Err(Diagnostic::error(span, "`${oc.env:...}` needs a variable name"));
+                    }
+                    if args.len() > 2 {
+                        return Err(Diagnostic::error(span, "`${oc.env:VAR,default}` takes at most two arguments"));
+                    }
+                    if deferred {
+                        let text = match args.get(1) {
+                            Some(d) => format!("${{oc.env:{var},{}}}", self.literal_parts(d, path, span, true)?),
+                            None => format!("${{oc.env:{var}}}"),
+                        };
+                        return Ok(Piece::Deferred(text));
+                    }
+                    match (self.env)(&var) {
+                        Some(v) => Ok(Piece::Node(Node::new(Value::Str(v), span))),
+                        None => match args.get(1) {
+                            Some(d) => {
+                                let d = self.eval_parts(d, path, span, false)?;
+                                Ok(Piece::Node(match d.value {
+                                    Value::Str(ref s) if s == "null" => Node::new(Value::Null, span),
+                                    _ => d,
+                                }))
+                            }
+                            None => Err(Diagnostic::error(
+                                span,
+                                format!("environment variable `{var}` is not set (needed by `{}`)", path_string(path)),
+                            )
+                            .with_note(format!("set it, or give a default: ${{oc.env:{var},default}}"))),
+                        },
+                    }
+                }
+                "select_not_null" | "oc.select" => {
+                    if args.len() != 2 {
+                        return Err(Diagnostic::error(span, format!("`${{{name}:key,fallback}}` takes two arguments")));
+                    }
+                    let key = self.literal_arg(args, 0, path, span, deferred)?;
+                    let found = match self.lookup(&key, path, span) {
+                        Ok(n) => Some(n),
+                        Err(_) if name == "oc.select" => None,
+                        Err(d) => return Err(d),
+                    };
+                    match found {
+                        Some(n) if !matches!(n.value, Value::Null | Value::Missing) => Ok(Piece::Node(n)),
+                        _ => Ok(Piece::Node(self.eval_parts(&args[1], path, span, deferred)?)),
+                    }
+                }
+                other => Err(Diagnostic::error(
+                    span,
+                    format!("unknown resolver `{other}` (known: oc.env, oc.select, select_not_null)"),
+                )),
+            },
+        }
+    }
+
+    fn literal_arg(&mut self, args: &[Vec<Part>], i: usize, path: &[Seg], span: Span, deferred: bool) -> Result<String, Diagnostic> {
+        match args.get(i) {
+            Some(a) => self.literal_parts(a, path, span, deferred),
+            None => Ok(String::new()),
+        }
+    }
+
+    fn literal_parts(&mut self, parts: &[Part], path: &[Seg], span: Span, deferred: bool) -> Result<String, Diagnostic> {
+        let n = self.eval_parts(parts, path, span, deferred)?;
+        Ok(match n.value {
+            Value::Str(s) | Value::Deferred(s) => s,
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => String::new(),
+        })
+    }
+
+    /// Finds and resolves the value a reference points to.
+    fn lookup(&mut self, r: &str, from: &[Seg], span: Span) -> Result<Node, Diagnostic> {
+        let dots = r.chars().take_while(|c| *c == '.').count();
+        let rest = &r[dots..];
+        let mut target: Vec<Seg> = if dots == 0 { vec![] } else { from[..from.len().saturating_sub(dots)].to_vec() };
+        if !rest.is_empty() {
+            target.extend(super::node::parse_dotted(&rest.replace('[', ".").replace(']', "")));
+        }
+        let not_found = |at: &[Seg]| {
+            let mut d = Diagnostic::error(span, format!("`${{{r}}}`: no key `{}` in the config", path_string(at)));
+            if dots > 0 {
+                d = d.with_note(format!("relative to `{}`", path_string(&from[..from.len().saturating_sub(dots)])));
+            }
+            d
+        };
+        // Walk the original tree, resolving interpolated strings on the way.
+        let mut cur: Node = self.root.clone_shallow();
+        let mut walked: Vec<Seg> = vec![];
+        let mut in_original = true;
+        for seg in &target {
+            walked.push(seg.clone());
+            let next = if in_original {
+                self.root.get(&walked).cloned()
+            } else {
+                child_lenient(&cur, seg).cloned()
+            };
+            let Some(next) = next else { return Err(not_found(&walked)) };
+            cur = match &next.value {
+                Value::Str(s) if in_original && has_interpolation(s) => {
+                    in_original = false;
+                    self.string_at(&walked, &next).ok_or_else(|| {
+                        Diagnostic::error(span, format!("`${{{r}}}` refers to `{}`, which could not be resolved", path_string(&walked)))
+                    })?
+                }
+                _ => next,
+            };
+        }
+        if in_original {
+            let mut p = target.clone();
+            cur = self.deep(&cur, &mut p);
+        }
+        Ok(cur)
+    }
+}
+
+fn child_lenient<'n>(n: &'n Node, seg: &Seg) -> Option<&'n Node> {
+    n.child(seg).or_else(|| match (seg, &n.value) {
+        (Seg::Index(i), Value::Map(m)) => m.get(&i.to_string()).map(|e| &e.node),
+        _ => None,
+    })
+}
+
+impl Node {
+    /// A copy without children (used as a walking cursor placeholder).
+    fn clone_shallow(&self) -> Node {
+        match &self.value {
+            Value::Map(_) | Value::Seq(_) => Node::new(Value::Null, self.span),
+            _ => self.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+    use crate::diag::SourceId;
+
+    fn run(src: &str, env: &[(&str, &str)]) -> Result<Node, Vec<Diagnostic>> {
+        let tree = yaml::parse(src, SourceId(0)).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let lookup = move |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone());
+        resolve(&tree, &lookup)
+    }
+
+    fn at(n: &Node, p: &str) -> Value {
+        n.get(&super::super::node::parse_dotted(p)).unwrap().value.clone()
+    }
+
+    #[test]
+    fn references_keep_types_and_concatenate() {
+        let n = run("a: {port: 8000, cmd: 'serve --port ${.port}'}\nb: ${a.port}\nc: x${a.port}y\n", &[]).unwrap();
+        assert_eq!(at(&n, "a.cmd"), Value::Str("serve --port 8000".into()));
+        assert_eq!(at(&n, "b"), Value::Int(8000));
+        assert_eq!(at(&n, "c"), Value::Str("x8000y".into()));
+    }
+
+    #[test]
+    fn env_eager_and_deferred() {
+        let n = run("d: ${oc.env:HOME_X,/tmp}\ne: ${oc.env:SET}\nenv_vars: {T: '${oc.env:TOKEN}'}\n", &[("SET", "v")]).unwrap();
+        assert_eq!(at(&n, "d"), Value::Str("/tmp".into()));
+        assert_eq!(at(&n, "e"), Value::Str("v".into()));
+        assert_eq!(at(&n, "env_vars.T"), Value::Deferred("${oc.env:TOKEN}".into()));
+        let e = run("x: ${oc.env:NOPE}\n", &[]).unwrap_err();
+        assert_eq!(e[0].message, "environment variable `NOPE` is not set (needed by `x`)");
+    }
+
+    #[test]
+    fn select_not_null_and_escapes() {
+        let n = run("h: null\nm: ${select_not_null:h,/checkpoint}\nk: hf\nn: ${select_not_null:k,/c}\ns: '\\${literal}'\n", &[]).unwrap();
+        assert_eq!(at(&n, "m"), Value::Str("/checkpoint".into()));
+        assert_eq!(at(&n, "n"), Value::Str("hf".into()));
+        assert_eq!(at(&n, "s"), Value::Str("${literal}".into()));
+    }
+
+    #[test]
+    fn cycles_and_missing_are_errors() {
+        let e = run("a: ${b}\nb: ${a}\n", &[]).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.starts_with("interpolation cycle: a -> b -> a"), "{}", e[0].message);
+        let e = run("a: ${nope.x}\n", &[]).unwrap_err();
+        assert_eq!(e[0].message, "`${nope.x}`: no key `nope` in the config");
+        let e = run("a: ???\nb: ${a}\n", &[]).unwrap_err();
+        assert!(e[0].message.contains("required value"));
+    }
+
+    #[test]
+    fn chained_references_through_interpolated_nodes() {
+        let n = run("a: ${b}\nb: {x: ${c}}\nc: 3\nd: ${a.x}\n", &[]).unwrap();
+        assert_eq!(at(&n, "d"), Value::Int(3));
+    }
+}

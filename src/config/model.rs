@@ -1,0 +1,590 @@
+//! The typed config: what a composed, interpolated config file means.
+//!
+//! These types are the single source of truth for three things: how a config
+//! is deserialized, the JSON Schema (`evalctl schema`, doc comments become
+//! descriptions editors show on hover) and the config reference. Sections the
+//! launcher is strict about deny unknown keys, so typos are caught; sections
+//! it passes through to other tools (`nemo_evaluator_config`,
+//! `sbatch_extra_flags`, `export`, adapter settings) stay open.
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+/// A free-form mapping passed through to another tool unchanged.
+pub type Open = serde_json::Map<String, serde_json::Value>;
+
+/// An evalctl config: one model, how it is served, which benchmarks, which cluster.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Hydra-style defaults list: config groups merged before this file, in
+    /// order, e.g. `[{execution: slurm/default}, {deployment: vllm}, _self_]`.
+    /// Built-in groups: `execution: slurm/default | local-slurm`, `deployment:
+    /// vllm | vllm_ray | sglang | trtllm | nim | generic | none`; a folder named
+    /// after the group next to the config adds or overrides options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Vec<DefaultsEntry>>,
+    /// Stack name: the directory under `execution.output_dir` that holds this
+    /// config's jobs, state and lock. Defaults to the config file's stem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Environment variables for every container (deployment and evaluation).
+    /// Values: `host:VAR` (read where evalctl runs, kept secret), `lit:VALUE`
+    /// (a literal), `runtime:VAR` (read on the compute node).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env_vars: IndexMap<String, EnvValue>,
+    /// Where and how the jobs run: the Slurm cluster and its resources.
+    pub execution: Execution,
+    /// How the model is served for the evaluation (`type: none` evaluates an
+    /// existing endpoint given in `target.api_endpoint`).
+    #[serde(default)]
+    pub deployment: Deployment,
+    /// Extra model servers the evaluation uses, e.g. an LLM judge, by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub auxiliary_deployments: IndexMap<String, Deployment>,
+    /// The endpoint under evaluation; filled in from the deployment when one is deployed.
+    #[serde(default)]
+    pub target: Target,
+    /// The benchmarks to run and their settings.
+    pub evaluation: Evaluation,
+    /// Result exporters (mlflow, wandb, ...); passed through unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<Open>,
+}
+
+/// One entry of the `defaults` list: `_self_`, a group name (inside a group
+/// file), or `{group: option}` / `{group/option@package: null}`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DefaultsEntry {
+    /// `_self_`, or an option of the current group inside a group file.
+    Name(String),
+    /// `group: option`; the key may carry `@package` to merge elsewhere.
+    Group(IndexMap<String, Option<String>>),
+}
+
+/// Cluster, account, resources and run-time policy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Execution {
+    /// Executor type; only `slurm` exists.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ExecutionType>,
+    /// Slurm login node to reach over SSH. `localhost` or unset: run Slurm
+    /// commands directly, without SSH. Hosts from `~/.ssh/config` work.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// SSH user name; defaults to `${oc.env:USER}`, resolved only when connecting.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Slurm account charged for the jobs (`--account`).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Absolute path on the cluster's shared file system, visible from the
+    /// login node and every compute node; jobs, logs and results go below it.
+    pub output_dir: String,
+    /// Slurm partition (`--partition`). Default: `batch`.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Quality of service (`--qos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<String>,
+    /// Nodes per job (`--nodes`); split evenly between `num_instances`. Default: 1.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub num_nodes: u32,
+    /// Independent model server instances per job (load-balanced). Default: 1.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub num_instances: u32,
+    /// Tasks per node (`--ntasks-per-node`). Default: 1.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub ntasks_per_node: u32,
+    /// Generic resources (`--gres`), e.g. `gpu:8`; null omits the flag. Default: `gpu:8`.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// GPUs per node (`--gpus-per-node`); null omits the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub gpus_per_node: Option<u32>,
+    /// Time limit of one job (`--time`): `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
+    /// `D-HH:MM` or `D-HH:MM:SS`. Unquoted `10:00:00` means ten hours. Default: `01:00:00`.
+    #[serde(default = "default_walltime")]
+    pub walltime: SlurmTime,
+    /// Total run time allowed across all auto-resume links of a task; null
+    /// means unlimited. Default: `120:00:00`.
+    #[serde(default)]
+    pub max_walltime: Option<SlurmTime>,
+    /// How long to wait for the model server to become healthy; null: the
+    /// job's walltime. Seconds, or a Slurm time string.
+    #[serde(default)]
+    pub endpoint_readiness_timeout: Option<Duration>,
+    /// Label recorded with the jobs (the launcher puts it in job names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subproject: Option<String>,
+    /// Comment attached to every job (`--comment`); evalctl appends its ownership tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbatch_comment: Option<String>,
+    /// Extra `#SBATCH` flags: `{flag: value}`; `true` writes a bare flag,
+    /// `false` or null omits it. Default: `{exclusive: true}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub sbatch_extra_flags: IndexMap<String, serde_json::Value>,
+    /// Slurm settings of the deployment step.
+    #[serde(default)]
+    pub deployment: ExecutionDeployment,
+    /// Bind mounts into the containers, `{host_path: container_path}`.
+    #[serde(default)]
+    pub mounts: Mounts,
+    /// Older launcher dialect: environment of the deployment and evaluation
+    /// containers, `{NAME: value}`. Values are treated as secrets. Prefer the
+    /// top-level, `deployment.env_vars` and `evaluation.env_vars` forms
+    /// (`evalctl migrate` rewrites them).
+    #[serde(default)]
+    pub env_vars: ExecutionEnvVars,
+    /// Launcher auto-export settings (accepted for compatibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_export: Option<AutoExport>,
+    /// Load balancer in front of several instances (`num_instances` > 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Proxy>,
+    /// `per_task`: every evaluation job starts its own model server (the
+    /// launcher's behaviour). `shared`: one deployment job serves every task,
+    /// loading the model once. Default: `per_task`.
+    #[serde(default)]
+    pub topology: Topology,
+    /// How many times `apply` submits a task that failed or was cancelled
+    /// before it stops retrying. Default: 3.
+    #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1))]
+    pub max_attempts: u32,
+    /// Most auto-resume links (jobs) one attempt may use. Default: 20.
+    #[serde(default = "default_links")]
+    #[schemars(range(min = 1))]
+    pub max_resume_links: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionType {
+    /// Run on a Slurm cluster.
+    #[default]
+    Slurm,
+}
+
+/// Job topology.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// Each evaluation job starts its own model server.
+    #[default]
+    PerTask,
+    /// One deployment job serves every evaluation job.
+    Shared,
+}
+
+/// Slurm settings of the model server step.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionDeployment {
+    /// `srun` tasks of the server across all instances. Default: `num_nodes`.
+    #[serde(default)]
+    pub n_tasks: Option<u32>,
+}
+
+/// Bind mounts, `{host_path: container_path}` (append `:ro` to the container
+/// path for read-only).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mounts {
+    /// Mounts of the model server container.
+    #[serde(default)]
+    pub deployment: IndexMap<String, String>,
+    /// Mounts of the evaluation (harness) containers.
+    #[serde(default)]
+    pub evaluation: IndexMap<String, String>,
+    /// Mounts of auxiliary servers, by auxiliary deployment name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub auxiliary: IndexMap<String, IndexMap<String, String>>,
+    /// Mount the user's home directory into the containers. Default: true.
+    #[serde(default = "yes")]
+    pub mount_home: bool,
+}
+
+impl Default for Mounts {
+    fn default() -> Mounts {
+        Mounts { deployment: IndexMap::new(), evaluation: IndexMap::new(), auxiliary: IndexMap::new(), mount_home: true }
+    }
+}
+
+/// Older dialect environment, per container group.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionEnvVars {
+    /// `{NAME: value}` for the model server container.
+    #[serde(default)]
+    pub deployment: IndexMap<String, EnvValue>,
+    /// `{NAME: value}` for the evaluation containers.
+    #[serde(default)]
+    pub evaluation: IndexMap<String, EnvValue>,
+}
+
+/// Launcher auto-export settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct AutoExport {
+    /// Exporters to run after each task (e.g. `mlflow`).
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// Partition of export jobs.
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(flatten)]
+    pub extra: Open,
+}
+
+/// Load balancer settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// Proxy kind. Default: `haproxy`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Container image of the proxy. Default: `haproxy:latest`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Proxy settings (`haproxy_port`, `health_check_path`, `health_check_status`).
+    #[serde(default)]
+    pub config: Open,
+}
+
+/// A model server.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Serving framework. `none`: nothing is deployed.
+    #[serde(default, rename = "type")]
+    pub kind: DeploymentType,
+    /// Container image of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Absolute path of the model on the cluster, mounted read-only at `/checkpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_path: Option<String>,
+    /// Hugging Face model id the server downloads (instead of `checkpoint_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_model_handle: Option<String>,
+    /// Model name the server exposes and the evaluation requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model_name: Option<String>,
+    /// Port the server listens on. Default: 8000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u32>,
+    /// Tensor parallelism (GPUs per model replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tensor_parallel_size: Option<u32>,
+    /// Pipeline parallelism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pipeline_parallel_size: Option<u32>,
+    /// Data parallelism (model replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub data_parallel_size: Option<u32>,
+    /// Data-parallel replicas per node (multi-node data parallelism).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub data_parallel_size_local: Option<u32>,
+    /// Fraction of GPU memory the server may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Extra command-line arguments appended to the server command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_args: Option<String>,
+    /// Environment of the server container (values: `host:`, `lit:`, `runtime:`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env_vars: IndexMap<String, EnvValue>,
+    /// Paths of the server's HTTP endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+    /// The command that starts the server inside its container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The plain server command, without multi-node wrapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_command: Option<String>,
+    /// vLLM distributed executor backend (`ray`, `mp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed_executor_backend: Option<String>,
+    /// Seconds to wait for the server when it has no health endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_timeout: Option<u64>,
+    /// Nodes of an auxiliary deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub num_nodes: Option<u32>,
+    /// Instances of an auxiliary deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub num_instances: Option<u32>,
+    /// Commands run in the server container before the server starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_cmd: Option<String>,
+}
+
+/// Serving framework of a deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentType {
+    /// vLLM OpenAI-compatible server.
+    Vllm,
+    /// SGLang server.
+    Sglang,
+    /// TensorRT-LLM `trtllm-serve`.
+    Trtllm,
+    /// NVIDIA NIM container (configured by environment).
+    Nim,
+    /// Any OpenAI-compatible server started by `command`.
+    Generic,
+    /// Nothing deployed: evaluate `target.api_endpoint`.
+    #[default]
+    None,
+}
+
+/// HTTP paths of a model server.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    /// Chat completions path.
+    #[serde(default)]
+    pub chat: Option<String>,
+    /// Text completions path.
+    #[serde(default)]
+    pub completions: Option<String>,
+    /// Health check path (HTTP 200 when ready); null: wait `server_timeout`.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Embeddings path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<String>,
+    /// Ranking path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<String>,
+}
+
+/// The endpoint under evaluation.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Endpoint settings.
+    #[serde(default)]
+    pub api_endpoint: ApiEndpoint,
+}
+
+/// An OpenAI-compatible endpoint.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+pub struct ApiEndpoint {
+    /// Full URL, e.g. `https://host/v1/chat/completions`. Set automatically when a model is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Model name sent in requests. Default: the deployment's `served_model_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// Name of the environment variable holding the API key (read where evalctl runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_name: Option<String>,
+    /// Endpoint type (`chat`, `completions`, ...). Default: from the task.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Adapter (interceptor) settings; passed to the harness unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_config: Option<Open>,
+    /// Any other endpoint setting, passed to the harness unchanged.
+    #[serde(flatten)]
+    pub extra: Open,
+}
+
+/// The benchmarks.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    /// Settings for every task, merged under each task's own
+    /// `nemo_evaluator_config` (`config.params`, `target.api_endpoint.adapter_config`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemo_evaluator_config: Option<Open>,
+    /// Environment of every evaluation container. Values: `host:VAR`,
+    /// `lit:VALUE`, `runtime:VAR`; a bare value is the name of a variable
+    /// read where evalctl runs (older dialect).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env_vars: IndexMap<String, EnvValue>,
+    /// Shell commands run in every evaluation container before the harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_cmd: Option<String>,
+    /// Shell commands run in every evaluation container after the harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_cmd: Option<String>,
+    /// The benchmarks, one job (or resume chain) each.
+    pub tasks: Vec<Task>,
+}
+
+/// One benchmark run.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Task name from `evalctl tasks`: bare (`gsm8k`) or qualified by harness
+    /// (`lm-evaluation-harness.ifeval`) when several harnesses have it.
+    pub name: String,
+    /// Node id of the task (the job's directory and identity). Default: the
+    /// name; repeated names get `.1`, `.2`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Harness container image, overriding the catalog's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Endpoint type to evaluate (`chat`, `completions`, ...). Default: the catalog's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_type: Option<String>,
+    /// Environment of this task's container (values as in `evaluation.env_vars`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env_vars: IndexMap<String, EnvValue>,
+    /// Task settings merged over `evaluation.nemo_evaluator_config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemo_evaluator_config: Option<Open>,
+    /// Shell commands run in the container before the harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_cmd: Option<String>,
+    /// Shell commands run in the container after the harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_cmd: Option<String>,
+}
+
+/// An environment variable value: a string (optionally prefixed `host:`,
+/// `lit:` or `runtime:`), a number or a boolean.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for EnvValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvValue::Str(s) => f.write_str(s),
+            EnvValue::Int(i) => write!(f, "{i}"),
+            EnvValue::Float(x) => write!(f, "{x}"),
+            EnvValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A Slurm time limit, kept as written (`02:00:00`) or as minutes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SlurmTime {
+    Text(String),
+    Minutes(u64),
+}
+
+/// Pattern of Slurm time strings accepted by `--time`.
+pub const SLURM_TIME_PATTERN: &str =
+    r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$";
+
+impl JsonSchema for SlurmTime {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SlurmTime".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Slurm time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, or minutes as an integer.",
+            "anyOf": [
+                { "type": "string", "pattern": SLURM_TIME_PATTERN },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+/// A duration: seconds, or a Slurm time string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Duration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Seconds as an integer, or a Slurm time string (`HH:MM:SS`).",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": SLURM_TIME_PATTERN }
+            ]
+        })
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_links() -> u32 {
+    20
+}
+impl Default for SlurmTime {
+    fn default() -> SlurmTime {
+        default_walltime()
+    }
+}
+
+fn default_walltime() -> SlurmTime {
+    SlurmTime::Text("01:00:00".into())
+}
+
+impl SlurmTime {
+    /// Length in seconds, with Slurm's reading of each form: `M`, `M:S`,
+    /// `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S` (hours may exceed 24 without days).
+    pub fn seconds(&self) -> Result<u64, String> {
+        let text = match self {
+            SlurmTime::Minutes(m) => return Ok(m * 60),
+            SlurmTime::Text(t) => t.trim(),
+        };
+        let bad = || format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)");
+        let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
+        let (days, rest) = match text.split_once('-') {
+            Some((d, r)) => (Some(num(d)?), r),
+            None => (None, text),
+        };
+        let parts: Vec<u64> = rest.split(':').map(num).collect::<Result<_, _>>()?;
+        let (h, m, s) = match (days.is_some(), parts.as_slice()) {
+            (false, [m]) => (0, *m, 0),
+            (false, [m, s]) => (0, *m, *s),
+            (false, [h, m, s]) => (*h, *m, *s),
+            (true, [h]) => (*h, 0, 0),
+            (true, [h, m]) => (*h, *m, 0),
+            (true, [h, m, s]) => (*h, *m, *s),
+            _ => return Err(bad()),
+        };
+        let single_minutes = days.is_none() && parts.len() <= 2;
+        if s >= 60 || (!single_minutes && m >= 60) || (days.is_some() && h >= 24) {
+            return Err(format!("`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"));
+        }
+        Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
+    }
+}

@@ -1,0 +1,453 @@
+//! Checks a composed, interpolated config: required values, the JSON Schema
+//! (generated from the typed model, checked with the `jsonschema` crate),
+//! then what a schema cannot say (task names, paths, node arithmetic,
+//! walltimes, env vars). Every problem is reported, each at its own place.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value as J;
+
+use super::env::{self, EnvModel};
+use super::model::{Config, DeploymentType, SlurmTime};
+use super::node::{Node, Seg, Value, path_string};
+use super::schema::{self, Draft};
+use crate::catalog::{self, Resolution, TaskInfo};
+use crate::diag::Diagnostic;
+
+/// A task of the config with its catalog entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedTask {
+    /// Position in `evaluation.tasks`.
+    pub index: usize,
+    pub name: String,
+    pub info: TaskInfo,
+}
+
+/// The result of a successful check.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub env: EnvModel,
+    pub tasks: Vec<ResolvedTask>,
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema = schema::schema(Draft::D2020_12);
+        // The schema is generated from our own types; failing to compile it
+        // is a build defect that the test suite catches.
+        jsonschema::draft202012::new(&schema).expect("generated schema compiles")
+    })
+}
+
+/// Runs every check; returns the typed config when there are no errors.
+/// Warnings are appended to `diags` either way.
+pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
+    let before = diags.iter().filter(|d| d.is_error()).count();
+    let missing = missing_values(tree, diags);
+    let json = tree.to_json();
+    schema_errors(tree, &json, &missing, diags);
+    let config: Config = match serde_path_to_error::deserialize(&json) {
+        Ok(c) => c,
+        Err(e) => {
+            if diags.iter().filter(|d| d.is_error()).count() == before {
+                let path = pointer_to_path(tree, &e.path().to_string().replace('.', "/"));
+                diags.push(Diagnostic::error(tree.value_span_of(&path), e.inner().to_string()));
+            }
+            return None;
+        }
+    };
+    let tasks = semantic(tree, &config, &missing, diags);
+    let env = match env::collect(&config) {
+        Ok(m) => Some(m),
+        Err(errs) => {
+            for (path, msg) in errs {
+                diags.push(Diagnostic::error(tree.span_of(&path), msg));
+            }
+            None
+        }
+    };
+    if diags.iter().filter(|d| d.is_error()).count() > before {
+        return None;
+    }
+    Some(Checked { config, env: env?, tasks })
+}
+
+/// Reports every `???` left; returns their paths.
+fn missing_values(tree: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Vec<Seg>> {
+    let mut found = vec![];
+    tree.walk(&mut vec![], &mut |path, n| {
+        if matches!(n.value, Value::Missing) {
+            found.push(path.to_vec());
+        }
+    });
+    for path in &found {
+        let p = path_string(path);
+        diags.push(
+            Diagnostic::error(tree.span_of(path), format!("required value `{p}` is not set (`???`)"))
+                .with_note(format!("set it in the config, or pass `-o {p}=VALUE`")),
+        );
+    }
+    found
+}
+
+/// Converts a JSON pointer into a tree path (numbers index lists).
+fn pointer_to_path(tree: &Node, pointer: &str) -> Vec<Seg> {
+    let mut path = vec![];
+    let mut cur = Some(tree);
+    for raw in pointer.split('/').skip(1).filter(|s| !s.is_empty()) {
+        let key = raw.replace("~1", "/").replace("~0", "~");
+        let seg = match (cur.map(|n| &n.value), key.parse::<usize>()) {
+            (Some(Value::Seq(_)), Ok(i)) => Seg::Index(i),
+            _ => Seg::Key(key),
+        };
+        cur = cur.and_then(|n| n.child(&seg));
+        path.push(seg);
+    }
+    path
+}
+
+fn where_(path: &[Seg]) -> String {
+    if path.is_empty() { "at the top level".into() } else { format!("in `{}`", path_string(path)) }
+}
+
+fn show(v: &J) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s }
+}
+
+fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) {
+    let root_schema = schema::schema(Draft::D2020_12);
+    let mut seen = std::collections::HashSet::new();
+    for err in validator().iter_errors(json) {
+        let path = pointer_to_path(tree, err.instance_path().as_str());
+        if missing.iter().any(|m| path.starts_with(m)) {
+            continue;
+        }
+        let name = path_string(&path);
+        let value = err.instance();
+        let d = match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for key in unexpected {
+                    let mut p = path.clone();
+                    p.push(Seg::Key(key.clone()));
+                    let known = known_properties(&root_schema, err.schema_path().as_str());
+                    let mut d = Diagnostic::error(tree.span_of(&p), format!("unknown key `{key}` {}", where_(&path)));
+                    if let Some(best) = closest(key, &known) {
+                        d = d.with_note(format!("did you mean `{best}`?"));
+                    }
+                    if seen.insert(d.headline(&Default::default())) {
+                        diags.push(d);
+                    }
+                }
+                continue;
+            }
+            ValidationErrorKind::Required { property } => {
+                let key = property.as_str().unwrap_or_default();
+                Diagnostic::error(tree.span_of(&path), format!("missing required key `{key}` {}", where_(&path)))
+            }
+            ValidationErrorKind::Type { kind } => {
+                let expected = format!("{kind:?}").to_lowercase().replace("single(", "").replace(')', "");
+                Diagnostic::error(
+                    tree.value_span_of(&path),
+                    format!("`{name}` must be {}, found {}", article(&expected), describe(value)),
+                )
+            }
+            ValidationErrorKind::Enum { options } => {
+                let opts: Vec<String> =
+                    options.as_array().map(|a| a.iter().map(|o| o.as_str().map_or(o.to_string(), str::to_owned)).collect()).unwrap_or_default();
+                Diagnostic::error(
+                    tree.value_span_of(&path),
+                    format!("`{name}` must be one of: {}; found {}", opts.join(", "), show(value)),
+                )
+            }
+            ValidationErrorKind::Minimum { limit } => Diagnostic::error(
+                tree.value_span_of(&path),
+                format!("`{name}` must be at least {limit}, found {}", show(value)),
+            ),
+            ValidationErrorKind::Maximum { limit } => Diagnostic::error(
+                tree.value_span_of(&path),
+                format!("`{name}` must be at most {limit}, found {}", show(value)),
+            ),
+            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::Pattern { .. }
+                if is_time_field(&path) =>
+            {
+                Diagnostic::error(
+                    tree.value_span_of(&path),
+                    format!("`{name}` is not a Slurm time: {} (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)", show(value)),
+                )
+            }
+            ValidationErrorKind::AnyOf { .. } => Diagnostic::error(
+                tree.value_span_of(&path),
+                format!("`{name}` has an invalid value {}", show(value)),
+            ),
+            _ => Diagnostic::error(tree.value_span_of(&path), format!("`{name}`: {err}")),
+        };
+        if seen.insert(d.headline(&Default::default())) {
+            diags.push(d);
+        }
+    }
+}
+
+fn is_time_field(path: &[Seg]) -> bool {
+    matches!(path.last(), Some(Seg::Key(k)) if k == "walltime" || k == "max_walltime" || k == "endpoint_readiness_timeout")
+}
+
+fn article(kind: &str) -> String {
+    match kind {
+        "integer" | "array" | "object" => format!("an {}", if kind == "array" { "list" } else if kind == "object" { "mapping" } else { kind }),
+        "null" => "null".into(),
+        k => format!("a {k}"),
+    }
+}
+
+fn describe(v: &J) -> String {
+    match v {
+        J::Null => "null".into(),
+        J::Bool(b) => format!("a boolean ({b})"),
+        J::Number(n) => format!("a number ({n})"),
+        J::String(s) => format!("a string ({})", show(&J::String(s.clone()))),
+        J::Array(_) => "a list".into(),
+        J::Object(_) => "a mapping".into(),
+    }
+}
+
+/// The property names allowed where an `additionalProperties` error arose.
+fn known_properties(root: &J, schema_path: &str) -> Vec<String> {
+    let mut cur = root;
+    let segs: Vec<&str> = schema_path.split('/').skip(1).collect();
+    for seg in segs.iter().take(segs.len().saturating_sub(1)) {
+        if *seg == "$ref" {
+            let Some(r) = cur.get("$ref").and_then(J::as_str) else { return vec![] };
+            let mut target = root;
+            for part in r.trim_start_matches("#/").split('/') {
+                match target.get(part) {
+                    Some(t) => target = t,
+                    None => return vec![],
+                }
+            }
+            cur = target;
+            continue;
+        }
+        let next = match cur {
+            J::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => cur.get(*seg),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return vec![],
+        }
+    }
+    cur.get("properties").and_then(J::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
+fn closest(key: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(key, k), k))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}
+
+fn keys(ks: &[&str]) -> Vec<Seg> {
+    ks.iter().map(|k| Seg::Key((*k).to_owned())).collect()
+}
+
+/// Checks a schema cannot express. Returns the resolved tasks.
+fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) -> Vec<ResolvedTask> {
+    let err = |diags: &mut Vec<Diagnostic>, path: Vec<Seg>, value: bool, msg: String| {
+        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
+        diags.push(Diagnostic::error(span, msg));
+    };
+    let exec = &cfg.execution;
+
+    // Paths.
+    if !exec.output_dir.starts_with('/') {
+        err(diags, keys(&["execution", "output_dir"]), true, format!("`execution.output_dir` must be an absolute path, found `{}`", exec.output_dir));
+    }
+    let mut deployments: Vec<(Vec<Seg>, &super::model::Deployment)> = vec![(keys(&["deployment"]), &cfg.deployment)];
+    for (name, d) in &cfg.auxiliary_deployments {
+        deployments.push((keys(&["auxiliary_deployments", name]), d));
+    }
+    for (base, d) in &deployments {
+        let at = |k: &str| [base.clone(), keys(&[k])].concat();
+        if let Some(cp) = &d.checkpoint_path
+            && !cp.starts_with('/')
+        {
+            err(diags, at("checkpoint_path"), true, format!("`{}` must be an absolute path, found `{cp}`", path_string(&at("checkpoint_path"))));
+        }
+        let needs_model = matches!(d.kind, DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm);
+        match (&d.checkpoint_path, &d.hf_model_handle) {
+            (Some(_), Some(_)) => err(
+                diags,
+                at("hf_model_handle"),
+                false,
+                format!("set only one of `{0}.checkpoint_path` and `{0}.hf_model_handle`", path_string(base)),
+            ),
+            (None, None) if needs_model && !missing.contains(&at("checkpoint_path")) && !missing.contains(&at("hf_model_handle")) => err(
+                diags,
+                base.clone(),
+                false,
+                format!(
+                    "a {} deployment needs `{1}.checkpoint_path` (a path on the cluster) or `{1}.hf_model_handle` (a Hugging Face model id)",
+                    kind_name(d.kind),
+                    path_string(base)
+                ),
+            ),
+            _ => {}
+        }
+    }
+    let mounts = [("deployment", &exec.mounts.deployment), ("evaluation", &exec.mounts.evaluation)];
+    let aux_mounts = exec.mounts.auxiliary.iter().map(|(n, m)| (n.as_str(), m));
+    for (group, map) in mounts.into_iter().chain(aux_mounts) {
+        let base = if exec.mounts.auxiliary.contains_key(group) && group != "deployment" && group != "evaluation" {
+            keys(&["execution", "mounts", "auxiliary", group])
+        } else {
+            keys(&["execution", "mounts", group])
+        };
+        for (src, dst) in map {
+            let p = [base.clone(), vec![Seg::Key(src.clone())]].concat();
+            if !(src.starts_with('/') || src.starts_with("./") || src.starts_with("../")) {
+                err(diags, p.clone(), false, format!("mount source `{src}` must be an absolute path (or start with ./ or ../)"));
+            }
+            let target = dst.split(':').next().unwrap_or_default();
+            if !target.starts_with('/') {
+                err(diags, p, true, format!("mount target `{dst}` must be an absolute path in the container"));
+            }
+        }
+    }
+
+    // Node arithmetic.
+    if exec.num_nodes % exec.num_instances != 0 {
+        err(
+            diags,
+            keys(&["execution", "num_instances"]),
+            true,
+            format!(
+                "`execution.num_nodes` ({}) must be a multiple of `execution.num_instances` ({})",
+                exec.num_nodes, exec.num_instances
+            ),
+        );
+    }
+
+    // Time limits.
+    let wall = check_time(tree, diags, &exec.walltime, &["execution", "walltime"]);
+    if let Some(max) = &exec.max_walltime {
+        let max_s = check_time(tree, diags, max, &["execution", "max_walltime"]);
+        if let (Some(w), Some(m)) = (wall, max_s)
+            && w > m
+        {
+            err(diags, keys(&["execution", "walltime"]), true, "`execution.walltime` is longer than `execution.max_walltime`".into());
+        }
+    }
+
+    // Endpoint when nothing is deployed; topology.
+    if cfg.deployment.kind == DeploymentType::None {
+        if cfg.target.api_endpoint.url.is_none() {
+            err(diags, keys(&["deployment", "type"]), true, "nothing is deployed (`deployment.type: none`): set `target.api_endpoint.url`".into());
+        }
+        if exec.topology == super::model::Topology::Shared {
+            err(diags, keys(&["execution", "topology"]), true, "`shared` topology needs a deployment to share".into());
+        }
+    }
+
+    // Tasks.
+    if cfg.evaluation.tasks.is_empty() {
+        err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());
+    }
+    let mut resolved = vec![];
+    let mut ids: Vec<(&str, usize)> = vec![];
+    let cat = catalog::catalog();
+    for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
+        let base = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
+        let name_path = [base.clone(), keys(&["name"])].concat();
+        let span = tree.value_span_of(&name_path);
+        if let Some(id) = &t.id {
+            let id_path = [base.clone(), keys(&["id"])].concat();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) || id.starts_with('.') {
+                err(diags, id_path.clone(), true, format!("task id `{id}` may only contain letters, digits, `.`, `_` and `-`"));
+            }
+            if let Some((_, first)) = ids.iter().find(|(x, _)| *x == id.as_str()) {
+                err(diags, id_path, true, format!("task id `{id}` is already used by evaluation.tasks.{first}"));
+            } else {
+                ids.push((id, i));
+            }
+        }
+        let info = match cat.resolve(&t.name) {
+            Resolution::Found(info) => Some(info.clone()),
+            Resolution::Legacy { task, choices } => {
+                let mut d = Diagnostic::warning(
+                    span,
+                    format!("task `{}` resolved to `{}`, its meaning in launcher 0.1.x configs", t.name, task.qualified()),
+                );
+                if choices.len() > 1 {
+                    let q: Vec<String> = choices.iter().map(|c| c.qualified()).collect();
+                    d = d.with_note(format!("the current catalog has several: {}; write the qualified name to choose", q.join(", ")));
+                } else {
+                    d = d.with_note("the current catalog has no task of this name; write the qualified name to silence this");
+                }
+                diags.push(d);
+                Some(task.clone())
+            }
+            Resolution::Ambiguous(choices) => {
+                let q: Vec<String> = choices.iter().map(|c| c.qualified()).collect();
+                diags.push(
+                    Diagnostic::error(span, format!("task name `{}` is ambiguous", t.name))
+                        .with_note(format!("qualify it with its harness: {}", q.join(", "))),
+                );
+                None
+            }
+            Resolution::Unknown(suggestions) => match &t.container {
+                Some(image) => Some(TaskInfo {
+                    harness: t.name.split_once('.').map_or("custom", |(h, _)| h).to_owned(),
+                    name: t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n).to_owned(),
+                    task_type: t.name.clone(),
+                    endpoint_types: t.endpoint_type.iter().cloned().collect(),
+                    container: image.clone(),
+                }),
+                None => {
+                    let mut d = Diagnostic::error(span, format!("unknown task `{}`", t.name));
+                    d = match suggestions.as_slice() {
+                        [] => d.with_note("`evalctl tasks` lists the catalog; a task outside it needs `container:`"),
+                        s => d.with_note(format!("did you mean {}?", s.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" or "))),
+                    };
+                    diags.push(d);
+                    None
+                }
+            },
+        };
+        if let Some(mut info) = info {
+            if let Some(image) = &t.container {
+                info.container = image.clone();
+            }
+            resolved.push(ResolvedTask { index: i, name: t.name.clone(), info });
+        }
+    }
+    resolved
+}
+
+/// Validates a time field's ranges; returns its length in seconds.
+fn check_time(tree: &Node, diags: &mut Vec<Diagnostic>, t: &SlurmTime, path: &[&str]) -> Option<u64> {
+    match t.seconds() {
+        Ok(s) => Some(s),
+        Err(msg) => {
+            let p = keys(path);
+            diags.push(Diagnostic::error(tree.value_span_of(&p), format!("`{}`: {msg}", path_string(&p))));
+            None
+        }
+    }
+}
+
+fn kind_name(k: DeploymentType) -> &'static str {
+    match k {
+        DeploymentType::Vllm => "vLLM",
+        DeploymentType::Sglang => "SGLang",
+        DeploymentType::Trtllm => "TensorRT-LLM",
+        DeploymentType::Nim => "NIM",
+        DeploymentType::Generic => "generic",
+        DeploymentType::None => "none",
+    }
+}

@@ -1,0 +1,10 @@
+//! evalctl: declarative plan/apply for LLM evaluations on Slurm clusters.
+//!
+//! The crate is a pipeline: `config` (load, compose, interpolate, validate)
+//! → `catalog` (task names → harness images), with `diag` carrying source
+//! locations through every stage and `cli` as the thin command layer.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod diag;
