@@ -191,7 +191,10 @@ mod tests {
             }
             r => panic!("{r:?}"),
         }
-        assert_eq!(c.resolve("hellaswagg"), Resolution::Unknown(vec!["hellaswag".into()]));
+        assert_eq!(
+            c.resolve("hellaswagg"),
+            Resolution::Unknown(vec!["hellaswag".into(), "hellaswag_test".into(), "hellaswag_train".into()])
+        );
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn migrate(file: &Path, in_place: bool, sources: &Sources) -> CmdResult {
     let text = std::fs::read_to_string(file)
         .map_err(|e| vec![Diagnostic::error(None, format!("cannot read `{}`: {e}", file.display()))])?;
     let m = config::migrate::migrate(&file.display().to_string(), &text, sources).map_err(|d| vec![d])?;
+    warn(&m.warnings, sources, false);
     if in_place {
         std::fs::write(file, &m.text)
             .map_err(|e| vec![Diagnostic::error(None, format!("cannot write `{}`: {e}", file.display()))])?;

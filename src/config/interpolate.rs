@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn chained_references_through_interpolated_nodes() {
-        let n = run("a: ${b}\nb: {x: ${c}}\nc: 3\nd: ${a.x}\n", &[]).unwrap();
+        let n = run("a: ${b}\nb: {x: '${c}'}\nc: 3\nd: ${a.x}\n", &[]).unwrap();
         assert_eq!(at(&n, "d"), Value::Int(3));
     }
 }

@@ -15,6 +15,9 @@ use crate::diag::{Diagnostic, Sources};
 pub struct Migrated {
     pub text: String,
     pub changes: usize,
+    /// Values that became visible `lit:` literals (they were kept out of
+    /// scripts before): the user should check none is a secret.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Rewrites `text` (a config file) into the newer dialect.
@@ -54,11 +57,20 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     // 2. Move execution.env_vars.<group> entries to <group>.env_vars.
     let exec_env = [key("execution"), key("env_vars")];
     let mut moved: Vec<(&str, Vec<(String, String)>)> = vec![];
+    let mut warnings = vec![];
     if let Some(groups) = root.get(&exec_env).and_then(Node::as_map) {
         for group in ["deployment", "evaluation"] {
             let Some(m) = groups.get(group).and_then(|e| e.node.as_map()) else { continue };
             let entries: Vec<(String, String)> =
                 m.iter().map(|(k, e)| (k.clone(), value_value(&e.node))).collect();
+            for ((k, v), e) in entries.iter().zip(m.values()) {
+                if v.starts_with("lit:") && !e.node.as_str().is_some_and(|s| s.starts_with("lit:")) {
+                    warnings.push(
+                        Diagnostic::warning(e.node.span, format!("`{k}` becomes the literal `lit:` value, visible in scripts and plans"))
+                            .with_note("if it is a secret, export it where evalctl runs and write `host:VARIABLE` instead"),
+                    );
+                }
+            }
             if !entries.is_empty() {
                 moved.push((group, entries));
             }
@@ -71,7 +83,13 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
         lines.drain(start..=end);
         let removed = end - start + 1;
         let shift = |l: usize| if l > end { l - removed } else { l };
-        for (group, entries) in &moved {
+        for (group, entries) in &mut moved {
+            // An entry the group already sets was overridden by it: drop it.
+            let existing = root.get(&[key(group), key("env_vars")]).and_then(Node::as_map);
+            entries.retain(|(k, _)| existing.is_none_or(|m| !m.contains_key(k)));
+            if entries.is_empty() {
+                continue;
+            }
             changes += entries.len();
             insert_entries(&mut lines, &root, group, entries, &shift);
         }
@@ -83,7 +101,7 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     if text.ends_with('\n') {
         text_out.push('\n');
     }
-    Ok(Migrated { text: text_out, changes })
+    Ok(Migrated { text: text_out, changes, warnings })
 }
 
 /// `host:NAME` for a bare variable name (or `${oc.env:NAME}`).

@@ -560,12 +560,12 @@ fn default_walltime() -> SlurmTime {
 impl SlurmTime {
     /// Length in seconds, with Slurm's reading of each form: `M`, `M:S`,
     /// `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S` (hours may exceed 24 without days).
-    pub fn seconds(&self) -> Result<u64, String> {
+    pub fn seconds(&self) -> Result<u64, TimeError> {
         let text = match self {
             SlurmTime::Minutes(m) => return Ok(m * 60),
             SlurmTime::Text(t) => t.trim(),
         };
-        let bad = || format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)");
+        let bad = || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
         let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
         let (days, rest) = match text.split_once('-') {
             Some((d, r)) => (Some(num(d)?), r),
@@ -583,8 +583,27 @@ impl SlurmTime {
         };
         let single_minutes = days.is_none() && parts.len() <= 2;
         if s >= 60 || (!single_minutes && m >= 60) || (days.is_some() && h >= 24) {
-            return Err(format!("`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"));
+            return Err(TimeError::Range(format!(
+                "`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"
+            )));
         }
         Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
+    }
+}
+
+/// Why a time string is not a Slurm time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeError {
+    /// Not of any Slurm form (the schema's pattern reports these).
+    Format(String),
+    /// Of a Slurm form, with a field out of range (`10:75:00`).
+    Range(String),
+}
+
+impl std::fmt::Display for TimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeError::Format(m) | TimeError::Range(m) => f.write_str(m),
+        }
     }
 }

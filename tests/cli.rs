@@ -1,0 +1,119 @@
+//! The binary as users run it: exit codes, stdout vs stderr, output shapes.
+
+use std::process::{Command, Output};
+
+fn evalctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("run evalctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn validate_examples_succeeds() {
+    for ex in ["examples/slurm_llama_3_1_8b_instruct.yaml", "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml"] {
+        let out = evalctl(&["validate", ex]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with(&format!("{ex}: valid (")), "{}", text(&out.stdout));
+        assert_eq!(text(&out.stderr), "");
+    }
+}
+
+#[test]
+fn examples_carry_the_schema_modeline() {
+    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "yaml") {
+            let t = std::fs::read_to_string(e.path()).unwrap();
+            assert!(
+                t.starts_with("# yaml-language-server: $schema=../schemas/evalctl.draft-07.schema.json\n"),
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_reports_all_errors_with_locations_and_exit_1() {
+    let out = evalctl(&[
+        "validate",
+        "examples/slurm_llama_3_1_8b_instruct.yaml",
+        "-o",
+        "execution.num_nodes=3",
+        "-o",
+        "execution.num_instances=2",
+        "-o",
+        "execution.walltime=25h",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(err.contains("<-o #3>:1:20: error: `execution.walltime` is not a Slurm time: \"25h\""), "{err}");
+    assert!(err.contains("<-o #2>:1:25: error: `execution.num_nodes` (3) must be a multiple of `execution.num_instances` (2)"), "{err}");
+    assert!(err.contains("evalctl: 2 errors"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_config_is_a_clear_error() {
+    let out = evalctl(&["validate", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "evalctl: error: cannot read config `does/not/exist.yaml`: no such file\n");
+}
+
+#[test]
+fn bad_arguments_exit_1_and_help_exits_0() {
+    assert_eq!(evalctl(&["validate", "--bogus"]).status.code(), Some(1));
+    let help = evalctl(&["validate", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Example: evalctl validate"));
+}
+
+#[test]
+fn tasks_lists_the_catalog() {
+    let out = evalctl(&["tasks", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 421);
+    let out = evalctl(&["tasks", "hellaswag"]);
+    let t = text(&out.stdout);
+    assert!(t.starts_with("TASK "), "{t}");
+    let row: Vec<&str> = t.lines().find(|l| l.starts_with("hellaswag ")).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["hellaswag", "lm-evaluation-harness", "completions", "nvcr.io/nvidia/eval-factory/lm-evaluation-harness:26.03"]);
+    let none = evalctl(&["tasks", "no-such-task-xyz"]);
+    assert_eq!(none.status.code(), Some(1));
+}
+
+#[test]
+fn schema_command_prints_the_committed_schemas() {
+    let out = evalctl(&["schema"]);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.schema.json")).unwrap();
+    assert_eq!(text(&out.stdout), committed);
+    let out = evalctl(&["schema", "--draft", "07"]);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.draft-07.schema.json")).unwrap();
+    assert_eq!(text(&out.stdout), committed);
+}
+
+#[test]
+fn migrate_prints_the_new_dialect() {
+    let out = evalctl(&["migrate", "tests/fixtures/old_dialect.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(t.contains("evaluation:\n  env_vars:\n    HF_TOKEN: host:HF_TOKEN\n    API_TOKEN: host:API_TOKEN\n    MODE: lit:fast\n"), "{t}");
+    assert!(text(&out.stderr).contains("warning: `MODE` becomes the literal `lit:` value"));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = evalctl(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("validate"), "{shell}");
+    }
+}

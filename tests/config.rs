@@ -1,0 +1,192 @@
+//! The config front end on the project's own fixtures: composition, groups,
+//! overrides, interpolation, both env-var dialects, task resolution.
+
+use std::path::Path;
+
+use evalctl::config::env::Source;
+use evalctl::config::model::{DeploymentType, SlurmTime, Topology};
+use evalctl::config::{self, Loaded};
+use evalctl::diag::Sources;
+
+fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k| vars.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone())
+}
+
+fn load(path: &str, overrides: &[&str]) -> Loaded {
+    let sources = Sources::new();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    match config::load_with_env(&full, &overrides, &sources, &env_of(&[])) {
+        Ok(l) => l,
+        Err(f) => panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)),
+    }
+}
+
+#[test]
+fn seed_example_composes_group_defaults() {
+    let l = load("examples/slurm_llama_3_1_8b_instruct.yaml", &[]);
+    let c = &l.config;
+    assert_eq!(c.deployment.kind, DeploymentType::Vllm);
+    assert_eq!(c.deployment.image.as_deref(), Some("vllm/vllm-openai:latest"));
+    assert_eq!(c.deployment.port, Some(8000));
+    assert_eq!(c.deployment.tensor_parallel_size, Some(1), "the file overrides the group's 8");
+    assert_eq!(c.execution.gres.as_deref(), Some("gpu:8"));
+    assert_eq!(c.execution.walltime, SlurmTime::Text("02:00:00".into()));
+    assert_eq!(c.execution.max_walltime, Some(SlurmTime::Text("120:00:00".into())));
+    assert_eq!(c.execution.sbatch_extra_flags.get("exclusive"), Some(&serde_json::json!(true)));
+    assert!(c.execution.mounts.mount_home);
+    assert_eq!(c.execution.deployment.n_tasks, Some(1), "${{execution.num_nodes}} resolved");
+    assert_eq!(l.stack, "slurm_llama_3_1_8b_instruct");
+    let cmd = c.deployment.command.as_deref().unwrap();
+    assert!(cmd.starts_with("vllm serve meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port 8000"), "{cmd}");
+    assert!(cmd.contains("--tensor-parallel-size 1 --pipeline-parallel-size 1 --data-parallel-size 8"), "{cmd}");
+    let names: Vec<_> = l.tasks.iter().map(|t| t.info.qualified()).collect();
+    assert_eq!(names, ["lm-evaluation-harness.hellaswag", "lm-evaluation-harness.arc_challenge", "lm-evaluation-harness.winogrande"]);
+    // HF_TOKEN stays a host secret: never read at validate time.
+    assert_eq!(l.env.deployment.len(), 1);
+    assert_eq!(l.env.deployment[0].source, Source::Host { var: "HF_TOKEN".into(), default: None });
+    assert!(l.env.deployment[0].secret);
+    // USER is not needed to validate.
+    assert_eq!(c.execution.username.as_deref(), Some("${oc.env:USER}"));
+}
+
+#[test]
+fn checkpoint_example_uses_checkpoint_in_command() {
+    let l = load("examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml", &[]);
+    assert!(l.config.deployment.command.as_deref().unwrap().starts_with("vllm serve /checkpoint "));
+    assert_eq!(l.config.deployment.checkpoint_path.as_deref(), Some("/shared/models/llama-3.1-8b-instruct"));
+}
+
+#[test]
+fn overrides_set_values_and_tasks_by_name() {
+    let l = load(
+        "examples/slurm_llama_3_1_8b_instruct.yaml",
+        &[
+            "execution.walltime=10:00:00",
+            "deployment.port=9000",
+            "evaluation.tasks.winogrande.nemo_evaluator_config.config.params.limit_samples=10",
+            "+execution.qos=high",
+        ],
+    );
+    let c = &l.config;
+    assert_eq!(c.execution.walltime.seconds(), Ok(36_000), "unquoted 10:00:00 is ten hours");
+    assert_eq!(c.deployment.port, Some(9000));
+    assert!(c.deployment.command.as_deref().unwrap().contains("--port 9000"), "overrides apply before interpolation");
+    assert_eq!(c.execution.qos.as_deref(), Some("high"));
+    let t = &c.evaluation.tasks[2];
+    assert_eq!(t.name, "winogrande");
+    let limit = &t.nemo_evaluator_config.as_ref().unwrap()["config"]["params"]["limit_samples"];
+    assert_eq!(limit, &serde_json::json!(10));
+}
+
+#[test]
+fn qualified_task_names_work_in_overrides() {
+    let l = load(
+        "tests/fixtures/new_dialect_judge.yaml",
+        &["evaluation.tasks.lm-evaluation-harness.ifeval.pre_cmd=echo hi", "evaluation.tasks.0.post_cmd=echo bye"],
+    );
+    assert_eq!(l.config.evaluation.tasks[1].pre_cmd.as_deref(), Some("echo hi"));
+    assert_eq!(l.config.evaluation.tasks[0].post_cmd.as_deref(), Some("echo bye"));
+}
+
+#[test]
+fn new_dialect_and_auxiliary_deployment() {
+    let l = load("tests/fixtures/new_dialect_judge.yaml", &[]);
+    let judge = &l.config.auxiliary_deployments["judge"];
+    assert_eq!(judge.kind, DeploymentType::Vllm);
+    assert_eq!(judge.port, Some(8001));
+    // Relative references in the group resolve inside its own package.
+    let cmd = judge.command.as_deref().unwrap();
+    assert!(cmd.contains("vllm serve Qwen/Qwen2.5-72B-Instruct") && cmd.contains("--port 8001"), "{cmd}");
+    assert!(cmd.contains("--served-model-name judge"), "{cmd}");
+    let dep: Vec<_> = l.env.deployment.iter().map(|v| (v.name.as_str(), v.secret)).collect();
+    assert_eq!(dep, [("HF_HUB_OFFLINE", false), ("HF_TOKEN", true)]);
+    let t0: Vec<_> = l.env.tasks[0].iter().map(|v| (v.name.as_str(), &v.source)).collect();
+    assert_eq!(
+        t0,
+        [
+            ("HF_HUB_OFFLINE", &Source::Literal { value: "1".into() }),
+            ("JUDGE_KEY", &Source::Host { var: "JUDGE_API_KEY".into(), default: None }),
+            ("NODE_SCRATCH", &Source::Runtime { var: "TMPDIR".into() }),
+            ("EXTRA", &Source::Literal { value: "yes".into() }),
+        ]
+    );
+    assert_eq!(l.env.auxiliary["judge"].len(), 2);
+    assert_eq!(l.config.evaluation.tasks[1].id.as_deref(), Some("ifeval-chat"));
+    assert!(!l.config.execution.mounts.mount_home);
+}
+
+#[test]
+fn old_dialect_maps_to_the_same_model() {
+    let l = load("tests/fixtures/old_dialect.yaml", &[]);
+    assert_eq!(l.config.deployment.kind, DeploymentType::None);
+    assert_eq!(l.config.execution.gres, None, "null omits the group's gres");
+    let t0: Vec<_> = l.env.tasks[0].iter().map(|v| (v.name.as_str(), &v.source, v.secret)).collect();
+    assert_eq!(
+        t0,
+        [
+            ("API_TOKEN", &Source::Host { var: "API_TOKEN".into(), default: None }, true),
+            ("MODE", &Source::Literal { value: "fast".into() }, true),
+            ("HF_TOKEN", &Source::Host { var: "HF_TOKEN_FOR_GPQA".into(), default: None }, true),
+        ]
+    );
+    let t1: Vec<_> = l.env.tasks[1].iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(t1, ["API_TOKEN", "MODE", "HF_TOKEN"]);
+}
+
+#[test]
+fn migrate_keeps_the_meaning_of_old_configs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/old_dialect.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sources = Sources::new();
+    let m = config::migrate::migrate("old_dialect.yaml", &text, &sources).unwrap();
+    assert!(!m.text.contains("  env_vars:\n    deployment:"), "{}", m.text);
+    assert!(m.text.contains("HF_TOKEN: host:HF_TOKEN_FOR_GPQA"), "{}", m.text);
+    let old = load("tests/fixtures/old_dialect.yaml", &[]);
+    let new = config::load_text(&path, &m.text, &[], &sources, &env_of(&[])).unwrap_or_else(|f| {
+        panic!("{}\n{}", m.text, evalctl::diag::render_all(&f.diagnostics, &sources))
+    });
+    let view = |l: &Loaded| -> Vec<Vec<(String, Source)>> {
+        l.env.tasks.iter().map(|vs| vs.iter().map(|v| (v.name.clone(), v.source.clone())).collect()).collect()
+    };
+    let mut old_view = view(&old);
+    let mut new_view = view(&new);
+    for v in old_view.iter_mut().chain(new_view.iter_mut()) {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    assert_eq!(old_view, new_view);
+    assert_eq!(old.config.deployment.kind, new.config.deployment.kind);
+    // Migrating twice changes nothing more.
+    let again = config::migrate::migrate("x.yaml", &m.text, &sources).unwrap();
+    assert_eq!(again.text, m.text);
+    assert_eq!(again.changes, 0);
+}
+
+#[test]
+fn user_group_folder_and_shared_topology() {
+    let l = load("tests/fixtures/user_groups.yaml", &[]);
+    assert_eq!(l.stack, "tiny-stack");
+    assert_eq!(l.config.execution.topology, Topology::Shared);
+    assert_eq!(l.config.deployment.distributed_executor_backend.as_deref(), Some("ray"));
+    assert_eq!(l.config.deployment.tensor_parallel_size, Some(2));
+    assert_eq!(l.config.execution.hostname.as_deref(), Some("localhost"));
+    let cmd = l.config.deployment.command.as_deref().unwrap();
+    assert!(cmd.contains("vllm serve org/tiny-model") && cmd.contains("--distributed-executor-backend ray"), "{cmd}");
+    assert_eq!(l.tasks.len(), 2);
+}
+
+#[test]
+fn env_defaults_and_secret_deferral() {
+    let sources = Sources::new();
+    let text = "execution: {output_dir: '${oc.env:SCRATCH,/scratch}/evals', account: a, username: '${oc.env:NOBODY}'}\n\
+                target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\n\
+                evaluation: {tasks: [{name: gsm8k}], env_vars: {K: '${oc.env:SECRET_K}'}}\n";
+    let l = config::load_text(Path::new("inline.yaml"), text, &[], &sources, &env_of(&[("SECRET_K", "s3cr3t")]))
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    assert_eq!(l.config.execution.output_dir, "/scratch/evals");
+    assert_eq!(l.config.execution.username.as_deref(), Some("${oc.env:NOBODY}"));
+    assert_eq!(l.env.tasks[0][0].source, Source::Host { var: "SECRET_K".into(), default: None });
+    let dump = format!("{:?}", l.config);
+    assert!(!dump.contains("s3cr3t"), "a secret was read at validate time");
+}
