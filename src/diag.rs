@@ -25,7 +25,12 @@ pub struct Span {
 
 impl Span {
     pub fn new(src: SourceId, line: u32, col: u32, width: u32) -> Span {
-        Span { src, line, col, width }
+        Span {
+            src,
+            line,
+            col,
+            width,
+        }
     }
 }
 
@@ -50,7 +55,10 @@ impl Sources {
     /// print before `:LINE:COL`.
     pub fn add(&self, name: impl Into<String>, text: impl Into<String>) -> SourceId {
         let mut v = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        v.push(Arc::new(Source { name: name.into(), text: text.into() }));
+        v.push(Arc::new(Source {
+            name: name.into(),
+            text: text.into(),
+        }));
         SourceId((v.len() - 1) as u32)
     }
 
@@ -61,7 +69,9 @@ impl Sources {
 
     /// Display name of a source.
     pub fn name(&self, id: SourceId) -> String {
-        self.get(id).map(|s| s.name.clone()).unwrap_or_else(|| "<unknown>".into())
+        self.get(id)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "<unknown>".into())
     }
 
     /// Full text of a source.
@@ -76,7 +86,10 @@ impl Sources {
 
     fn line_text(&self, span: Span) -> Option<String> {
         let src = self.get(span.src)?;
-        src.text.lines().nth(span.line.checked_sub(1)? as usize).map(str::to_owned)
+        src.text
+            .lines()
+            .nth(span.line.checked_sub(1)? as usize)
+            .map(str::to_owned)
     }
 }
 
@@ -97,11 +110,21 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: impl Into<Option<Span>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { level: Level::Error, span: span.into(), message: message.into(), notes: vec![] }
+        Diagnostic {
+            level: Level::Error,
+            span: span.into(),
+            message: message.into(),
+            notes: vec![],
+        }
     }
 
     pub fn warning(span: impl Into<Option<Span>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { level: Level::Warning, span: span.into(), message: message.into(), notes: vec![] }
+        Diagnostic {
+            level: Level::Warning,
+            span: span.into(),
+            message: message.into(),
+            notes: vec![],
+        }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
@@ -136,11 +159,7 @@ impl Diagnostic {
             let pad = " ".repeat(gutter.len());
             let _ = writeln!(out, "{pad} |");
             let _ = writeln!(out, "{gutter} | {}", line.replace('\t', " "));
-            let lead: String = line
-                .chars()
-                .take(span.col.saturating_sub(1) as usize)
-                .map(|c| if c == '\t' { ' ' } else { ' ' })
-                .collect();
+            let lead = " ".repeat(span.col.saturating_sub(1) as usize);
             let width = span.width.max(1) as usize;
             let _ = writeln!(out, "{pad} | {lead}{}", "^".repeat(width));
         }
@@ -153,5 +172,9 @@ impl Diagnostic {
 
 /// Renders all diagnostics, errors and warnings in the order given.
 pub fn render_all(diags: &[Diagnostic], sources: &Sources) -> String {
-    diags.iter().map(|d| d.render(sources)).collect::<Vec<_>>().join("\n")
+    diags
+        .iter()
+        .map(|d| d.render(sources))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -15,15 +15,39 @@ use crate::diag::{Diagnostic, Sources, Span};
 
 /// Built-in config groups: (path below the group root, text).
 const BUILTIN: &[(&str, &str)] = &[
-    ("execution/slurm/default", include_str!("groups/execution/slurm/default.yaml")),
-    ("execution/local-slurm", include_str!("groups/execution/local-slurm.yaml")),
-    ("deployment/vllm", include_str!("groups/deployment/vllm.yaml")),
-    ("deployment/vllm_ray", include_str!("groups/deployment/vllm_ray.yaml")),
-    ("deployment/sglang", include_str!("groups/deployment/sglang.yaml")),
-    ("deployment/trtllm", include_str!("groups/deployment/trtllm.yaml")),
+    (
+        "execution/slurm/default",
+        include_str!("groups/execution/slurm/default.yaml"),
+    ),
+    (
+        "execution/local-slurm",
+        include_str!("groups/execution/local-slurm.yaml"),
+    ),
+    (
+        "deployment/vllm",
+        include_str!("groups/deployment/vllm.yaml"),
+    ),
+    (
+        "deployment/vllm_ray",
+        include_str!("groups/deployment/vllm_ray.yaml"),
+    ),
+    (
+        "deployment/sglang",
+        include_str!("groups/deployment/sglang.yaml"),
+    ),
+    (
+        "deployment/trtllm",
+        include_str!("groups/deployment/trtllm.yaml"),
+    ),
     ("deployment/nim", include_str!("groups/deployment/nim.yaml")),
-    ("deployment/generic", include_str!("groups/deployment/generic.yaml")),
-    ("deployment/none", include_str!("groups/deployment/none.yaml")),
+    (
+        "deployment/generic",
+        include_str!("groups/deployment/generic.yaml"),
+    ),
+    (
+        "deployment/none",
+        include_str!("groups/deployment/none.yaml"),
+    ),
 ];
 
 /// Text of a built-in group option, e.g. `deployment/vllm`.
@@ -34,7 +58,10 @@ pub fn builtin(path: &str) -> Option<&'static str> {
 /// Names of the built-in options of a group.
 pub fn builtin_options(group: &str) -> Vec<String> {
     let prefix = format!("{group}/");
-    BUILTIN.iter().filter_map(|(p, _)| p.strip_prefix(&prefix).map(str::to_owned)).collect()
+    BUILTIN
+        .iter()
+        .filter_map(|(p, _)| p.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
 }
 
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -42,11 +69,20 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Composes a parsed primary config. `dir` is the folder searched for user
 /// groups before the built-in ones.
 pub fn compose(primary: Node, dir: &Path, sources: &Sources) -> Result<Node, Vec<Diagnostic>> {
-    let mut c = Composer { dir: dir.to_path_buf(), sources, errors: vec![], stack: vec![] };
+    let mut c = Composer {
+        dir: dir.to_path_buf(),
+        sources,
+        errors: vec![],
+        stack: vec![],
+    };
     let root_span = primary.span;
     let mut out = Node::empty_map(root_span);
     c.apply(&mut out, primary, &[], None, true, 0);
-    if c.errors.is_empty() { Ok(out) } else { Err(c.errors) }
+    if c.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(c.errors)
+    }
 }
 
 /// One parsed `defaults` entry.
@@ -54,7 +90,13 @@ pub fn compose(primary: Node, dir: &Path, sources: &Sources) -> Result<Node, Vec
 enum Item {
     SelfRef,
     /// A config file (group option) to merge at a package.
-    Include { file: String, package: Vec<String>, group: Option<String>, span: Span, is_override: bool },
+    Include {
+        file: String,
+        package: Vec<String>,
+        group: Option<String>,
+        span: Span,
+        is_override: bool,
+    },
 }
 
 struct Composer<'a> {
@@ -67,11 +109,22 @@ struct Composer<'a> {
 impl Composer<'_> {
     /// Merges `file` (already parsed) and its defaults into `out` at `package`.
     /// `group` is the group the file belongs to (None for the primary config).
-    fn apply(&mut self, out: &mut Node, mut file: Node, package: &[String], group: Option<&str>, primary: bool, depth: usize) {
+    fn apply(
+        &mut self,
+        out: &mut Node,
+        mut file: Node,
+        package: &[String],
+        group: Option<&str>,
+        primary: bool,
+        depth: usize,
+    ) {
         let defaults = match file.as_map_mut().and_then(|m| m.shift_remove("defaults")) {
             Some(e) => Some(e),
             None if primary => None,
-            None => Some(Entry { key_span: file.span, node: Node::new(Value::Seq(vec![]), file.span) }),
+            None => Some(Entry {
+                key_span: file.span,
+                node: Node::new(Value::Seq(vec![]), file.span),
+            }),
         };
         let items = match defaults {
             Some(entry) => self.parse_list(&entry, group, package, primary),
@@ -84,8 +137,14 @@ impl Composer<'_> {
         // `override group: option` replaces the earlier entry of that group.
         let mut resolved: Vec<Item> = Vec::new();
         for item in items {
-            if let Item::Include { group: Some(g), is_override: true, .. } = &item
-                && let Some(pos) = resolved.iter().position(|i| matches!(i, Item::Include { group: Some(h), .. } if h == g))
+            if let Item::Include {
+                group: Some(g),
+                is_override: true,
+                ..
+            } = &item
+                && let Some(pos) = resolved
+                    .iter()
+                    .position(|i| matches!(i, Item::Include { group: Some(h), .. } if h == g))
             {
                 resolved[pos] = item;
                 continue;
@@ -100,13 +159,26 @@ impl Composer<'_> {
                         merge_at(out, package, f);
                     }
                 }
-                Item::Include { file: path, package: pkg, group, span, .. } => {
+                Item::Include {
+                    file: path,
+                    package: pkg,
+                    group,
+                    span,
+                    ..
+                } => {
                     if depth >= MAX_INCLUDE_DEPTH || self.stack.contains(&path) {
-                        let chain = [self.stack.clone(), vec![path.clone()]].concat().join(" -> ");
-                        self.errors.push(Diagnostic::error(span, format!("defaults include themselves: {chain}")));
+                        let chain = [self.stack.clone(), vec![path.clone()]]
+                            .concat()
+                            .join(" -> ");
+                        self.errors.push(Diagnostic::error(
+                            span,
+                            format!("defaults include themselves: {chain}"),
+                        ));
                         continue;
                     }
-                    let Some(node) = self.load(&path, span) else { continue };
+                    let Some(node) = self.load(&path, span) else {
+                        continue;
+                    };
                     self.stack.push(path.clone());
                     self.apply(out, node, &pkg, group.as_deref(), false, depth + 1);
                     self.stack.pop();
@@ -115,7 +187,13 @@ impl Composer<'_> {
         }
     }
 
-    fn parse_list(&mut self, entry: &Entry, group: Option<&str>, package: &[String], primary: bool) -> Vec<Item> {
+    fn parse_list(
+        &mut self,
+        entry: &Entry,
+        group: Option<&str>,
+        package: &[String],
+        primary: bool,
+    ) -> Vec<Item> {
         let Value::Seq(list) = &entry.node.value else {
             self.errors.push(Diagnostic::error(
                 entry.node.span,
@@ -134,9 +212,15 @@ impl Composer<'_> {
                     };
                     let (file, default_pkg, g) = match group {
                         // Inside a group file: an option of the same group.
-                        Some(g) if !primary => (format!("{g}/{path}"), package.to_vec(), Some(g.to_owned())),
+                        Some(g) if !primary => {
+                            (format!("{g}/{path}"), package.to_vec(), Some(g.to_owned()))
+                        }
                         _ => match path.rsplit_once('/') {
-                            Some((g, _)) => (path.clone(), split_pkg(&g.replace('/', ".")), Some(g.to_owned())),
+                            Some((g, _)) => (
+                                path.clone(),
+                                split_pkg(&g.replace('/', ".")),
+                                Some(g.to_owned()),
+                            ),
                             None => (path.clone(), vec![], None),
                         },
                     };
@@ -149,7 +233,9 @@ impl Composer<'_> {
                     });
                 }
                 Value::Map(m) if m.len() == 1 => {
-                    let Some((key, e)) = m.iter().next() else { continue };
+                    let Some((key, e)) = m.iter().next() else {
+                        continue;
+                    };
                     let (is_override, key) = match key.strip_prefix("override ") {
                         Some(k) => (true, k.trim()),
                         None => (false, key.as_str()),
@@ -169,7 +255,10 @@ impl Composer<'_> {
                         }),
                         _ => self.errors.push(Diagnostic::error(
                             e.node.span,
-                            format!("option of group `{g}` must be a name, found {}", e.node.kind()),
+                            format!(
+                                "option of group `{g}` must be a name, found {}",
+                                e.node.kind()
+                            ),
                         )),
                     }
                 }
@@ -189,7 +278,10 @@ impl Composer<'_> {
             match std::fs::read_to_string(&user) {
                 Ok(t) => (user.display().to_string(), t),
                 Err(e) => {
-                    self.errors.push(Diagnostic::error(span, format!("cannot read {}: {e}", user.display())));
+                    self.errors.push(Diagnostic::error(
+                        span,
+                        format!("cannot read {}: {e}", user.display()),
+                    ));
                     return None;
                 }
             }
@@ -217,7 +309,10 @@ impl Composer<'_> {
         match yaml::parse(&text, id) {
             Ok(n) if n.as_map().is_some() => Some(n),
             Ok(n) => {
-                self.errors.push(Diagnostic::error(n.span, "a config group file must be a mapping"));
+                self.errors.push(Diagnostic::error(
+                    n.span,
+                    "a config group file must be a mapping",
+                ));
                 None
             }
             Err(e) => {
@@ -229,7 +324,11 @@ impl Composer<'_> {
 }
 
 fn split_pkg(p: &str) -> Vec<String> {
-    if p.is_empty() || p == "_global_" { vec![] } else { p.split('.').map(str::to_owned).collect() }
+    if p.is_empty() || p == "_global_" {
+        vec![]
+    } else {
+        p.split('.').map(str::to_owned).collect()
+    }
 }
 
 fn implicit_defaults(span: Span) -> Vec<Item> {
@@ -240,7 +339,11 @@ fn implicit_defaults(span: Span) -> Vec<Item> {
         span,
         is_override: false,
     };
-    vec![inc("execution", "slurm/default"), inc("deployment", "none"), Item::SelfRef]
+    vec![
+        inc("execution", "slurm/default"),
+        inc("deployment", "none"),
+        Item::SelfRef,
+    ]
 }
 
 /// `*.yaml` files below a user group folder, as option names.
@@ -248,7 +351,9 @@ fn user_options(dir: &Path) -> Vec<String> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -271,9 +376,10 @@ fn merge_at(out: &mut Node, package: &[String], node: Node) {
             *cur = Node::empty_map(node.span);
         }
         let Some(map) = cur.as_map_mut() else { return };
-        let entry = map
-            .entry(key.clone())
-            .or_insert_with(|| Entry { key_span: node.span, node: Node::empty_map(node.span) });
+        let entry = map.entry(key.clone()).or_insert_with(|| Entry {
+            key_span: node.span,
+            node: Node::empty_map(node.span),
+        });
         cur = &mut entry.node;
     }
     merge(cur, node);

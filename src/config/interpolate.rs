@@ -20,9 +20,19 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Resolves every interpolation in the tree; collects all errors.
 pub fn resolve(root: &Node, env: EnvLookup<'_>) -> Result<Node, Vec<Diagnostic>> {
-    let mut r = Resolver { root, env, memo: HashMap::new(), active: vec![], errors: vec![] };
+    let mut r = Resolver {
+        root,
+        env,
+        memo: HashMap::new(),
+        active: vec![],
+        errors: vec![],
+    };
     let out = r.deep(root, &mut vec![]);
-    if r.errors.is_empty() { Ok(out) } else { Err(r.errors) }
+    if r.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(r.errors)
+    }
 }
 
 /// True when a string has something to interpolate or unescape.
@@ -36,8 +46,11 @@ pub fn is_deferred_path(path: &[Seg]) -> bool {
         Some(Seg::Key(k)) => k.as_str(),
         _ => "",
     };
-    path.iter().any(|s| matches!(s, Seg::Key(k) if k == "env_vars"))
-        || (path.len() == 2 && key(0) == "execution" && (key(1) == "username" || key(1) == "hostname"))
+    path.iter()
+        .any(|s| matches!(s, Seg::Key(k) if k == "env_vars"))
+        || (path.len() == 2
+            && key(0) == "execution"
+            && (key(1) == "username" || key(1) == "hostname"))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,10 +122,18 @@ fn parse_parts(c: &[char], i: &mut usize, in_arg: bool) -> Result<Vec<Part>, Str
 /// Parses after `${` up to and including the matching `}`.
 fn parse_interp(c: &[char], i: &mut usize) -> Result<Expr, String> {
     let start = *i;
-    while *i < c.len() && c[*i] != '}' && c[*i] != ':' && !(c[*i] == '$' && c.get(*i + 1) == Some(&'{')) {
+    while *i < c.len()
+        && c[*i] != '}'
+        && c[*i] != ':'
+        && !(c[*i] == '$' && c.get(*i + 1) == Some(&'{'))
+    {
         *i += 1;
     }
-    let head: String = c[start..(*i).min(c.len())].iter().collect::<String>().trim().to_owned();
+    let head: String = c[start..(*i).min(c.len())]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_owned();
     match c.get(*i) {
         None => Err(format!("unterminated interpolation `${{{head}`")),
         Some('}') => {
@@ -170,16 +191,22 @@ impl<'a> Resolver<'a> {
     /// Resolves a subtree (at `path` in the original tree).
     fn deep(&mut self, node: &Node, path: &mut Vec<Seg>) -> Node {
         match &node.value {
-            Value::Str(s) if has_interpolation(s) => {
-                self.string_at(path, node).unwrap_or_else(|| Node::new(Value::Null, node.span))
-            }
+            Value::Str(s) if has_interpolation(s) => self
+                .string_at(path, node)
+                .unwrap_or_else(|| Node::new(Value::Null, node.span)),
             Value::Map(m) => {
                 let mut out = super::node::Map::with_capacity(m.len());
                 for (k, e) in m {
                     path.push(Seg::Key(k.clone()));
                     let n = self.deep(&e.node, path);
                     path.pop();
-                    out.insert(k.clone(), Entry { key_span: e.key_span, node: n });
+                    out.insert(
+                        k.clone(),
+                        Entry {
+                            key_span: e.key_span,
+                            node: n,
+                        },
+                    );
                 }
                 Node::new(Value::Map(out), node.span)
             }
@@ -202,18 +229,23 @@ impl<'a> Resolver<'a> {
             return done.clone();
         }
         if let Some(pos) = self.active.iter().position(|p| p == path) {
-            let mut chain: Vec<String> = self.active[pos..].iter().map(|p| path_string(p)).collect();
+            let mut chain: Vec<String> =
+                self.active[pos..].iter().map(|p| path_string(p)).collect();
             chain.push(path_string(path));
             self.errors.push(Diagnostic::error(
                 node.span,
                 format!("interpolation cycle: {}", chain.join(" -> ")),
             ));
-            for p in self.active[pos..].to_vec() {
+            let cycle: Vec<Vec<Seg>> = self.active.drain(pos..).collect();
+            for p in cycle.iter().cloned() {
                 self.memo.insert(p, None);
             }
+            self.active.extend(cycle);
             return None;
         }
-        let Value::Str(text) = &node.value else { return Some(node.clone()) };
+        let Value::Str(text) = &node.value else {
+            return Some(node.clone());
+        };
         self.active.push(path.to_vec());
         let result = self.template(text, path, node.span, is_deferred_path(path));
         self.active.pop();
@@ -231,14 +263,29 @@ impl<'a> Resolver<'a> {
         result
     }
 
-    fn template(&mut self, text: &str, path: &[Seg], span: Span, deferred: bool) -> Result<Node, Diagnostic> {
+    fn template(
+        &mut self,
+        text: &str,
+        path: &[Seg],
+        span: Span,
+        deferred: bool,
+    ) -> Result<Node, Diagnostic> {
         let parts = parse(text).map_err(|e| {
-            Diagnostic::error(span, format!("bad interpolation in `{}`: {e}", path_string(path)))
+            Diagnostic::error(
+                span,
+                format!("bad interpolation in `{}`: {e}", path_string(path)),
+            )
         })?;
         self.eval_parts(&parts, path, span, deferred)
     }
 
-    fn eval_parts(&mut self, parts: &[Part], path: &[Seg], span: Span, deferred: bool) -> Result<Node, Diagnostic> {
+    fn eval_parts(
+        &mut self,
+        parts: &[Part],
+        path: &[Seg],
+        span: Span,
+        deferred: bool,
+    ) -> Result<Node, Diagnostic> {
         if let [Part::Interp(e)] = parts {
             return match self.eval(e, path, span, deferred)? {
                 Piece::Node(n) => Ok(Node::new(n.value, span)),
@@ -268,17 +315,34 @@ impl<'a> Resolver<'a> {
                         Value::Missing | Value::Seq(_) | Value::Map(_) => {
                             return Err(Diagnostic::error(
                                 span,
-                                format!("cannot insert {} into the string `{}`", n.kind(), path_string(path)),
+                                format!(
+                                    "cannot insert {} into the string `{}`",
+                                    n.kind(),
+                                    path_string(path)
+                                ),
                             ));
                         }
                     },
                 },
             }
         }
-        Ok(Node::new(if any_deferred { Value::Deferred(out) } else { Value::Str(out) }, span))
+        Ok(Node::new(
+            if any_deferred {
+                Value::Deferred(out)
+            } else {
+                Value::Str(out)
+            },
+            span,
+        ))
     }
 
-    fn eval(&mut self, e: &Expr, path: &[Seg], span: Span, deferred: bool) -> Result<Piece, Diagnostic> {
+    fn eval(
+        &mut self,
+        e: &Expr,
+        path: &[Seg],
+        span: Span,
+        deferred: bool,
+    ) -> Result<Piece, Diagnostic> {
         match e {
             Expr::Ref(r) => {
                 let target = self.lookup(r, path, span)?;
@@ -298,14 +362,23 @@ impl<'a> Resolver<'a> {
                 "oc.env" => {
                     let var = self.literal_arg(args, 0, path, span, deferred)?;
                     if var.is_empty() {
-                        return Err(Diagnostic::error(span, "`${oc.env:...}` needs a variable name"));
+                        return Err(Diagnostic::error(
+                            span,
+                            "`${oc.env:...}` needs a variable name",
+                        ));
                     }
                     if args.len() > 2 {
-                        return Err(Diagnostic::error(span, "`${oc.env:VAR,default}` takes at most two arguments"));
+                        return Err(Diagnostic::error(
+                            span,
+                            "`${oc.env:VAR,default}` takes at most two arguments",
+                        ));
                     }
                     if deferred {
                         let text = match args.get(1) {
-                            Some(d) => format!("${{oc.env:{var},{}}}", self.literal_parts(d, path, span, true)?),
+                            Some(d) => format!(
+                                "${{oc.env:{var},{}}}",
+                                self.literal_parts(d, path, span, true)?
+                            ),
                             None => format!("${{oc.env:{var}}}"),
                         };
                         return Ok(Piece::Deferred(text));
@@ -316,21 +389,31 @@ impl<'a> Resolver<'a> {
                             Some(d) => {
                                 let d = self.eval_parts(d, path, span, false)?;
                                 Ok(Piece::Node(match d.value {
-                                    Value::Str(ref s) if s == "null" => Node::new(Value::Null, span),
+                                    Value::Str(ref s) if s == "null" => {
+                                        Node::new(Value::Null, span)
+                                    }
                                     _ => d,
                                 }))
                             }
                             None => Err(Diagnostic::error(
                                 span,
-                                format!("environment variable `{var}` is not set (needed by `{}`)", path_string(path)),
+                                format!(
+                                    "environment variable `{var}` is not set (needed by `{}`)",
+                                    path_string(path)
+                                ),
                             )
-                            .with_note(format!("set it, or give a default: ${{oc.env:{var},default}}"))),
+                            .with_note(format!(
+                                "set it, or give a default: ${{oc.env:{var},default}}"
+                            ))),
                         },
                     }
                 }
                 "select_not_null" | "oc.select" => {
                     if args.len() != 2 {
-                        return Err(Diagnostic::error(span, format!("`${{{name}:key,fallback}}` takes two arguments")));
+                        return Err(Diagnostic::error(
+                            span,
+                            format!("`${{{name}:key,fallback}}` takes two arguments"),
+                        ));
                     }
                     let key = self.literal_arg(args, 0, path, span, deferred)?;
                     let found = match self.lookup(&key, path, span) {
@@ -339,26 +422,45 @@ impl<'a> Resolver<'a> {
                         Err(d) => return Err(d),
                     };
                     match found {
-                        Some(n) if !matches!(n.value, Value::Null | Value::Missing) => Ok(Piece::Node(n)),
-                        _ => Ok(Piece::Node(self.eval_parts(&args[1], path, span, deferred)?)),
+                        Some(n) if !matches!(n.value, Value::Null | Value::Missing) => {
+                            Ok(Piece::Node(n))
+                        }
+                        _ => Ok(Piece::Node(
+                            self.eval_parts(&args[1], path, span, deferred)?,
+                        )),
                     }
                 }
                 other => Err(Diagnostic::error(
                     span,
-                    format!("unknown resolver `{other}` (known: oc.env, oc.select, select_not_null)"),
+                    format!(
+                        "unknown resolver `{other}` (known: oc.env, oc.select, select_not_null)"
+                    ),
                 )),
             },
         }
     }
 
-    fn literal_arg(&mut self, args: &[Vec<Part>], i: usize, path: &[Seg], span: Span, deferred: bool) -> Result<String, Diagnostic> {
+    fn literal_arg(
+        &mut self,
+        args: &[Vec<Part>],
+        i: usize,
+        path: &[Seg],
+        span: Span,
+        deferred: bool,
+    ) -> Result<String, Diagnostic> {
         match args.get(i) {
             Some(a) => self.literal_parts(a, path, span, deferred),
             None => Ok(String::new()),
         }
     }
 
-    fn literal_parts(&mut self, parts: &[Part], path: &[Seg], span: Span, deferred: bool) -> Result<String, Diagnostic> {
+    fn literal_parts(
+        &mut self,
+        parts: &[Part],
+        path: &[Seg],
+        span: Span,
+        deferred: bool,
+    ) -> Result<String, Diagnostic> {
         let n = self.eval_parts(parts, path, span, deferred)?;
         Ok(match n.value {
             Value::Str(s) | Value::Deferred(s) => s,
@@ -373,14 +475,26 @@ impl<'a> Resolver<'a> {
     fn lookup(&mut self, r: &str, from: &[Seg], span: Span) -> Result<Node, Diagnostic> {
         let dots = r.chars().take_while(|c| *c == '.').count();
         let rest = &r[dots..];
-        let mut target: Vec<Seg> = if dots == 0 { vec![] } else { from[..from.len().saturating_sub(dots)].to_vec() };
+        let mut target: Vec<Seg> = if dots == 0 {
+            vec![]
+        } else {
+            from[..from.len().saturating_sub(dots)].to_vec()
+        };
         if !rest.is_empty() {
-            target.extend(super::node::parse_dotted(&rest.replace('[', ".").replace(']', "")));
+            target.extend(super::node::parse_dotted(
+                &rest.replace('[', ".").replace(']', ""),
+            ));
         }
         let not_found = |at: &[Seg]| {
-            let mut d = Diagnostic::error(span, format!("`${{{r}}}`: no key `{}` in the config", path_string(at)));
+            let mut d = Diagnostic::error(
+                span,
+                format!("`${{{r}}}`: no key `{}` in the config", path_string(at)),
+            );
             if dots > 0 {
-                d = d.with_note(format!("relative to `{}`", path_string(&from[..from.len().saturating_sub(dots)])));
+                d = d.with_note(format!(
+                    "relative to `{}`",
+                    path_string(&from[..from.len().saturating_sub(dots)])
+                ));
             }
             d
         };
@@ -395,12 +509,20 @@ impl<'a> Resolver<'a> {
             } else {
                 child_lenient(&cur, seg).cloned()
             };
-            let Some(next) = next else { return Err(not_found(&walked)) };
+            let Some(next) = next else {
+                return Err(not_found(&walked));
+            };
             cur = match &next.value {
                 Value::Str(s) if in_original && has_interpolation(s) => {
                     in_original = false;
                     self.string_at(&walked, &next).ok_or_else(|| {
-                        Diagnostic::error(span, format!("`${{{r}}}` refers to `{}`, which could not be resolved", path_string(&walked)))
+                        Diagnostic::error(
+                            span,
+                            format!(
+                                "`${{{r}}}` refers to `{}`, which could not be resolved",
+                                path_string(&walked)
+                            ),
+                        )
                     })?
                 }
                 _ => next,
@@ -439,18 +561,28 @@ mod tests {
 
     fn run(src: &str, env: &[(&str, &str)]) -> Result<Node, Vec<Diagnostic>> {
         let tree = yaml::parse(src, SourceId(0)).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let lookup = move |k: &str| env.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone());
         resolve(&tree, &lookup)
     }
 
     fn at(n: &Node, p: &str) -> Value {
-        n.get(&super::super::node::parse_dotted(p)).unwrap().value.clone()
+        n.get(&super::super::node::parse_dotted(p))
+            .unwrap()
+            .value
+            .clone()
     }
 
     #[test]
     fn references_keep_types_and_concatenate() {
-        let n = run("a: {port: 8000, cmd: 'serve --port ${.port}'}\nb: ${a.port}\nc: x${a.port}y\n", &[]).unwrap();
+        let n = run(
+            "a: {port: 8000, cmd: 'serve --port ${.port}'}\nb: ${a.port}\nc: x${a.port}y\n",
+            &[],
+        )
+        .unwrap();
         assert_eq!(at(&n, "a.cmd"), Value::Str("serve --port 8000".into()));
         assert_eq!(at(&n, "b"), Value::Int(8000));
         assert_eq!(at(&n, "c"), Value::Str("x8000y".into()));
@@ -458,12 +590,22 @@ mod tests {
 
     #[test]
     fn env_eager_and_deferred() {
-        let n = run("d: ${oc.env:HOME_X,/tmp}\ne: ${oc.env:SET}\nenv_vars: {T: '${oc.env:TOKEN}'}\n", &[("SET", "v")]).unwrap();
+        let n = run(
+            "d: ${oc.env:HOME_X,/tmp}\ne: ${oc.env:SET}\nenv_vars: {T: '${oc.env:TOKEN}'}\n",
+            &[("SET", "v")],
+        )
+        .unwrap();
         assert_eq!(at(&n, "d"), Value::Str("/tmp".into()));
         assert_eq!(at(&n, "e"), Value::Str("v".into()));
-        assert_eq!(at(&n, "env_vars.T"), Value::Deferred("${oc.env:TOKEN}".into()));
+        assert_eq!(
+            at(&n, "env_vars.T"),
+            Value::Deferred("${oc.env:TOKEN}".into())
+        );
         let e = run("x: ${oc.env:NOPE}\n", &[]).unwrap_err();
-        assert_eq!(e[0].message, "environment variable `NOPE` is not set (needed by `x`)");
+        assert_eq!(
+            e[0].message,
+            "environment variable `NOPE` is not set (needed by `x`)"
+        );
     }
 
     #[test]
@@ -478,7 +620,11 @@ mod tests {
     fn cycles_and_missing_are_errors() {
         let e = run("a: ${b}\nb: ${a}\n", &[]).unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].message.starts_with("interpolation cycle: a -> b -> a"), "{}", e[0].message);
+        assert!(
+            e[0].message.starts_with("interpolation cycle: a -> b -> a"),
+            "{}",
+            e[0].message
+        );
         let e = run("a: ${nope.x}\n", &[]).unwrap_err();
         assert_eq!(e[0].message, "`${nope.x}`: no key `nope` in the config");
         let e = run("a: ???\nb: ${a}\n", &[]).unwrap_err();

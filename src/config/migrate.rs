@@ -30,16 +30,28 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
 
     // 1. Bare names → host:NAME, in place.
     let mut sections: Vec<Vec<Seg>> = vec![vec![key("evaluation"), key("env_vars")]];
-    if let Some(Value::Seq(tasks)) = root.get(&[key("evaluation"), key("tasks")]).map(|n| &n.value) {
+    if let Some(Value::Seq(tasks)) = root
+        .get(&[key("evaluation"), key("tasks")])
+        .map(|n| &n.value)
+    {
         for i in 0..tasks.len() {
-            sections.push(vec![key("evaluation"), key("tasks"), Seg::Index(i), key("env_vars")]);
+            sections.push(vec![
+                key("evaluation"),
+                key("tasks"),
+                Seg::Index(i),
+                key("env_vars"),
+            ]);
         }
     }
     let mut edits: Vec<(usize, usize, usize, String)> = vec![];
     for sec in &sections {
-        let Some(map) = root.get(sec).and_then(Node::as_map) else { continue };
+        let Some(map) = root.get(sec).and_then(Node::as_map) else {
+            continue;
+        };
         for e in map.values() {
-            let Some(new) = name_value(&e.node) else { continue };
+            let Some(new) = name_value(&e.node) else {
+                continue;
+            };
             let s = e.node.span;
             if let Some(line) = lines.get(s.line as usize - 1) {
                 let start = char_to_byte(line, s.col as usize - 1);
@@ -60,11 +72,16 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     let mut warnings = vec![];
     if let Some(groups) = root.get(&exec_env).and_then(Node::as_map) {
         for group in ["deployment", "evaluation"] {
-            let Some(m) = groups.get(group).and_then(|e| e.node.as_map()) else { continue };
-            let entries: Vec<(String, String)> =
-                m.iter().map(|(k, e)| (k.clone(), value_value(&e.node))).collect();
+            let Some(m) = groups.get(group).and_then(|e| e.node.as_map()) else {
+                continue;
+            };
+            let entries: Vec<(String, String)> = m
+                .iter()
+                .map(|(k, e)| (k.clone(), value_value(&e.node)))
+                .collect();
             for ((k, v), e) in entries.iter().zip(m.values()) {
-                if v.starts_with("lit:") && !e.node.as_str().is_some_and(|s| s.starts_with("lit:")) {
+                if v.starts_with("lit:") && !e.node.as_str().is_some_and(|s| s.starts_with("lit:"))
+                {
                     warnings.push(
                         Diagnostic::warning(e.node.span, format!("`{k}` becomes the literal `lit:` value, visible in scripts and plans"))
                             .with_note("if it is a secret, export it where evalctl runs and write `host:VARIABLE` instead"),
@@ -76,7 +93,12 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
             }
         }
     }
-    if let Some(entry_span) = root.get(&[key("execution")]).and_then(Node::as_map).and_then(|m| m.get("env_vars")).map(|e| e.key_span) {
+    if let Some(entry_span) = root
+        .get(&[key("execution")])
+        .and_then(Node::as_map)
+        .and_then(|m| m.get("env_vars"))
+        .map(|e| e.key_span)
+    {
         let start = entry_span.line as usize - 1;
         let end = block_end(&lines, start);
         // Inserts below happen after this deletion, on the new line numbers.
@@ -85,7 +107,9 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
         let shift = |l: usize| if l > end { l - removed } else { l };
         for (group, entries) in &mut moved {
             // An entry the group already sets was overridden by it: drop it.
-            let existing = root.get(&[key(group), key("env_vars")]).and_then(Node::as_map);
+            let existing = root
+                .get(&[key(group), key("env_vars")])
+                .and_then(Node::as_map);
             entries.retain(|(k, _)| existing.is_none_or(|m| !m.contains_key(k)));
             if entries.is_empty() {
                 continue;
@@ -101,7 +125,11 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     if text.ends_with('\n') {
         text_out.push('\n');
     }
-    Ok(Migrated { text: text_out, changes, warnings })
+    Ok(Migrated {
+        text: text_out,
+        changes,
+        warnings,
+    })
 }
 
 /// `host:NAME` for a bare variable name (or `${oc.env:NAME}`).
@@ -110,7 +138,9 @@ fn name_value(n: &Node) -> Option<String> {
     if s.starts_with("host:") || s.starts_with("lit:") || s.starts_with("runtime:") {
         return None;
     }
-    if let Some(var) = s.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}'))
+    if let Some(var) = s
+        .strip_prefix("${oc.env:")
+        .and_then(|r| r.strip_suffix('}'))
         && super::env::is_var_name(var)
     {
         return Some(format!("host:{var}"));
@@ -130,12 +160,18 @@ fn value_value(n: &Node) -> String {
     if text.starts_with("host:") || text.starts_with("lit:") || text.starts_with("runtime:") {
         return text;
     }
-    if let Some(var) = text.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}'))
+    if let Some(var) = text
+        .strip_prefix("${oc.env:")
+        .and_then(|r| r.strip_suffix('}'))
         && super::env::is_var_name(var)
     {
         return format!("host:{var}");
     }
-    if text.contains("${") { text } else { format!("lit:{text}") }
+    if text.contains("${") {
+        text
+    } else {
+        format!("lit:{text}")
+    }
 }
 
 fn char_to_byte(s: &str, chars: usize) -> usize {
@@ -167,19 +203,43 @@ fn block_end(lines: &[String], start: usize) -> usize {
 }
 
 /// Appends `entries` to `<group>.env_vars`, creating what is missing.
-fn insert_entries(lines: &mut Vec<String>, root: &Node, group: &str, entries: &[(String, String)], shift: &dyn Fn(usize) -> usize) {
+fn insert_entries(
+    lines: &mut Vec<String>,
+    root: &Node,
+    group: &str,
+    entries: &[(String, String)],
+    shift: &dyn Fn(usize) -> usize,
+) {
     let key = |k: &str| Seg::Key(k.to_owned());
-    let render = |pad: usize| -> Vec<String> { entries.iter().map(|(k, v)| format!("{}{}: {}", " ".repeat(pad), k, scalar(v))).collect() };
-    let section = root.get(&[key(group)]).and_then(Node::as_map).map(|m| m.len());
+    let render = |pad: usize| -> Vec<String> {
+        entries
+            .iter()
+            .map(|(k, v)| format!("{}{}: {}", " ".repeat(pad), k, scalar(v)))
+            .collect()
+    };
+    let section = root
+        .get(&[key(group)])
+        .and_then(Node::as_map)
+        .map(|m| m.len());
     let sec_entry = root.as_map().and_then(|m| m.get(group));
     match (sec_entry, section) {
         (Some(sec), Some(_)) => {
             let sec_line = shift(sec.key_span.line as usize - 1);
-            let child_pad = sec.node.as_map().and_then(|m| m.values().next()).map(|e| e.key_span.col as usize - 1).unwrap_or(2);
+            let child_pad = sec
+                .node
+                .as_map()
+                .and_then(|m| m.values().next())
+                .map(|e| e.key_span.col as usize - 1)
+                .unwrap_or(2);
             if let Some(env) = sec.node.as_map().and_then(|m| m.get("env_vars")) {
                 let env_line = shift(env.key_span.line as usize - 1);
                 let end = block_end(lines, env_line);
-                let pad = env.node.as_map().and_then(|m| m.values().next()).map(|e| e.key_span.col as usize - 1).unwrap_or(child_pad + 2);
+                let pad = env
+                    .node
+                    .as_map()
+                    .and_then(|m| m.values().next())
+                    .map(|e| e.key_span.col as usize - 1)
+                    .unwrap_or(child_pad + 2);
                 if env.node.as_map().is_some_and(|m| m.is_empty()) {
                     // `env_vars: {}`: replace the line.
                     lines[env_line] = format!("{}env_vars:", " ".repeat(child_pad));
@@ -208,12 +268,18 @@ fn insert_entries(lines: &mut Vec<String>, root: &Node, group: &str, entries: &[
 /// A YAML scalar for `s`: plain when that reads back as the same string.
 pub fn scalar(s: &str) -> String {
     let plain_ok = !s.is_empty()
-        && !s.starts_with([' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`'])
+        && !s.starts_with([
+            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"',
+            '%', '@', '`',
+        ])
         && !s.ends_with([' ', ':'])
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.contains(['\n', '\t'])
-        && matches!(yaml::plain_scalar(s, Default::default()).value, Value::Str(_));
+        && matches!(
+            yaml::plain_scalar(s, Default::default()).value,
+            Value::Str(_)
+        );
     if plain_ok {
         s.to_owned()
     } else {

@@ -65,7 +65,10 @@ pub fn load_with_env(
     env: interpolate::EnvLookup<'_>,
 ) -> Result<Loaded, Failed> {
     let text = std::fs::read_to_string(path).map_err(|e| Failed {
-        diagnostics: vec![Diagnostic::error(None, format!("cannot read config `{}`: {}", path.display(), io_reason(&e)))],
+        diagnostics: vec![Diagnostic::error(
+            None,
+            format!("cannot read config `{}`: {}", path.display(), io_reason(&e)),
+        )],
     })?;
     load_text(path, &text, overrides, sources, env)
 }
@@ -91,14 +94,24 @@ pub fn load_text(
     let id = sources.add(path.display().to_string(), text);
     let raw = yaml::parse(text, id).map_err(|d| fail(vec![d]))?;
     if raw.as_map().is_none() {
-        return Err(fail(vec![Diagnostic::error(raw.span, format!("a config must be a mapping, found {}", raw.kind()))]));
+        return Err(fail(vec![Diagnostic::error(
+            raw.span,
+            format!("a config must be a mapping, found {}", raw.kind()),
+        )]));
     }
     let stack = raw
         .get(&[node::Seg::Key("name".into())])
         .and_then(Node::as_str)
         .map(str::to_owned)
-        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "evalctl".into()));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "evalctl".into())
+        });
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tree = compose::compose(raw, dir, sources).map_err(fail)?;
     overrides::apply(&mut tree, overrides, sources).map_err(fail)?;
     let tree = interpolate::resolve(&tree, env).map_err(fail)?;

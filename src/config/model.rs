@@ -214,7 +214,12 @@ pub struct Mounts {
 
 impl Default for Mounts {
     fn default() -> Mounts {
-        Mounts { deployment: IndexMap::new(), evaluation: IndexMap::new(), auxiliary: IndexMap::new(), mount_home: true }
+        Mounts {
+            deployment: IndexMap::new(),
+            evaluation: IndexMap::new(),
+            auxiliary: IndexMap::new(),
+            mount_home: true,
+        }
     }
 }
 
@@ -492,8 +497,7 @@ pub enum SlurmTime {
 }
 
 /// Pattern of Slurm time strings accepted by `--time`.
-pub const SLURM_TIME_PATTERN: &str =
-    r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$";
+pub const SLURM_TIME_PATTERN: &str = r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$";
 
 impl JsonSchema for SlurmTime {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -565,7 +569,11 @@ impl SlurmTime {
             SlurmTime::Minutes(m) => return Ok(m * 60),
             SlurmTime::Text(t) => t.trim(),
         };
-        let bad = || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
+        let bad = || {
+            TimeError::Format(format!(
+                "`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"
+            ))
+        };
         let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
         let (days, rest) = match text.split_once('-') {
             Some((d, r)) => (Some(num(d)?), r),

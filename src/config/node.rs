@@ -59,7 +59,10 @@ impl std::fmt::Display for Seg {
 
 /// `a.b.0.c` for a path.
 pub fn path_string(path: &[Seg]) -> String {
-    path.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(".")
+    path.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 impl Node {
@@ -166,7 +169,9 @@ impl Node {
 
     /// The span of the value at a path (not its key).
     pub fn value_span_of(&self, path: &[Seg]) -> Span {
-        self.get(path).map(|n| n.span).unwrap_or_else(|| self.span_of(path))
+        self.get(path)
+            .map(|n| n.span)
+            .unwrap_or_else(|| self.span_of(path))
     }
 
     /// Visits every node with its path, parents before children.
@@ -209,10 +214,16 @@ impl Node {
             Value::Null | Value::Missing => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str(s) | Value::Deferred(s) => J::String(s.clone()),
             Value::Seq(v) => J::Array(v.iter().map(|n| n.json(keep_missing)).collect()),
-            Value::Map(m) => J::Object(m.iter().map(|(k, e)| (k.clone(), e.node.json(keep_missing))).collect()),
+            Value::Map(m) => J::Object(
+                m.iter()
+                    .map(|(k, e)| (k.clone(), e.node.json(keep_missing)))
+                    .collect(),
+            ),
         }
     }
 
@@ -230,7 +241,15 @@ impl Node {
             J::Array(a) => Value::Seq(a.iter().map(|v| Node::from_json(v, span)).collect()),
             J::Object(o) => Value::Map(
                 o.iter()
-                    .map(|(k, v)| (k.clone(), Entry { key_span: span, node: Node::from_json(v, span) }))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            Entry {
+                                key_span: span,
+                                node: Node::from_json(v, span),
+                            },
+                        )
+                    })
                     .collect(),
             ),
         };

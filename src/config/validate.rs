@@ -32,13 +32,20 @@ pub struct Checked {
     pub tasks: Vec<ResolvedTask>,
 }
 
+fn root_schema() -> &'static J {
+    static S: OnceLock<J> = OnceLock::new();
+    S.get_or_init(|| schema::schema(Draft::D2020_12))
+}
+
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
-        let schema = schema::schema(Draft::D2020_12);
         // The schema is generated from our own types; failing to compile it
         // is a build defect that the test suite catches.
-        jsonschema::draft202012::new(&schema).expect("generated schema compiles")
+        jsonschema::draft202012::options()
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .build(root_schema())
+            .expect("generated schema compiles")
     })
 }
 
@@ -54,7 +61,10 @@ pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
         Err(e) => {
             if diags.iter().filter(|d| d.is_error()).count() == before {
                 let path = pointer_to_path(tree, &e.path().to_string().replace('.', "/"));
-                diags.push(Diagnostic::error(tree.value_span_of(&path), e.inner().to_string()));
+                diags.push(Diagnostic::error(
+                    tree.value_span_of(&path),
+                    e.inner().to_string(),
+                ));
             }
             return None;
         }
@@ -72,7 +82,11 @@ pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
     if diags.iter().filter(|d| d.is_error()).count() > before {
         return None;
     }
-    Some(Checked { config, env: env?, tasks })
+    Some(Checked {
+        config,
+        env: env?,
+        tasks,
+    })
 }
 
 /// Reports every `???` left; returns their paths.
@@ -86,8 +100,11 @@ fn missing_values(tree: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Vec<Seg>> {
     for path in &found {
         let p = path_string(path);
         diags.push(
-            Diagnostic::error(tree.span_of(path), format!("required value `{p}` is not set (`???`)"))
-                .with_note(format!("set it in the config, or pass `-o {p}=VALUE`")),
+            Diagnostic::error(
+                tree.span_of(path),
+                format!("required value `{p}` is not set (`???`)"),
+            )
+            .with_note(format!("set it in the config, or pass `-o {p}=VALUE`")),
         );
     }
     found
@@ -110,16 +127,23 @@ fn pointer_to_path(tree: &Node, pointer: &str) -> Vec<Seg> {
 }
 
 fn where_(path: &[Seg]) -> String {
-    if path.is_empty() { "at the top level".into() } else { format!("in `{}`", path_string(path)) }
+    if path.is_empty() {
+        "at the top level".into()
+    } else {
+        format!("in `{}`", path_string(path))
+    }
 }
 
 fn show(v: &J) -> String {
     let s = v.to_string();
-    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s }
+    if s.chars().count() > 60 {
+        format!("{}...", s.chars().take(57).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) {
-    let root_schema = schema::schema(Draft::D2020_12);
     let mut seen = std::collections::HashSet::new();
     for err in validator().iter_errors(json) {
         let path = pointer_to_path(tree, err.instance_path().as_str());
@@ -133,8 +157,11 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
                 for key in unexpected {
                     let mut p = path.clone();
                     p.push(Seg::Key(key.clone()));
-                    let known = known_properties(&root_schema, err.schema_path().as_str());
-                    let mut d = Diagnostic::error(tree.span_of(&p), format!("unknown key `{key}` {}", where_(&path)));
+                    let known = known_properties(root_schema(), err.schema_path().as_str());
+                    let mut d = Diagnostic::error(
+                        tree.span_of(&p),
+                        format!("unknown key `{key}` {}", where_(&path)),
+                    );
                     if let Some(best) = closest(key, &known) {
                         d = d.with_note(format!("did you mean `{best}`?"));
                     }
@@ -146,21 +173,41 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
             }
             ValidationErrorKind::Required { property } => {
                 let key = property.as_str().unwrap_or_default();
-                Diagnostic::error(tree.span_of(&path), format!("missing required key `{key}` {}", where_(&path)))
+                Diagnostic::error(
+                    tree.span_of(&path),
+                    format!("missing required key `{key}` {}", where_(&path)),
+                )
             }
             ValidationErrorKind::Type { kind } => {
-                let expected = format!("{kind:?}").to_lowercase().replace("single(", "").replace(')', "");
+                let expected = format!("{kind:?}")
+                    .to_lowercase()
+                    .replace("single(", "")
+                    .replace(')', "");
                 Diagnostic::error(
                     tree.value_span_of(&path),
-                    format!("`{name}` must be {}, found {}", article(&expected), describe(value)),
+                    format!(
+                        "`{name}` must be {}, found {}",
+                        article(&expected),
+                        describe(value)
+                    ),
                 )
             }
             ValidationErrorKind::Enum { options } => {
-                let opts: Vec<String> =
-                    options.as_array().map(|a| a.iter().map(|o| o.as_str().map_or(o.to_string(), str::to_owned)).collect()).unwrap_or_default();
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| o.as_str().map_or(o.to_string(), str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Diagnostic::error(
                     tree.value_span_of(&path),
-                    format!("`{name}` must be one of: {}; found {}", opts.join(", "), show(value)),
+                    format!(
+                        "`{name}` must be one of: {}; found {}",
+                        opts.join(", "),
+                        show(value)
+                    ),
                 )
             }
             ValidationErrorKind::Minimum { limit } => Diagnostic::error(
@@ -176,7 +223,10 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
             {
                 Diagnostic::error(
                     tree.value_span_of(&path),
-                    format!("`{name}` is not a Slurm time: {} (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)", show(value)),
+                    format!(
+                        "`{name}` is not a Slurm time: {} (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)",
+                        show(value)
+                    ),
                 )
             }
             ValidationErrorKind::AnyOf { .. } => Diagnostic::error(
@@ -197,7 +247,16 @@ fn is_time_field(path: &[Seg]) -> bool {
 
 fn article(kind: &str) -> String {
     match kind {
-        "integer" | "array" | "object" => format!("an {}", if kind == "array" { "list" } else if kind == "object" { "mapping" } else { kind }),
+        "integer" | "array" | "object" => format!(
+            "an {}",
+            if kind == "array" {
+                "list"
+            } else if kind == "object" {
+                "mapping"
+            } else {
+                kind
+            }
+        ),
         "null" => "null".into(),
         k => format!("a {k}"),
     }
@@ -220,7 +279,9 @@ fn known_properties(root: &J, schema_path: &str) -> Vec<String> {
     let segs: Vec<&str> = schema_path.split('/').skip(1).collect();
     for seg in segs.iter().take(segs.len().saturating_sub(1)) {
         if *seg == "$ref" {
-            let Some(r) = cur.get("$ref").and_then(J::as_str) else { return vec![] };
+            let Some(r) = cur.get("$ref").and_then(J::as_str) else {
+                return vec![];
+            };
             let mut target = root;
             for part in r.trim_start_matches("#/").split('/') {
                 match target.get(part) {
@@ -240,7 +301,10 @@ fn known_properties(root: &J, schema_path: &str) -> Vec<String> {
             None => return vec![],
         }
     }
-    cur.get("properties").and_then(J::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    cur.get("properties")
+        .and_then(J::as_object)
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn closest(key: &str, known: &[String]) -> Option<String> {
@@ -257,18 +321,36 @@ fn keys(ks: &[&str]) -> Vec<Seg> {
 }
 
 /// Checks a schema cannot express. Returns the resolved tasks.
-fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) -> Vec<ResolvedTask> {
+fn semantic(
+    tree: &Node,
+    cfg: &Config,
+    missing: &[Vec<Seg>],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<ResolvedTask> {
     let err = |diags: &mut Vec<Diagnostic>, path: Vec<Seg>, value: bool, msg: String| {
-        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
+        let span = if value {
+            tree.value_span_of(&path)
+        } else {
+            tree.span_of(&path)
+        };
         diags.push(Diagnostic::error(span, msg));
     };
     let exec = &cfg.execution;
 
     // Paths.
     if !exec.output_dir.starts_with('/') {
-        err(diags, keys(&["execution", "output_dir"]), true, format!("`execution.output_dir` must be an absolute path, found `{}`", exec.output_dir));
+        err(
+            diags,
+            keys(&["execution", "output_dir"]),
+            true,
+            format!(
+                "`execution.output_dir` must be an absolute path, found `{}`",
+                exec.output_dir
+            ),
+        );
     }
-    let mut deployments: Vec<(Vec<Seg>, &super::model::Deployment)> = vec![(keys(&["deployment"]), &cfg.deployment)];
+    let mut deployments: Vec<(Vec<Seg>, &super::model::Deployment)> =
+        vec![(keys(&["deployment"]), &cfg.deployment)];
     for (name, d) in &cfg.auxiliary_deployments {
         deployments.push((keys(&["auxiliary_deployments", name]), d));
     }
@@ -277,33 +359,59 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         if let Some(cp) = &d.checkpoint_path
             && !cp.starts_with('/')
         {
-            err(diags, at("checkpoint_path"), true, format!("`{}` must be an absolute path, found `{cp}`", path_string(&at("checkpoint_path"))));
+            err(
+                diags,
+                at("checkpoint_path"),
+                true,
+                format!(
+                    "`{}` must be an absolute path, found `{cp}`",
+                    path_string(&at("checkpoint_path"))
+                ),
+            );
         }
-        let needs_model = matches!(d.kind, DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm);
+        let needs_model = matches!(
+            d.kind,
+            DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm
+        );
         match (&d.checkpoint_path, &d.hf_model_handle) {
             (Some(_), Some(_)) => err(
                 diags,
                 at("hf_model_handle"),
                 false,
-                format!("set only one of `{0}.checkpoint_path` and `{0}.hf_model_handle`", path_string(base)),
-            ),
-            (None, None) if needs_model && !missing.contains(&at("checkpoint_path")) && !missing.contains(&at("hf_model_handle")) => err(
-                diags,
-                base.clone(),
-                false,
                 format!(
-                    "a {} deployment needs `{1}.checkpoint_path` (a path on the cluster) or `{1}.hf_model_handle` (a Hugging Face model id)",
-                    kind_name(d.kind),
+                    "set only one of `{0}.checkpoint_path` and `{0}.hf_model_handle`",
                     path_string(base)
                 ),
             ),
+            (None, None)
+                if needs_model
+                    && !missing.contains(&at("checkpoint_path"))
+                    && !missing.contains(&at("hf_model_handle")) =>
+            {
+                err(
+                    diags,
+                    base.clone(),
+                    false,
+                    format!(
+                        "a {} deployment needs `{1}.checkpoint_path` (a path on the cluster) or `{1}.hf_model_handle` (a Hugging Face model id)",
+                        kind_name(d.kind),
+                        path_string(base)
+                    ),
+                )
+            }
             _ => {}
         }
     }
-    let mounts = [("deployment", &exec.mounts.deployment), ("evaluation", &exec.mounts.evaluation)];
+    let mounts = [
+        ("deployment", &exec.mounts.deployment),
+        ("evaluation", &exec.mounts.evaluation),
+    ];
     let aux_mounts = exec.mounts.auxiliary.iter().map(|(n, m)| (n.as_str(), m));
     for (group, map) in mounts.into_iter().chain(aux_mounts) {
-        let base = if exec.mounts.auxiliary.contains_key(group) && group != "deployment" && group != "evaluation" {
+        let base = if exec.mounts.auxiliary.contains_key(group)
+            && group != "deployment"
+            && group != "evaluation"
+        {
             keys(&["execution", "mounts", "auxiliary", group])
         } else {
             keys(&["execution", "mounts", group])
@@ -311,17 +419,29 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         for (src, dst) in map {
             let p = [base.clone(), vec![Seg::Key(src.clone())]].concat();
             if !(src.starts_with('/') || src.starts_with("./") || src.starts_with("../")) {
-                err(diags, p.clone(), false, format!("mount source `{src}` must be an absolute path (or start with ./ or ../)"));
+                err(
+                    diags,
+                    p.clone(),
+                    false,
+                    format!(
+                        "mount source `{src}` must be an absolute path (or start with ./ or ../)"
+                    ),
+                );
             }
             let target = dst.split(':').next().unwrap_or_default();
             if !target.starts_with('/') {
-                err(diags, p, true, format!("mount target `{dst}` must be an absolute path in the container"));
+                err(
+                    diags,
+                    p,
+                    true,
+                    format!("mount target `{dst}` must be an absolute path in the container"),
+                );
             }
         }
     }
 
     // Node arithmetic.
-    if exec.num_nodes % exec.num_instances != 0 {
+    if !exec.num_nodes.is_multiple_of(exec.num_instances) {
         err(
             diags,
             keys(&["execution", "num_instances"]),
@@ -340,38 +460,78 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         if let (Some(w), Some(m)) = (wall, max_s)
             && w > m
         {
-            err(diags, keys(&["execution", "walltime"]), true, "`execution.walltime` is longer than `execution.max_walltime`".into());
+            err(
+                diags,
+                keys(&["execution", "walltime"]),
+                true,
+                "`execution.walltime` is longer than `execution.max_walltime`".into(),
+            );
         }
     }
 
     // Endpoint when nothing is deployed; topology.
     if cfg.deployment.kind == DeploymentType::None {
         if cfg.target.api_endpoint.url.is_none() {
-            err(diags, keys(&["deployment", "type"]), true, "nothing is deployed (`deployment.type: none`): set `target.api_endpoint.url`".into());
+            err(
+                diags,
+                keys(&["deployment", "type"]),
+                true,
+                "nothing is deployed (`deployment.type: none`): set `target.api_endpoint.url`"
+                    .into(),
+            );
         }
         if exec.topology == super::model::Topology::Shared {
-            err(diags, keys(&["execution", "topology"]), true, "`shared` topology needs a deployment to share".into());
+            err(
+                diags,
+                keys(&["execution", "topology"]),
+                true,
+                "`shared` topology needs a deployment to share".into(),
+            );
         }
     }
 
     // Tasks.
     if cfg.evaluation.tasks.is_empty() {
-        err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());
+        err(
+            diags,
+            keys(&["evaluation", "tasks"]),
+            false,
+            "`evaluation.tasks` is empty: nothing to evaluate".into(),
+        );
     }
     let mut resolved = vec![];
     let mut ids: Vec<(&str, usize)> = vec![];
     let cat = catalog::catalog();
     for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
-        let base = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
+        let base = vec![
+            Seg::Key("evaluation".into()),
+            Seg::Key("tasks".into()),
+            Seg::Index(i),
+        ];
         let name_path = [base.clone(), keys(&["name"])].concat();
         let span = tree.value_span_of(&name_path);
         if let Some(id) = &t.id {
             let id_path = [base.clone(), keys(&["id"])].concat();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) || id.starts_with('.') {
-                err(diags, id_path.clone(), true, format!("task id `{id}` may only contain letters, digits, `.`, `_` and `-`"));
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                || id.starts_with('.')
+            {
+                err(
+                    diags,
+                    id_path.clone(),
+                    true,
+                    format!("task id `{id}` may only contain letters, digits, `.`, `_` and `-`"),
+                );
             }
             if let Some((_, first)) = ids.iter().find(|(x, _)| *x == id.as_str()) {
-                err(diags, id_path, true, format!("task id `{id}` is already used by evaluation.tasks.{first}"));
+                err(
+                    diags,
+                    id_path,
+                    true,
+                    format!("task id `{id}` is already used by evaluation.tasks.{first}"),
+                );
             } else {
                 ids.push((id, i));
             }
@@ -381,11 +541,18 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             Resolution::Legacy { task, choices } => {
                 let mut d = Diagnostic::warning(
                     span,
-                    format!("task `{}` resolved to `{}`, its meaning in launcher 0.1.x configs", t.name, task.qualified()),
+                    format!(
+                        "task `{}` resolved to `{}`, its meaning in launcher 0.1.x configs",
+                        t.name,
+                        task.qualified()
+                    ),
                 );
                 if choices.len() > 1 {
                     let q: Vec<String> = choices.iter().map(|c| c.qualified()).collect();
-                    d = d.with_note(format!("the current catalog has several: {}; write the qualified name to choose", q.join(", ")));
+                    d = d.with_note(format!(
+                        "the current catalog has several: {}; write the qualified name to choose",
+                        q.join(", ")
+                    ));
                 } else {
                     d = d.with_note("the current catalog has no task of this name; write the qualified name to silence this");
                 }
@@ -402,8 +569,16 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             }
             Resolution::Unknown(suggestions) => match &t.container {
                 Some(image) => Some(TaskInfo {
-                    harness: t.name.split_once('.').map_or("custom", |(h, _)| h).to_owned(),
-                    name: t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n).to_owned(),
+                    harness: t
+                        .name
+                        .split_once('.')
+                        .map_or("custom", |(h, _)| h)
+                        .to_owned(),
+                    name: t
+                        .name
+                        .split_once('.')
+                        .map_or(t.name.as_str(), |(_, n)| n)
+                        .to_owned(),
                     task_type: t.name.clone(),
                     endpoint_types: t.endpoint_type.iter().cloned().collect(),
                     container: image.clone(),
@@ -423,21 +598,33 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             if let Some(image) = &t.container {
                 info.container = image.clone();
             }
-            resolved.push(ResolvedTask { index: i, name: t.name.clone(), info });
+            resolved.push(ResolvedTask {
+                index: i,
+                name: t.name.clone(),
+                info,
+            });
         }
     }
     resolved
 }
 
 /// Validates a time field's ranges; returns its length in seconds.
-fn check_time(tree: &Node, diags: &mut Vec<Diagnostic>, t: &SlurmTime, path: &[&str]) -> Option<u64> {
+fn check_time(
+    tree: &Node,
+    diags: &mut Vec<Diagnostic>,
+    t: &SlurmTime,
+    path: &[&str],
+) -> Option<u64> {
     match t.seconds() {
         Ok(s) => Some(s),
         // The schema's pattern already reported a malformed time.
         Err(super::model::TimeError::Format(_)) => None,
         Err(super::model::TimeError::Range(msg)) => {
             let p = keys(path);
-            diags.push(Diagnostic::error(tree.value_span_of(&p), format!("`{}`: {msg}", path_string(&p))));
+            diags.push(Diagnostic::error(
+                tree.value_span_of(&p),
+                format!("`{}`: {msg}", path_string(&p)),
+            ));
             None
         }
     }

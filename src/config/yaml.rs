@@ -19,7 +19,12 @@ const MAX_NODES: usize = 1_000_000;
 
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str, src: SourceId) -> Result<Node, Diagnostic> {
-    let mut b = Builder { parser: Parser::new_from_str(text), src, anchors: HashMap::new(), nodes: 0 };
+    let mut b = Builder {
+        parser: Parser::new_from_str(text),
+        src,
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
     b.document()
 }
 
@@ -37,8 +42,17 @@ struct Builder<'a> {
 }
 
 fn span_of(src: SourceId, s: &YSpan) -> Span {
-    let width = if s.end.line() == s.start.line() { s.end.col().saturating_sub(s.start.col()) } else { 1 };
-    Span::new(src, s.start.line() as u32, s.start.col() as u32 + 1, width.max(1) as u32)
+    let width = if s.end.line() == s.start.line() {
+        s.end.col().saturating_sub(s.start.col())
+    } else {
+        1
+    };
+    Span::new(
+        src,
+        s.start.line() as u32,
+        s.start.col() as u32 + 1,
+        width.max(1) as u32,
+    )
 }
 
 impl<'a> Builder<'a> {
@@ -52,7 +66,10 @@ impl<'a> Builder<'a> {
                     format!("invalid YAML: {}", e.info()),
                 ))
             }
-            None => Err(Diagnostic::error(Span::new(self.src, 1, 1, 1), "invalid YAML: unexpected end of input")),
+            None => Err(Diagnostic::error(
+                Span::new(self.src, 1, 1, 1),
+                "invalid YAML: unexpected end of input",
+            )),
         }
     }
 
@@ -64,7 +81,12 @@ impl<'a> Builder<'a> {
                 Event::StreamStart => continue,
                 Event::StreamEnd => return Ok(Node::empty_map(root_span)),
                 Event::DocumentStart(_) => break,
-                _ => return Err(Diagnostic::error(span_of(self.src, &sp), "invalid YAML: expected a document")),
+                _ => {
+                    return Err(Diagnostic::error(
+                        span_of(self.src, &sp),
+                        "invalid YAML: expected a document",
+                    ));
+                }
             }
         }
         let (ev, sp) = self.next()?;
@@ -74,7 +96,10 @@ impl<'a> Builder<'a> {
                 let n = self.node(ev, sp, 0)?;
                 let (end, _) = self.next()?;
                 if !matches!(end, Event::DocumentEnd) {
-                    return Err(Diagnostic::error(span_of(self.src, &sp), "invalid YAML: expected the end of the document"));
+                    return Err(Diagnostic::error(
+                        span_of(self.src, &sp),
+                        "invalid YAML: expected the end of the document",
+                    ));
                 }
                 n
             }
@@ -95,7 +120,10 @@ impl<'a> Builder<'a> {
     fn count(&mut self, span: Span, n: usize) -> Result<(), Diagnostic> {
         self.nodes += n;
         if self.nodes > MAX_NODES {
-            return Err(Diagnostic::error(span, "document too large: more than 1,000,000 values after expanding aliases"));
+            return Err(Diagnostic::error(
+                span,
+                "document too large: more than 1,000,000 values after expanding aliases",
+            ));
         }
         Ok(())
     }
@@ -103,23 +131,26 @@ impl<'a> Builder<'a> {
     fn node(&mut self, ev: Event<'a>, ysp: YSpan, depth: usize) -> Result<Node, Diagnostic> {
         let span = span_of(self.src, &ysp);
         if depth > MAX_DEPTH {
-            return Err(Diagnostic::error(span, "nesting too deep (more than 256 levels)"));
+            return Err(Diagnostic::error(
+                span,
+                "nesting too deep (more than 256 levels)",
+            ));
         }
         self.count(span, 1)?;
         let (anchor, node) = match ev {
             Event::Alias(id) => {
-                let n = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| Diagnostic::error(span, "invalid YAML: alias to an unknown anchor"))?;
+                let n = self.anchors.get(&id).cloned().ok_or_else(|| {
+                    Diagnostic::error(span, "invalid YAML: alias to an unknown anchor")
+                })?;
                 let size = count_nodes(&n);
                 self.count(span, size)?;
                 return Ok(n);
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match tag {
-                    Some(tag) if tag.is_yaml_core_schema() => typed_scalar(&text, &tag.suffix, span)?,
+                    Some(tag) if tag.is_yaml_core_schema() => {
+                        typed_scalar(&text, &tag.suffix, span)?
+                    }
                     Some(tag) => {
                         return Err(Diagnostic::error(
                             span,
@@ -159,17 +190,31 @@ impl<'a> Builder<'a> {
                         Value::Float(f) => f.to_string(),
                         Value::Null => "null".to_owned(),
                         Value::Missing => "???".to_owned(),
-                        _ => return Err(Diagnostic::error(key_span, "mapping keys must be plain strings")),
+                        _ => {
+                            return Err(Diagnostic::error(
+                                key_span,
+                                "mapping keys must be plain strings",
+                            ));
+                        }
                     };
                     let (vev, vsp) = self.next()?;
                     let value = self.node(vev, vsp, depth + 1)?;
                     if let Some(first) = map.get(&key) {
-                        return Err(Diagnostic::error(key_span, format!("duplicate key `{key}`")).with_note(format!(
-                            "first defined at line {}, column {}",
-                            first.key_span.line, first.key_span.col
-                        )));
+                        return Err(
+                            Diagnostic::error(key_span, format!("duplicate key `{key}`"))
+                                .with_note(format!(
+                                    "first defined at line {}, column {}",
+                                    first.key_span.line, first.key_span.col
+                                )),
+                        );
                     }
-                    map.insert(key, Entry { key_span, node: value });
+                    map.insert(
+                        key,
+                        Entry {
+                            key_span,
+                            node: value,
+                        },
+                    );
                 }
                 (anchor, Node::new(Value::Map(map), span))
             }
@@ -208,7 +253,12 @@ fn typed_scalar(text: &str, suffix: &str, span: Span) -> Result<Value, Diagnosti
             Value::Float(f) => Value::Float(f),
             _ => return Err(bad()),
         },
-        _ => return Err(Diagnostic::error(span, format!("unsupported YAML tag `!!{suffix}`"))),
+        _ => {
+            return Err(Diagnostic::error(
+                span,
+                format!("unsupported YAML tag `!!{suffix}`"),
+            ));
+        }
     })
 }
 
@@ -219,7 +269,9 @@ fn type_plain(text: &str) -> Value {
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
         "???" => return Value::Missing,
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -238,10 +290,18 @@ fn type_plain(text: &str) -> Value {
 fn parse_int(text: &str) -> Option<Value> {
     let radix = |digits: &str, r: u32| i64::from_str_radix(digits, r).ok().map(Value::Int);
     if let Some(h) = text.strip_prefix("0x") {
-        return if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()) { radix(h, 16) } else { None };
+        return if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()) {
+            radix(h, 16)
+        } else {
+            None
+        };
     }
     if let Some(o) = text.strip_prefix("0o") {
-        return if !o.is_empty() && o.chars().all(|c| c.is_digit(8)) { radix(o, 8) } else { None };
+        return if !o.is_empty() && o.chars().all(|c| c.is_digit(8)) {
+            radix(o, 8)
+        } else {
+            None
+        };
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
@@ -306,7 +366,10 @@ mod tests {
         let a = &n.as_map().unwrap()["a"];
         assert_eq!((a.key_span.line, a.key_span.col), (1, 1));
         let bb = &a.node.as_map().unwrap()["bb"];
-        assert_eq!((bb.key_span.line, bb.key_span.col, bb.key_span.width), (2, 3, 2));
+        assert_eq!(
+            (bb.key_span.line, bb.key_span.col, bb.key_span.width),
+            (2, 3, 2)
+        );
         assert_eq!((bb.node.span.line, bb.node.span.col), (2, 7));
         assert_eq!(bb.node.value, Value::Int(12));
     }
@@ -321,6 +384,11 @@ mod tests {
     #[test]
     fn aliases_expand() {
         let n = parse("a: &x {k: 1}\nb: *x\n", SourceId(0)).unwrap();
-        assert_eq!(n.as_map().unwrap()["b"].node.as_map().unwrap()["k"].node.value, Value::Int(1));
+        assert_eq!(
+            n.as_map().unwrap()["b"].node.as_map().unwrap()["k"]
+                .node
+                .value,
+            Value::Int(1)
+        );
     }
 }
