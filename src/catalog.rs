@@ -35,10 +35,7 @@ pub enum Resolution<'a> {
     Found(&'a TaskInfo),
     /// A bare name of launcher 0.1.x configs, resolved to what it meant there;
     /// `choices` are the current catalog's tasks of that name (maybe none).
-    Legacy {
-        task: &'a TaskInfo,
-        choices: Vec<&'a TaskInfo>,
-    },
+    Legacy { task: &'a TaskInfo, choices: Vec<&'a TaskInfo> },
     /// Several harnesses have a task of this name.
     Ambiguous(Vec<&'a TaskInfo>),
     /// No task of this name; close names, best first.
@@ -58,9 +55,7 @@ pub fn catalog() -> &'static Catalog {
 }
 
 fn rows(tsv: &str) -> impl Iterator<Item = Vec<&str>> {
-    tsv.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.split('\t').collect::<Vec<_>>())
+    tsv.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(|l| l.split('\t').collect::<Vec<_>>())
 }
 
 impl Catalog {
@@ -80,14 +75,8 @@ impl Catalog {
         let legacy = rows(legacy_tsv)
             .filter(|r| r.len() == 4)
             .filter_map(|r| {
-                let current = tasks
-                    .iter()
-                    .find(|t| t.harness == r[1] && t.name == r[2])
-                    .cloned();
-                let container = tasks
-                    .iter()
-                    .find(|t| t.harness == r[1])
-                    .map(|t| t.container.clone())?;
+                let current = tasks.iter().find(|t| t.harness == r[1] && t.name == r[2]).cloned();
+                let container = tasks.iter().find(|t| t.harness == r[1]).map(|t| t.container.clone())?;
                 let task = current.unwrap_or_else(|| TaskInfo {
                     harness: r[1].to_owned(),
                     name: r[2].to_owned(),
@@ -116,10 +105,7 @@ impl Catalog {
             return Resolution::Found(matches[0]);
         }
         if let Some((_, task)) = self.legacy.iter().find(|(n, _)| n == name) {
-            return Resolution::Legacy {
-                task,
-                choices: matches,
-            };
+            return Resolution::Legacy { task, choices: matches };
         }
         if matches.len() > 1 {
             return Resolution::Ambiguous(matches);
@@ -148,10 +134,7 @@ impl Catalog {
             return self.tasks.iter().collect();
         };
         let p = p.to_lowercase();
-        self.tasks
-            .iter()
-            .filter(|t| glob_contains(&p, &t.qualified().to_lowercase()))
-            .collect()
+        self.tasks.iter().filter(|t| glob_contains(&p, &t.qualified().to_lowercase())).collect()
     }
 }
 
@@ -190,10 +173,7 @@ mod tests {
         match c.resolve("mmlu") {
             Resolution::Ambiguous(v) => {
                 let names: Vec<_> = v.iter().map(|t| t.qualified()).collect();
-                assert_eq!(
-                    names,
-                    vec!["lm-evaluation-harness.mmlu", "simple_evals.mmlu"]
-                );
+                assert_eq!(names, vec!["lm-evaluation-harness.mmlu", "simple_evals.mmlu"]);
             }
             r => panic!("{r:?}"),
         }
@@ -206,32 +186,21 @@ mod tests {
         }
         match c.resolve("mbpp") {
             Resolution::Legacy { task, choices } => {
-                assert_eq!(
-                    task.container,
-                    "nvcr.io/nvidia/eval-factory/bigcode-evaluation-harness:26.03"
-                );
+                assert_eq!(task.container, "nvcr.io/nvidia/eval-factory/bigcode-evaluation-harness:26.03");
                 assert!(choices.is_empty());
             }
             r => panic!("{r:?}"),
         }
         assert_eq!(
             c.resolve("hellaswagg"),
-            Resolution::Unknown(vec![
-                "hellaswag".into(),
-                "hellaswag_test".into(),
-                "hellaswag_train".into()
-            ])
+            Resolution::Unknown(vec!["hellaswag".into(), "hellaswag_test".into(), "hellaswag_train".into()])
         );
     }
 
     #[test]
     fn search_patterns() {
         let c = catalog();
-        assert!(
-            c.search(Some("gsm8k"))
-                .iter()
-                .all(|t| t.qualified().contains("gsm8k"))
-        );
+        assert!(c.search(Some("gsm8k")).iter().all(|t| t.qualified().contains("gsm8k")));
         assert_eq!(c.search(Some("simple_evals.aime*2025")).len(), 3);
         assert_eq!(c.search(None).len(), 421);
     }

@@ -133,10 +133,7 @@ fn print_out(s: &str) -> CmdResult {
         Ok(()) => Ok(()),
         // A closed pipe (`| head`) is not an error worth reporting.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(vec![Diagnostic::error(
-            None,
-            format!("cannot write output: {e}"),
-        )]),
+        Err(e) => Err(vec![Diagnostic::error(None, format!("cannot write output: {e}"))]),
     }
 }
 
@@ -178,22 +175,12 @@ fn tasks(pattern: Option<&str>, json: bool) -> CmdResult {
         return print_out(&format!("{text}\n"));
     }
     if found.is_empty() {
-        return Err(vec![Diagnostic::error(
-            None,
-            format!("no task matches `{}`", pattern.unwrap_or_default()),
-        )]);
+        return Err(vec![Diagnostic::error(None, format!("no task matches `{}`", pattern.unwrap_or_default()))]);
     }
     let header = ["TASK", "HARNESS", "ENDPOINTS", "CONTAINER"];
     let rows: Vec<[String; 4]> = found
         .iter()
-        .map(|t| {
-            [
-                t.name.clone(),
-                t.harness.clone(),
-                t.endpoint_types.join(","),
-                t.container.clone(),
-            ]
-        })
+        .map(|t| [t.name.clone(), t.harness.clone(), t.endpoint_types.join(","), t.container.clone()])
         .collect();
     let mut width = header.map(str::len);
     for r in &rows {
@@ -203,12 +190,7 @@ fn tasks(pattern: Option<&str>, json: bool) -> CmdResult {
     }
     let mut out = String::new();
     let mut line = |cells: [&str; 4]| {
-        let l = cells
-            .iter()
-            .zip(width)
-            .map(|(c, w)| format!("{c:w$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
+        let l = cells.iter().zip(width).map(|(c, w)| format!("{c:w$}")).collect::<Vec<_>>().join("  ");
         out.push_str(l.trim_end());
         out.push('\n');
     };
@@ -220,22 +202,13 @@ fn tasks(pattern: Option<&str>, json: bool) -> CmdResult {
 }
 
 fn migrate(file: &Path, in_place: bool, sources: &Sources) -> CmdResult {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        vec![Diagnostic::error(
-            None,
-            format!("cannot read `{}`: {e}", file.display()),
-        )]
-    })?;
-    let m = config::migrate::migrate(&file.display().to_string(), &text, sources)
-        .map_err(|d| vec![d])?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| vec![Diagnostic::error(None, format!("cannot read `{}`: {e}", file.display()))])?;
+    let m = config::migrate::migrate(&file.display().to_string(), &text, sources).map_err(|d| vec![d])?;
     warn(&m.warnings, sources, false);
     if in_place {
-        std::fs::write(file, &m.text).map_err(|e| {
-            vec![Diagnostic::error(
-                None,
-                format!("cannot write `{}`: {e}", file.display()),
-            )]
-        })?;
+        std::fs::write(file, &m.text)
+            .map_err(|e| vec![Diagnostic::error(None, format!("cannot write `{}`: {e}", file.display()))])?;
         eprintln!("{}: {} value(s) rewritten", file.display(), m.changes);
         Ok(())
     } else {

@@ -25,12 +25,7 @@ pub struct Span {
 
 impl Span {
     pub fn new(src: SourceId, line: u32, col: u32, width: u32) -> Span {
-        Span {
-            src,
-            line,
-            col,
-            width,
-        }
+        Span { src, line, col, width }
     }
 }
 
@@ -55,10 +50,7 @@ impl Sources {
     /// print before `:LINE:COL`.
     pub fn add(&self, name: impl Into<String>, text: impl Into<String>) -> SourceId {
         let mut v = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        v.push(Arc::new(Source {
-            name: name.into(),
-            text: text.into(),
-        }));
+        v.push(Arc::new(Source { name: name.into(), text: text.into() }));
         SourceId((v.len() - 1) as u32)
     }
 
@@ -69,9 +61,7 @@ impl Sources {
 
     /// Display name of a source.
     pub fn name(&self, id: SourceId) -> String {
-        self.get(id)
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| "<unknown>".into())
+        self.get(id).map(|s| s.name.clone()).unwrap_or_else(|| "<unknown>".into())
     }
 
     /// Full text of a source.
@@ -86,10 +76,7 @@ impl Sources {
 
     fn line_text(&self, span: Span) -> Option<String> {
         let src = self.get(span.src)?;
-        src.text
-            .lines()
-            .nth(span.line.checked_sub(1)? as usize)
-            .map(str::to_owned)
+        src.text.lines().nth(span.line.checked_sub(1)? as usize).map(str::to_owned)
     }
 }
 
@@ -110,21 +97,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: impl Into<Option<Span>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            level: Level::Error,
-            span: span.into(),
-            message: message.into(),
-            notes: vec![],
-        }
+        Diagnostic { level: Level::Error, span: span.into(), message: message.into(), notes: vec![] }
     }
 
     pub fn warning(span: impl Into<Option<Span>>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            level: Level::Warning,
-            span: span.into(),
-            message: message.into(),
-            notes: vec![],
-        }
+        Diagnostic { level: Level::Warning, span: span.into(), message: message.into(), notes: vec![] }
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
@@ -172,9 +149,5 @@ impl Diagnostic {
 
 /// Renders all diagnostics, errors and warnings in the order given.
 pub fn render_all(diags: &[Diagnostic], sources: &Sources) -> String {
-    diags
-        .iter()
-        .map(|d| d.render(sources))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diags.iter().map(|d| d.render(sources)).collect::<Vec<_>>().join("\n")
 }

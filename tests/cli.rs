@@ -55,7 +55,12 @@ fn validate_reports_all_errors_with_locations_and_exit_1() {
     assert_eq!(text(&out.stdout), "");
     let err = text(&out.stderr);
     assert!(err.contains("<-o #3>:1:20: error: `execution.walltime` is not a Slurm time: \"25h\""), "{err}");
-    assert!(err.contains("<-o #2>:1:25: error: `execution.num_nodes` (3) must be a multiple of `execution.num_instances` (2)"), "{err}");
+    assert!(
+        err.contains(
+            "<-o #2>:1:25: error: `execution.num_nodes` (3) must be a multiple of `execution.num_instances` (2)"
+        ),
+        "{err}"
+    );
     assert!(err.contains("evalctl: 2 errors"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -85,7 +90,15 @@ fn tasks_lists_the_catalog() {
     let t = text(&out.stdout);
     assert!(t.starts_with("TASK "), "{t}");
     let row: Vec<&str> = t.lines().find(|l| l.starts_with("hellaswag ")).unwrap().split_whitespace().collect();
-    assert_eq!(row, ["hellaswag", "lm-evaluation-harness", "completions", "nvcr.io/nvidia/eval-factory/lm-evaluation-harness:26.03"]);
+    assert_eq!(
+        row,
+        [
+            "hellaswag",
+            "lm-evaluation-harness",
+            "completions",
+            "nvcr.io/nvidia/eval-factory/lm-evaluation-harness:26.03"
+        ]
+    );
     let none = evalctl(&["tasks", "no-such-task-xyz"]);
     assert_eq!(none.status.code(), Some(1));
 }
@@ -93,10 +106,12 @@ fn tasks_lists_the_catalog() {
 #[test]
 fn schema_command_prints_the_committed_schemas() {
     let out = evalctl(&["schema"]);
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.schema.json")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.schema.json")).unwrap();
     assert_eq!(text(&out.stdout), committed);
     let out = evalctl(&["schema", "--draft", "07"]);
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.draft-07.schema.json")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/evalctl.draft-07.schema.json")).unwrap();
     assert_eq!(text(&out.stdout), committed);
 }
 
@@ -105,7 +120,12 @@ fn migrate_prints_the_new_dialect() {
     let out = evalctl(&["migrate", "tests/fixtures/old_dialect.yaml"]);
     assert_eq!(out.status.code(), Some(0));
     let t = text(&out.stdout);
-    assert!(t.contains("evaluation:\n  env_vars:\n    HF_TOKEN: host:HF_TOKEN\n    API_TOKEN: host:API_TOKEN\n    MODE: lit:fast\n"), "{t}");
+    assert!(
+        t.contains(
+            "evaluation:\n  env_vars:\n    HF_TOKEN: host:HF_TOKEN\n    API_TOKEN: host:API_TOKEN\n    MODE: lit:fast\n"
+        ),
+        "{t}"
+    );
     assert!(text(&out.stderr).contains("warning: `MODE` becomes the literal `lit:` value"));
 }
 

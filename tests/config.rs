@@ -42,7 +42,10 @@ fn seed_example_composes_group_defaults() {
     assert!(cmd.starts_with("vllm serve meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port 8000"), "{cmd}");
     assert!(cmd.contains("--tensor-parallel-size 1 --pipeline-parallel-size 1 --data-parallel-size 8"), "{cmd}");
     let names: Vec<_> = l.tasks.iter().map(|t| t.info.qualified()).collect();
-    assert_eq!(names, ["lm-evaluation-harness.hellaswag", "lm-evaluation-harness.arc_challenge", "lm-evaluation-harness.winogrande"]);
+    assert_eq!(
+        names,
+        ["lm-evaluation-harness.hellaswag", "lm-evaluation-harness.arc_challenge", "lm-evaluation-harness.winogrande"]
+    );
     // HF_TOKEN stays a host secret: never read at validate time.
     assert_eq!(l.env.deployment.len(), 1);
     assert_eq!(l.env.deployment[0].source, Source::Host { var: "HF_TOKEN".into(), default: None });
@@ -144,9 +147,8 @@ fn migrate_keeps_the_meaning_of_old_configs() {
     assert!(!m.text.contains("  env_vars:\n    deployment:"), "{}", m.text);
     assert!(m.text.contains("HF_TOKEN: host:HF_TOKEN_FOR_GPQA"), "{}", m.text);
     let old = load("tests/fixtures/old_dialect.yaml", &[]);
-    let new = config::load_text(&path, &m.text, &[], &sources, &env_of(&[])).unwrap_or_else(|f| {
-        panic!("{}\n{}", m.text, evalctl::diag::render_all(&f.diagnostics, &sources))
-    });
+    let new = config::load_text(&path, &m.text, &[], &sources, &env_of(&[]))
+        .unwrap_or_else(|f| panic!("{}\n{}", m.text, evalctl::diag::render_all(&f.diagnostics, &sources)));
     let view = |l: &Loaded| -> Vec<Vec<(String, Source)>> {
         l.env.tasks.iter().map(|vs| vs.iter().map(|v| (v.name.clone(), v.source.clone())).collect()).collect()
     };

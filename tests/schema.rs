@@ -9,7 +9,9 @@ fn root() -> std::path::PathBuf {
 
 #[test]
 fn committed_schemas_are_up_to_date() {
-    for (draft, file) in [(Draft::D2020_12, "schemas/evalctl.schema.json"), (Draft::D07, "schemas/evalctl.draft-07.schema.json")] {
+    for (draft, file) in
+        [(Draft::D2020_12, "schemas/evalctl.schema.json"), (Draft::D07, "schemas/evalctl.draft-07.schema.json")]
+    {
         let committed = std::fs::read_to_string(root().join(file)).unwrap_or_default();
         assert!(
             committed == schema_text(draft),
@@ -59,7 +61,8 @@ fn editor_schema_accepts_raw_configs() {
         assert!(errors.is_empty(), "{name}: {errors:?}");
     }
     // And it still catches real mistakes.
-    let bad = serde_json::json!({"execution": {"num_nodes": "two", "walltme": "1"}, "evaluation": {"tasks": [{"nam": "x"}]}});
+    let bad =
+        serde_json::json!({"execution": {"num_nodes": "two", "walltme": "1"}, "evaluation": {"tasks": [{"nam": "x"}]}});
     let errors: Vec<String> = v.iter_errors(&bad).map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 4, "{errors:?}");
 }

@@ -15,39 +15,15 @@ use crate::diag::{Diagnostic, Sources, Span};
 
 /// Built-in config groups: (path below the group root, text).
 const BUILTIN: &[(&str, &str)] = &[
-    (
-        "execution/slurm/default",
-        include_str!("groups/execution/slurm/default.yaml"),
-    ),
-    (
-        "execution/local-slurm",
-        include_str!("groups/execution/local-slurm.yaml"),
-    ),
-    (
-        "deployment/vllm",
-        include_str!("groups/deployment/vllm.yaml"),
-    ),
-    (
-        "deployment/vllm_ray",
-        include_str!("groups/deployment/vllm_ray.yaml"),
-    ),
-    (
-        "deployment/sglang",
-        include_str!("groups/deployment/sglang.yaml"),
-    ),
-    (
-        "deployment/trtllm",
-        include_str!("groups/deployment/trtllm.yaml"),
-    ),
+    ("execution/slurm/default", include_str!("groups/execution/slurm/default.yaml")),
+    ("execution/local-slurm", include_str!("groups/execution/local-slurm.yaml")),
+    ("deployment/vllm", include_str!("groups/deployment/vllm.yaml")),
+    ("deployment/vllm_ray", include_str!("groups/deployment/vllm_ray.yaml")),
+    ("deployment/sglang", include_str!("groups/deployment/sglang.yaml")),
+    ("deployment/trtllm", include_str!("groups/deployment/trtllm.yaml")),
     ("deployment/nim", include_str!("groups/deployment/nim.yaml")),
-    (
-        "deployment/generic",
-        include_str!("groups/deployment/generic.yaml"),
-    ),
-    (
-        "deployment/none",
-        include_str!("groups/deployment/none.yaml"),
-    ),
+    ("deployment/generic", include_str!("groups/deployment/generic.yaml")),
+    ("deployment/none", include_str!("groups/deployment/none.yaml")),
 ];
 
 /// Text of a built-in group option, e.g. `deployment/vllm`.
@@ -58,10 +34,7 @@ pub fn builtin(path: &str) -> Option<&'static str> {
 /// Names of the built-in options of a group.
 pub fn builtin_options(group: &str) -> Vec<String> {
     let prefix = format!("{group}/");
-    BUILTIN
-        .iter()
-        .filter_map(|(p, _)| p.strip_prefix(&prefix).map(str::to_owned))
-        .collect()
+    BUILTIN.iter().filter_map(|(p, _)| p.strip_prefix(&prefix).map(str::to_owned)).collect()
 }
 
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -69,20 +42,11 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Composes a parsed primary config. `dir` is the folder searched for user
 /// groups before the built-in ones.
 pub fn compose(primary: Node, dir: &Path, sources: &Sources) -> Result<Node, Vec<Diagnostic>> {
-    let mut c = Composer {
-        dir: dir.to_path_buf(),
-        sources,
-        errors: vec![],
-        stack: vec![],
-    };
+    let mut c = Composer { dir: dir.to_path_buf(), sources, errors: vec![], stack: vec![] };
     let root_span = primary.span;
     let mut out = Node::empty_map(root_span);
     c.apply(&mut out, primary, &[], None, true, 0);
-    if c.errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(c.errors)
-    }
+    if c.errors.is_empty() { Ok(out) } else { Err(c.errors) }
 }
 
 /// One parsed `defaults` entry.
@@ -121,10 +85,7 @@ impl Composer<'_> {
         let defaults = match file.as_map_mut().and_then(|m| m.shift_remove("defaults")) {
             Some(e) => Some(e),
             None if primary => None,
-            None => Some(Entry {
-                key_span: file.span,
-                node: Node::new(Value::Seq(vec![]), file.span),
-            }),
+            None => Some(Entry { key_span: file.span, node: Node::new(Value::Seq(vec![]), file.span) }),
         };
         let items = match defaults {
             Some(entry) => self.parse_list(&entry, group, package, primary),
@@ -137,14 +98,9 @@ impl Composer<'_> {
         // `override group: option` replaces the earlier entry of that group.
         let mut resolved: Vec<Item> = Vec::new();
         for item in items {
-            if let Item::Include {
-                group: Some(g),
-                is_override: true,
-                ..
-            } = &item
-                && let Some(pos) = resolved
-                    .iter()
-                    .position(|i| matches!(i, Item::Include { group: Some(h), .. } if h == g))
+            if let Item::Include { group: Some(g), is_override: true, .. } = &item
+                && let Some(pos) =
+                    resolved.iter().position(|i| matches!(i, Item::Include { group: Some(h), .. } if h == g))
             {
                 resolved[pos] = item;
                 continue;
@@ -159,24 +115,13 @@ impl Composer<'_> {
                         merge_at(out, package, f);
                     }
                 }
-                Item::Include {
-                    file: path,
-                    package: pkg,
-                    group,
-                    span,
-                    ..
-                } => {
+                Item::Include { file: path, package: pkg, group, span, .. } => {
                     if depth >= MAX_INCLUDE_DEPTH || self.stack.contains(&path) {
-                        let chain = [self.stack.clone(), vec![path.clone()]]
-                            .concat()
-                            .join(" -> ");
-                        self.errors.push(Diagnostic::error(
-                            span,
-                            format!("defaults include themselves: {chain}"),
-                        ));
+                        let chain = [self.stack.clone(), vec![path.clone()]].concat().join(" -> ");
+                        self.errors.push(Diagnostic::error(span, format!("defaults include themselves: {chain}")));
                         continue;
                     }
-                    let Some(node) = self.load(&path, span) else {
+                    let Some(node) = self.load(&path, group.as_deref(), span) else {
                         continue;
                     };
                     self.stack.push(path.clone());
@@ -187,13 +132,7 @@ impl Composer<'_> {
         }
     }
 
-    fn parse_list(
-        &mut self,
-        entry: &Entry,
-        group: Option<&str>,
-        package: &[String],
-        primary: bool,
-    ) -> Vec<Item> {
+    fn parse_list(&mut self, entry: &Entry, group: Option<&str>, package: &[String], primary: bool) -> Vec<Item> {
         let Value::Seq(list) = &entry.node.value else {
             self.errors.push(Diagnostic::error(
                 entry.node.span,
@@ -212,15 +151,9 @@ impl Composer<'_> {
                     };
                     let (file, default_pkg, g) = match group {
                         // Inside a group file: an option of the same group.
-                        Some(g) if !primary => {
-                            (format!("{g}/{path}"), package.to_vec(), Some(g.to_owned()))
-                        }
+                        Some(g) if !primary => (format!("{g}/{path}"), package.to_vec(), Some(g.to_owned())),
                         _ => match path.rsplit_once('/') {
-                            Some((g, _)) => (
-                                path.clone(),
-                                split_pkg(&g.replace('/', ".")),
-                                Some(g.to_owned()),
-                            ),
+                            Some((g, _)) => (path.clone(), split_pkg(&g.replace('/', ".")), Some(g.to_owned())),
                             None => (path.clone(), vec![], None),
                         },
                     };
@@ -255,10 +188,7 @@ impl Composer<'_> {
                         }),
                         _ => self.errors.push(Diagnostic::error(
                             e.node.span,
-                            format!(
-                                "option of group `{g}` must be a name, found {}",
-                                e.node.kind()
-                            ),
+                            format!("option of group `{g}` must be a name, found {}", e.node.kind()),
                         )),
                     }
                 }
@@ -272,23 +202,23 @@ impl Composer<'_> {
     }
 
     /// Loads `path` (`group/option`) from the user folder, else the built-ins.
-    fn load(&mut self, path: &str, span: Span) -> Option<Node> {
+    fn load(&mut self, path: &str, group: Option<&str>, span: Span) -> Option<Node> {
         let user = self.dir.join(format!("{path}.yaml"));
         let (name, text) = if user.is_file() {
             match std::fs::read_to_string(&user) {
                 Ok(t) => (user.display().to_string(), t),
                 Err(e) => {
-                    self.errors.push(Diagnostic::error(
-                        span,
-                        format!("cannot read {}: {e}", user.display()),
-                    ));
+                    self.errors.push(Diagnostic::error(span, format!("cannot read {}: {e}", user.display())));
                     return None;
                 }
             }
         } else if let Some(t) = builtin(path) {
             (format!("<builtin>/{path}.yaml"), t.to_owned())
         } else {
-            let (group, option) = path.rsplit_once('/').unwrap_or(("", path));
+            let (group, option) = match group.and_then(|g| path.strip_prefix(&format!("{g}/")).map(|o| (g, o))) {
+                Some(go) => go,
+                None => path.rsplit_once('/').unwrap_or(("", path)),
+            };
             let mut choices = builtin_options(group);
             choices.extend(user_options(&self.dir.join(group)));
             choices.sort();
@@ -309,10 +239,7 @@ impl Composer<'_> {
         match yaml::parse(&text, id) {
             Ok(n) if n.as_map().is_some() => Some(n),
             Ok(n) => {
-                self.errors.push(Diagnostic::error(
-                    n.span,
-                    "a config group file must be a mapping",
-                ));
+                self.errors.push(Diagnostic::error(n.span, "a config group file must be a mapping"));
                 None
             }
             Err(e) => {
@@ -324,11 +251,7 @@ impl Composer<'_> {
 }
 
 fn split_pkg(p: &str) -> Vec<String> {
-    if p.is_empty() || p == "_global_" {
-        vec![]
-    } else {
-        p.split('.').map(str::to_owned).collect()
-    }
+    if p.is_empty() || p == "_global_" { vec![] } else { p.split('.').map(str::to_owned).collect() }
 }
 
 fn implicit_defaults(span: Span) -> Vec<Item> {
@@ -339,11 +262,7 @@ fn implicit_defaults(span: Span) -> Vec<Item> {
         span,
         is_override: false,
     };
-    vec![
-        inc("execution", "slurm/default"),
-        inc("deployment", "none"),
-        Item::SelfRef,
-    ]
+    vec![inc("execution", "slurm/default"), inc("deployment", "none"), Item::SelfRef]
 }
 
 /// `*.yaml` files below a user group folder, as option names.
@@ -376,10 +295,8 @@ fn merge_at(out: &mut Node, package: &[String], node: Node) {
             *cur = Node::empty_map(node.span);
         }
         let Some(map) = cur.as_map_mut() else { return };
-        let entry = map.entry(key.clone()).or_insert_with(|| Entry {
-            key_span: node.span,
-            node: Node::empty_map(node.span),
-        });
+        let entry =
+            map.entry(key.clone()).or_insert_with(|| Entry { key_span: node.span, node: Node::empty_map(node.span) });
         cur = &mut entry.node;
     }
     merge(cur, node);

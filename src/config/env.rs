@@ -22,10 +22,7 @@ pub enum Source {
     /// A value written in the config.
     Literal { value: String },
     /// A variable of the machine running evalctl, read at apply time.
-    Host {
-        var: String,
-        default: Option<String>,
-    },
+    Host { var: String, default: Option<String> },
     /// A variable of the compute node, read when the job runs.
     Runtime { var: String },
     /// Text mixing literals and `${oc.env:...}`, resolved at apply time.
@@ -53,8 +50,9 @@ pub struct EnvModel {
     pub tasks: Vec<Vec<EnvVar>>,
 }
 
-/// An env var problem: where, and what.
-pub type EnvError = (Vec<Seg>, String);
+/// An env var problem: where, what, and whether it is about the value
+/// (else the name).
+pub type EnvError = (Vec<Seg>, String, bool);
 
 /// How bare (unprefixed) string values of a section are read.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,56 +71,25 @@ pub fn collect(cfg: &Config) -> Result<EnvModel, Vec<EnvError>> {
         read_section(map, &base, bare, &mut errors)
     };
     let top = sec(&cfg.env_vars, &["env_vars"], Bare::SecretValue);
-    let exec_dep = sec(
-        &cfg.execution.env_vars.deployment,
-        &["execution", "env_vars", "deployment"],
-        Bare::SecretValue,
-    );
-    let exec_eval = sec(
-        &cfg.execution.env_vars.evaluation,
-        &["execution", "env_vars", "evaluation"],
-        Bare::SecretValue,
-    );
-    let dep = sec(
-        &cfg.deployment.env_vars,
-        &["deployment", "env_vars"],
-        Bare::SecretValue,
-    );
-    let eval = sec(
-        &cfg.evaluation.env_vars,
-        &["evaluation", "env_vars"],
-        Bare::HostName,
-    );
+    let exec_dep = sec(&cfg.execution.env_vars.deployment, &["execution", "env_vars", "deployment"], Bare::SecretValue);
+    let exec_eval =
+        sec(&cfg.execution.env_vars.evaluation, &["execution", "env_vars", "evaluation"], Bare::SecretValue);
+    let dep = sec(&cfg.deployment.env_vars, &["deployment", "env_vars"], Bare::SecretValue);
+    let eval = sec(&cfg.evaluation.env_vars, &["evaluation", "env_vars"], Bare::HostName);
     let mut auxiliary = IndexMap::new();
     for (name, aux) in &cfg.auxiliary_deployments {
-        let own = sec(
-            &aux.env_vars,
-            &["auxiliary_deployments", name, "env_vars"],
-            Bare::SecretValue,
-        );
+        let own = sec(&aux.env_vars, &["auxiliary_deployments", name, "env_vars"], Bare::SecretValue);
         auxiliary.insert(name.clone(), layer(&[&top, &own]));
     }
     let mut tasks = vec![];
     for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
-        let base = vec![
-            Seg::Key("evaluation".into()),
-            Seg::Key("tasks".into()),
-            Seg::Index(i),
-            Seg::Key("env_vars".into()),
-        ];
+        let base =
+            vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i), Seg::Key("env_vars".into())];
         let own = read_section(&t.env_vars, &base, Bare::HostName, &mut errors);
         tasks.push(layer(&[&top, &exec_eval, &eval, &own]));
     }
-    let model = EnvModel {
-        deployment: layer(&[&top, &exec_dep, &dep]),
-        auxiliary,
-        tasks,
-    };
-    if errors.is_empty() {
-        Ok(model)
-    } else {
-        Err(errors)
-    }
+    let model = EnvModel { deployment: layer(&[&top, &exec_dep, &dep]), auxiliary, tasks };
+    if errors.is_empty() { Ok(model) } else { Err(errors) }
 }
 
 /// Later layers override earlier ones by name; order of first appearance kept.
@@ -136,31 +103,18 @@ fn layer(layers: &[&Vec<EnvVar>]) -> Vec<EnvVar> {
     out.into_values().collect()
 }
 
-fn read_section(
-    map: &IndexMap<String, EnvValue>,
-    base: &[Seg],
-    bare: Bare,
-    errors: &mut Vec<EnvError>,
-) -> Vec<EnvVar> {
+fn read_section(map: &IndexMap<String, EnvValue>, base: &[Seg], bare: Bare, errors: &mut Vec<EnvError>) -> Vec<EnvVar> {
     let mut out = vec![];
     for (name, value) in map {
         let mut path = base.to_vec();
         path.push(Seg::Key(name.clone()));
         if !is_var_name(name) {
-            errors.push((
-                path,
-                format!("`{name}` is not a valid environment variable name"),
-            ));
+            errors.push((path, format!("`{name}` is not a valid environment variable name"), false));
             continue;
         }
         match read_value(value, bare) {
-            Ok((source, secret)) => out.push(EnvVar {
-                name: name.clone(),
-                source,
-                secret,
-                path,
-            }),
-            Err(msg) => errors.push((path, msg)),
+            Ok((source, secret)) => out.push(EnvVar { name: name.clone(), source, secret, path }),
+            Err(msg) => errors.push((path, msg, true)),
         }
     }
     out
@@ -170,87 +124,40 @@ fn read_value(value: &EnvValue, bare: Bare) -> Result<(Source, bool), String> {
     let text = match value {
         EnvValue::Str(s) => s.as_str(),
         other => {
-            return Ok((
-                Source::Literal {
-                    value: other.to_string(),
-                },
-                false,
-            ));
+            return Ok((Source::Literal { value: other.to_string() }, false));
         }
     };
-    let var = |v: &str, prefix: &str| -> Result<String, String> {
-        if is_var_name(v) {
-            Ok(v.to_owned())
-        } else {
-            Err(format!(
-                "`{prefix}{v}`: `{v}` is not a valid environment variable name"
-            ))
+    let var = |v: &str| -> Result<String, String> {
+        match (is_var_name(v), v == text) {
+            (true, _) => Ok(v.to_owned()),
+            (false, true) => Err(format!("`{v}` is not a valid environment variable name")),
+            (false, false) => Err(format!("`{text}`: `{v}` is not a valid environment variable name")),
         }
     };
     if let Some(v) = text.strip_prefix("host:") {
-        return Ok((
-            Source::Host {
-                var: var(v, "host:")?,
-                default: None,
-            },
-            true,
-        ));
+        return Ok((Source::Host { var: var(v)?, default: None }, true));
     }
     if let Some(v) = text.strip_prefix("runtime:") {
-        return Ok((
-            Source::Runtime {
-                var: var(v, "runtime:")?,
-            },
-            false,
-        ));
+        return Ok((Source::Runtime { var: var(v)? }, false));
     }
     if let Some(v) = text.strip_prefix("lit:") {
-        return Ok((
-            Source::Literal {
-                value: v.to_owned(),
-            },
-            false,
-        ));
+        return Ok((Source::Literal { value: v.to_owned() }, false));
     }
     if text.contains("${oc.env:") {
-        if let Some(inner) = text
-            .strip_prefix("${oc.env:")
-            .and_then(|r| r.strip_suffix('}'))
+        if let Some(inner) = text.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}'))
             && !inner.contains(['$', '{', '}'])
         {
             let (v, default) = match inner.split_once(',') {
                 Some((v, d)) => (v.trim(), Some(d.trim().to_owned())),
                 None => (inner.trim(), None),
             };
-            return Ok((
-                Source::Host {
-                    var: var(v, "")?,
-                    default,
-                },
-                true,
-            ));
+            return Ok((Source::Host { var: var(v)?, default }, true));
         }
-        return Ok((
-            Source::Template {
-                text: text.to_owned(),
-            },
-            true,
-        ));
+        return Ok((Source::Template { text: text.to_owned() }, true));
     }
     match bare {
-        Bare::SecretValue => Ok((
-            Source::Literal {
-                value: text.to_owned(),
-            },
-            true,
-        )),
-        Bare::HostName => Ok((
-            Source::Host {
-                var: var(text, "")?,
-                default: None,
-            },
-            true,
-        )),
+        Bare::SecretValue => Ok((Source::Literal { value: text.to_owned() }, true)),
+        Bare::HostName => Ok((Source::Host { var: var(text)?, default: None }, true)),
     }
 }
 

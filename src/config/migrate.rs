@@ -30,17 +30,9 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
 
     // 1. Bare names → host:NAME, in place.
     let mut sections: Vec<Vec<Seg>> = vec![vec![key("evaluation"), key("env_vars")]];
-    if let Some(Value::Seq(tasks)) = root
-        .get(&[key("evaluation"), key("tasks")])
-        .map(|n| &n.value)
-    {
+    if let Some(Value::Seq(tasks)) = root.get(&[key("evaluation"), key("tasks")]).map(|n| &n.value) {
         for i in 0..tasks.len() {
-            sections.push(vec![
-                key("evaluation"),
-                key("tasks"),
-                Seg::Index(i),
-                key("env_vars"),
-            ]);
+            sections.push(vec![key("evaluation"), key("tasks"), Seg::Index(i), key("env_vars")]);
         }
     }
     let mut edits: Vec<(usize, usize, usize, String)> = vec![];
@@ -75,16 +67,15 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
             let Some(m) = groups.get(group).and_then(|e| e.node.as_map()) else {
                 continue;
             };
-            let entries: Vec<(String, String)> = m
-                .iter()
-                .map(|(k, e)| (k.clone(), value_value(&e.node)))
-                .collect();
+            let entries: Vec<(String, String)> = m.iter().map(|(k, e)| (k.clone(), value_value(&e.node))).collect();
             for ((k, v), e) in entries.iter().zip(m.values()) {
-                if v.starts_with("lit:") && !e.node.as_str().is_some_and(|s| s.starts_with("lit:"))
-                {
+                if v.starts_with("lit:") && !e.node.as_str().is_some_and(|s| s.starts_with("lit:")) {
                     warnings.push(
-                        Diagnostic::warning(e.node.span, format!("`{k}` becomes the literal `lit:` value, visible in scripts and plans"))
-                            .with_note("if it is a secret, export it where evalctl runs and write `host:VARIABLE` instead"),
+                        Diagnostic::warning(
+                            e.node.span,
+                            format!("`{k}` becomes the literal `lit:` value, visible in scripts and plans"),
+                        )
+                        .with_note("if it is a secret, export it where evalctl runs and write `host:VARIABLE` instead"),
                     );
                 }
             }
@@ -93,11 +84,8 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
             }
         }
     }
-    if let Some(entry_span) = root
-        .get(&[key("execution")])
-        .and_then(Node::as_map)
-        .and_then(|m| m.get("env_vars"))
-        .map(|e| e.key_span)
+    if let Some(entry_span) =
+        root.get(&[key("execution")]).and_then(Node::as_map).and_then(|m| m.get("env_vars")).map(|e| e.key_span)
     {
         let start = entry_span.line as usize - 1;
         let end = block_end(&lines, start);
@@ -107,9 +95,7 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
         let shift = |l: usize| if l > end { l - removed } else { l };
         for (group, entries) in &mut moved {
             // An entry the group already sets was overridden by it: drop it.
-            let existing = root
-                .get(&[key(group), key("env_vars")])
-                .and_then(Node::as_map);
+            let existing = root.get(&[key(group), key("env_vars")]).and_then(Node::as_map);
             entries.retain(|(k, _)| existing.is_none_or(|m| !m.contains_key(k)));
             if entries.is_empty() {
                 continue;
@@ -125,11 +111,7 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     if text.ends_with('\n') {
         text_out.push('\n');
     }
-    Ok(Migrated {
-        text: text_out,
-        changes,
-        warnings,
-    })
+    Ok(Migrated { text: text_out, changes, warnings })
 }
 
 /// `host:NAME` for a bare variable name (or `${oc.env:NAME}`).
@@ -138,9 +120,7 @@ fn name_value(n: &Node) -> Option<String> {
     if s.starts_with("host:") || s.starts_with("lit:") || s.starts_with("runtime:") {
         return None;
     }
-    if let Some(var) = s
-        .strip_prefix("${oc.env:")
-        .and_then(|r| r.strip_suffix('}'))
+    if let Some(var) = s.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}'))
         && super::env::is_var_name(var)
     {
         return Some(format!("host:{var}"));
@@ -160,18 +140,12 @@ fn value_value(n: &Node) -> String {
     if text.starts_with("host:") || text.starts_with("lit:") || text.starts_with("runtime:") {
         return text;
     }
-    if let Some(var) = text
-        .strip_prefix("${oc.env:")
-        .and_then(|r| r.strip_suffix('}'))
+    if let Some(var) = text.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}'))
         && super::env::is_var_name(var)
     {
         return format!("host:{var}");
     }
-    if text.contains("${") {
-        text
-    } else {
-        format!("lit:{text}")
-    }
+    if text.contains("${") { text } else { format!("lit:{text}") }
 }
 
 fn char_to_byte(s: &str, chars: usize) -> usize {
@@ -212,25 +186,15 @@ fn insert_entries(
 ) {
     let key = |k: &str| Seg::Key(k.to_owned());
     let render = |pad: usize| -> Vec<String> {
-        entries
-            .iter()
-            .map(|(k, v)| format!("{}{}: {}", " ".repeat(pad), k, scalar(v)))
-            .collect()
+        entries.iter().map(|(k, v)| format!("{}{}: {}", " ".repeat(pad), k, scalar(v))).collect()
     };
-    let section = root
-        .get(&[key(group)])
-        .and_then(Node::as_map)
-        .map(|m| m.len());
+    let section = root.get(&[key(group)]).and_then(Node::as_map).map(|m| m.len());
     let sec_entry = root.as_map().and_then(|m| m.get(group));
     match (sec_entry, section) {
         (Some(sec), Some(_)) => {
             let sec_line = shift(sec.key_span.line as usize - 1);
-            let child_pad = sec
-                .node
-                .as_map()
-                .and_then(|m| m.values().next())
-                .map(|e| e.key_span.col as usize - 1)
-                .unwrap_or(2);
+            let child_pad =
+                sec.node.as_map().and_then(|m| m.values().next()).map(|e| e.key_span.col as usize - 1).unwrap_or(2);
             if let Some(env) = sec.node.as_map().and_then(|m| m.get("env_vars")) {
                 let env_line = shift(env.key_span.line as usize - 1);
                 let end = block_end(lines, env_line);
@@ -269,22 +233,14 @@ fn insert_entries(
 pub fn scalar(s: &str) -> String {
     let plain_ok = !s.is_empty()
         && !s.starts_with([
-            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"',
-            '%', '@', '`',
+            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
         ])
         && !s.ends_with([' ', ':'])
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.contains(['\n', '\t'])
-        && matches!(
-            yaml::plain_scalar(s, Default::default()).value,
-            Value::Str(_)
-        );
-    if plain_ok {
-        s.to_owned()
-    } else {
-        serde_json::to_string(s).unwrap_or_default()
-    }
+        && matches!(yaml::plain_scalar(s, Default::default()).value, Value::Str(_));
+    if plain_ok { s.to_owned() } else { serde_json::to_string(s).unwrap_or_default() }
 }
 
 #[cfg(test)]

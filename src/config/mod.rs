@@ -99,24 +99,16 @@ pub fn load_text(
             format!("a config must be a mapping, found {}", raw.kind()),
         )]));
     }
-    let stack = raw
-        .get(&[node::Seg::Key("name".into())])
-        .and_then(Node::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "evalctl".into())
+    let stack =
+        raw.get(&[node::Seg::Key("name".into())]).and_then(Node::as_str).map(str::to_owned).unwrap_or_else(|| {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "evalctl".into())
         });
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tree = compose::compose(raw, dir, sources).map_err(fail)?;
     overrides::apply(&mut tree, overrides, sources).map_err(fail)?;
-    let tree = interpolate::resolve(&tree, env).map_err(fail)?;
+    let (tree, origins) = interpolate::resolve(&tree, env).map_err(fail)?;
     let mut diags = vec![];
-    match validate::check(&tree, &mut diags) {
+    match validate::check(&tree, &origins, &mut diags) {
         Some(c) => Ok(Loaded {
             path: path.to_path_buf(),
             stack,

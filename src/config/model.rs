@@ -569,11 +569,8 @@ impl SlurmTime {
             SlurmTime::Minutes(m) => return Ok(m * 60),
             SlurmTime::Text(t) => t.trim(),
         };
-        let bad = || {
-            TimeError::Format(format!(
-                "`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"
-            ))
-        };
+        let bad =
+            || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
         let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
         let (days, rest) = match text.split_once('-') {
             Some((d, r)) => (Some(num(d)?), r),

@@ -59,10 +59,7 @@ impl std::fmt::Display for Seg {
 
 /// `a.b.0.c` for a path.
 pub fn path_string(path: &[Seg]) -> String {
-    path.iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(".")
+    path.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(".")
 }
 
 impl Node {
@@ -169,9 +166,7 @@ impl Node {
 
     /// The span of the value at a path (not its key).
     pub fn value_span_of(&self, path: &[Seg]) -> Span {
-        self.get(path)
-            .map(|n| n.span)
-            .unwrap_or_else(|| self.span_of(path))
+        self.get(path).map(|n| n.span).unwrap_or_else(|| self.span_of(path))
     }
 
     /// Visits every node with its path, parents before children.
@@ -214,16 +209,10 @@ impl Node {
             Value::Null | Value::Missing => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::Str(s) | Value::Deferred(s) => J::String(s.clone()),
             Value::Seq(v) => J::Array(v.iter().map(|n| n.json(keep_missing)).collect()),
-            Value::Map(m) => J::Object(
-                m.iter()
-                    .map(|(k, e)| (k.clone(), e.node.json(keep_missing)))
-                    .collect(),
-            ),
+            Value::Map(m) => J::Object(m.iter().map(|(k, e)| (k.clone(), e.node.json(keep_missing))).collect()),
         }
     }
 
@@ -240,17 +229,7 @@ impl Node {
             J::String(s) => Value::Str(s.clone()),
             J::Array(a) => Value::Seq(a.iter().map(|v| Node::from_json(v, span)).collect()),
             J::Object(o) => Value::Map(
-                o.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            Entry {
-                                key_span: span,
-                                node: Node::from_json(v, span),
-                            },
-                        )
-                    })
-                    .collect(),
+                o.iter().map(|(k, v)| (k.clone(), Entry { key_span: span, node: Node::from_json(v, span) })).collect(),
             ),
         };
         Node::new(v, span)

@@ -10,11 +10,7 @@ use super::yaml;
 use crate::diag::{Diagnostic, Sources, Span};
 
 /// Applies every override in order; collects all errors.
-pub fn apply(
-    root: &mut Node,
-    overrides: &[String],
-    sources: &Sources,
-) -> Result<(), Vec<Diagnostic>> {
+pub fn apply(root: &mut Node, overrides: &[String], sources: &Sources) -> Result<(), Vec<Diagnostic>> {
     let mut errors = vec![];
     for (i, raw) in overrides.iter().enumerate() {
         let src = sources.add(format!("<-o #{}>", i + 1), raw.clone());
@@ -23,25 +19,14 @@ pub fn apply(
             errors.push(d);
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
-fn apply_one(
-    root: &mut Node,
-    raw: &str,
-    src: crate::diag::SourceId,
-    whole: Span,
-) -> Result<(), Diagnostic> {
+fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span) -> Result<(), Diagnostic> {
     if let Some(key) = raw.strip_prefix('~') {
         let key = key.split_once('=').map_or(key, |(k, _)| k);
         let path = resolve_path(root, key, whole)?;
-        let (last, parent) = path
-            .split_last()
-            .ok_or_else(|| Diagnostic::error(whole, "empty key"))?;
+        let (last, parent) = path.split_last().ok_or_else(|| Diagnostic::error(whole, "empty key"))?;
         let removed = match (root.get_mut(parent).map(|n| &mut n.value), last) {
             (Some(Value::Map(m)), Seg::Key(k)) => m.shift_remove(k).is_some(),
             (Some(Value::Seq(v)), Seg::Index(i)) if *i < v.len() => {
@@ -53,31 +38,20 @@ fn apply_one(
         return if removed {
             Ok(())
         } else {
-            Err(Diagnostic::error(
-                whole,
-                format!("cannot delete `{key}`: no such key"),
-            ))
+            Err(Diagnostic::error(whole, format!("cannot delete `{key}`: no such key")))
         };
     }
     let body = raw.strip_prefix('+').unwrap_or(raw);
     let offset = raw.len() - body.len();
     let Some((key, value_text)) = body.split_once('=') else {
-        return Err(Diagnostic::error(
-            whole,
-            format!("override `{raw}` is not of the form key.path=value"),
-        ));
+        return Err(Diagnostic::error(whole, format!("override `{raw}` is not of the form key.path=value")));
     };
     if key.trim().is_empty() {
         return Err(Diagnostic::error(whole, "override has an empty key"));
     }
     let value_col = (offset + key.chars().count() + 2) as u32;
     let value_span = Span::new(src, 1, value_col, value_text.chars().count().max(1) as u32);
-    let key_span = Span::new(
-        src,
-        1,
-        (offset + 1) as u32,
-        key.chars().count().max(1) as u32,
-    );
+    let key_span = Span::new(src, 1, (offset + 1) as u32, key.chars().count().max(1) as u32);
     let value = parse_value(value_text, value_span);
     let path = resolve_path(root, key, key_span)?;
     set(root, &path, value, key_span)
@@ -108,10 +82,7 @@ fn respan(mut n: Node, span: Span) -> Node {
         Value::Map(m) => {
             for e in m.values_mut() {
                 e.key_span = span;
-                e.node = respan(
-                    std::mem::replace(&mut e.node, Node::new(Value::Null, span)),
-                    span,
-                );
+                e.node = respan(std::mem::replace(&mut e.node, Node::new(Value::Null, span)), span);
             }
         }
         _ => {}
@@ -132,7 +103,10 @@ fn resolve_path(root: &Node, key: &str, span: Span) -> Result<Vec<Seg>, Diagnost
         };
         let (head, tail) = rest.split_once('.').unwrap_or((rest, ""));
         if head.chars().all(|c| c.is_ascii_digit()) && !head.is_empty() {
-            path.push(Seg::Index(head.parse().unwrap_or(usize::MAX)));
+            let index = head.parse().map_err(|_| {
+                Diagnostic::error(span, format!("task index {head} is out of range: there are {} tasks", tasks.len()))
+            })?;
+            path.push(Seg::Index(index));
             path.extend(split(tail));
             return Ok(path);
         }
@@ -154,10 +128,7 @@ fn resolve_path(root: &Node, key: &str, span: Span) -> Result<Vec<Seg>, Diagnost
                 .filter_map(|t| t.get(&[Seg::Key("name".into())]).and_then(Node::as_str))
                 .map(str::to_owned)
                 .collect();
-            let mut d = Diagnostic::error(
-                span,
-                format!("no task named `{head}` under evaluation.tasks"),
-            );
+            let mut d = Diagnostic::error(span, format!("no task named `{head}` under evaluation.tasks"));
             if !names.is_empty() {
                 d = d.with_note(format!("tasks: {}", names.join(", ")));
             }
@@ -171,11 +142,7 @@ fn resolve_path(root: &Node, key: &str, span: Span) -> Result<Vec<Seg>, Diagnost
 }
 
 fn split(key: &str) -> Vec<Seg> {
-    if key.is_empty() {
-        vec![]
-    } else {
-        super::node::parse_dotted(key)
-    }
+    if key.is_empty() { vec![] } else { super::node::parse_dotted(key) }
 }
 
 /// Sets `path` to `value`, creating mappings on the way.
@@ -189,10 +156,8 @@ fn set(root: &mut Node, path: &[Seg], value: Node, span: Span) -> Result<(), Dia
         let kind = cur.kind();
         cur = match (&mut cur.value, seg) {
             (Value::Map(m), Seg::Key(k)) => {
-                let e = m.entry(k.clone()).or_insert_with(|| Entry {
-                    key_span: span,
-                    node: Node::new(Value::Null, span),
-                });
+                let e =
+                    m.entry(k.clone()).or_insert_with(|| Entry { key_span: span, node: Node::new(Value::Null, span) });
                 if last {
                     e.key_span = span;
                 }
@@ -201,20 +166,13 @@ fn set(root: &mut Node, path: &[Seg], value: Node, span: Span) -> Result<(), Dia
             (Value::Seq(v), Seg::Index(ix)) => {
                 let len = v.len();
                 v.get_mut(*ix).ok_or_else(|| {
-                    Diagnostic::error(
-                        span,
-                        format!("index {ix} is out of range: the list has {len} items"),
-                    )
+                    Diagnostic::error(span, format!("index {ix} is out of range: the list has {len} items"))
                 })?
             }
             (_, seg) => {
                 return Err(Diagnostic::error(
                     span,
-                    format!(
-                        "cannot set `{}`: `{seg}` is below {}",
-                        super::node::path_string(path),
-                        kind
-                    ),
+                    format!("cannot set `{}`: `{seg}` is below {}", super::node::path_string(path), kind),
                 ));
             }
         };

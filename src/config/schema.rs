@@ -31,10 +31,7 @@ pub fn schema(draft: Draft) -> Value {
         Draft::D2020_12 => SchemaSettings::draft2020_12(),
         Draft::D07 => SchemaSettings::draft07(),
     };
-    let mut v = settings
-        .into_generator()
-        .into_root_schema_for::<Config>()
-        .to_value();
+    let mut v = settings.into_generator().into_root_schema_for::<Config>().to_value();
     if let Value::Object(o) = &mut v {
         o.insert("title".into(), json!("evalctl config"));
         let id = if draft == Draft::D07 { ID_07 } else { ID_2020 };
@@ -141,26 +138,15 @@ fn relax(schema: &mut Value, object_defs: &[String]) {
 /// editors show inside them).
 fn wrap(p: &mut Value, object_defs: &[String]) {
     let Some(o) = p.as_object() else { return };
-    let plain_string = o.get("type") == Some(&json!("string"))
-        && !o.contains_key("enum")
-        && !o.contains_key("pattern");
+    let plain_string = o.get("type") == Some(&json!("string")) && !o.contains_key("enum") && !o.contains_key("pattern");
     let is_object = o.get("type") == Some(&json!("object"))
         || o.get("type") == Some(&json!("array"))
-        || o.get("$ref")
-            .and_then(Value::as_str)
-            .is_some_and(|r| object_defs.iter().any(|d| d == r));
+        || o.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r));
     let nullable_object = o.get("anyOf").and_then(Value::as_array).is_some_and(|l| {
-        l.iter().any(|s| {
-            s.get("$ref")
-                .and_then(Value::as_str)
-                .is_some_and(|r| object_defs.iter().any(|d| d == r))
-        })
+        l.iter().any(|s| s.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r)))
     });
     let open = o.is_empty()
-        || o.get("type").is_none()
-            && o.get("$ref").is_none()
-            && o.get("anyOf").is_none()
-            && o.get("enum").is_none();
+        || o.get("type").is_none() && o.get("$ref").is_none() && o.get("anyOf").is_none() && o.get("enum").is_none();
     if plain_string || is_object || nullable_object || open {
         return;
     }
@@ -173,9 +159,6 @@ fn wrap(p: &mut Value, object_defs: &[String]) {
             }
         }
     }
-    outer.insert(
-        "anyOf".into(),
-        json!([inner, { "$ref": format!("#/definitions/{INTERP}") }]),
-    );
+    outer.insert("anyOf".into(), json!([inner, { "$ref": format!("#/definitions/{INTERP}") }]));
     *p = Value::Object(outer);
 }

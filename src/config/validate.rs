@@ -9,6 +9,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde_json::Value as J;
 
 use super::env::{self, EnvModel};
+use super::interpolate::Origins;
 use super::model::{Config, DeploymentType, SlurmTime};
 use super::node::{Node, Seg, Value, path_string};
 use super::schema::{self, Draft};
@@ -51,20 +52,17 @@ fn validator() -> &'static jsonschema::Validator {
 
 /// Runs every check; returns the typed config when there are no errors.
 /// Warnings are appended to `diags` either way.
-pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
+pub fn check(tree: &Node, origins: &Origins, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
     let before = diags.iter().filter(|d| d.is_error()).count();
     let missing = missing_values(tree, diags);
     let json = tree.to_json();
-    schema_errors(tree, &json, &missing, diags);
+    schema_errors(tree, &json, &missing, origins, diags);
     let config: Config = match serde_path_to_error::deserialize(&json) {
         Ok(c) => c,
         Err(e) => {
             if diags.iter().filter(|d| d.is_error()).count() == before {
                 let path = pointer_to_path(tree, &e.path().to_string().replace('.', "/"));
-                diags.push(Diagnostic::error(
-                    tree.value_span_of(&path),
-                    e.inner().to_string(),
-                ));
+                diags.push(Diagnostic::error(tree.value_span_of(&path), e.inner().to_string()));
             }
             return None;
         }
@@ -73,8 +71,9 @@ pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
     let env = match env::collect(&config) {
         Ok(m) => Some(m),
         Err(errs) => {
-            for (path, msg) in errs {
-                diags.push(Diagnostic::error(tree.span_of(&path), msg));
+            for (path, msg, at_value) in errs {
+                let span = if at_value { tree.value_span_of(&path) } else { tree.span_of(&path) };
+                diags.push(Diagnostic::error(span, msg));
             }
             None
         }
@@ -82,11 +81,7 @@ pub fn check(tree: &Node, diags: &mut Vec<Diagnostic>) -> Option<Checked> {
     if diags.iter().filter(|d| d.is_error()).count() > before {
         return None;
     }
-    Some(Checked {
-        config,
-        env: env?,
-        tasks,
-    })
+    Some(Checked { config, env: env?, tasks })
 }
 
 /// Reports every `???` left; returns their paths.
@@ -100,11 +95,8 @@ fn missing_values(tree: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Vec<Seg>> {
     for path in &found {
         let p = path_string(path);
         diags.push(
-            Diagnostic::error(
-                tree.span_of(path),
-                format!("required value `{p}` is not set (`???`)"),
-            )
-            .with_note(format!("set it in the config, or pass `-o {p}=VALUE`")),
+            Diagnostic::error(tree.span_of(path), format!("required value `{p}` is not set (`???`)"))
+                .with_note(format!("set it in the config, or pass `-o {p}=VALUE`")),
         );
     }
     found
@@ -127,27 +119,27 @@ fn pointer_to_path(tree: &Node, pointer: &str) -> Vec<Seg> {
 }
 
 fn where_(path: &[Seg]) -> String {
-    if path.is_empty() {
-        "at the top level".into()
-    } else {
-        format!("in `{}`", path_string(path))
-    }
+    if path.is_empty() { "at the top level".into() } else { format!("in `{}`", path_string(path)) }
 }
 
 fn show(v: &J) -> String {
     let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(57).collect::<String>())
-    } else {
-        s
-    }
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s }
 }
 
-fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) {
+fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], origins: &Origins, diags: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
-    for err in validator().iter_errors(json) {
-        let path = pointer_to_path(tree, err.instance_path().as_str());
+    let errors: Vec<_> = validator().iter_errors(json).collect();
+    let paths: Vec<Vec<Seg>> = errors.iter().map(|e| pointer_to_path(tree, e.instance_path().as_str())).collect();
+    for (err, path) in errors.iter().zip(paths.iter().cloned()) {
         if missing.iter().any(|m| path.starts_with(m)) {
+            continue;
+        }
+        // A value copied by reference from a value that is itself wrong is
+        // reported once, at the original.
+        if let Some(origin) = origins.get(&path)
+            && paths.iter().any(|p| p.starts_with(origin))
+        {
             continue;
         }
         let name = path_string(&path);
@@ -158,10 +150,7 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
                     let mut p = path.clone();
                     p.push(Seg::Key(key.clone()));
                     let known = known_properties(root_schema(), err.schema_path().as_str());
-                    let mut d = Diagnostic::error(
-                        tree.span_of(&p),
-                        format!("unknown key `{key}` {}", where_(&path)),
-                    );
+                    let mut d = Diagnostic::error(tree.span_of(&p), format!("unknown key `{key}` {}", where_(&path)));
                     if let Some(best) = closest(key, &known) {
                         d = d.with_note(format!("did you mean `{best}`?"));
                     }
@@ -173,41 +162,20 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
             }
             ValidationErrorKind::Required { property } => {
                 let key = property.as_str().unwrap_or_default();
-                Diagnostic::error(
-                    tree.span_of(&path),
-                    format!("missing required key `{key}` {}", where_(&path)),
-                )
+                Diagnostic::error(tree.span_of(&path), format!("missing required key `{key}` {}", where_(&path)))
             }
-            ValidationErrorKind::Type { kind } => {
-                let expected = format!("{kind:?}")
-                    .to_lowercase()
-                    .replace("single(", "")
-                    .replace(')', "");
-                Diagnostic::error(
-                    tree.value_span_of(&path),
-                    format!(
-                        "`{name}` must be {}, found {}",
-                        article(&expected),
-                        describe(value)
-                    ),
-                )
-            }
+            ValidationErrorKind::Type { kind } => Diagnostic::error(
+                tree.value_span_of(&path),
+                format!("`{name}` must be {}, found {}", expected_types(kind), describe(value)),
+            ),
             ValidationErrorKind::Enum { options } => {
                 let opts: Vec<String> = options
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|o| o.as_str().map_or(o.to_string(), str::to_owned))
-                            .collect()
-                    })
+                    .map(|a| a.iter().map(|o| o.as_str().map_or(o.to_string(), str::to_owned)).collect())
                     .unwrap_or_default();
                 Diagnostic::error(
                     tree.value_span_of(&path),
-                    format!(
-                        "`{name}` must be one of: {}; found {}",
-                        opts.join(", "),
-                        show(value)
-                    ),
+                    format!("`{name}` must be one of: {}; found {}", opts.join(", "), show(value)),
                 )
             }
             ValidationErrorKind::Minimum { limit } => Diagnostic::error(
@@ -218,21 +186,30 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], diags: &mut Vec<Di
                 tree.value_span_of(&path),
                 format!("`{name}` must be at most {limit}, found {}", show(value)),
             ),
-            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::Pattern { .. }
-                if is_time_field(&path) =>
-            {
+            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::Pattern { .. } if is_time_field(&path) => {
+                let readiness = matches!(path.last(), Some(Seg::Key(k)) if k == "endpoint_readiness_timeout");
+                let (what, hint) = if readiness {
+                    ("a duration", "seconds, or HH:MM:SS")
+                } else {
+                    ("a Slurm time", "HH:MM:SS, D-HH:MM:SS, MM:SS or minutes")
+                };
                 Diagnostic::error(
                     tree.value_span_of(&path),
-                    format!(
-                        "`{name}` is not a Slurm time: {} (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)",
-                        show(value)
-                    ),
+                    format!("`{name}` is not {what}: {} (use {hint})", show(value)),
                 )
             }
-            ValidationErrorKind::AnyOf { .. } => Diagnostic::error(
-                tree.value_span_of(&path),
-                format!("`{name}` has an invalid value {}", show(value)),
-            ),
+            ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::AnyOf { .. }
+                if !choices_at(root_schema(), err.schema_path().as_str()).is_empty() =>
+            {
+                let opts = choices_at(root_schema(), err.schema_path().as_str());
+                Diagnostic::error(
+                    tree.value_span_of(&path),
+                    format!("`{name}` must be one of: {}; found {}", opts.join(", "), show(value)),
+                )
+            }
+            ValidationErrorKind::AnyOf { .. } => {
+                Diagnostic::error(tree.value_span_of(&path), format!("`{name}` has an invalid value {}", show(value)))
+            }
             _ => Diagnostic::error(tree.value_span_of(&path), format!("`{name}`: {err}")),
         };
         if seen.insert(d.headline(&Default::default())) {
@@ -245,20 +222,31 @@ fn is_time_field(path: &[Seg]) -> bool {
     matches!(path.last(), Some(Seg::Key(k)) if k == "walltime" || k == "max_walltime" || k == "endpoint_readiness_timeout")
 }
 
-fn article(kind: &str) -> String {
-    match kind {
-        "integer" | "array" | "object" => format!(
-            "an {}",
-            if kind == "array" {
-                "list"
-            } else if kind == "object" {
-                "mapping"
-            } else {
-                kind
-            }
-        ),
-        "null" => "null".into(),
-        k => format!("a {k}"),
+/// "an integer", "a string (or null)", "a number or a string".
+fn expected_types(kind: &jsonschema::error::TypeKind) -> String {
+    use jsonschema::error::TypeKind;
+    let names: Vec<String> = match kind {
+        TypeKind::Single(t) => vec![t.to_string()],
+        TypeKind::Multiple(ts) => ts.into_iter().map(|t| t.to_string()).collect(),
+    };
+    let nullable = names.iter().any(|n| n == "null");
+    let words: Vec<&str> = names
+        .iter()
+        .filter(|n| *n != "null")
+        .map(|n| match n.as_str() {
+            "integer" => "an integer",
+            "number" => "a number",
+            "string" => "a string",
+            "boolean" => "a boolean",
+            "array" => "a list",
+            "object" => "a mapping",
+            _ => "a value",
+        })
+        .collect();
+    match (words.is_empty(), nullable) {
+        (true, _) => "null".into(),
+        (false, true) => format!("{} (or null)", words.join(" or ")),
+        (false, false) => words.join(" or "),
     }
 }
 
@@ -273,35 +261,45 @@ fn describe(v: &J) -> String {
     }
 }
 
-/// The property names allowed where an `additionalProperties` error arose.
-fn known_properties(root: &J, schema_path: &str) -> Vec<String> {
+/// The constants of an enum written as `oneOf`/`anyOf` of `const`s (how
+/// documented enum variants are generated), at a schema path.
+fn choices_at(root: &J, schema_path: &str) -> Vec<String> {
+    let Some(list) = schema_at(root, schema_path, 0).and_then(J::as_array) else { return vec![] };
+    let consts: Vec<String> = list
+        .iter()
+        .filter_map(|s| s.get("const").or_else(|| s.get("enum").and_then(|e| e.get(0))))
+        .map(|c| c.as_str().map_or(c.to_string(), str::to_owned))
+        .collect();
+    if consts.len() == list.len() { consts } else { vec![] }
+}
+
+/// The schema node at a keyword location, following `$ref`s, leaving out
+/// the last `drop` segments.
+fn schema_at<'a>(root: &'a J, schema_path: &str, drop: usize) -> Option<&'a J> {
     let mut cur = root;
     let segs: Vec<&str> = schema_path.split('/').skip(1).collect();
-    for seg in segs.iter().take(segs.len().saturating_sub(1)) {
+    for seg in segs.iter().take(segs.len().saturating_sub(drop)) {
         if *seg == "$ref" {
-            let Some(r) = cur.get("$ref").and_then(J::as_str) else {
-                return vec![];
-            };
+            let r = cur.get("$ref").and_then(J::as_str)?;
             let mut target = root;
             for part in r.trim_start_matches("#/").split('/') {
-                match target.get(part) {
-                    Some(t) => target = t,
-                    None => return vec![],
-                }
+                target = target.get(part)?;
             }
             cur = target;
             continue;
         }
-        let next = match cur {
-            J::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-            _ => cur.get(*seg),
+        cur = match cur {
+            J::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => cur.get(*seg)?,
         };
-        match next {
-            Some(n) => cur = n,
-            None => return vec![],
-        }
     }
-    cur.get("properties")
+    Some(cur)
+}
+
+/// The property names allowed where an `additionalProperties` error arose.
+fn known_properties(root: &J, schema_path: &str) -> Vec<String> {
+    schema_at(root, schema_path, 1)
+        .and_then(|s| s.get("properties"))
         .and_then(J::as_object)
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default()
@@ -321,18 +319,9 @@ fn keys(ks: &[&str]) -> Vec<Seg> {
 }
 
 /// Checks a schema cannot express. Returns the resolved tasks.
-fn semantic(
-    tree: &Node,
-    cfg: &Config,
-    missing: &[Vec<Seg>],
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<ResolvedTask> {
+fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) -> Vec<ResolvedTask> {
     let err = |diags: &mut Vec<Diagnostic>, path: Vec<Seg>, value: bool, msg: String| {
-        let span = if value {
-            tree.value_span_of(&path)
-        } else {
-            tree.span_of(&path)
-        };
+        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
         diags.push(Diagnostic::error(span, msg));
     };
     let exec = &cfg.execution;
@@ -343,14 +332,10 @@ fn semantic(
             diags,
             keys(&["execution", "output_dir"]),
             true,
-            format!(
-                "`execution.output_dir` must be an absolute path, found `{}`",
-                exec.output_dir
-            ),
+            format!("`execution.output_dir` must be an absolute path, found `{}`", exec.output_dir),
         );
     }
-    let mut deployments: Vec<(Vec<Seg>, &super::model::Deployment)> =
-        vec![(keys(&["deployment"]), &cfg.deployment)];
+    let mut deployments: Vec<(Vec<Seg>, &super::model::Deployment)> = vec![(keys(&["deployment"]), &cfg.deployment)];
     for (name, d) in &cfg.auxiliary_deployments {
         deployments.push((keys(&["auxiliary_deployments", name]), d));
     }
@@ -363,25 +348,16 @@ fn semantic(
                 diags,
                 at("checkpoint_path"),
                 true,
-                format!(
-                    "`{}` must be an absolute path, found `{cp}`",
-                    path_string(&at("checkpoint_path"))
-                ),
+                format!("`{}` must be an absolute path, found `{cp}`", path_string(&at("checkpoint_path"))),
             );
         }
-        let needs_model = matches!(
-            d.kind,
-            DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm
-        );
+        let needs_model = matches!(d.kind, DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm);
         match (&d.checkpoint_path, &d.hf_model_handle) {
             (Some(_), Some(_)) => err(
                 diags,
                 at("hf_model_handle"),
                 false,
-                format!(
-                    "set only one of `{0}.checkpoint_path` and `{0}.hf_model_handle`",
-                    path_string(base)
-                ),
+                format!("set only one of `{0}.checkpoint_path` and `{0}.hf_model_handle`", path_string(base)),
             ),
             (None, None)
                 if needs_model
@@ -402,16 +378,10 @@ fn semantic(
             _ => {}
         }
     }
-    let mounts = [
-        ("deployment", &exec.mounts.deployment),
-        ("evaluation", &exec.mounts.evaluation),
-    ];
+    let mounts = [("deployment", &exec.mounts.deployment), ("evaluation", &exec.mounts.evaluation)];
     let aux_mounts = exec.mounts.auxiliary.iter().map(|(n, m)| (n.as_str(), m));
     for (group, map) in mounts.into_iter().chain(aux_mounts) {
-        let base = if exec.mounts.auxiliary.contains_key(group)
-            && group != "deployment"
-            && group != "evaluation"
-        {
+        let base = if exec.mounts.auxiliary.contains_key(group) && group != "deployment" && group != "evaluation" {
             keys(&["execution", "mounts", "auxiliary", group])
         } else {
             keys(&["execution", "mounts", group])
@@ -423,25 +393,18 @@ fn semantic(
                     diags,
                     p.clone(),
                     false,
-                    format!(
-                        "mount source `{src}` must be an absolute path (or start with ./ or ../)"
-                    ),
+                    format!("mount source `{src}` must be an absolute path (or start with ./ or ../)"),
                 );
             }
             let target = dst.split(':').next().unwrap_or_default();
             if !target.starts_with('/') {
-                err(
-                    diags,
-                    p,
-                    true,
-                    format!("mount target `{dst}` must be an absolute path in the container"),
-                );
+                err(diags, p, true, format!("mount target `{dst}` must be an absolute path in the container"));
             }
         }
     }
 
     // Node arithmetic.
-    if !exec.num_nodes.is_multiple_of(exec.num_instances) {
+    if exec.num_instances > 0 && !exec.num_nodes.is_multiple_of(exec.num_instances) {
         err(
             diags,
             keys(&["execution", "num_instances"]),
@@ -476,46 +439,29 @@ fn semantic(
                 diags,
                 keys(&["deployment", "type"]),
                 true,
-                "nothing is deployed (`deployment.type: none`): set `target.api_endpoint.url`"
-                    .into(),
+                "nothing is deployed (`deployment.type: none`): set `target.api_endpoint.url`".into(),
             );
         }
         if exec.topology == super::model::Topology::Shared {
-            err(
-                diags,
-                keys(&["execution", "topology"]),
-                true,
-                "`shared` topology needs a deployment to share".into(),
-            );
+            err(diags, keys(&["execution", "topology"]), true, "`shared` topology needs a deployment to share".into());
         }
     }
 
     // Tasks.
     if cfg.evaluation.tasks.is_empty() {
-        err(
-            diags,
-            keys(&["evaluation", "tasks"]),
-            false,
-            "`evaluation.tasks` is empty: nothing to evaluate".into(),
-        );
+        err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());
     }
     let mut resolved = vec![];
     let mut ids: Vec<(&str, usize)> = vec![];
     let cat = catalog::catalog();
     for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
-        let base = vec![
-            Seg::Key("evaluation".into()),
-            Seg::Key("tasks".into()),
-            Seg::Index(i),
-        ];
+        let base = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
         let name_path = [base.clone(), keys(&["name"])].concat();
         let span = tree.value_span_of(&name_path);
         if let Some(id) = &t.id {
             let id_path = [base.clone(), keys(&["id"])].concat();
             if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
                 || id.starts_with('.')
             {
                 err(
@@ -526,12 +472,7 @@ fn semantic(
                 );
             }
             if let Some((_, first)) = ids.iter().find(|(x, _)| *x == id.as_str()) {
-                err(
-                    diags,
-                    id_path,
-                    true,
-                    format!("task id `{id}` is already used by evaluation.tasks.{first}"),
-                );
+                err(diags, id_path, true, format!("task id `{id}` is already used by evaluation.tasks.{first}"));
             } else {
                 ids.push((id, i));
             }
@@ -554,7 +495,9 @@ fn semantic(
                         q.join(", ")
                     ));
                 } else {
-                    d = d.with_note("the current catalog has no task of this name; write the qualified name to silence this");
+                    d = d.with_note(
+                        "the current catalog has no task of this name; write the qualified name to silence this",
+                    );
                 }
                 diags.push(d);
                 Some(task.clone())
@@ -569,16 +512,8 @@ fn semantic(
             }
             Resolution::Unknown(suggestions) => match &t.container {
                 Some(image) => Some(TaskInfo {
-                    harness: t
-                        .name
-                        .split_once('.')
-                        .map_or("custom", |(h, _)| h)
-                        .to_owned(),
-                    name: t
-                        .name
-                        .split_once('.')
-                        .map_or(t.name.as_str(), |(_, n)| n)
-                        .to_owned(),
+                    harness: t.name.split_once('.').map_or("custom", |(h, _)| h).to_owned(),
+                    name: t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n).to_owned(),
                     task_type: t.name.clone(),
                     endpoint_types: t.endpoint_type.iter().cloned().collect(),
                     container: image.clone(),
@@ -587,7 +522,10 @@ fn semantic(
                     let mut d = Diagnostic::error(span, format!("unknown task `{}`", t.name));
                     d = match suggestions.as_slice() {
                         [] => d.with_note("`evalctl tasks` lists the catalog; a task outside it needs `container:`"),
-                        s => d.with_note(format!("did you mean {}?", s.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" or "))),
+                        s => d.with_note(format!(
+                            "did you mean {}?",
+                            s.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" or ")
+                        )),
                     };
                     diags.push(d);
                     None
@@ -598,33 +536,21 @@ fn semantic(
             if let Some(image) = &t.container {
                 info.container = image.clone();
             }
-            resolved.push(ResolvedTask {
-                index: i,
-                name: t.name.clone(),
-                info,
-            });
+            resolved.push(ResolvedTask { index: i, name: t.name.clone(), info });
         }
     }
     resolved
 }
 
 /// Validates a time field's ranges; returns its length in seconds.
-fn check_time(
-    tree: &Node,
-    diags: &mut Vec<Diagnostic>,
-    t: &SlurmTime,
-    path: &[&str],
-) -> Option<u64> {
+fn check_time(tree: &Node, diags: &mut Vec<Diagnostic>, t: &SlurmTime, path: &[&str]) -> Option<u64> {
     match t.seconds() {
         Ok(s) => Some(s),
         // The schema's pattern already reported a malformed time.
         Err(super::model::TimeError::Format(_)) => None,
         Err(super::model::TimeError::Range(msg)) => {
             let p = keys(path);
-            diags.push(Diagnostic::error(
-                tree.value_span_of(&p),
-                format!("`{}`: {msg}", path_string(&p)),
-            ));
+            diags.push(Diagnostic::error(tree.value_span_of(&p), format!("`{}`: {msg}", path_string(&p))));
             None
         }
     }

@@ -19,12 +19,7 @@ const MAX_NODES: usize = 1_000_000;
 
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str, src: SourceId) -> Result<Node, Diagnostic> {
-    let mut b = Builder {
-        parser: Parser::new_from_str(text),
-        src,
-        anchors: HashMap::new(),
-        nodes: 0,
-    };
+    let mut b = Builder { parser: Parser::new_from_str(text), text, src, anchors: HashMap::new(), nodes: 0 };
     b.document()
 }
 
@@ -36,23 +31,15 @@ pub fn plain_scalar(text: &str, span: Span) -> Node {
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    text: &'a str,
     src: SourceId,
     anchors: HashMap<usize, Node>,
     nodes: usize,
 }
 
 fn span_of(src: SourceId, s: &YSpan) -> Span {
-    let width = if s.end.line() == s.start.line() {
-        s.end.col().saturating_sub(s.start.col())
-    } else {
-        1
-    };
-    Span::new(
-        src,
-        s.start.line() as u32,
-        s.start.col() as u32 + 1,
-        width.max(1) as u32,
-    )
+    let width = if s.end.line() == s.start.line() { s.end.col().saturating_sub(s.start.col()) } else { 1 };
+    Span::new(src, s.start.line() as u32, s.start.col() as u32 + 1, width.max(1) as u32)
 }
 
 impl<'a> Builder<'a> {
@@ -61,15 +48,10 @@ impl<'a> Builder<'a> {
             Some(Ok(ev)) => Ok(ev),
             Some(Err(e)) => {
                 let m = e.marker();
-                Err(Diagnostic::error(
-                    Span::new(self.src, m.line() as u32, m.col() as u32 + 1, 1),
-                    format!("invalid YAML: {}", e.info()),
-                ))
+                let (line, col, msg) = refine(self.text, m.line(), m.col() + 1, e.info());
+                Err(Diagnostic::error(Span::new(self.src, line as u32, col as u32, 1), msg))
             }
-            None => Err(Diagnostic::error(
-                Span::new(self.src, 1, 1, 1),
-                "invalid YAML: unexpected end of input",
-            )),
+            None => Err(Diagnostic::error(Span::new(self.src, 1, 1, 1), "invalid YAML: unexpected end of input")),
         }
     }
 
@@ -82,10 +64,7 @@ impl<'a> Builder<'a> {
                 Event::StreamEnd => return Ok(Node::empty_map(root_span)),
                 Event::DocumentStart(_) => break,
                 _ => {
-                    return Err(Diagnostic::error(
-                        span_of(self.src, &sp),
-                        "invalid YAML: expected a document",
-                    ));
+                    return Err(Diagnostic::error(span_of(self.src, &sp), "invalid YAML: expected a document"));
                 }
             }
         }
@@ -131,26 +110,23 @@ impl<'a> Builder<'a> {
     fn node(&mut self, ev: Event<'a>, ysp: YSpan, depth: usize) -> Result<Node, Diagnostic> {
         let span = span_of(self.src, &ysp);
         if depth > MAX_DEPTH {
-            return Err(Diagnostic::error(
-                span,
-                "nesting too deep (more than 256 levels)",
-            ));
+            return Err(Diagnostic::error(span, "nesting too deep (more than 256 levels)"));
         }
         self.count(span, 1)?;
         let (anchor, node) = match ev {
             Event::Alias(id) => {
-                let n = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    Diagnostic::error(span, "invalid YAML: alias to an unknown anchor")
-                })?;
+                let n = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Diagnostic::error(span, "invalid YAML: alias to an unknown anchor"))?;
                 let size = count_nodes(&n);
                 self.count(span, size)?;
                 return Ok(n);
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match tag {
-                    Some(tag) if tag.is_yaml_core_schema() => {
-                        typed_scalar(&text, &tag.suffix, span)?
-                    }
+                    Some(tag) if tag.is_yaml_core_schema() => typed_scalar(&text, &tag.suffix, span)?,
                     Some(tag) => {
                         return Err(Diagnostic::error(
                             span,
@@ -191,30 +167,18 @@ impl<'a> Builder<'a> {
                         Value::Null => "null".to_owned(),
                         Value::Missing => "???".to_owned(),
                         _ => {
-                            return Err(Diagnostic::error(
-                                key_span,
-                                "mapping keys must be plain strings",
-                            ));
+                            return Err(Diagnostic::error(key_span, "mapping keys must be plain strings"));
                         }
                     };
                     let (vev, vsp) = self.next()?;
                     let value = self.node(vev, vsp, depth + 1)?;
                     if let Some(first) = map.get(&key) {
-                        return Err(
-                            Diagnostic::error(key_span, format!("duplicate key `{key}`"))
-                                .with_note(format!(
-                                    "first defined at line {}, column {}",
-                                    first.key_span.line, first.key_span.col
-                                )),
-                        );
+                        return Err(Diagnostic::error(key_span, format!("duplicate key `{key}`")).with_note(format!(
+                            "first defined at line {}, column {}",
+                            first.key_span.line, first.key_span.col
+                        )));
                     }
-                    map.insert(
-                        key,
-                        Entry {
-                            key_span,
-                            node: value,
-                        },
-                    );
+                    map.insert(key, Entry { key_span, node: value });
                 }
                 (anchor, Node::new(Value::Map(map), span))
             }
@@ -225,6 +189,53 @@ impl<'a> Builder<'a> {
         }
         Ok(node)
     }
+}
+
+/// Points a parser error at its likely cause: the tab used for indentation,
+/// or the bracket that is never closed (the parser notices both later).
+fn refine(text: &str, line: usize, col: usize, info: &str) -> (usize, usize, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    if info.contains("tab") {
+        for l in line..=line + 1 {
+            if let Some(t) = lines.get(l.wrapping_sub(1))
+                && let Some(pos) = t.find('\t')
+                && t[..pos].trim().is_empty()
+            {
+                return (
+                    l,
+                    pos + 1,
+                    "invalid YAML: tab used for indentation (YAML indentation must use spaces)".into(),
+                );
+            }
+        }
+    }
+    if info.contains("flow") {
+        // The last bracket opened before the error and never closed.
+        let mut open: Vec<(usize, usize, char)> = vec![];
+        let mut quote: Option<char> = None;
+        'lines: for (i, t) in lines.iter().enumerate().take(line) {
+            for (j, c) in t.chars().enumerate() {
+                if i + 1 == line && j + 1 >= col {
+                    break 'lines;
+                }
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '\'' | '"') => quote = Some(c),
+                    (None, '#') => continue 'lines,
+                    (None, '[' | '{') => open.push((i + 1, j + 1, c)),
+                    (None, ']' | '}') => {
+                        open.pop();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some((l, c, ch)) = open.last() {
+            return (*l, *c, format!("invalid YAML: this `{ch}` is never closed ({info})"));
+        }
+    }
+    (line, col, format!("invalid YAML: {info}"))
 }
 
 fn count_nodes(n: &Node) -> usize {
@@ -254,10 +265,7 @@ fn typed_scalar(text: &str, suffix: &str, span: Span) -> Result<Value, Diagnosti
             _ => return Err(bad()),
         },
         _ => {
-            return Err(Diagnostic::error(
-                span,
-                format!("unsupported YAML tag `!!{suffix}`"),
-            ));
+            return Err(Diagnostic::error(span, format!("unsupported YAML tag `!!{suffix}`")));
         }
     })
 }
@@ -290,18 +298,10 @@ fn type_plain(text: &str) -> Value {
 fn parse_int(text: &str) -> Option<Value> {
     let radix = |digits: &str, r: u32| i64::from_str_radix(digits, r).ok().map(Value::Int);
     if let Some(h) = text.strip_prefix("0x") {
-        return if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()) {
-            radix(h, 16)
-        } else {
-            None
-        };
+        return if !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()) { radix(h, 16) } else { None };
     }
     if let Some(o) = text.strip_prefix("0o") {
-        return if !o.is_empty() && o.chars().all(|c| c.is_digit(8)) {
-            radix(o, 8)
-        } else {
-            None
-        };
+        return if !o.is_empty() && o.chars().all(|c| c.is_digit(8)) { radix(o, 8) } else { None };
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
@@ -366,10 +366,7 @@ mod tests {
         let a = &n.as_map().unwrap()["a"];
         assert_eq!((a.key_span.line, a.key_span.col), (1, 1));
         let bb = &a.node.as_map().unwrap()["bb"];
-        assert_eq!(
-            (bb.key_span.line, bb.key_span.col, bb.key_span.width),
-            (2, 3, 2)
-        );
+        assert_eq!((bb.key_span.line, bb.key_span.col, bb.key_span.width), (2, 3, 2));
         assert_eq!((bb.node.span.line, bb.node.span.col), (2, 7));
         assert_eq!(bb.node.value, Value::Int(12));
     }
@@ -384,11 +381,6 @@ mod tests {
     #[test]
     fn aliases_expand() {
         let n = parse("a: &x {k: 1}\nb: *x\n", SourceId(0)).unwrap();
-        assert_eq!(
-            n.as_map().unwrap()["b"].node.as_map().unwrap()["k"]
-                .node
-                .value,
-            Value::Int(1)
-        );
+        assert_eq!(n.as_map().unwrap()["b"].node.as_map().unwrap()["k"].node.value, Value::Int(1));
     }
 }
