@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::catalog;
 use crate::config::{self, schema::Draft};
 use crate::diag::{self, Diagnostic, Sources};
+use crate::{catalog, graph};
 
 /// Declarative plan/apply for LLM evaluations on Slurm clusters.
 #[derive(Parser, Debug)]
@@ -146,6 +146,8 @@ fn warn(diags: &[Diagnostic], sources: &Sources, quiet: bool) {
 fn validate(args: &ConfigArgs, quiet: bool, sources: &Sources) -> CmdResult {
     let loaded = config::load(&args.config, &args.overrides, sources).map_err(|f| f.diagnostics)?;
     warn(&loaded.warnings, sources, quiet);
+    let (_, graph_warnings) = graph::build(&loaded)?;
+    warn(&graph_warnings, sources, quiet);
     if !quiet {
         let names: Vec<&str> = loaded.tasks.iter().map(|t| t.name.as_str()).collect();
         print_out(&format!(

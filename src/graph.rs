@@ -263,7 +263,10 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
         );
     }
     for (i, id) in ids.iter().enumerate() {
-        let path = [Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
+        let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
+        if cfg.evaluation.tasks[i].id.is_some() {
+            path.push(Seg::Key("id".into()));
+        }
         add(&mut g, JobNode { id: id.clone(), kind: NodeKind::EvalTask { task: i } }, &path);
         add(&mut g, JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: i } }, &path);
     }
