@@ -47,6 +47,30 @@ pub enum Command {
         #[command(flatten)]
         args: ConfigArgs,
     },
+    /// Write the sbatch script of every job to a directory.
+    ///
+    /// One `<node>.sbatch` per job, plus `<node>.<group>.secrets.env` templates
+    /// naming where `apply` reads each secret (never the values). Files of
+    /// jobs that no longer exist are removed from DIR.
+    ///
+    /// Example: evalctl render examples/slurm_llama_3_1_8b_instruct.yaml --out /tmp/scripts
+    Render {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Directory to write the scripts to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the job graph: jobs and their dependencies.
+    ///
+    /// Example: evalctl graph examples/slurm_llama_3_1_8b_instruct.yaml --format dot | dot -Tsvg > graph.svg
+    Graph {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: GraphFormat,
+    },
     /// Print the JSON Schema of the config.
     ///
     /// Example: evalctl schema --draft 07 > evalctl.schema.json
@@ -86,6 +110,15 @@ pub enum Command {
     },
 }
 
+/// Output formats of `graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A versioned JSON document.
+    Json,
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -103,6 +136,8 @@ pub fn run(cli: Cli) -> i32 {
     let sources = Sources::new();
     let result = match cli.command {
         Command::Validate { args } => validate(&args, cli.quiet, &sources),
+        Command::Render { args, out } => render(&args, &out, cli.quiet, &sources),
+        Command::Graph { args, format } => graph_cmd(&args, format, cli.quiet, &sources),
         Command::Schema { draft } => print_out(&config::schema::schema_text(draft)),
         Command::Tasks { pattern, json } => tasks(pattern.as_deref(), json),
         Command::Migrate { file, in_place } => migrate(&file, in_place, &sources),
@@ -144,10 +179,7 @@ fn warn(diags: &[Diagnostic], sources: &Sources, quiet: bool) {
 }
 
 fn validate(args: &ConfigArgs, quiet: bool, sources: &Sources) -> CmdResult {
-    let loaded = config::load(&args.config, &args.overrides, sources).map_err(|f| f.diagnostics)?;
-    warn(&loaded.warnings, sources, quiet);
-    let (_, graph_warnings) = graph::build(&loaded)?;
-    warn(&graph_warnings, sources, quiet);
+    let (loaded, _) = compile(args, quiet, sources)?;
     if !quiet {
         let names: Vec<&str> = loaded.tasks.iter().map(|t| t.name.as_str()).collect();
         print_out(&format!(
@@ -166,6 +198,66 @@ fn validate(args: &ConfigArgs, quiet: bool, sources: &Sources) -> CmdResult {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
         ))?;
+    }
+    Ok(())
+}
+
+/// Loads, validates and builds the graph of a config, printing warnings.
+fn compile(
+    args: &ConfigArgs,
+    quiet: bool,
+    sources: &Sources,
+) -> Result<(config::Loaded, graph::JobGraph), Vec<Diagnostic>> {
+    let loaded = config::load(&args.config, &args.overrides, sources).map_err(|f| f.diagnostics)?;
+    warn(&loaded.warnings, sources, quiet);
+    let (g, graph_warnings) = graph::build(&loaded)?;
+    warn(&graph_warnings, sources, quiet);
+    Ok((loaded, g))
+}
+
+fn graph_cmd(args: &ConfigArgs, format: GraphFormat, quiet: bool, sources: &Sources) -> CmdResult {
+    let (_, g) = compile(args, quiet, sources)?;
+    let text = match format {
+        GraphFormat::Dot => g.to_dot(),
+        GraphFormat::Json => g.to_json().map(|v| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+    }
+    .map_err(|e| vec![Diagnostic::error(None, e)])?;
+    print_out(&text)
+}
+
+fn render(args: &ConfigArgs, out: &Path, quiet: bool, sources: &Sources) -> CmdResult {
+    let (loaded, g) = compile(args, quiet, sources)?;
+    let rendered = crate::render::render(&loaded, &g)?;
+    let io = |e: std::io::Error, what: &Path| {
+        vec![Diagnostic::error(None, format!("cannot write `{}`: {e}", what.display()))]
+    };
+    std::fs::create_dir_all(out).map_err(|e| io(e, out))?;
+    let mut written = std::collections::BTreeSet::new();
+    for job in &rendered.jobs {
+        let path = out.join(format!("{}.sbatch", job.id));
+        std::fs::write(&path, &job.script).map_err(|e| io(e, &path))?;
+        written.insert(path);
+        for group in job.secrets.keys() {
+            let path = out.join(format!("{}.{group}.secrets.env", job.id));
+            std::fs::write(&path, job.secrets_template(group)).map_err(|e| io(e, &path))?;
+            written.insert(path);
+        }
+    }
+    // Files of jobs that no longer exist would make two renders differ.
+    if let Ok(entries) = std::fs::read_dir(out) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let ours = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".sbatch") || n.ends_with(".secrets.env"));
+            if ours && !written.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    if !quiet {
+        eprintln!("{}: {} job script(s) written to {}", args.config.display(), rendered.jobs.len(), out.display());
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ r() { "${SSH[@]}" "$@"; }
 cleanup() {
   [ ${#JOBS[@]} -gt 0 ] && r "scancel ${JOBS[*]}" >/dev/null 2>&1
   [ $N2_DOWN = 1 ] && r "scontrol update nodename=n2 state=resume" >/dev/null 2>&1
+  [ "$FAIL" = 0 ] && [ "$PASS" -gt 0 ] && rm -rf "$OUT"   # keep the job outputs only after a failure
   "${SSH[@]:0:${#SSH[@]}-1}" -O exit "$EVALCTL_CLUSTER_SSH_ALIAS" >/dev/null 2>&1
   rm -rf "$CMDIR"
 }

@@ -57,10 +57,9 @@ chmod 1777 "$SHARED"
 # ---------------------------------------------------------------- packages
 PKGS=(slurm-wlm slurmctld slurmd slurm-client slurmdbd slurm-wlm-basic-plugins munge
       mariadb-server openssh-server openssh-client libslurm-dev gcc libc6-dev)
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${PKGS[@]}" 2>/dev/null || true)
 missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-done
+for p in "${PKGS[@]}"; do grep -qx "$p install ok installed" <<<"$installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "${EVALCTL_CLUSTER_NO_APT:-0}" = 1 ] && die "missing packages: ${missing[*]}"
   log "installing: ${missing[*]}"
@@ -324,21 +323,6 @@ else
   log "slurmdbd started (pid $(cat "$PIDDIR/slurmdbd.pid"))"
 fi
 
-# accounting objects: one query for associations, one for admin levels, so
-# re-runs stay quick
-assoc=""
-for ((i=0; i<300; i++)); do assoc=$(sacctmgr -n -P list assoc format=cluster,account,user 2>/dev/null) && break; sleep 0.1; done
-[ $i -lt 300 ] || die "sacctmgr cannot reach slurmdbd (see /var/log/slurm/slurmdbd.log)"
-if ! grep -q "^$CLUSTER|" <<<"$assoc"; then
-  sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null; log "cluster $CLUSTER added"
-fi
-new_acc=()
-for a in "${ACCOUNTS[@]}"; do grep -qx "$CLUSTER|$a|" <<<"$assoc" || new_acc+=("$a"); done
-if [ ${#new_acc[@]} -gt 0 ]; then
-  sacctmgr -i -Q add account "$(join "${new_acc[@]}")" Cluster="$CLUSTER" Description=evalctl-tests Organization=evalctl >/dev/null
-  log "accounts added: ${new_acc[*]}"
-fi
-
 # ---------------------------------------------------------------- test user
 if ! id "$TEST_USER" >/dev/null 2>&1; then
   useradd -m -s /bin/bash "$TEST_USER"
@@ -346,18 +330,45 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
 fi
 # '*' = no password but not "locked" ('!'), which sshd with UsePAM=no refuses even for keys
 [ "$(getent shadow "$TEST_USER" | cut -d: -f2)" = "*" ] || usermod -p '*' "$TEST_USER"
-for u in root "$TEST_USER"; do
-  missing_acc=()
-  for a in "${ACCOUNTS[@]}"; do grep -qx "$CLUSTER|$a|$u" <<<"$assoc" || missing_acc+=("$a"); done
-  if [ ${#missing_acc[@]} -gt 0 ]; then
-    sacctmgr -i -Q add user "$u" Account="$(join "${missing_acc[@]}")" DefaultAccount=default Cluster="$CLUSTER" >/dev/null
-    log "associations added: $u -> ${missing_acc[*]}"
-  fi
+
+# ---------------------------------------------------------------- accounting objects
+# Fast path: one query (each sacctmgr call costs ~0.2 s) shows that cluster,
+# accounts, associations and the admin level are all in place.
+users=""
+for ((i=0; i<300; i++)); do
+  users=$(sacctmgr -n -P show user withassoc format=user,adminlevel,cluster,account 2>/dev/null) && break
+  sleep 0.1
 done
-# AdminLevel=Admin: lets tests change node state over ssh (scontrol update nodename=...)
-if [ "$(sacctmgr -n -P show user "$TEST_USER" format=adminlevel 2>/dev/null)" != Administrator ]; then
-  sacctmgr -i -Q modify user "$TEST_USER" set adminlevel=Admin >/dev/null
-  log "$TEST_USER: AdminLevel=Admin"
+[ $i -lt 300 ] || die "sacctmgr cannot reach slurmdbd (see /var/log/slurm/slurmdbd.log)"
+acct_ok=1
+for u in root "$TEST_USER"; do
+  for a in "${ACCOUNTS[@]}"; do grep -qE "^$u\|[^|]*\|$CLUSTER\|$a\$" <<<"$users" || acct_ok=0; done
+done
+grep -q "^$TEST_USER|Administrator|" <<<"$users" || acct_ok=0
+if [ $acct_ok = 0 ]; then
+  assoc=$(sacctmgr -n -P list assoc format=cluster,account,user)
+  if ! grep -q "^$CLUSTER|" <<<"$assoc"; then
+    sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null; log "cluster $CLUSTER added"
+  fi
+  new_acc=()
+  for a in "${ACCOUNTS[@]}"; do grep -qx "$CLUSTER|$a|" <<<"$assoc" || new_acc+=("$a"); done
+  if [ ${#new_acc[@]} -gt 0 ]; then
+    sacctmgr -i -Q add account "$(join "${new_acc[@]}")" Cluster="$CLUSTER" Description=evalctl-tests Organization=evalctl >/dev/null
+    log "accounts added: ${new_acc[*]}"
+  fi
+  for u in root "$TEST_USER"; do
+    missing_acc=()
+    for a in "${ACCOUNTS[@]}"; do grep -qx "$CLUSTER|$a|$u" <<<"$assoc" || missing_acc+=("$a"); done
+    if [ ${#missing_acc[@]} -gt 0 ]; then
+      sacctmgr -i -Q add user "$u" Account="$(join "${missing_acc[@]}")" DefaultAccount=default Cluster="$CLUSTER" >/dev/null
+      log "associations added: $u -> ${missing_acc[*]}"
+    fi
+  done
+  # AdminLevel=Admin: lets tests change node state over ssh (scontrol update nodename=...)
+  if [ "$(sacctmgr -n -P show user "$TEST_USER" format=adminlevel 2>/dev/null)" != Administrator ]; then
+    sacctmgr -i -Q modify user "$TEST_USER" set adminlevel=Admin >/dev/null
+    log "$TEST_USER: AdminLevel=Admin"
+  fi
 fi
 
 # ---------------------------------------------------------------- slurmctld + slurmd

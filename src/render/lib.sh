@@ -1,0 +1,285 @@
+# ---- evalctl job runtime (the same in every script evalctl renders) ----
+# Status file: one line "<state> <job id> [detail]", state in running,
+# completed, failed, interrupted, stopped. Chain file: one line per event,
+# "<job id> <event> <epoch> [detail]", event in start, end, submit, stop.
+
+evalctl_log() { printf '[evalctl %s] %s\n' "$(date -u +%FT%TZ)" "$*"; }
+
+evalctl_status() {
+  printf '%s %s %s\n' "$1" "${SLURM_JOB_ID:-0}" "${2:-}" >"$EVALCTL_DIR/status.tmp.$$" &&
+    mv -f "$EVALCTL_DIR/status.tmp.$$" "$EVALCTL_DIR/status"
+}
+
+evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "$(date +%s)" "${2:-}" >>"$EVALCTL_DIR/chain"; }
+
+# Loads the variables of one container group (secrets file written by
+# `evalctl apply`, mode 0600) with tracing off.
+evalctl_env() {
+  { set +x; } 2>/dev/null
+  if [ -f "$EVALCTL_DIR/secrets/$1.env" ]; then
+    # shellcheck disable=SC1090
+    . "$EVALCTL_DIR/secrets/$1.env"
+  fi
+  "evalctl_public_env_$1"
+}
+
+# Succeeds when URL answers HTTP 200 (curl, or bash's /dev/tcp without it).
+evalctl_http_ok() {
+  local url=$1 rest hostport path host port line
+  if command -v curl >/dev/null 2>&1; then
+    [ "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$url")" = 200 ]
+    return
+  fi
+  rest=${url#http://}
+  hostport=${rest%%/*}
+  path=/${rest#*/}
+  [ "$rest" = "$hostport" ] && path=/
+  host=${hostport%%:*}
+  port=${hostport##*:}
+  [ "$port" = "$hostport" ] && port=80
+  exec 9<>"/dev/tcp/$host/$port" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$host" >&9
+  if ! read -r -t 5 line <&9; then
+    exec 9>&-
+    return 1
+  fi
+  exec 9>&-
+  case $line in "HTTP/"*" 200"*) return 0 ;; *) return 1 ;; esac
+}
+
+# Waits until URL is healthy; fails when process PID (if given) exits first
+# or after TIMEOUT seconds.
+evalctl_wait_healthy() {
+  local url=$1 pid=$2 timeout=$3 deadline=$((SECONDS + $3))
+  evalctl_log "waiting for $url (up to ${timeout} s)"
+  until evalctl_http_ok "$url" 2>/dev/null; do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      evalctl_log "the model server exited before it became healthy"
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      evalctl_log "the model server is not healthy after ${timeout} s"
+      return 1
+    fi
+    sleep 5
+  done
+  evalctl_log "$url is healthy"
+}
+
+# Waits for a background process; signals handled by traps do not end the wait.
+evalctl_wait() {
+  local rc
+  while :; do
+    wait "$1"
+    rc=$?
+    if [ "$rc" -gt 128 ] && kill -0 "$1" 2>/dev/null; then
+      continue
+    fi
+    return "$rc"
+  done
+}
+
+# Stops background processes (srun forwards the signal to its tasks).
+evalctl_stop() {
+  local pid i
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
+  for i in $(seq 1 30); do
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && break; done || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 1
+  done
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null; done
+  return 0
+}
+
+# Final state of job $1 from accounting (retrying while it lags), else from
+# slurmctld; empty when neither knows.
+evalctl_job_state() {
+  local s="" i
+  for i in 1 2 3 4 5 6; do
+    if ! s=$(sacct -j "$1" -X -n -P -o State 2>/dev/null | head -n 1); then
+      s=""
+      break
+    fi
+    s=${s%% *}
+    case $s in "" | PENDING | RUNNING | REQUEUED | RESIZING | SUSPENDED | COMPLETING) s="" ;; *) break ;; esac
+    [ "$i" -lt 6 ] && sleep 5
+  done
+  if [ -z "$s" ]; then
+    s=$(scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
+    case $s in PENDING | RUNNING | COMPLETING | REQUEUED | SUSPENDED) s="" ;; esac
+  fi
+  printf '%s' "$s"
+}
+
+# Links started so far, and run time used by them (a link that left no
+# end record counts as a full walltime).
+evalctl_links() { awk '$2 == "start"' "$EVALCTL_DIR/chain" 2>/dev/null | wc -l; }
+evalctl_used_seconds() {
+  awk -v wall="$EVALCTL_WALLTIME_S" '
+    $2 == "start" { if (open != "") total += wall; open = $1; s = $3 }
+    $2 == "end" && $1 == open { total += $3 - s; open = "" }
+    END { if (open != "") total += wall; print total + 0 }' "$EVALCTL_DIR/chain" 2>/dev/null || echo 0
+}
+
+# A resume link runs only when the previous link was cut short (time limit,
+# preemption, node failure) and the chain's limits allow it.
+evalctl_resume_gate() {
+  local prev=${EVALCTL_PREV_JOB:-} state last used links
+  if [ -n "$prev" ]; then
+    state=$(evalctl_job_state "$prev")
+    if [ -z "$state" ]; then
+      last=$(cat "$EVALCTL_DIR/status" 2>/dev/null)
+      case ${last%% *} in
+        completed) state=COMPLETED ;;
+        failed) state=FAILED ;;
+        stopped) state=CANCELLED ;;
+        *) state=INTERRUPTED ;;
+      esac
+      evalctl_log "no record of job $prev in Slurm; its last status was '${last:-none}': taking it as $state"
+    fi
+    case $state in
+      TIMEOUT | PREEMPTED | NODE_FAIL | INTERRUPTED) ;;
+      *)
+        evalctl_log "job $prev ended $state: not resuming"
+        evalctl_chain stop "$state"
+        return 1
+        ;;
+    esac
+  fi
+  links=$(evalctl_links)
+  if [ "$links" -ge "$EVALCTL_MAX_LINKS" ]; then
+    evalctl_log "resume limit reached: $links links (max_resume_links = $EVALCTL_MAX_LINKS)"
+    evalctl_chain stop max_resume_links
+    evalctl_status stopped max_resume_links
+    return 1
+  fi
+  used=$(evalctl_used_seconds)
+  if [ "$EVALCTL_MAX_WALLTIME_S" -gt 0 ] && [ "$used" -ge "$EVALCTL_MAX_WALLTIME_S" ]; then
+    evalctl_log "max_walltime reached: ${used} s used of ${EVALCTL_MAX_WALLTIME_S} s"
+    evalctl_chain stop max_walltime
+    evalctl_status stopped max_walltime
+    return 1
+  fi
+  evalctl_log "job ${prev:-?} ended ${state:-?}: resuming (link $((links + 1)), ${used} s used)"
+}
+
+# Queues the next link, to run only if this one ends unsuccessfully.
+evalctl_submit_next() {
+  local next
+  if next=$(sbatch --parsable --dependency="afternotok:$SLURM_JOB_ID" --kill-on-invalid-dep=yes \
+    --export="ALL,EVALCTL_PREV_JOB=$SLURM_JOB_ID" "$EVALCTL_DIR/resume.sbatch"); then
+    next=${next%%;*}
+    evalctl_chain submit "$next"
+    evalctl_log "next link queued: job $next"
+  else
+    evalctl_log "could not queue the next link"
+  fi
+}
+
+# Replaces every occurrence of a literal text in the task's run config.
+evalctl_subst() { EVALCTL_RUN_CONFIG=${EVALCTL_RUN_CONFIG//"$1"/"$2"}; }
+# Replaces the JSON string "NAME" by the JSON string "BASE_URL PATH".
+evalctl_subst_url() { evalctl_subst "\"$1\"" "\"$2$3\""; }
+
+evalctl_on_signal() {
+  evalctl_status interrupted "$1"
+  evalctl_log "received SIG$1"
+}
+
+# Starts the instances of a model server in the background.
+# Usage: evalctl_start_servers GROUP INSTANCES NODES_PER_INSTANCE TASKS_PER_INSTANCE
+# with EVALCTL_SRV_ARGS (srun container options) and EVALCTL_SRV_CMD set.
+evalctl_start_servers() {
+  local group=$1 instances=$2 npi=$3 tpi=$4 i ip head nodelist
+  local -a nodes
+  EVALCTL_SERVER_PIDS=()
+  EVALCTL_HEADS=()
+  for ((i = 0; i < instances; i++)); do
+    nodes=("${EVALCTL_NODES[@]:i*npi:npi}")
+    head=${nodes[0]}
+    nodelist=$(IFS=,; printf '%s' "${nodes[*]}")
+    ip=$(getent ahostsv4 "$head" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    EVALCTL_HEADS+=("$head")
+    (
+      evalctl_env "$group"
+      export MASTER_IP=${ip:-$head} MASTER_ADDR=${ip:-$head} NODES_PER_INSTANCE=$npi INSTANCE_ID=$i
+      exec srun --overlap --nodes="$npi" --ntasks="$tpi" --nodelist="$nodelist" "${EVALCTL_SRV_ARGS[@]}" \
+        bash -c 'export PROC_ID=$SLURM_PROCID; '"$EVALCTL_SRV_CMD"
+    ) >"$EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$i.log" 2>&1 &
+    EVALCTL_SERVER_PIDS+=("$!")
+    evalctl_log "server instance $i starting on $nodelist (log: $EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$i.log)"
+  done
+}
+
+# Waits until every instance answers on PORT/HEALTH; with several instances,
+# starts a load balancer in front of them. Sets EVALCTL_BASE_URL.
+# Usage: evalctl_servers_ready PORT HEALTH_PATH TIMEOUT_S [PROXY_PORT PROXY_IMAGE]
+evalctl_servers_ready() {
+  local port=$1 health=$2 timeout=$3 proxy_port=${4:-} proxy_image=${5:-} i cfg
+  for i in "${!EVALCTL_HEADS[@]}"; do
+    if [ -n "$health" ]; then
+      evalctl_wait_healthy "http://${EVALCTL_HEADS[$i]}:$port$health" "${EVALCTL_SERVER_PIDS[$i]}" "$timeout" || return 1
+    else
+      evalctl_log "no health endpoint: waiting ${timeout} s for instance $i"
+      sleep "$timeout"
+    fi
+  done
+  EVALCTL_BASE_URL="http://${EVALCTL_HEADS[0]}:$port"
+  if [ "${#EVALCTL_HEADS[@]}" -gt 1 ]; then
+    cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}.cfg"
+    {
+      printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 3600s\n  timeout server 3600s\n'
+      printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n' "$proxy_port"
+      [ -n "$health" ] && printf '  option httpchk GET %s\n' "$health"
+      for i in "${!EVALCTL_HEADS[@]}"; do printf '  server instance%s %s:%s check\n' "$i" "${EVALCTL_HEADS[$i]}" "$port"; done
+    } >"$cfg"
+    srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_HEADS[0]}" --container-image="$proxy_image" \
+      --container-mounts="$cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" \
+      haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-${SLURM_JOB_ID:-0}.log" 2>&1 &
+    EVALCTL_SERVER_PIDS+=("$!")
+    EVALCTL_BASE_URL="http://${EVALCTL_HEADS[0]}:$proxy_port"
+    evalctl_wait_healthy "$EVALCTL_BASE_URL${health:-/}" "$!" "$timeout" || return 1
+  fi
+}
+
+# Waits for a deployment job of the stack to publish a healthy endpoint.
+# Usage: evalctl_endpoint_of NODE_ID HEALTH_PATH TIMEOUT_S; prints the base URL.
+evalctl_endpoint_of() {
+  local file="$EVALCTL_STACK_DIR/$1/endpoint" deadline=$((SECONDS + $3)) url
+  while :; do
+    url=$(cat "$file" 2>/dev/null)
+    if [ -n "$url" ] && evalctl_http_ok "$url${2:-/}" 2>/dev/null; then
+      printf '%s' "$url"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      evalctl_log "no healthy endpoint from $1 after $3 s" >&2
+      return 1
+    fi
+    sleep 5
+  done
+}
+
+# Serves until every listed task's chain has ended, or a server exits.
+evalctl_serve_until_done() {
+  local t all
+  while :; do
+    all=1
+    for t in "$@"; do
+      case $(cut -d' ' -f1 "$EVALCTL_STACK_DIR/$t/status" 2>/dev/null) in
+        completed | failed | stopped) ;;
+        *) all=0 ;;
+      esac
+    done
+    [ "$all" = 1 ] && return 0
+    for t in "${EVALCTL_SERVER_PIDS[@]}"; do
+      kill -0 "$t" 2>/dev/null || {
+        evalctl_log "a model server exited"
+        return 1
+      }
+    done
+    sleep 15
+  done
+}
+# ---- end of evalctl job runtime ----
