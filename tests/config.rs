@@ -192,3 +192,31 @@ fn env_defaults_and_secret_deferral() {
     let dump = format!("{:?}", l.config);
     assert!(!dump.contains("s3cr3t"), "a secret was read at validate time");
 }
+
+#[test]
+fn launcher_feature_fixture() {
+    let l = load("tests/fixtures/launcher_features.yaml", &[]);
+    let c = &l.config;
+    assert_eq!(c.deployment.kind, DeploymentType::Sglang);
+    assert_eq!(c.deployment.image.as_deref(), Some("lmsysorg/sglang:latest"));
+    let cmd = c.deployment.command.as_deref().unwrap();
+    assert!(
+        cmd.contains("--model-path Qwen/Qwen3-4B-Instruct-2507 --port 8000 --dp-size 8 --context-length 32768"),
+        "{cmd}"
+    );
+    assert_eq!(c.execution.num_instances, 2);
+    assert_eq!(c.execution.gres.as_deref(), Some("gpu:0"));
+    assert_eq!(c.execution.mounts.evaluation.get("./hf_cache").map(String::as_str), Some("/root/.cache/huggingface"));
+    assert_eq!(c.execution.auto_export.as_ref().unwrap().destinations, ["mlflow"]);
+    assert_eq!(c.export.as_ref().unwrap()["mlflow"]["tags"]["backend"], "sglang");
+    assert_eq!(l.tasks[0].info.qualified(), "simple_evals.gpqa_diamond");
+}
+
+#[test]
+fn nim_fixture() {
+    let l = load("tests/fixtures/nim.yaml", &[]);
+    assert_eq!(l.config.deployment.kind, DeploymentType::Nim);
+    assert_eq!(l.config.deployment.endpoints.as_ref().unwrap().health.as_deref(), Some("/v1/health/ready"));
+    assert_eq!(l.env.deployment[0].source, Source::Host { var: "NGC_API_KEY".into(), default: None });
+    assert_eq!(l.config.execution.mounts.deployment["/lustre/nim/cache"], "/opt/nim/.cache");
+}
