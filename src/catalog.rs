@@ -5,6 +5,7 @@
 //! `data/legacy_tasks.tsv`, the bare names older launcher configs use that
 //! are ambiguous or gone in the current catalog.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const TASKS_TSV: &str = include_str!("../data/tasks.tsv");
@@ -46,6 +47,10 @@ pub enum Resolution<'a> {
 pub struct Catalog {
     tasks: Vec<TaskInfo>,
     legacy: Vec<(String, TaskInfo)>,
+    /// Index of every task by `harness.task`.
+    by_qualified: HashMap<String, usize>,
+    /// Indices of the tasks of each bare name, in catalog order.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 /// The built-in catalog, parsed once.
@@ -87,7 +92,12 @@ impl Catalog {
                 Some((r[0].to_owned(), task))
             })
             .collect();
-        Catalog { tasks, legacy }
+        let by_qualified = tasks.iter().enumerate().map(|(i, t)| (t.qualified(), i)).collect();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            by_name.entry(t.name.clone()).or_default().push(i);
+        }
+        Catalog { tasks, legacy, by_qualified, by_name }
     }
 
     pub fn tasks(&self) -> &[TaskInfo] {
@@ -97,10 +107,11 @@ impl Catalog {
     /// Resolves a task name as written in a config: `harness.task` or a bare
     /// task name.
     pub fn resolve(&self, name: &str) -> Resolution<'_> {
-        if let Some(t) = self.tasks.iter().find(|t| t.qualified() == name) {
-            return Resolution::Found(t);
+        if let Some(&i) = self.by_qualified.get(name) {
+            return Resolution::Found(&self.tasks[i]);
         }
-        let matches: Vec<&TaskInfo> = self.tasks.iter().filter(|t| t.name == name).collect();
+        let matches: Vec<&TaskInfo> =
+            self.by_name.get(name).map(|ix| ix.iter().map(|&i| &self.tasks[i]).collect()).unwrap_or_default();
         if matches.len() == 1 {
             return Resolution::Found(matches[0]);
         }

@@ -452,7 +452,7 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());
     }
     let mut resolved = vec![];
-    let mut ids: Vec<(&str, usize)> = vec![];
+    let mut ids: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let cat = catalog::catalog();
     for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
         let base = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
@@ -471,10 +471,10 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
                     format!("task id `{id}` may only contain letters, digits, `.`, `_` and `-`"),
                 );
             }
-            if let Some((_, first)) = ids.iter().find(|(x, _)| *x == id.as_str()) {
+            if let Some(first) = ids.get(id.as_str()) {
                 err(diags, id_path, true, format!("task id `{id}` is already used by evaluation.tasks.{first}"));
             } else {
-                ids.push((id, i));
+                ids.insert(id, i);
             }
         }
         let info = match cat.resolve(&t.name) {

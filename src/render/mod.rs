@@ -30,6 +30,9 @@ use shell::{mount_path, output_pattern, quote, sbatch_value};
 /// The shared runtime every script carries.
 const RUNTIME: &str = include_str!("lib.sh");
 
+/// The line after which every script carries the runtime.
+const RUNTIME_MARK: &str = "\nset -uo pipefail\n\n";
+
 /// Placeholder in a task's run config for the endpoint URL known only when the job runs.
 const URL_PLACEHOLDER: &str = "@@EVALCTL_ENDPOINT_URL@@";
 
@@ -90,9 +93,32 @@ pub fn placeholder(s: &Source) -> String {
     }
 }
 
-fn sha(text: &str) -> String {
-    let d = Sha256::digest(text.as_bytes());
+fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Hash of a script. The shared runtime, the same in every script, is
+/// hashed once and counted by its digest, so hashing stays cheap for
+/// thousands of jobs while any change of the script changes the hash.
+fn script_hash(script: &str) -> String {
+    static RUNTIME_DIGEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let digest = RUNTIME_DIGEST.get_or_init(|| Sha256::digest(RUNTIME.as_bytes()).to_vec());
+    let mut h = Sha256::new();
+    // The runtime follows the header's `set` line (see `preamble`).
+    let start = script.find(RUNTIME_MARK).map(|i| i + RUNTIME_MARK.len());
+    match start.filter(|&i| script[i..].starts_with(RUNTIME)) {
+        Some(i) => {
+            h.update(&script.as_bytes()[..i]);
+            h.update(digest);
+            h.update(&script.as_bytes()[i + RUNTIME.len()..]);
+        }
+        None => h.update(script.as_bytes()),
+    }
+    hex(&h.finalize())
 }
 
 /// Renders every job of the graph.
@@ -124,11 +150,15 @@ impl<'a> Renderer<'a> {
             Err(e) => return Err(vec![Diagnostic::error(None, e)]),
         };
         let mut jobs = vec![];
+        let mut resume_links: std::collections::HashMap<String, RenderedJob> = std::collections::HashMap::new();
         for node in order {
             let job = match &node.kind {
                 NodeKind::Deployment { aux } => self.deployment_job(&node.id, aux.as_deref()),
-                NodeKind::EvalTask { task } => self.task_job(&node.id, *task, false),
-                NodeKind::Resume { task, .. } => self.task_job(&node.id, *task, true),
+                NodeKind::EvalTask { task } => self.task_jobs(&node.id, *task).map(|(first, resume)| {
+                    resume_links.insert(resume.id.clone(), resume);
+                    first
+                }),
+                NodeKind::Resume { .. } => resume_links.remove(&node.id),
             };
             if let Some(mut job) = job {
                 job.deps = self.graph.dependencies(&node.id).into_iter().map(|(n, d)| (n.id.clone(), d)).collect();
@@ -161,7 +191,7 @@ impl<'a> Renderer<'a> {
     }
 
     /// The `#SBATCH` header shared by every job.
-    fn header(&mut self, id: &str, dir: &str, nodes: u32, walltime_text: &str) -> String {
+    fn header(&mut self, id: &str, dir: &str, nodes: u32, walltime_text: &str, resume: bool) -> String {
         let e = &self.cfg.execution;
         let k = |s: &str| -> Vec<Seg> { vec![Seg::Key("execution".into()), Seg::Key(s.into())] };
         // Functions of the shared runtime a given job does not call are expected.
@@ -219,6 +249,10 @@ impl<'a> Renderer<'a> {
         h.push(format!("#SBATCH --output={}", self.sb(&out, &k("output_dir"))));
         h.push("#SBATCH --open-mode=append".into());
         h.push("#SBATCH --no-requeue".into());
+        if resume {
+            // A successor whose predecessor succeeded can never start: Slurm removes it.
+            h.push("#SBATCH --kill-on-invalid-dep=yes".into());
+        }
         h.push(format!("#SBATCH --signal=B:USR1@{}", self.signal_lead()));
         h.join("\n") + "\n"
     }
@@ -254,7 +288,7 @@ impl<'a> Renderer<'a> {
     fn preamble(&self, id: &str, dir: &str, role: &str) -> String {
         let e = &self.cfg.execution;
         let max_wall = e.max_walltime.as_ref().and_then(|m| m.seconds().ok()).unwrap_or(0);
-        let mut s = String::from("\nset -uo pipefail\n\n");
+        let mut s = String::from(RUNTIME_MARK);
         s.push_str(RUNTIME);
         s.push_str("\n# ---- this job ----\n");
         let vars = [
@@ -429,7 +463,7 @@ impl<'a> Renderer<'a> {
             None => cfg.execution.num_nodes,
         };
         let walltime = self.walltime_text();
-        let mut s = self.header(id, &dir, nodes, &walltime);
+        let mut s = self.header(id, &dir, nodes, &walltime, false);
         s.push_str(&self.preamble(id, &dir, "server"));
         s.push_str(&self.public_env_fn(&group));
         s.push_str("\n# ---- serve the model for the stack's tasks ----\n");
@@ -455,9 +489,11 @@ impl<'a> Renderer<'a> {
     }
 
     /// An evaluation task (first link) or its resume link.
-    fn task_job(&mut self, id: &str, index: usize, resume: bool) -> Option<RenderedJob> {
+    /// The first link of a task and its resume link, rendered together.
+    fn task_jobs(&mut self, id: &str, index: usize) -> Option<(RenderedJob, RenderedJob)> {
         let cfg = self.cfg;
-        let Some(rt) = self.loaded.tasks.iter().find(|t| t.index == index).cloned() else {
+        // Validation resolved every task, in order.
+        let Some(rt) = self.loaded.tasks.get(index).filter(|t| t.index == index).cloned() else {
             self.errors.push(Diagnostic::error(None, format!("task {index} was not resolved")));
             return None;
         };
@@ -495,22 +531,26 @@ impl<'a> Renderer<'a> {
 
         let nodes = if per_task_server { cfg.execution.num_nodes } else { 1 };
         let walltime = self.walltime_text();
-        let role = if resume { "resume" } else { "first" };
-        let mut s = self.header(id, &dir, nodes, &walltime);
-        s.push_str(&self.preamble(&task_id, &dir, role));
+        // Both links of the chain share everything after their first lines.
+        let resume_id = format!("{task_id}.resume");
+        let mut env_fns = String::new();
         if per_task_server {
-            s.push_str(&self.public_env_fn(&dep_group));
+            env_fns.push_str(&self.public_env_fn(&dep_group));
         }
-        s.push_str(&self.public_env_fn(&eval_group));
-
-        s.push_str("\n# ---- auto-resume chain ----\n");
-        if resume {
-            s.push_str("evalctl_resume_gate || exit 0\n");
+        env_fns.push_str(&self.public_env_fn(&eval_group));
+        let mut heads = vec![];
+        for (job_id, role) in [(task_id.as_str(), "first"), (resume_id.as_str(), "resume")] {
+            let mut h = self.header(job_id, &dir, nodes, &walltime, role == "resume");
+            h.push_str(&self.preamble(&task_id, &dir, role));
+            h.push_str(&env_fns);
+            h.push_str("\n# ---- auto-resume chain ----\n");
+            h.push_str(match role {
+                "first" => "evalctl_chain start first\nevalctl_status running\n",
+                _ => "evalctl_resume_gate || exit 0\nevalctl_chain start resume\nevalctl_status running\nevalctl_submit_next\n",
+            });
+            heads.push(h);
         }
-        s.push_str(&format!("evalctl_chain start {role}\nevalctl_status running\n"));
-        if resume {
-            s.push_str("evalctl_submit_next\n");
-        }
+        let mut s = String::new();
 
         // Endpoint.
         let (endpoint_type, url_expr) = self.endpoint_for(&rt, task);
@@ -628,13 +668,26 @@ impl<'a> Renderer<'a> {
         } else {
             Self::secrets_map(&[&eval_group])
         };
-        let kind = if resume {
-            NodeKind::Resume { of: task_id.clone(), task: index }
-        } else {
-            NodeKind::EvalTask { task: index }
-        };
-        let name = if resume { "resume.sbatch" } else { "task.sbatch" };
-        Some(finish(id, kind, dir, name, s, secrets, &result))
+        let [first_head, resume_head]: [String; 2] = heads.try_into().ok()?;
+        let first = finish(
+            &task_id,
+            NodeKind::EvalTask { task: index },
+            dir.clone(),
+            "task.sbatch",
+            first_head + &s,
+            secrets.clone(),
+            &result,
+        );
+        let resume = finish(
+            &resume_id,
+            NodeKind::Resume { of: task_id.clone(), task: index },
+            dir,
+            "resume.sbatch",
+            resume_head + &s,
+            secrets,
+            &result,
+        );
+        Some((first, resume))
     }
 
     /// The endpoint type of a task and the URL path (or full URL) it calls.
@@ -740,7 +793,7 @@ fn finish(
         kind,
         dir,
         script_name: name.to_owned(),
-        script_hash: sha(&script),
+        script_hash: script_hash(&script),
         result_hash: sha(&serde_json::to_string(result).unwrap_or_default()),
         script,
         secrets,
