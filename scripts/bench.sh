@@ -12,3 +12,4 @@ fi
 hyperfine --warmup 20 --runs 300 -N \
   'target/release/evalctl validate -q examples/slurm_llama_3_1_8b_instruct.yaml'
 cargo bench --bench validate -- --noplot
+cargo bench --bench render -- --noplot

@@ -82,6 +82,13 @@ impl RenderedJob {
     }
 }
 
+/// The text of a secrets file: one `export NAME='value'` line per variable,
+/// each value quoted so the shell reads it back byte for byte. `apply`
+/// writes it on the cluster with mode 0600; it never goes anywhere else.
+pub fn secrets_file(values: &[(String, String)]) -> String {
+    values.iter().map(|(name, value)| format!("export {name}={}\n", quote(value))).collect()
+}
+
 /// How a secret's value is shown where it must not be.
 pub fn placeholder(s: &Source) -> String {
     match s {
@@ -191,7 +198,17 @@ impl<'a> Renderer<'a> {
     }
 
     /// The `#SBATCH` header shared by every job.
-    fn header(&mut self, id: &str, dir: &str, nodes: u32, walltime_text: &str, resume: bool) -> String {
+    /// `client_only`: a job that only runs the harness against a server of
+    /// another job (shared topology) asks for no GPUs and no exclusive node.
+    fn header(
+        &mut self,
+        id: &str,
+        dir: &str,
+        nodes: u32,
+        walltime_text: &str,
+        resume: bool,
+        client_only: bool,
+    ) -> String {
         let e = &self.cfg.execution;
         let k = |s: &str| -> Vec<Seg> { vec![Seg::Key("execution".into()), Seg::Key(s.into())] };
         // Functions of the shared runtime a given job does not call are expected.
@@ -214,13 +231,16 @@ impl<'a> Renderer<'a> {
         h.push(format!("#SBATCH --time={walltime_text}"));
         h.push(format!("#SBATCH --nodes={nodes}"));
         h.push(format!("#SBATCH --ntasks-per-node={}", e.ntasks_per_node));
-        if let Some(g) = &e.gres {
+        if let Some(g) = e.gres.as_ref().filter(|_| !client_only) {
             h.push(format!("#SBATCH --gres={}", self.sb(g, &k("gres"))));
         }
-        if let Some(g) = e.gpus_per_node {
+        if let Some(g) = e.gpus_per_node.filter(|_| !client_only) {
             h.push(format!("#SBATCH --gpus-per-node={g}"));
         }
         for (flag, value) in &e.sbatch_extra_flags {
+            if client_only && flag == "exclusive" {
+                continue;
+            }
             let path =
                 vec![Seg::Key("execution".into()), Seg::Key("sbatch_extra_flags".into()), Seg::Key(flag.clone())];
             if !flag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || flag.is_empty() {
@@ -463,7 +483,7 @@ impl<'a> Renderer<'a> {
             None => cfg.execution.num_nodes,
         };
         let walltime = self.walltime_text();
-        let mut s = self.header(id, &dir, nodes, &walltime, false);
+        let mut s = self.header(id, &dir, nodes, &walltime, false, false);
         s.push_str(&self.preamble(id, &dir, "server"));
         s.push_str(&self.public_env_fn(&group));
         s.push_str("\n# ---- serve the model for the stack's tasks ----\n");
@@ -540,7 +560,7 @@ impl<'a> Renderer<'a> {
         env_fns.push_str(&self.public_env_fn(&eval_group));
         let mut heads = vec![];
         for (job_id, role) in [(task_id.as_str(), "first"), (resume_id.as_str(), "resume")] {
-            let mut h = self.header(job_id, &dir, nodes, &walltime, role == "resume");
+            let mut h = self.header(job_id, &dir, nodes, &walltime, role == "resume", shared);
             h.push_str(&self.preamble(&task_id, &dir, role));
             h.push_str(&env_fns);
             h.push_str("\n# ---- auto-resume chain ----\n");

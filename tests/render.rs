@@ -1,0 +1,148 @@
+//! Rendered scripts: golden snapshots for each topology and deployment
+//! kind, byte-identical output across runs, shellcheck-clean, and refusal of
+//! values a script cannot carry.
+
+use std::path::Path;
+use std::process::Command;
+
+use evalctl::config;
+use evalctl::diag::Sources;
+use evalctl::render::{self, Rendered};
+
+const RUNTIME: &str = include_str!("../src/render/lib.sh");
+
+fn render_file(path: &str, overrides: &[&str]) -> Rendered {
+    let sources = Sources::new();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let text = std::fs::read_to_string(&full).unwrap();
+    // A stable name: snapshots must not depend on where the checkout is.
+    let loaded = config::load_text(Path::new(path), &text, &overrides, &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    render::render(&loaded, &graph).unwrap_or_else(|d| panic!("{}", evalctl::diag::render_all(&d, &sources)))
+}
+
+/// Every job's script (the shared runtime elided) with its secrets templates.
+fn snapshot_text(r: &Rendered) -> String {
+    let mut out = String::new();
+    for j in &r.jobs {
+        let deps: Vec<String> = j.deps.iter().map(|(id, d)| format!("{}:{id}", d.slurm())).collect();
+        out.push_str(&format!("===== {} ({}/{}) deps=[{}]\n", j.id, j.dir, j.script_name, deps.join(", ")));
+        out.push_str(&j.script.replace(RUNTIME, "<runtime: src/render/lib.sh>\n"));
+        for group in j.secrets.keys() {
+            out.push_str(&format!("----- secrets {group}\n{}", j.secrets_template(group)));
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshots() {
+    let cases = [
+        ("seed_per_task", "examples/slurm_llama_3_1_8b_instruct.yaml", vec![]),
+        ("checkpoint_per_task", "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml", vec![]),
+        (
+            "checkpoint_shared",
+            "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml",
+            vec!["execution.topology=shared"],
+        ),
+        ("multinode_instances", "tests/fixtures/launcher_features.yaml", vec![]),
+        ("ray_shared", "tests/fixtures/user_groups.yaml", vec![]),
+        ("no_deployment", "tests/fixtures/old_dialect.yaml", vec![]),
+        ("auxiliary_judge", "tests/fixtures/new_dialect_judge.yaml", vec![]),
+    ];
+    for (name, path, overrides) in cases {
+        let r = render_file(path, &overrides);
+        insta::assert_snapshot!(name, snapshot_text(&r));
+    }
+    insta::assert_snapshot!("runtime", RUNTIME);
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let dir = std::env::temp_dir().join(format!("evalctl-render-{}", std::process::id()));
+    let run = |out: &Path| {
+        let status = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+            .args(["render", "-q", "examples/slurm_llama_3_1_8b_instruct.yaml", "--out"])
+            .arg(out)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    run(&a);
+    run(&b);
+    let list = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (la, lb) = (list(&a), list(&b));
+    assert_eq!(la.len(), 12);
+    assert!(la == lb, "two renders differ");
+    // Rendering again into a directory with a stale script removes it.
+    std::fs::write(a.join("gone.sbatch"), "x").unwrap();
+    run(&a);
+    assert!(!a.join("gone.sbatch").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shellcheck_finds_nothing_above_info() {
+    let dir = std::env::temp_dir().join(format!("evalctl-shellcheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = vec![];
+    for (path, overrides) in [
+        ("examples/slurm_llama_3_1_8b_instruct.yaml", vec![]),
+        ("examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml", vec!["execution.topology=shared"]),
+        ("tests/fixtures/launcher_features.yaml", vec![]),
+        ("tests/fixtures/user_groups.yaml", vec![]),
+        ("tests/fixtures/old_dialect.yaml", vec![]),
+        ("tests/fixtures/new_dialect_judge.yaml", vec![]),
+        ("tests/fixtures/nim.yaml", vec![]),
+    ] {
+        let r = render_file(path, &overrides);
+        for j in &r.jobs {
+            let f = dir.join(format!("{}-{}.sbatch", files.len(), j.id));
+            std::fs::write(&f, &j.script).unwrap();
+            files.push(f);
+        }
+    }
+    let out = Command::new("shellcheck").arg("--severity=warning").args(&files).output().unwrap_or_else(|e| {
+        panic!("shellcheck is needed to run this test ({e}); scripts/test.sh installs it (apt-get install shellcheck)")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(files.len() > 20);
+}
+
+#[test]
+fn values_a_script_cannot_carry_are_refused_with_their_location() {
+    let sources = Sources::new();
+    let text = "execution: {output_dir: /x, account: 'acct\"x', partition: \"a\\nb\", mounts: {evaluation: {'/a,b': /data}}}\n\
+                target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\nevaluation: {tasks: [{name: gsm8k}]}\n";
+    let loaded = config::load_text(Path::new("bad.yaml"), text, &[], &sources, &|_| None).unwrap();
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let errs = render::render(&loaded, &graph).unwrap_err();
+    let heads: Vec<String> = errs.iter().map(|d| d.headline(&sources)).collect();
+    assert!(
+        heads.contains(&"bad.yaml:1:38: error: `execution.account`: `\"` cannot appear in an #SBATCH value".to_owned()),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.contains(
+            &"bad.yaml:1:59: error: `execution.partition`: a newline cannot appear in an #SBATCH value".to_owned()
+        ),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.iter().any(|h| h.starts_with("bad.yaml:1:") && h.contains("mount path `/a,b` contains ','")),
+        "{heads:#?}"
+    );
+}

@@ -1,0 +1,425 @@
+//! Runs rendered job scripts with bash against stand-ins for the Slurm
+//! commands (`srun`, `sbatch`, `scontrol`, `sacct`) and `curl`, which record
+//! what they were called with. This checks what a script *does*: that every
+//! user value reaches its command verbatim whatever its bytes, that secrets
+//! reach only their own container, and the auto-resume decisions. (The real
+//! cluster tests run the same scripts under Slurm.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use evalctl::config::{self, Loaded};
+use evalctl::diag::Sources;
+use evalctl::render::{self, Rendered, RenderedJob};
+use proptest::prelude::*;
+
+const STUBS: &[(&str, &str)] = &[
+    (
+        "srun",
+        r#"#!/bin/bash
+# Records argv (NUL-separated) and the variables named by --container-env.
+n=$(date +%s%N)-$$
+{
+  for a in "$@"; do printf '%s\0' "$a"; done
+} >"$STUB_DIR/srun.$n.args"
+for a in "$@"; do
+  case $a in
+    --container-env=*)
+      IFS=, read -r -a names <<<"${a#--container-env=}"
+      for v in "${names[@]}"; do printf '%s=%s\0' "$v" "${!v-<unset>}"; done >"$STUB_DIR/srun.$n.env"
+      ;;
+  esac
+done
+last=${!#}
+case $last in
+  *nemo-evaluator*) exit "${STUB_CLIENT_RC:-0}" ;;
+  *) exec sleep 300 ;;
+esac
+"#,
+    ),
+    ("sbatch", "#!/bin/bash\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done >>\"$STUB_DIR/sbatch.args\"\necho 4242\n"),
+    ("scontrol", "#!/bin/bash\n[ \"$1 $2\" = 'show hostnames' ] && { tr ',' '\\n' <<<\"$3\"; exit 0; }\nexit 1\n"),
+    ("sacct", "#!/bin/bash\n[ -n \"${STUB_SACCT:-}\" ] || exit 1\necho \"$STUB_SACCT\"\n"),
+    ("curl", "#!/bin/bash\nprintf 200\n"),
+    ("getent", "#!/bin/bash\nexit 2\n"),
+];
+
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = std::env::temp_dir().join(format!(
+            "evalctl-run-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::create_dir_all(dir.join("rec")).unwrap();
+        for (name, text) in STUBS {
+            let p = dir.join("bin").join(name);
+            std::fs::write(&p, text).unwrap();
+            Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        }
+        Sandbox { dir }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out dir $x")
+    }
+
+    /// Runs a job script; returns its exit code and combined output.
+    fn run(&self, job: &RenderedJob, env: &[(&str, &str)]) -> (i32, String) {
+        std::fs::create_dir_all(&job.dir).unwrap();
+        let script = Path::new(&job.dir).join(&job.script_name);
+        std::fs::write(&script, &job.script).unwrap();
+        let path = format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60").arg("bash").arg(&script);
+        cmd.env("PATH", path)
+            .env("STUB_DIR", self.dir.join("rec"))
+            .env("SLURM_JOB_ID", "77")
+            .env("SLURM_JOB_NODELIST", "node1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// Recorded srun calls: (argv, container env), in call order.
+    fn sruns(&self) -> Vec<(Vec<String>, BTreeMap<String, String>)> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.join("rec"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("srun.") && n.ends_with(".args"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| {
+                let args = nul_split(&std::fs::read(self.dir.join("rec").join(n)).unwrap());
+                let env_file = self.dir.join("rec").join(n.replace(".args", ".env"));
+                let env = std::fs::read(env_file)
+                    .map(|b| {
+                        nul_split(&b)
+                            .into_iter()
+                            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (args, env)
+            })
+            .collect()
+    }
+
+    fn sbatch_args(&self) -> Vec<String> {
+        std::fs::read(self.dir.join("rec/sbatch.args")).map(|b| nul_split(&b)).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn nul_split(b: &[u8]) -> Vec<String> {
+    b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+}
+
+fn compile(text: &str, overrides: &[String]) -> (Loaded, Rendered) {
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new("run.yaml"), text, overrides, &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let rendered =
+        render::render(&loaded, &graph).unwrap_or_else(|d| panic!("{}", evalctl::diag::render_all(&d, &sources)));
+    (loaded, rendered)
+}
+
+fn job<'a>(r: &'a Rendered, id: &str) -> &'a RenderedJob {
+    r.jobs.iter().find(|j| j.id == id).unwrap_or_else(|| panic!("no job {id}"))
+}
+
+fn base_config(out: &Path) -> String {
+    format!(
+        "defaults: [{{execution: slurm/default}}, {{deployment: vllm}}, _self_]\n\
+         execution: {{hostname: localhost, account: research, output_dir: {out:?}, walltime: '00:10:00'}}\n\
+         deployment: {{hf_model_handle: org/model, served_model_name: model, tensor_parallel_size: 1, env_vars: {{HF_TOKEN: 'host:HF_TOKEN', SERVER_MODE: 'lit:fast'}}}}\n\
+         evaluation:\n  env_vars: {{JUDGE_KEY: 'host:JUDGE_KEY', SCRATCH: 'runtime:TMPDIR'}}\n  tasks:\n    - name: gsm8k\n",
+        out = out.display().to_string()
+    )
+}
+
+/// Writes the secrets files of a job as `apply` does.
+fn write_secrets(job: &RenderedJob, values: &[(&str, &str)]) {
+    for (group, vars) in &job.secrets {
+        let v: Vec<(String, String)> = vars
+            .iter()
+            .map(|var| {
+                let value = values.iter().find(|(k, _)| *k == var.name).map_or("", |(_, v)| *v);
+                (var.name.clone(), value.to_owned())
+            })
+            .collect();
+        let dir = Path::new(&job.dir).join("secrets");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{group}.env")), render::secrets_file(&v)).unwrap();
+    }
+}
+
+#[test]
+fn per_task_job_starts_server_then_client_with_separate_environments() {
+    let sb = Sandbox::new();
+    let (_, r) = compile(&base_config(&sb.out()), &[]);
+    let task = job(&r, "gsm8k");
+    write_secrets(task, &[("HF_TOKEN", "hf-s3cret 'x' $y"), ("JUDGE_KEY", "judge\nkey")]);
+    let (rc, log) = sb.run(task, &[("TMPDIR", "/node/tmp")]);
+    assert_eq!(rc, 0, "{log}");
+    let calls = sb.sruns();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let (server, server_env) = &calls[0];
+    let (client, client_env) = &calls[1];
+    assert!(server.contains(&"--container-image=vllm/vllm-openai:latest".to_owned()), "{server:?}");
+    assert!(server.last().unwrap().contains("vllm serve org/model"), "{server:?}");
+    // Each container sees its own group's variables only.
+    assert_eq!(server_env.get("HF_TOKEN").map(String::as_str), Some("hf-s3cret 'x' $y"));
+    assert_eq!(server_env.get("SERVER_MODE").map(String::as_str), Some("fast"));
+    assert!(!server_env.contains_key("JUDGE_KEY"));
+    assert_eq!(client_env.get("JUDGE_KEY").map(String::as_str), Some("judge\nkey"));
+    assert_eq!(client_env.get("SCRATCH").map(String::as_str), Some("/node/tmp"));
+    assert!(!client_env.contains_key("HF_TOKEN"));
+    // The client runs the harness against the server's endpoint on the head node.
+    assert!(client.contains(&"--nodelist=node1".to_owned()), "{client:?}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&task.dir).join("artifacts/run_config.yml")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["target"]["api_endpoint"]["url"], "http://node1:8000/v1/completions");
+    assert_eq!(cfg["config"]["type"], "gsm8k");
+    let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
+    assert_eq!(status, "completed 77 \n");
+    let chain = std::fs::read_to_string(Path::new(&task.dir).join("chain")).unwrap();
+    let events: Vec<&str> = chain.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(events, ["start", "end"]);
+    // Secret values never appear in the job's output.
+    assert!(!log.contains("s3cret") && !log.contains("judge\nkey"), "{log}");
+}
+
+#[test]
+fn failing_harness_fails_the_job_and_stops_the_server() {
+    let sb = Sandbox::new();
+    let (_, r) = compile(&base_config(&sb.out()), &[]);
+    let task = job(&r, "gsm8k");
+    let (rc, log) = sb.run(task, &[("STUB_CLIENT_RC", "3")]);
+    assert_eq!(rc, 3, "{log}");
+    let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
+    assert_eq!(status, "failed 77 exit 3\n");
+}
+
+fn resume_case(sacct: Option<&str>, status: Option<&str>, chain: &str) -> (i32, String, Sandbox, RenderedJob) {
+    let sb = Sandbox::new();
+    let (_, r) = compile(&base_config(&sb.out()), &["execution.max_resume_links=3".into()]);
+    let resume = job(&r, "gsm8k.resume").clone();
+    std::fs::create_dir_all(&resume.dir).unwrap();
+    if let Some(s) = status {
+        std::fs::write(Path::new(&resume.dir).join("status"), s).unwrap();
+    }
+    std::fs::write(Path::new(&resume.dir).join("chain"), chain).unwrap();
+    let mut env = vec![("EVALCTL_PREV_JOB", "76")];
+    if let Some(s) = sacct {
+        env.push(("STUB_SACCT", s));
+    }
+    let (rc, log) = sb.run(&resume, &env);
+    (rc, log, sb, resume)
+}
+
+#[test]
+fn resume_link_continues_after_timeout_and_queues_the_next() {
+    let (rc, log, sb, resume) = resume_case(Some("TIMEOUT"), None, "76 start 100 first\n");
+    assert_eq!(rc, 0, "{log}");
+    assert!(log.contains("job 76 ended TIMEOUT: resuming (link 2"), "{log}");
+    let args = sb.sbatch_args();
+    assert_eq!(
+        args,
+        [
+            "--parsable",
+            "--dependency=afternotok:77",
+            "--kill-on-invalid-dep=yes",
+            "--export=ALL,EVALCTL_PREV_JOB=77",
+            &format!("{}/resume.sbatch", resume.dir),
+        ]
+    );
+    assert_eq!(sb.sruns().len(), 2, "the work ran");
+    let chain = std::fs::read_to_string(Path::new(&resume.dir).join("chain")).unwrap();
+    assert!(chain.contains("77 submit ") && chain.contains(" 4242"), "{chain}");
+}
+
+#[test]
+fn resume_link_stops_after_success_failure_or_cancel() {
+    for state in ["COMPLETED", "FAILED", "CANCELLED by 1001", "OUT_OF_MEMORY"] {
+        let (rc, log, sb, resume) = resume_case(Some(state), None, "76 start 100 first\n");
+        assert_eq!(rc, 0, "{log}");
+        assert!(log.contains("not resuming"), "{state}: {log}");
+        assert!(sb.sruns().is_empty() && sb.sbatch_args().is_empty(), "{state}: nothing runs, nothing is queued");
+        let chain = std::fs::read_to_string(Path::new(&resume.dir).join("chain")).unwrap();
+        assert!(chain.lines().last().unwrap().contains(" stop "), "{chain}");
+    }
+}
+
+#[test]
+fn resume_without_accounting_reads_the_status_file() {
+    // No sacct, no scontrol record: the last status decides.
+    let (rc, log, sb, _) = resume_case(None, Some("interrupted 76 USR1\n"), "76 start 100 first\n");
+    assert_eq!(rc, 0, "{log}");
+    assert!(log.contains("taking it as INTERRUPTED"), "{log}");
+    assert_eq!(sb.sruns().len(), 2);
+    let (_, log, sb, _) = resume_case(None, Some("completed 76 \n"), "76 start 100 first\n76 end 200 completed\n");
+    assert!(log.contains("taking it as COMPLETED") && log.contains("not resuming"), "{log}");
+    assert!(sb.sruns().is_empty());
+}
+
+#[test]
+fn resume_stops_at_the_link_and_walltime_limits() {
+    let chain = "70 start 100 first\n71 start 800 resume\n72 start 1500 resume\n";
+    let (rc, log, sb, resume) = resume_case(Some("TIMEOUT"), None, chain);
+    assert_eq!(rc, 0);
+    assert!(log.contains("resume limit reached: 3 links"), "{log}");
+    assert!(sb.sruns().is_empty());
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&resume.dir).join("status")).unwrap(),
+        "stopped 77 max_resume_links\n"
+    );
+
+    let sb = Sandbox::new();
+    let (_, r) = compile(&base_config(&sb.out()), &["execution.max_walltime=00:15:00".into()]);
+    let resume = job(&r, "gsm8k.resume");
+    std::fs::create_dir_all(&resume.dir).unwrap();
+    // Two earlier links of 10 minutes each: 1200 s used of 900 s allowed.
+    std::fs::write(Path::new(&resume.dir).join("chain"), "70 start 0 first\n70 end 600 x\n71 start 700 resume\n")
+        .unwrap();
+    let (_, log) = sb.run(resume, &[("EVALCTL_PREV_JOB", "71"), ("STUB_SACCT", "TIMEOUT")]);
+    assert!(log.contains("max_walltime reached: 1200 s used of 900 s"), "{log}");
+    assert!(sb.sruns().is_empty());
+}
+
+#[test]
+fn shared_topology_tasks_use_the_published_endpoint() {
+    let sb = Sandbox::new();
+    let text = base_config(&sb.out()).replace("walltime: '00:10:00'", "walltime: '00:10:00', topology: shared");
+    let (_, r) = compile(&text, &[]);
+    let server = job(&r, "server");
+    let task = job(&r, "gsm8k");
+    std::fs::create_dir_all(&server.dir).unwrap();
+    std::fs::write(Path::new(&server.dir).join("endpoint"), "http://node7:8000\n").unwrap();
+    let (rc, log) = sb.run(task, &[]);
+    assert_eq!(rc, 0, "{log}");
+    let calls = sb.sruns();
+    assert_eq!(calls.len(), 1, "no server of its own: {calls:?}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&task.dir).join("artifacts/run_config.yml")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["target"]["api_endpoint"]["url"], "http://node7:8000/v1/completions");
+    // The server job publishes its endpoint and ends once every task's chain has ended.
+    let (rc, log) = sb.run(server, &[]);
+    assert_eq!(rc, 0, "{log}");
+    assert!(log.contains("endpoint published: http://node1:8000"), "{log}");
+    assert!(!Path::new(&server.dir).join("endpoint").exists(), "endpoint withdrawn when done");
+}
+
+/// Strings that break naive quoting.
+fn nasty() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("'".to_owned()),
+        Just("\"".to_owned()),
+        Just("$".to_owned()),
+        Just("$(touch /tmp/evalctl-pwned)".to_owned()),
+        Just("`id`".to_owned()),
+        Just("\\".to_owned()),
+        Just("\n".to_owned()),
+        Just("#".to_owned()),
+        Just(" ".to_owned()),
+        Just(";".to_owned()),
+        Just("&&".to_owned()),
+        Just("*".to_owned()),
+        Just("%".to_owned()),
+        Just("${X}".to_owned()),
+        Just("é💥".to_owned()),
+        Just("EVALCTL_RUN_CONFIG_END".to_owned()),
+        "[a-z]{1,5}",
+    ];
+    prop::collection::vec(piece, 1..8)
+        .prop_map(|v| v.concat())
+        .prop_filter("`\\${` is the config's escape", |s| !s.contains("\\${"))
+}
+
+/// A YAML string whose config value is `s`: `${` is escaped so the config
+/// does not read it as an interpolation.
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(&s.replace("${", "\\${")).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Adversarial strings in every field that reaches the shell arrive
+    /// verbatim, and `bash -n` accepts every script.
+    #[test]
+    fn adversarial_values_arrive_verbatim(
+        command in nasty(), image in nasty(), container in nasty(), pre in nasty(),
+        lit in nasty(), param in nasty(), secret in nasty(), model in nasty(), mount in nasty(),
+    ) {
+        // Mount paths cannot hold ',' ':' or newlines (refused with an error, tested elsewhere).
+        let mount = mount.replace([',', ':', '\n'], "_");
+        let sb = Sandbox::new();
+        let text = format!(
+            "defaults: [{{execution: slurm/default}}, {{deployment: generic}}, _self_]\n\
+             execution: {{hostname: localhost, account: research, output_dir: {out}, walltime: '00:10:00', mounts: {{evaluation: {{{mount_src}: /data}}}}}}\n\
+             deployment: {{image: {image}, command: {command}, served_model_name: {model}, env_vars: {{TOKEN: 'host:TOKEN'}}}}\n\
+             evaluation:\n  env_vars: {{LITERAL: {lit}}}\n  tasks:\n    - name: gsm8k\n      container: {container}\n      pre_cmd: {pre}\n      nemo_evaluator_config: {{config: {{params: {{extra: {{prompt: {param}}}}}}}}}\n",
+            out = yaml_str(&sb.out().display().to_string()),
+            // Keys are not interpolated: no escaping.
+            mount_src = serde_json::to_string(&format!("/mnt/{mount}")).unwrap(),
+            image = yaml_str(&image),
+            command = yaml_str(&command),
+            model = yaml_str(&model),
+            lit = yaml_str(&format!("lit:{lit}")),
+            container = yaml_str(&container),
+            pre = yaml_str(&format!("true {}", render::shell::quote(&pre))),
+            param = yaml_str(&param),
+        );
+        let (_, r) = compile(&text, &[]);
+        for j in &r.jobs {
+            let check = Command::new("bash").arg("-n").arg("-c").arg(&j.script).output().unwrap();
+            prop_assert!(check.status.success(), "{}: {}", j.id, String::from_utf8_lossy(&check.stderr));
+        }
+        let task = job(&r, "gsm8k");
+        write_secrets(task, &[("TOKEN", &secret)]);
+        let (rc, log) = sb.run(task, &[]);
+        prop_assert_eq!(rc, 0, "{}", log);
+        let calls = sb.sruns();
+        prop_assert_eq!(calls.len(), 2);
+        let (server, server_env) = &calls[0];
+        let (client, client_env) = &calls[1];
+        let want_image = format!("--container-image={image}");
+        prop_assert!(server.contains(&want_image));
+        prop_assert_eq!(server.last().unwrap(), &format!("export PROC_ID=$SLURM_PROCID; {}", command.trim_end()));
+        prop_assert_eq!(server_env.get("TOKEN"), Some(&secret));
+        let want_container = format!("--container-image={container}");
+        prop_assert!(client.contains(&want_container));
+        let mounts = format!("--container-mounts={}/run/gsm8k/artifacts:/results,/mnt/{mount}:/data", sb.out().display());
+        prop_assert!(client.contains(&mounts), "{:?}", client);
+        let want_pre = format!("true {}\n", render::shell::quote(&pre));
+        prop_assert!(client.last().unwrap().starts_with(&want_pre));
+        prop_assert_eq!(client_env.get("LITERAL"), Some(&lit));
+        let cfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(&task.dir).join("artifacts/run_config.yml")).unwrap()
+        ).unwrap();
+        prop_assert_eq!(&cfg["config"]["params"]["extra"]["prompt"], &serde_json::json!(param));
+        prop_assert_eq!(&cfg["target"]["api_endpoint"]["model_id"], &serde_json::json!(model));
+        prop_assert!(!Path::new("/tmp/evalctl-pwned").exists());
+    }
+}
