@@ -99,10 +99,6 @@ pub fn load_text(
             format!("a config must be a mapping, found {}", raw.kind()),
         )]));
     }
-    let stack =
-        raw.get(&[node::Seg::Key("name".into())]).and_then(Node::as_str).map(str::to_owned).unwrap_or_else(|| {
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "evalctl".into())
-        });
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tree = compose::compose(raw, dir, sources).map_err(fail)?;
     overrides::apply(&mut tree, overrides, sources).map_err(fail)?;
@@ -111,7 +107,7 @@ pub fn load_text(
     match validate::check(&tree, &origins, &mut diags) {
         Some(c) => Ok(Loaded {
             path: path.to_path_buf(),
-            stack,
+            stack: c.config.name.clone().unwrap_or_else(|| stack_from_path(path)),
             config: c.config,
             tree,
             env: c.env,
@@ -120,4 +116,14 @@ pub fn load_text(
         }),
         None => Err(fail(diags)),
     }
+}
+
+/// A stack name from a config file name: its stem, with characters outside
+/// `[A-Za-z0-9._-]` replaced by `-`.
+pub fn stack_from_path(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let clean: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let clean = clean.trim_start_matches('.').to_owned();
+    if clean.is_empty() { "evalctl".into() } else { clean }
 }

@@ -326,6 +326,20 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
     };
     let exec = &cfg.execution;
 
+    // Stack name: a directory name and part of job names.
+    if let Some(name) = &cfg.name
+        && (name.is_empty()
+            || name.starts_with('.')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+    {
+        err(
+            diags,
+            keys(&["name"]),
+            true,
+            format!("stack name `{name}` may only contain letters, digits, `.`, `_` and `-`"),
+        );
+    }
+
     // Paths.
     if !exec.output_dir.starts_with('/') {
         err(
