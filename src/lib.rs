@@ -10,3 +10,4 @@ pub mod config;
 pub mod diag;
 pub mod graph;
 pub mod render;
+pub mod state;

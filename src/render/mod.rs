@@ -30,6 +30,9 @@ use shell::{mount_path, output_pattern, quote, sbatch_value};
 /// The shared runtime every script carries.
 const RUNTIME: &str = include_str!("lib.sh");
 
+/// Start of the ownership tag in a job's comment.
+pub const TAG_PREFIX: &str = "evalctl:";
+
 /// The line after which every script carries the runtime.
 const RUNTIME_MARK: &str = "\nset -uo pipefail\n\n";
 
@@ -52,6 +55,12 @@ pub struct RenderedJob {
     pub secrets: IndexMap<String, Vec<EnvVar>>,
     /// Jobs this one waits for.
     pub deps: Vec<(String, Dep)>,
+    /// The unit the job belongs to: its task, or itself for a deployment.
+    pub unit: String,
+    /// `first`, `resume` or `server`.
+    pub role: String,
+    /// The job's `--comment` (user comment and ownership tag).
+    pub comment: String,
     /// Hash of what determines the job's result (model, image, command,
     /// task, parameters, variable names), not how it is scheduled.
     pub result_hash: String,
@@ -206,9 +215,10 @@ impl<'a> Renderer<'a> {
         dir: &str,
         nodes: u32,
         walltime_text: &str,
-        resume: bool,
+        role: &str,
         client_only: bool,
     ) -> String {
+        let resume = role == "resume";
         let e = &self.cfg.execution;
         let k = |s: &str| -> Vec<Seg> { vec![Seg::Key("execution".into()), Seg::Key(s.into())] };
         // Functions of the shared runtime a given job does not call are expected.
@@ -259,11 +269,7 @@ impl<'a> Renderer<'a> {
                 _ => self.err(&path, format!("sbatch flag `{flag}` needs a string, number or boolean")),
             }
         }
-        let tag = format!("evalctl:{}/{}", self.loaded.stack, id);
-        let comment = match &e.sbatch_comment {
-            Some(c) => format!("{c} {tag}"),
-            None => tag,
-        };
+        let comment = self.comment_for(id, role);
         h.push(format!("#SBATCH --comment={}", self.sb(&comment, &k("sbatch_comment"))));
         let out = format!("{}/logs/slurm-%j.out", output_pattern(dir));
         h.push(format!("#SBATCH --output={}", self.sb(&out, &k("output_dir"))));
@@ -275,6 +281,18 @@ impl<'a> Renderer<'a> {
         }
         h.push(format!("#SBATCH --signal=B:USR1@{}", self.signal_lead()));
         h.join("\n") + "\n"
+    }
+
+    /// The job's `--comment`: the user's comment and the ownership tag
+    /// `evalctl:<stack>/<unit>/<role>` by which refresh finds the job again
+    /// (apply appends the unit's hashes when it submits).
+    fn comment_for(&self, id: &str, role: &str) -> String {
+        let unit = if role == "resume" { id.strip_suffix(".resume").unwrap_or(id) } else { id };
+        let tag = format!("{TAG_PREFIX}{}/{unit}/{role}", self.loaded.stack);
+        match &self.cfg.execution.sbatch_comment {
+            Some(c) => format!("{c} {tag}"),
+            None => tag,
+        }
     }
 
     /// Seconds before the time limit at which the job is warned: a tenth of
@@ -483,7 +501,7 @@ impl<'a> Renderer<'a> {
             None => cfg.execution.num_nodes,
         };
         let walltime = self.walltime_text();
-        let mut s = self.header(id, &dir, nodes, &walltime, false, false);
+        let mut s = self.header(id, &dir, nodes, &walltime, "server", false);
         s.push_str(&self.preamble(id, &dir, "server"));
         s.push_str(&self.public_env_fn(&group));
         s.push_str("\n# ---- serve the model for the stack's tasks ----\n");
@@ -497,18 +515,19 @@ impl<'a> Renderer<'a> {
         s.push_str("if [ \"$rc\" -eq 0 ]; then evalctl_status completed; evalctl_chain end completed; else evalctl_status failed server-exited; evalctl_chain end server-exited; fi\nexit \"$rc\"\n");
         let result = json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) });
         let secrets = Self::secrets_map(&[&group]);
-        Some(finish(
-            id,
-            NodeKind::Deployment { aux: aux.map(str::to_owned) },
-            dir,
-            "server.sbatch",
-            s,
-            secrets,
-            &result,
-        ))
+        let mut job =
+            finish(id, NodeKind::Deployment { aux: aux.map(str::to_owned) }, dir, "server.sbatch", s, secrets, &result);
+        self.identify(&mut job, "server");
+        Some(job)
     }
 
-    /// An evaluation task (first link) or its resume link.
+    /// Sets the unit, role and comment of a rendered job.
+    fn identify(&self, job: &mut RenderedJob, role: &str) {
+        job.comment = self.comment_for(&job.id, role);
+        job.unit = if role == "resume" { job.id.strip_suffix(".resume").unwrap_or(&job.id).to_owned() } else { job.id.clone() };
+        job.role = role.to_owned();
+    }
+
     /// The first link of a task and its resume link, rendered together.
     fn task_jobs(&mut self, id: &str, index: usize) -> Option<(RenderedJob, RenderedJob)> {
         let cfg = self.cfg;
@@ -560,7 +579,7 @@ impl<'a> Renderer<'a> {
         env_fns.push_str(&self.public_env_fn(&eval_group));
         let mut heads = vec![];
         for (job_id, role) in [(task_id.as_str(), "first"), (resume_id.as_str(), "resume")] {
-            let mut h = self.header(job_id, &dir, nodes, &walltime, role == "resume", shared);
+            let mut h = self.header(job_id, &dir, nodes, &walltime, role, shared);
             h.push_str(&self.preamble(&task_id, &dir, role));
             h.push_str(&env_fns);
             h.push_str("\n# ---- auto-resume chain ----\n");
@@ -698,7 +717,7 @@ impl<'a> Renderer<'a> {
             secrets.clone(),
             &result,
         );
-        let resume = finish(
+        let mut resume = finish(
             &resume_id,
             NodeKind::Resume { of: task_id.clone(), task: index },
             dir,
@@ -707,6 +726,9 @@ impl<'a> Renderer<'a> {
             secrets,
             &result,
         );
+        let mut first = first;
+        self.identify(&mut first, "first");
+        self.identify(&mut resume, "resume");
         Some((first, resume))
     }
 
@@ -818,6 +840,9 @@ fn finish(
         script,
         secrets,
         deps: vec![],
+        unit: String::new(),
+        role: String::new(),
+        comment: String::new(),
     }
 }
 

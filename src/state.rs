@@ -1,0 +1,144 @@
+//! What `apply` recorded about a stack: per unit (a task's chain or a
+//! deployment), the hashes of what was submitted, the job ids, the attempt
+//! count and the state last observed.
+//!
+//! Kept as `<output_dir>/<stack>/.evalctl/state.json` on the cluster,
+//! written atomically by the apply program, with a local copy beside the
+//! config (`.evalctl/<stack>.state.json`) for `plan --offline`. Losing it
+//! loses nothing: every job carries an ownership tag with its hashes, and
+//! refresh finds the jobs again from Slurm.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the state file format.
+pub const STATE_VERSION: u32 = 1;
+
+/// The recorded state of a stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub stack: String,
+    /// Incremented by every apply.
+    pub serial: u64,
+    /// Unix time of the first apply (bounds the accounting query).
+    #[serde(default)]
+    pub created: u64,
+    pub units: BTreeMap<String, UnitState>,
+}
+
+/// One unit: a task (its first link and resume link) or a deployment job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub kind: UnitKind,
+    pub script_hash: String,
+    pub result_hash: String,
+    /// The unit's scripts as submitted, with the shared runtime elided
+    /// (for diffs), by file name.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, String>,
+    /// Job ids submitted by apply for the current attempt.
+    #[serde(default)]
+    pub jobs: Vec<u64>,
+    /// Submissions of the current result (1 after the first).
+    pub attempts: u32,
+    /// What the last refresh saw.
+    #[serde(default)]
+    pub observed: Observed,
+    /// Serial of the apply that last submitted the unit.
+    #[serde(default)]
+    pub serial: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    #[default]
+    Task,
+    Deployment,
+}
+
+/// The state of a unit as seen on the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observed {
+    /// No job and no trace of one.
+    #[default]
+    Absent,
+    /// Submitted and held by an apply that did not finish: never started.
+    Held,
+    Pending,
+    Running,
+    Completed,
+    /// Ended without success: failed, cancelled, resume limits reached.
+    Failed,
+}
+
+impl Observed {
+    pub fn is_live(self) -> bool {
+        matches!(self, Observed::Held | Observed::Pending | Observed::Running)
+    }
+}
+
+impl State {
+    pub fn new(stack: &str) -> State {
+        State { version: STATE_VERSION, stack: stack.to_owned(), ..State::default() }
+    }
+
+    /// Parses a state file; an unknown version is an error, not a guess.
+    pub fn parse(text: &str) -> Result<State, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("state file is not JSON: {e}"))?;
+        match v.get("version").and_then(|x| x.as_u64()) {
+            Some(n) if n == u64::from(STATE_VERSION) => {}
+            Some(n) => return Err(format!("state file version {n} is not supported (this evalctl reads {STATE_VERSION})")),
+            None => return Err("state file has no version".into()),
+        }
+        serde_json::from_value(v).map_err(|e| format!("state file is malformed: {e}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+/// The local copy of a stack's state, beside its config.
+pub fn local_path(config: &Path, stack: &str) -> PathBuf {
+    let dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(".evalctl").join(format!("{stack}.state.json"))
+}
+
+/// Reads the local copy; `None` when there is none.
+pub fn read_local(config: &Path, stack: &str) -> Result<Option<State>, String> {
+    let path = local_path(config, stack);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => State::parse(&t).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the local copy atomically.
+pub fn write_local(config: &Path, state: &State) -> Result<(), String> {
+    let path = local_path(config, &state.stack);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, state.to_text()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_version_check() {
+        let mut s = State::new("st");
+        s.units.insert("a".into(), UnitState { script_hash: "x".into(), attempts: 1, ..Default::default() });
+        assert_eq!(State::parse(&s.to_text()).unwrap(), s);
+        assert!(State::parse("{\"version\": 9}").unwrap_err().contains("version 9"));
+        assert!(State::parse("nope").is_err());
+    }
+}
