@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod graph;
+pub mod plan;
 pub mod render;
 pub mod state;

@@ -92,7 +92,9 @@ impl State {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("state file is not JSON: {e}"))?;
         match v.get("version").and_then(|x| x.as_u64()) {
             Some(n) if n == u64::from(STATE_VERSION) => {}
-            Some(n) => return Err(format!("state file version {n} is not supported (this evalctl reads {STATE_VERSION})")),
+            Some(n) => {
+                return Err(format!("state file version {n} is not supported (this evalctl reads {STATE_VERSION})"));
+            }
             None => return Err("state file has no version".into()),
         }
         serde_json::from_value(v).map_err(|e| format!("state file is malformed: {e}"))

@@ -28,7 +28,7 @@ use crate::graph::{Dep, JobGraph, NodeKind};
 use shell::{mount_path, output_pattern, quote, sbatch_value};
 
 /// The shared runtime every script carries.
-const RUNTIME: &str = include_str!("lib.sh");
+pub const RUNTIME: &str = include_str!("lib.sh");
 
 /// Start of the ownership tag in a job's comment.
 pub const TAG_PREFIX: &str = "evalctl:";
@@ -524,7 +524,11 @@ impl<'a> Renderer<'a> {
     /// Sets the unit, role and comment of a rendered job.
     fn identify(&self, job: &mut RenderedJob, role: &str) {
         job.comment = self.comment_for(&job.id, role);
-        job.unit = if role == "resume" { job.id.strip_suffix(".resume").unwrap_or(&job.id).to_owned() } else { job.id.clone() };
+        job.unit = if role == "resume" {
+            job.id.strip_suffix(".resume").unwrap_or(&job.id).to_owned()
+        } else {
+            job.id.clone()
+        };
         job.role = role.to_owned();
     }
 

@@ -1,0 +1,469 @@
+//! What `apply` would change: the rendered jobs of a config, grouped into
+//! units (a task's chain, or a deployment), reconciled against what the
+//! cluster and the recorded state show.
+//!
+//! The reconciliation table (DESIGN §5) is [`decide`], a pure function of
+//! the desired hashes, the observed state and the recorded state, so every
+//! row of the table is tested without a cluster. Refreshing (one remote
+//! program) lives in [`refresh`], output formats in [`output`].
+
+pub mod output;
+pub mod refresh;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::render::{Rendered, RenderedJob};
+use crate::state::{Observed, State, UnitKind, UnitState};
+
+/// Version of the plan document (`--format json`, `--out`).
+pub const PLAN_VERSION: u32 = 1;
+
+/// What will happen to a unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do.
+    None,
+    /// Submit: the cluster has nothing for it.
+    Create,
+    /// Cancel the live chain and submit the new one.
+    Replace,
+    /// Run again: it completed, but what determines its result changed (old artifacts kept).
+    Rerun,
+    /// Run again after a failure, within the attempt limit.
+    Retry,
+    /// Upload the new scripts only: the running chain's next link uses them.
+    Update,
+    /// Cancel the chain of a unit no longer in the config (results kept).
+    Cancel,
+}
+
+impl Action {
+    /// Whether apply submits jobs for this action.
+    pub fn submits(self) -> bool {
+        matches!(self, Action::Create | Action::Replace | Action::Rerun | Action::Retry)
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::None => "no change",
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Rerun => "rerun",
+            Action::Retry => "retry",
+            Action::Update => "update",
+            Action::Cancel => "cancel",
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::None => " ",
+            Action::Create => "+",
+            Action::Replace => "-/+",
+            Action::Rerun | Action::Retry | Action::Update => "~",
+            Action::Cancel => "-",
+        }
+    }
+}
+
+/// A unit of the config: the jobs that share an identity and a fate.
+#[derive(Clone, Debug)]
+pub struct Unit<'a> {
+    pub id: String,
+    pub kind: UnitKind,
+    pub jobs: Vec<&'a RenderedJob>,
+    pub script_hash: String,
+    pub result_hash: String,
+}
+
+impl Unit<'_> {
+    /// The scripts, runtime elided, by file name (what state keeps for diffs).
+    pub fn scripts(&self) -> BTreeMap<String, String> {
+        self.jobs.iter().map(|j| (j.script_name.clone(), elide_runtime(&j.script))).collect()
+    }
+}
+
+/// The shared runtime, replaced by a marker line (it is the same in every
+/// script; its changes are shown once).
+pub fn elide_runtime(script: &str) -> String {
+    script.replace(crate::render::RUNTIME, "# <evalctl runtime>\n")
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Groups rendered jobs into units, in submission order of their first job.
+pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
+    let mut order: Vec<String> = vec![];
+    let mut by_id: BTreeMap<String, Vec<&RenderedJob>> = BTreeMap::new();
+    for j in &rendered.jobs {
+        if !by_id.contains_key(&j.unit) {
+            order.push(j.unit.clone());
+        }
+        by_id.entry(j.unit.clone()).or_default().push(j);
+    }
+    order
+        .into_iter()
+        .map(|id| {
+            let jobs = by_id.remove(&id).unwrap_or_default();
+            let kind = if jobs.iter().any(|j| j.role == "server") { UnitKind::Deployment } else { UnitKind::Task };
+            let script_hash = sha(&jobs.iter().map(|j| j.script_hash.as_str()).collect::<Vec<_>>());
+            let result_hash = jobs.first().map(|j| j.result_hash.clone()).unwrap_or_default();
+            Unit { id, kind, jobs, script_hash, result_hash }
+        })
+        .collect()
+}
+
+/// What refresh learned about one unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub observed: Observed,
+    /// Live jobs (pending, running, held), pending successors first.
+    pub live_jobs: Vec<u64>,
+    /// Hashes carried by the live jobs' ownership tags, when they have them.
+    pub tag_script_hash: Option<String>,
+    pub tag_result_hash: Option<String>,
+    /// The unit's status line (`completed 123`, `failed 123 exit 1`, ...).
+    pub status: Option<String>,
+}
+
+/// One line of the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub unit: String,
+    pub kind: UnitKind,
+    pub action: Action,
+    /// Why, in a few words.
+    pub reason: String,
+    pub observed: Observed,
+    /// Cancels work that is running (shown loudly).
+    pub interrupts_running: bool,
+    /// Jobs apply cancels first.
+    pub cancel_jobs: Vec<u64>,
+    /// Scripts before (from state; runtime elided) and after.
+    pub before: BTreeMap<String, String>,
+    pub after: BTreeMap<String, String>,
+    pub script_hash: String,
+    pub result_hash: String,
+    /// Submissions of the current result after this apply.
+    pub attempts: u32,
+}
+
+/// The decision for one unit present in the config (the DESIGN table).
+pub fn decide(
+    desired_script: &str,
+    desired_result: &str,
+    obs: &Observation,
+    recorded: Option<&UnitState>,
+    max_attempts: u32,
+    forced: bool,
+) -> (Action, String, u32) {
+    let script = recorded.map(|r| r.script_hash.as_str()).or(obs.tag_script_hash.as_deref());
+    let result = recorded.map(|r| r.result_hash.as_str()).or(obs.tag_result_hash.as_deref());
+    let attempts = recorded.map_or(0, |r| r.attempts);
+    let same_script = script == Some(desired_script);
+    let same_result = result == Some(desired_result);
+    if forced {
+        return (Action::Rerun, "forced with --replace".into(), 1);
+    }
+    match obs.observed {
+        Observed::Absent => (Action::Create, "not on the cluster".into(), 1),
+        Observed::Held => (Action::Replace, "held by an interrupted apply".into(), 1),
+        Observed::Pending if same_script => (Action::None, "pending".into(), attempts),
+        Observed::Pending => (Action::Replace, "pending; script changed".into(), attempts.max(1)),
+        Observed::Running if same_script => (Action::None, "running".into(), attempts),
+        Observed::Running if same_result => {
+            (Action::Update, "running; the next resume link uses the new script".into(), attempts)
+        }
+        Observed::Running => (Action::Replace, "running; result-relevant settings changed".into(), 1),
+        Observed::Completed if same_script || same_result => (Action::None, "completed".into(), attempts),
+        Observed::Completed => (Action::Rerun, "completed; result-relevant settings changed".into(), 1),
+        Observed::Failed if !same_result && result.is_some() => {
+            (Action::Rerun, "failed; result-relevant settings changed".into(), 1)
+        }
+        Observed::Failed if attempts < max_attempts => {
+            (Action::Retry, format!("failed; attempt {} of {max_attempts}", attempts + 1), attempts + 1)
+        }
+        Observed::Failed => (
+            Action::None,
+            format!("failed {attempts} times: not retried (max_attempts = {max_attempts}; use --replace to force)"),
+            attempts,
+        ),
+    }
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub stack: String,
+    pub stack_dir: String,
+    /// Where the cluster is (`local`, `ssh user@host`), or `offline`.
+    pub target: String,
+    pub offline: bool,
+    /// Serial of the state the plan was made against.
+    pub serial: u64,
+    /// Hash of every rendered script and result (the config as compiled).
+    pub render_hash: String,
+    /// Hash of the serial and every unit's action: a saved plan is stale
+    /// when the same config planned now gives a different fingerprint.
+    pub fingerprint: String,
+    /// Whether the shared runtime differs from the one recorded.
+    pub runtime_changed: bool,
+    pub changes: Vec<Change>,
+    /// Refresh notes (e.g. "no accounting: sacct unavailable").
+    pub notes: Vec<String>,
+}
+
+/// Counts by action.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub replace: usize,
+    pub rerun: usize,
+    pub retry: usize,
+    pub update: usize,
+    pub cancel: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for c in &self.changes {
+            match c.action {
+                Action::None => s.unchanged += 1,
+                Action::Create => s.create += 1,
+                Action::Replace => s.replace += 1,
+                Action::Rerun => s.rerun += 1,
+                Action::Retry => s.retry += 1,
+                Action::Update => s.update += 1,
+                Action::Cancel => s.cancel += 1,
+            }
+        }
+        s
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::None)
+    }
+
+    /// `Plan: 2 to create, 1 to replace, 0 to rerun, 1 to cancel.` or `No changes.`
+    pub fn summary_line(&self) -> String {
+        if !self.has_changes() {
+            return "No changes.".into();
+        }
+        let s = self.summary();
+        let mut parts = vec![
+            format!("{} to create", s.create),
+            format!("{} to replace", s.replace),
+            format!("{} to rerun", s.rerun),
+        ];
+        if s.retry > 0 {
+            parts.push(format!("{} to retry", s.retry));
+        }
+        if s.update > 0 {
+            parts.push(format!("{} to update", s.update));
+        }
+        parts.push(format!("{} to cancel", s.cancel));
+        format!("Plan: {}.", parts.join(", "))
+    }
+}
+
+/// Hash of what the config compiles to.
+pub fn render_hash(rendered: &Rendered) -> String {
+    let parts: Vec<String> =
+        rendered.jobs.iter().map(|j| format!("{} {} {}", j.id, j.script_hash, j.result_hash)).collect();
+    sha(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Reconciles the units of a config with the observed cluster and state.
+pub fn reconcile(
+    units: &[Unit<'_>],
+    observations: &BTreeMap<String, Observation>,
+    state: &State,
+    max_attempts: u32,
+    replace: &[String],
+) -> Vec<Change> {
+    let empty = Observation::default();
+    let mut changes: Vec<Change> = units
+        .iter()
+        .map(|u| {
+            let obs = observations.get(&u.id).unwrap_or(&empty);
+            let recorded = state.units.get(&u.id);
+            let forced = replace.iter().any(|r| r == &u.id);
+            let (action, reason, attempts) =
+                decide(&u.script_hash, &u.result_hash, obs, recorded, max_attempts, forced);
+            Change {
+                unit: u.id.clone(),
+                kind: u.kind,
+                action,
+                reason,
+                observed: obs.observed,
+                interrupts_running: action == Action::Replace && obs.observed == Observed::Running
+                    || forced && obs.observed == Observed::Running,
+                cancel_jobs: if matches!(action, Action::Replace | Action::Rerun | Action::Retry) {
+                    obs.live_jobs.clone()
+                } else {
+                    vec![]
+                },
+                before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
+                after: u.scripts(),
+                script_hash: u.script_hash.clone(),
+                result_hash: u.result_hash.clone(),
+                attempts,
+            }
+        })
+        .collect();
+    deployments_follow_tasks(&mut changes, observations);
+    // Units gone from the config: cancel what still runs.
+    let known: std::collections::BTreeSet<&str> = units.iter().map(|u| u.id.as_str()).collect();
+    let mut gone: Vec<(&String, &Observation)> =
+        observations.iter().filter(|(id, o)| !known.contains(id.as_str()) && o.observed.is_live()).collect();
+    gone.sort_by_key(|(id, _)| id.as_str());
+    for (id, o) in gone {
+        let recorded = state.units.get(id);
+        changes.push(Change {
+            unit: id.clone(),
+            kind: recorded.map_or(UnitKind::Task, |r| r.kind),
+            action: Action::Cancel,
+            reason: "removed from the config".into(),
+            observed: o.observed,
+            interrupts_running: o.observed == Observed::Running,
+            cancel_jobs: o.live_jobs.clone(),
+            before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
+            after: BTreeMap::new(),
+            script_hash: String::new(),
+            result_hash: String::new(),
+            attempts: 0,
+        });
+    }
+    changes
+}
+
+/// A deployment serving the stack's tasks is needed while any task runs or
+/// is submitted; one that ended is started again when tasks are submitted.
+fn deployments_follow_tasks(changes: &mut [Change], observations: &BTreeMap<String, Observation>) {
+    let tasks_need_server = changes.iter().any(|c| {
+        c.kind == UnitKind::Task
+            && (c.action.submits() || observations.get(&c.unit).is_some_and(|o| o.observed.is_live()))
+    });
+    for c in changes.iter_mut().filter(|c| c.kind == UnitKind::Deployment) {
+        let ended = matches!(c.observed, Observed::Completed | Observed::Failed);
+        match c.action {
+            Action::None if ended && tasks_need_server => {
+                c.action = Action::Rerun;
+                c.reason = "ended; tasks are submitted that need it".into();
+                c.attempts = 1;
+            }
+            Action::Create | Action::Rerun | Action::Retry if !tasks_need_server && c.observed != Observed::Absent => {
+                c.action = Action::None;
+                c.reason = "no task needs it".into();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Fingerprint of a plan's decisions.
+pub fn fingerprint(serial: u64, changes: &[Change]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {} {:?} {:?}", c.unit, c.action.word(), c.cancel_jobs, c.observed))
+        .collect();
+    let serial = serial.to_string();
+    let mut all = vec![serial.as_str()];
+    all.extend(parts.iter().map(String::as_str));
+    sha(&all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(o: Observed) -> Observation {
+        Observation { observed: o, ..Default::default() }
+    }
+
+    fn rec(script: &str, result: &str, attempts: u32) -> UnitState {
+        UnitState { script_hash: script.into(), result_hash: result.into(), attempts, ..Default::default() }
+    }
+
+    /// Every row of the reconciliation table.
+    #[test]
+    fn the_reconciliation_table() {
+        use Action::*;
+        use Observed::*;
+        let r = rec("S", "R", 1);
+        let d = |o: Observed, s: &str, res: &str, recd: Option<&UnitState>| decide(s, res, &obs(o), recd, 3, false).0;
+        assert_eq!(d(Absent, "S", "R", Option::None), Create);
+        for o in [Pending, Running, Completed] {
+            assert_eq!(d(o, "S", "R", Some(&r)), None, "{o:?}, same script");
+        }
+        assert_eq!(d(Completed, "S2", "R", Some(&r)), None, "scheduling-only change");
+        assert_eq!(d(Completed, "S2", "R2", Some(&r)), Rerun);
+        assert_eq!(d(Pending, "S2", "R", Some(&r)), Replace);
+        assert_eq!(d(Running, "S2", "R", Some(&r)), Update);
+        assert_eq!(d(Running, "S2", "R2", Some(&r)), Replace);
+        assert_eq!(d(Failed, "S", "R", Some(&r)), Retry);
+        assert_eq!(d(Failed, "S", "R", Some(&rec("S", "R", 3))), None, "attempt limit");
+        assert_eq!(d(Failed, "S2", "R2", Some(&rec("S", "R", 3))), Rerun, "new work after failures");
+        assert_eq!(d(Held, "S", "R", Some(&r)), Replace);
+        assert_eq!(decide("S", "R", &obs(Completed), Some(&r), 3, true).0, Rerun, "--replace");
+        // Lost state: the job's tag carries the hashes.
+        let tagged = Observation {
+            observed: Running,
+            tag_script_hash: Some("S".into()),
+            tag_result_hash: Some("R".into()),
+            ..Default::default()
+        };
+        assert_eq!(decide("S", "R", &tagged, Option::None, 3, false).0, None);
+    }
+
+    #[test]
+    fn summary_lines() {
+        let mut p = Plan {
+            format_version: 1,
+            stack: "s".into(),
+            stack_dir: "/x/s".into(),
+            target: "offline".into(),
+            offline: true,
+            serial: 0,
+            render_hash: String::new(),
+            fingerprint: String::new(),
+            runtime_changed: false,
+            changes: vec![],
+            notes: vec![],
+        };
+        assert_eq!(p.summary_line(), "No changes.");
+        let change = |a: Action| Change {
+            unit: "u".into(),
+            kind: UnitKind::Task,
+            action: a,
+            reason: String::new(),
+            observed: Observed::Absent,
+            interrupts_running: false,
+            cancel_jobs: vec![],
+            before: BTreeMap::new(),
+            after: BTreeMap::new(),
+            script_hash: String::new(),
+            result_hash: String::new(),
+            attempts: 0,
+        };
+        p.changes =
+            vec![change(Action::Create), change(Action::Create), change(Action::Replace), change(Action::Cancel)];
+        assert_eq!(p.summary_line(), "Plan: 2 to create, 1 to replace, 0 to rerun, 1 to cancel.");
+        p.changes.push(change(Action::Retry));
+        assert_eq!(p.summary_line(), "Plan: 2 to create, 1 to replace, 0 to rerun, 1 to retry, 1 to cancel.");
+    }
+}
