@@ -4,8 +4,10 @@
 //! → `catalog` (task names → harness images), with `diag` carrying source
 //! locations through every stage and `cli` as the thin command layer.
 
+pub mod apply;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod graph;

@@ -26,6 +26,9 @@ pub struct State {
     /// Unix time of the first apply (bounds the accounting query).
     #[serde(default)]
     pub created: u64,
+    /// Digest of the job runtime the recorded scripts carried.
+    #[serde(default)]
+    pub runtime: String,
     pub units: BTreeMap<String, UnitState>,
 }
 

@@ -173,10 +173,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_target() {
-        let e = ClusterError::Connect {
-            target: "slurmuser@127.0.0.1:2222".into(),
-            reason: "Connection refused".into(),
-        };
+        let e =
+            ClusterError::Connect { target: "slurmuser@127.0.0.1:2222".into(), reason: "Connection refused".into() };
         assert_eq!(e.to_string(), "cannot connect to slurmuser@127.0.0.1:2222: Connection refused");
         let e = ClusterError::Lost { target: "h".into(), reason: "closed by remote host".into() };
         assert_eq!(e.to_string(), "lost the connection to h: closed by remote host");

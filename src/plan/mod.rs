@@ -310,8 +310,7 @@ pub fn reconcile(
                 action,
                 reason,
                 observed: obs.observed,
-                interrupts_running: action == Action::Replace && obs.observed == Observed::Running
-                    || forced && obs.observed == Observed::Running,
+                interrupts_running: (action == Action::Replace || forced) && obs.observed == Observed::Running,
                 cancel_jobs: if matches!(action, Action::Replace | Action::Rerun | Action::Retry) {
                     obs.live_jobs.clone()
                 } else {
@@ -385,6 +384,66 @@ pub fn fingerprint(serial: u64, changes: &[Change]) -> String {
     let mut all = vec![serial.as_str()];
     all.extend(parts.iter().map(String::as_str));
     sha(&all)
+}
+
+/// Observations from the recorded state alone (`plan --offline`): each
+/// unit as it was last seen.
+pub fn observations_from_state(state: &State) -> BTreeMap<String, Observation> {
+    state
+        .units
+        .iter()
+        .map(|(id, u)| {
+            let live = u.observed.is_live();
+            (
+                id.clone(),
+                Observation {
+                    observed: u.observed,
+                    live_jobs: if live { u.jobs.clone() } else { vec![] },
+                    ..Default::default()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Everything a plan is made of, kept for apply.
+pub struct Planned<'a> {
+    pub plan: Plan,
+    pub units: Vec<Unit<'a>>,
+    pub observations: BTreeMap<String, Observation>,
+    pub state: State,
+}
+
+/// Makes a plan from observations (refreshed or recorded).
+#[allow(clippy::too_many_arguments)]
+pub fn make<'a>(
+    rendered: &'a Rendered,
+    max_attempts: u32,
+    replace: &[String],
+    observations: BTreeMap<String, Observation>,
+    state: State,
+    target: String,
+    offline: bool,
+    notes: Vec<String>,
+) -> Planned<'a> {
+    let units = units(rendered);
+    let changes = reconcile(&units, &observations, &state, max_attempts, replace);
+    let runtime_digest = crate::render::runtime_digest();
+    let runtime_changed = state.units.values().any(|u| !u.scripts.is_empty()) && state.runtime != runtime_digest;
+    let plan = Plan {
+        format_version: PLAN_VERSION,
+        stack: rendered.stack.clone(),
+        stack_dir: rendered.stack_dir.clone(),
+        target,
+        offline,
+        serial: state.serial,
+        render_hash: render_hash(rendered),
+        fingerprint: fingerprint(state.serial, &changes),
+        runtime_changed,
+        changes,
+        notes,
+    };
+    Planned { plan, units, observations, state }
 }
 
 #[cfg(test)]

@@ -205,7 +205,8 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
     units
 }
 
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+/// Decodes standard base64 (padding optional, whitespace ignored).
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut buf = 0u32;

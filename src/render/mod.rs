@@ -117,12 +117,21 @@ fn sha(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
+fn runtime_digest_bytes() -> &'static [u8] {
+    static RUNTIME_DIGEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    RUNTIME_DIGEST.get_or_init(|| Sha256::digest(RUNTIME.as_bytes()).to_vec())
+}
+
+/// Digest of the job runtime this evalctl renders into every script.
+pub fn runtime_digest() -> String {
+    hex(runtime_digest_bytes())
+}
+
 /// Hash of a script. The shared runtime, the same in every script, is
 /// hashed once and counted by its digest, so hashing stays cheap for
 /// thousands of jobs while any change of the script changes the hash.
 fn script_hash(script: &str) -> String {
-    static RUNTIME_DIGEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    let digest = RUNTIME_DIGEST.get_or_init(|| Sha256::digest(RUNTIME.as_bytes()).to_vec());
+    let digest = runtime_digest_bytes();
     let mut h = Sha256::new();
     // The runtime follows the header's `set` line (see `preamble`).
     let start = script.find(RUNTIME_MARK).map(|i| i + RUNTIME_MARK.len());

@@ -13,6 +13,8 @@ use crate::config::{self, schema::Draft};
 use crate::diag::{self, Diagnostic, Sources};
 use crate::{catalog, graph};
 
+mod stack;
+
 /// Declarative plan/apply for LLM evaluations on Slurm clusters.
 #[derive(Parser, Debug)]
 #[command(name = "evalctl", version, about, propagate_version = true)]
@@ -70,6 +72,27 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "json")]
         format: GraphFormat,
+    },
+    /// Show what apply would change: refresh the stack from the cluster
+    /// (one round trip) and diff every script that would change.
+    ///
+    /// Example: evalctl plan evals/llama.yaml --format markdown > plan.md
+    Plan(stack::PlanArgs),
+    /// Make the cluster match the config (or a plan saved with `plan --out`).
+    ///
+    /// Asks for confirmation on a terminal unless --auto-approve. Exit codes:
+    /// 0 done, 1 error, 3 stack locked by another apply, 4 saved plan is stale.
+    ///
+    /// Example: evalctl apply evals/llama.yaml --auto-approve --lock-timeout 600
+    Apply(stack::ApplyArgs),
+    /// Script diff between two configs, without a cluster.
+    ///
+    /// Example: evalctl diff main/evals.yaml evals.yaml
+    Diff(stack::DiffArgs),
+    /// Inspect or repair a stack's recorded state and lock.
+    State {
+        #[command(subcommand)]
+        command: stack::StateCommand,
     },
     /// Print the JSON Schema of the config.
     ///
@@ -135,6 +158,10 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> i32 {
     let sources = Sources::new();
     let result = match cli.command {
+        Command::Plan(a) => return finish(stack::plan(&a, cli.quiet, &sources), &sources),
+        Command::Apply(a) => return finish(stack::apply(&a, cli.quiet, &sources), &sources),
+        Command::Diff(a) => return finish(stack::diff(&a, cli.quiet, &sources), &sources),
+        Command::State { command } => return finish(stack::state(&command, cli.quiet, &sources), &sources),
         Command::Validate { args } => validate(&args, cli.quiet, &sources),
         Command::Render { args, out } => render(&args, &out, cli.quiet, &sources),
         Command::Graph { args, format } => graph_cmd(&args, format, cli.quiet, &sources),
@@ -162,7 +189,22 @@ pub fn run(cli: Cli) -> i32 {
 
 type CmdResult = Result<(), Vec<Diagnostic>>;
 
-fn print_out(s: &str) -> CmdResult {
+/// Prints a command's diagnostics and returns its exit code.
+fn finish(result: Result<i32, Vec<Diagnostic>>, sources: &Sources) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(diags) => {
+            eprint!("{}", diag::render_all(&diags, sources));
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            if n > 1 {
+                eprintln!("evalctl: {n} errors");
+            }
+            1
+        }
+    }
+}
+
+pub(crate) fn print_out(s: &str) -> CmdResult {
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -172,7 +214,7 @@ fn print_out(s: &str) -> CmdResult {
     }
 }
 
-fn warn(diags: &[Diagnostic], sources: &Sources, quiet: bool) {
+pub(crate) fn warn(diags: &[Diagnostic], sources: &Sources, quiet: bool) {
     if !quiet && !diags.is_empty() {
         eprint!("{}", diag::render_all(diags, sources));
     }
@@ -203,7 +245,7 @@ fn validate(args: &ConfigArgs, quiet: bool, sources: &Sources) -> CmdResult {
 }
 
 /// Loads, validates and builds the graph of a config, printing warnings.
-fn compile(
+pub(crate) fn compile(
     args: &ConfigArgs,
     quiet: bool,
     sources: &Sources,
