@@ -75,7 +75,17 @@ pub fn target(
 fn run(cluster: &dyn Cluster, program: &str) -> Result<String, Stop> {
     let mut full = String::from("set -u\n");
     full.push_str(program);
+    let started = Instant::now();
     let out = cluster.run(full.as_bytes())?;
+    if std::env::var_os("EVALCTL_TRACE").is_some() {
+        eprintln!(
+            "evalctl: round trip {} to {}: {} bytes sent, {} ms",
+            cluster.round_trips(),
+            cluster.target().describe(),
+            full.len(),
+            started.elapsed().as_millis()
+        );
+    }
     let stdout = out.stdout_text();
     if !stdout.contains("EVALCTL end") {
         let err = out.stderr_text();

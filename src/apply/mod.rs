@@ -19,6 +19,7 @@ pub mod secrets;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::graph::Dep;
 use crate::plan::refresh::{base64_encode, short, submit_tag};
@@ -120,6 +121,27 @@ pub struct Outcome {
     pub updated: Vec<String>,
     pub error: Option<String>,
     pub lock_lost: bool,
+}
+
+/// Sets shell variable `name` to exactly `content` with builtins only: a
+/// quoted here-document read by `read` (its delimiter is derived from the
+/// content and checked not to occur in it; base64 otherwise).
+fn raw_var(name: &str, content: &str) -> String {
+    let digest = sha2::Sha256::digest(content.as_bytes());
+    let delim = format!("EVALCTL_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    let clash = content.lines().any(|l| l == delim);
+    if clash || content.contains('\0') {
+        return format!("{name}=$({}printf x)\n{name}=${{{name}%x}}\n", heredoc(content.as_bytes()));
+    }
+    format!("IFS= read -r -d '' {name} <<'{delim}'\n{content}\n{delim}\n{name}=${{{name}%$'\\n'}}\n")
+}
+
+/// A script cut around the shared runtime: (before, after).
+fn split_runtime(script: &str) -> (&str, Option<&str>) {
+    match script.find(crate::render::RUNTIME) {
+        Some(i) => (&script[..i], Some(&script[i + crate::render::RUNTIME.len()..])),
+        None => (script, None),
+    }
 }
 
 fn heredoc(data: &[u8]) -> String {
@@ -224,10 +246,8 @@ pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
   echo 'EVALCTL end'
   exit 0
 }
-evalctl_put() { # PATH MODE: writes stdin atomically
-  local tmp="$1.tmp.$$"
-  cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"
-}
+evalctl_write() { printf '%s' "$2" >"$1" || evalctl_abort "cannot write $1"; }
+evalctl_write_atomic() { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1" || evalctl_abort "cannot write $1"; }
 "#,
     );
 
@@ -253,50 +273,62 @@ evalctl_put() { # PATH MODE: writes stdin atomically
     }
 
     // 2. Files: scripts of every unit that submits or updates, secrets of submitting ones.
+    // Written with shell builtins from here-documents (no process per file);
+    // the runtime every script carries is sent once.
     let submitting: Vec<String> = plan.changes.iter().filter(|c| c.action.submits()).map(|c| c.unit.clone()).collect();
     let updating: Vec<String> =
         plan.changes.iter().filter(|c| c.action == Action::Update).map(|c| c.unit.clone()).collect();
-    for c in plan.changes.iter().filter(|c| c.action.submits() || c.action == Action::Update) {
+    let writing: Vec<&crate::plan::Change> =
+        plan.changes.iter().filter(|c| c.action.submits() || c.action == Action::Update).collect();
+    if !writing.is_empty() {
+        p.push_str(&raw_var("EVALCTL_RUNTIME", crate::render::RUNTIME));
+        p.push_str(
+            "umask 022
+",
+        );
+        let dirs: Vec<String> = writing
+            .iter()
+            .filter_map(|c| inp.units.iter().find(|u| u.id == c.unit))
+            .filter_map(|u| u.jobs.first().map(|j| quote(&j.dir)))
+            .flat_map(|d| [format!("{d}/logs"), format!("{d}/artifacts")])
+            .collect();
+        for chunk in dirs.chunks(256) {
+            p.push_str(&format!("mkdir -p {} || evalctl_abort 'cannot create the job directories'\n", chunk.join(" ")));
+        }
+    }
+    for c in writing {
         let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
         let Some(dir) = u.jobs.first().map(|j| j.dir.clone()) else { continue };
-        p.push_str(&format!(
-            "U={}\nmkdir -p \"$U/logs\" \"$U/artifacts\" || evalctl_abort \"cannot create $U\"\n",
-            quote(&dir)
-        ));
+        p.push_str(&format!("U={}\n", quote(&dir)));
         if c.action.submits() {
             if c.action == Action::Rerun {
                 // Old results are kept beside the new ones.
                 p.push_str("if [ -n \"$(ls -A \"$U/artifacts\" 2>/dev/null)\" ]; then mv \"$U/artifacts\" \"$U/artifacts.$SERIAL\" && mkdir -p \"$U/artifacts\"; fi\n");
             }
-            p.push_str(
-                "[ -f \"$U/chain\" ] && mv -f \"$U/chain\" \"$U/chain.$SERIAL\"\nrm -f \"$U/status\" \"$U/endpoint\"\n",
-            );
+            p.push_str("if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nif [ -e \"$U/status\" ] || [ -e \"$U/endpoint\" ]; then rm -f \"$U/status\" \"$U/endpoint\"; fi\n");
         }
+        // A running job may read these (update): replace them atomically.
+        let write = if c.action == Action::Update { "evalctl_write_atomic" } else { "evalctl_write" };
         for j in &u.jobs {
-            p.push_str(&heredoc(j.script.as_bytes()).replacen(
-                "base64 -d <<'EVALCTL_B64'",
-                &format!(
-                    "base64 -d <<'EVALCTL_B64' | evalctl_put \"$U\"/{} 0644 || evalctl_abort \"cannot write $U\"",
-                    quote(&j.script_name)
-                ),
-                1,
-            ));
+            let (head, tail) = split_runtime(&j.script);
+            p.push_str(&raw_var("H", head));
+            match tail {
+                Some(t) => {
+                    p.push_str(&raw_var("T", t));
+                    p.push_str(&format!("{write} \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", quote(&j.script_name)));
+                }
+                None => p.push_str(&format!("{write} \"$U\"/{} \"$H\"\n", quote(&j.script_name))),
+            }
         }
         if c.action.submits() {
             let groups: Vec<(&String, &Vec<(String, String)>)> =
                 inp.secrets.iter().filter(|((d, _), _)| *d == dir).map(|((_, g), v)| (g, v)).collect();
-            if !groups.is_empty() {
-                p.push_str("( umask 077; mkdir -p \"$U/secrets\" ) && chmod 0700 \"$U/secrets\" || evalctl_abort \"cannot create $U/secrets\"\n");
-            }
             for (group, values) in groups {
-                let text = crate::render::secrets_file(values);
-                p.push_str(&heredoc(text.as_bytes()).replacen(
-                    "base64 -d <<'EVALCTL_B64'",
-                    &format!(
-                        "( umask 077; base64 -d <<'EVALCTL_B64' | evalctl_put \"$U/secrets/\"{} 0600 ) || evalctl_abort \"cannot write secrets\"",
-                        quote(&format!("{group}.env"))
-                    ),
-                    1,
+                p.push_str(&raw_var("S", &crate::render::secrets_file(values)));
+                p.push_str(&format!(
+                    "( umask 077 && mkdir -p \"$U/secrets\" && chmod 0700 \"$U/secrets\" && printf '%s' \"$S\" >\"$U/secrets/\"{} && chmod 0600 \"$U/secrets/\"{} ) || evalctl_abort 'cannot write a secrets file'\nS=\n",
+                    quote(&format!("{group}.env")),
+                    quote(&format!("{group}.env"))
                 ));
             }
         }
@@ -333,7 +365,7 @@ evalctl_put() { # PATH MODE: writes stdin atomically
         let dep = if deps.is_empty() { String::new() } else { format!(" --dependency={}", deps.join(",")) };
         let tag = submit_tag(&job.comment, &unit.script_hash, &unit.result_hash);
         p.push_str(&format!(
-            "{var}=$(cd {dir} && sbatch --parsable --hold --comment={tag}{dep}{export} {script} 2>&1) && {var}=${{{var}%%;*}} && [[ ${var} =~ ^[0-9]+$ ]] || evalctl_abort \"sbatch of {id} failed: ${var}\"\nSUBMITTED+=(\"${var}\")\nprintf '%s submit %s apply\\n' \"${var}\" \"$(date +%s)\" >>{dir}/chain\nprintf 'EVALCTL submitted %s %s %s\\n' {unit} {role} \"${var}\"\n",
+            "{var}=$(cd {dir} && sbatch --parsable --hold --comment={tag}{dep}{export} {script} 2>&1) && {var}=${{{var}%%;*}} && [[ ${var} =~ ^[0-9]+$ ]] || evalctl_abort \"sbatch of {id} failed: ${var}\"\nSUBMITTED+=(\"${var}\")\nprintf '%s submit %s apply\\n' \"${var}\" \"${{EPOCHSECONDS:-$(date +%s)}}\" >>{dir}/chain\nprintf 'EVALCTL submitted %s %s %s\\n' {unit} {role} \"${var}\"\n",
             dir = quote(&job.dir),
             tag = quote(&tag),
             script = quote(&job.script_name),
@@ -351,9 +383,7 @@ evalctl_put() { # PATH MODE: writes stdin atomically
 
     // 5. State, with this apply's job ids, written atomically; then unlock.
     let state_text = next_state(inp, &submitting);
-    p.push_str("STATE=$(");
-    p.push_str(heredoc(state_text.as_bytes()).trim_end());
-    p.push_str("\n)\n");
+    p.push_str(&raw_var("STATE", &state_text));
     for (n, unit) in submitting.iter().enumerate() {
         let vars: Vec<String> = inp
             .rendered
@@ -365,7 +395,7 @@ evalctl_put() { # PATH MODE: writes stdin atomically
             .collect();
         p.push_str(&format!("STATE=${{STATE//@@J{n}@@/{}}}\n", vars.join(",")));
     }
-    p.push_str("printf '%s\\n' \"$STATE\" | evalctl_put \"$D/.evalctl/state.json\" 0644 || evalctl_abort 'cannot write the state file'\n");
+    p.push_str("evalctl_write_atomic \"$D/.evalctl/state.json\" \"$STATE\"\n");
     p.push_str("echo 'EVALCTL state-written'\nrm -rf \"$L\"\necho 'EVALCTL end'\n");
     ApplyProgram { text: p, submitting }
 }

@@ -1,5 +1,5 @@
 //! The local backend: evalctl runs on the login node itself, so programs go
-//! straight to a local `bash -s`, with no SSH in between.
+//! straight to a local bash, with no SSH in between.
 //!
 //! It behaves like the SSH backend as far as a program can tell: `LC_ALL=C`,
 //! the home directory as working directory (so `sbatch` without `--chdir`
@@ -12,7 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Cluster, ClusterError, Output, Target, exit_code};
 
-/// Runs programs with a local `bash -s`.
+/// Reads the whole program from stdin, then runs it: much faster than
+/// `bash -s` (which reads a pipe one byte at a time) and never runs half a
+/// program whose transfer broke off.
+pub const READ_THEN_RUN: &str = "eval \"$(cat)\"";
+
+/// Runs programs with a local bash, the program on stdin.
 #[derive(Debug)]
 pub struct Local {
     target: Target,
@@ -46,7 +51,13 @@ impl Cluster for Local {
     fn run(&self, program: &[u8]) -> Result<Output, ClusterError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut command = Command::new("bash");
-        command.arg("-s").env("LC_ALL", "C").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .arg("-c")
+            .arg(READ_THEN_RUN)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(home) = home_dir() {
             command.current_dir(home);
         }

@@ -7,7 +7,7 @@
 //! never in argv, so the secrets it may carry do not show up in `ps` or in
 //! shell history or logs on either side.
 //!
-//! Two backends: [`local::Local`] runs `bash -s` directly (evalctl running on
+//! Two backends: [`local::Local`] runs bash directly (evalctl running on
 //! the login node itself, `hostname` omitted or `localhost`), and
 //! [`ssh::Ssh`] runs it through one OpenSSH ControlMaster connection per
 //! value, opened once and reused for every run. [`connect`] picks one.
@@ -116,7 +116,7 @@ impl Target {
 
 /// One way to run programs on the cluster's login node.
 pub trait Cluster {
-    /// Runs `program` (bash source text) with `bash -s` on the login node, feeding it on stdin (so it never appears in
+    /// Runs `program` (bash source text) with bash on the login node (read whole from stdin, then run), feeding it on stdin (so it never appears in
     /// argv, `ps` or logs; programs carry secrets this way). One call = one round trip. Exit status of bash returned,
     /// not an error; an error only when the program could not be run or the connection broke.
     ///

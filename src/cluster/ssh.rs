@@ -32,6 +32,8 @@
 //!   255 is the program's status.
 //! * Keep-alives and connect timeout: the config's values, or 30 s when it
 //!   sets none, so a dead network fails a run instead of hanging it.
+//! * The control socket lives in a fresh private directory under
+//!   `$XDG_STATE_HOME` or `~/.local/state` (the `openssh` crate's default).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -45,7 +47,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{Cluster, ClusterError, Output, Target, exit_code};
 
 /// The remote command: a login shell runs it, it reads the program on stdin.
-pub const REMOTE_COMMAND: &str = "env LC_ALL=C bash -s";
+pub const REMOTE_COMMAND: &str = "env LC_ALL=C bash -c 'eval \"$(cat)\"'";
 
 /// Environment variable naming an ssh config file used when
 /// [`Target::ssh_config`] is `None`.
@@ -121,13 +123,7 @@ impl Ssh {
     /// ssh config file when given (else `~/.ssh/config`).
     pub fn login(target: &Target, config: Option<&Path>) -> Result<Ssh, ClusterError> {
         let host = hostname(target)?;
-        let mut builder = SessionBuilder::default();
-        if let Some(user) = &target.username {
-            builder.user(user.clone());
-        }
-        if let Some(config) = config {
-            builder.config_file(config);
-        }
+        let builder = base_builder(target, config);
         let (builder, destination) = builder.resolve(host);
         let mut builder = builder.into_owned();
         let destination = destination.to_string();
@@ -150,13 +146,10 @@ impl Ssh {
     /// (for clusters whose login needs a password or MFA). The master is
     /// used as is and left running; `target` only names it in messages.
     pub fn attach(target: &Target, control_path: &Path) -> Result<Ssh, ClusterError> {
+        let config = config_file(target);
+        let builder = base_builder(target, config.as_deref());
         let label = match hostname(target) {
             Ok(host) => {
-                let mut builder = SessionBuilder::default();
-                if let Some(user) = &target.username {
-                    builder.user(user.clone());
-                }
-                let config = config_file(target);
                 let (builder, destination) = builder.resolve(host);
                 match resolve(&builder, config.as_deref(), destination) {
                     Ok(resolved) => label(destination, &resolved),
@@ -216,8 +209,9 @@ impl Ssh {
             }
             How::Attached { control_path } => {
                 let hint = format!(
-                    "open it with `ssh -f -N -o ControlMaster=yes -o ControlPath={} HOST`, or unset {CONTROL_PATH_ENV}",
-                    control_path.display()
+                    "open it with `ssh -f -N -o ControlMaster=yes -o ControlPath={} {}`, or unset {CONTROL_PATH_ENV}",
+                    control_path.display(),
+                    self.target.hostname.as_deref().unwrap_or("HOST"),
                 );
                 if !control_path.exists() {
                     return Err(ClusterError::Connect {
@@ -281,8 +275,8 @@ impl Ssh {
         let exchange = self.runtime.block_on(exchange(session, program));
         let (status, stdout, stderr, written) = match exchange {
             Ok(parts) => parts,
-            Err(Failure::Spawn(openssh::Error::Ssh(e))) => return Err(self.io_error("cannot start ssh", e)),
-            Err(Failure::Spawn(e)) => return Err(self.lost(reason(&e))),
+            Err(openssh::Error::Ssh(e)) => return Err(self.io_error("cannot start ssh", e)),
+            Err(e) => return Err(self.lost(reason(&e))),
         };
         let stdout = stdout.map_err(|e| self.io_error("cannot read the program's stdout from ssh", e));
         let stderr = stderr.map_err(|e| self.io_error("cannot read the program's stderr from ssh", e));
@@ -344,11 +338,6 @@ impl Drop for Ssh {
     }
 }
 
-/// Why [`exchange`] could not even start.
-enum Failure {
-    Spawn(openssh::Error),
-}
-
 type Exchanged = (
     Result<std::process::ExitStatus, openssh::Error>,
     std::io::Result<Vec<u8>>,
@@ -358,16 +347,15 @@ type Exchanged = (
 
 /// Starts [`REMOTE_COMMAND`], writes `program` to its stdin while reading its
 /// stdout and stderr (so no pipe can fill up and stall the others), then
-/// waits for it.
-async fn exchange(session: &Session, program: &[u8]) -> Result<Exchanged, Failure> {
+/// waits for it. `Err` when it could not be started.
+async fn exchange(session: &Session, program: &[u8]) -> Result<Exchanged, openssh::Error> {
     let mut child = session
         .raw_command(REMOTE_COMMAND)
         .stdin(openssh::Stdio::piped())
         .stdout(openssh::Stdio::piped())
         .stderr(openssh::Stdio::piped())
         .spawn()
-        .await
-        .map_err(Failure::Spawn)?;
+        .await?;
     let stdin = child.stdin().take();
     let stdout = child.stdout().take();
     let stderr = child.stderr().take();
@@ -410,6 +398,18 @@ fn hostname(target: &Target) -> Result<&str, ClusterError> {
             reason: "no hostname given (set execution.hostname)".to_string(),
         }),
     }
+}
+
+/// Session options from the target: user and ssh config file.
+fn base_builder(target: &Target, config: Option<&Path>) -> SessionBuilder {
+    let mut builder = SessionBuilder::default();
+    if let Some(user) = &target.username {
+        builder.user(user.clone());
+    }
+    if let Some(config) = config {
+        builder.config_file(config);
+    }
+    builder
 }
 
 /// The ssh config file: the target's, else `$EVALCTL_SSH_CONFIG`.
@@ -506,7 +506,8 @@ fn reason(e: &openssh::Error) -> String {
         Some(source) => source.to_string(),
         None => e.to_string(),
     };
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> =
+        text.lines().map(|l| l.trim().trim_end_matches('.').trim_end()).filter(|l| !l.is_empty()).collect();
     if lines.is_empty() { e.to_string() } else { lines.join("; ") }
 }
 
