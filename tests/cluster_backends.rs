@@ -406,7 +406,7 @@ fn secret_stays_out_of_ps<C: Cluster + Sync>(name: &str, cluster: &C) {
         listings.iter().any(|ps| ps.contains(&format!("sleep {sleep}"))),
         "{name}: the program was never seen running"
     );
-    assert!(listings.iter().any(|ps| ps.contains("bash -s")), "{name}: no `bash -s` seen");
+    assert!(listings.iter().any(|ps| ps.contains("eval \"$(cat)\"")), "{name}: the remote bash was never seen");
     for ps in &listings {
         assert!(!ps.contains(&secret), "{name}: secret visible in ps -ef:\n{ps}");
     }
@@ -502,16 +502,28 @@ fn attaches_to_a_control_master_the_user_opened() {
     }
     assert!(master.alive(), "dropping the backend closed the user's master");
 
-    // Through the environment variable, as users set it (in a child process:
-    // setting it here would leak into the other tests).
-    let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new(exe)
-        .args(["--exact", "attach_child_uses_env_control_path", "--ignored", "--nocapture"])
+    // Through the environment variable, as users set it: `evalctl plan` of a
+    // config naming a host that does not resolve works only through the socket.
+    let dir = std::env::temp_dir().join(unique("evalctl-attach"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("attach.yaml");
+    std::fs::write(
+        &config,
+        "execution: {hostname: mfa-login.invalid, account: research, output_dir: /tmp/evalctl-attach-test}\n\
+         target: {api_endpoint: {url: 'http://127.0.0.1:9/v1/chat/completions'}}\n\
+         evaluation: {tasks: [{name: gsm8k}]}\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["plan", "--no-color"])
+        .arg(&config)
         .env(ssh::CONTROL_PATH_ENV, &master.socket)
         .output()
-        .expect("run child test");
+        .expect("run evalctl plan");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(ssh ") && stdout.contains("Plan: 1 to create"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(master.alive());
 
     // A socket nobody listens on.
@@ -522,16 +534,4 @@ fn attaches_to_a_control_master_the_user_opened() {
     assert!(message.contains(ssh::CONTROL_PATH_ENV) && message.contains("gone.sock"), "{message}");
     assert!(message.contains(cluster_info().alias()), "{message}");
     eprintln!("ssh: {message}");
-}
-
-/// Run by `attaches_to_a_control_master_the_user_opened` in a child process
-/// with `EVALCTL_SSH_CONTROL_PATH` set.
-#[test]
-#[ignore = "run by attaches_to_a_control_master_the_user_opened"]
-fn attach_child_uses_env_control_path() {
-    if std::env::var_os(ssh::CONTROL_PATH_ENV).is_none() {
-        return;
-    }
-    let c = cluster::connect(&Target::ssh("mfa-login.invalid")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(run(c.as_ref(), "echo via-master").stdout_text(), "via-master\n");
 }
