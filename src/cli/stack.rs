@@ -443,8 +443,14 @@ fn join(ids: &[u64]) -> String {
 pub fn diff(a: &DiffArgs, quiet: bool, sources: &Sources) -> Result<i32> {
     let old_args = ConfigArgs { config: a.old.clone(), overrides: a.overrides.clone() };
     let new_args = ConfigArgs { config: a.new.clone(), overrides: a.overrides.clone() };
-    let (old_loaded, old_graph) = compile(&old_args, quiet, sources)?;
     let (new_loaded, new_graph) = compile(&new_args, quiet, sources)?;
+    let (mut old_loaded, mut old_graph) = compile(&old_args, quiet, sources)?;
+    // Two versions of one file compare as one stack, whatever their file names.
+    if old_loaded.config.name.is_none() && new_loaded.config.name.is_none() && old_loaded.stack != new_loaded.stack {
+        let mut overrides = a.overrides.clone();
+        overrides.push(format!("+name={}", new_loaded.stack));
+        (old_loaded, old_graph) = compile(&ConfigArgs { config: a.old.clone(), overrides }, true, sources)?;
+    }
     let old = render_all(&old_loaded, &old_graph)?;
     let new = render_all(&new_loaded, &new_graph)?;
     // The old config as if it had been applied and were still pending.

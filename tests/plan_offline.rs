@@ -1,0 +1,137 @@
+//! `plan --offline`, its output formats, saved plans and `diff`: no cluster needed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn evalctl(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_evalctl")).args(args).current_dir(cwd).output().expect("run evalctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A private copy of the seed example (plans write `.evalctl/` beside the config).
+fn workdir(name: &str, edit: &dyn Fn(String) -> String) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("evalctl-plan-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/slurm_llama_3_1_8b_instruct.yaml"))
+            .unwrap();
+    std::fs::write(dir.join("evals.yaml"), edit(seed)).unwrap();
+    dir
+}
+
+#[test]
+fn offline_plan_of_a_new_stack_creates_every_task() {
+    let dir = workdir("new", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--no-color", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("+ hellaswag (create: not on the cluster)"), "{t}");
+    assert!(t.contains("+++ b/hellaswag/task.sbatch"), "{t}");
+    assert!(t.trim_end().ends_with("Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel."), "{t}");
+    assert!(!t.contains("\x1b["), "no colour when not a terminal");
+    let out = evalctl(&["plan", "--offline", "--detailed-exitcode", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn offline_plan_needs_no_secrets_or_user() {
+    let dir = workdir("nouser", &|s| s);
+    let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["plan", "--offline", "evals.yaml"])
+        .current_dir(&dir)
+        .env_remove("USER")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn json_and_markdown_formats() {
+    let dir = workdir("formats", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--format", "json", "evals.yaml"], &dir);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["summary"]["create"], 3);
+    assert_eq!(v["has_changes"], true);
+    assert_eq!(v["changes"][0]["action"], "create");
+    assert!(v["changes"][0]["diff"].as_str().unwrap().contains("+#SBATCH --time=02:00:00"));
+    let out = evalctl(&["plan", "--offline", "--format", "markdown", "evals.yaml"], &dir);
+    let md = text(&out.stdout);
+    assert!(md.contains("**Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel.**"), "{md}");
+    assert!(md.contains("<details><summary>Script changes</summary>\n\n```diff\n"), "{md}");
+    assert!(md.trim_end().ends_with("</details>"), "{md}");
+}
+
+#[test]
+fn markdown_stays_under_the_comment_limit() {
+    let dir = workdir("big", &|s| {
+        let mut s = s.replace("    - name: winogrande\n", "");
+        for i in 0..400 {
+            s.push_str(&format!("    - name: winogrande\n      id: w{i}\n"));
+        }
+        s
+    });
+    let out = evalctl(&["plan", "--offline", "--format", "markdown", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(md.chars().count() < 65_536, "{} characters", md.chars().count());
+    assert!(md.contains("_Diff truncated:"), "a note says the diff was cut");
+    assert!(md.contains("Plan: 402 to create"));
+    assert_eq!(md.matches("```").count() % 2, 0, "fences balanced");
+}
+
+#[test]
+fn diff_between_two_configs() {
+    let dir = workdir("diff", &|s| s);
+    std::fs::write(
+        dir.join("new.yaml"),
+        std::fs::read_to_string(dir.join("evals.yaml"))
+            .unwrap()
+            .replace("walltime: \"02:00:00\"", "walltime: \"10:00:00\"")
+            .replace("    - name: winogrande\n", "    - name: gsm8k\n"),
+    )
+    .unwrap();
+    let out = evalctl(&["diff", "--no-color", "evals.yaml", "new.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("-/+ hellaswag (replace: pending; script changed)"), "{t}");
+    assert!(t.contains("-#SBATCH --time=02:00:00\n+#SBATCH --time=10:00:00"), "{t}");
+    assert!(t.contains("+ gsm8k (create"), "{t}");
+    assert!(t.contains("- winogrande (cancel: removed from the config)"), "{t}");
+    // Context of three lines around each change.
+    let hunk = t.lines().find(|l| l.starts_with("@@")).unwrap();
+    assert!(hunk.starts_with("@@ -") && hunk.contains(",7 +") && hunk.ends_with(",7 @@"), "{hunk}");
+}
+
+#[test]
+fn saved_plan_is_refused_when_the_config_changed() {
+    let dir = workdir("saved", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--out", "plan.json", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(saved["kind"], "evalctl-plan");
+    let cfg = dir.join("evals.yaml");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("02:00:00", "03:00:00")).unwrap();
+    let out = evalctl(&["apply", "plan.json"], &dir);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("the saved plan is stale: the config changed since the plan was made"));
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let dir = workdir("tty", &|s| s);
+    let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["apply", "evals.yaml"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("pass --auto-approve"), "{}", text(&out.stderr));
+}
