@@ -28,6 +28,20 @@ pub enum PlanFormat {
     Json,
 }
 
+/// Flags of the commands that plan a stack against its cluster.
+#[derive(clap::Args, Debug)]
+pub struct StackFlags {
+    /// Run this unit again whatever its state (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub replace: Vec<String>,
+    /// ssh config file to use (default: ~/.ssh/config; env EVALCTL_SSH_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// No colours.
+    #[arg(long)]
+    pub no_color: bool,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
@@ -45,15 +59,8 @@ pub struct PlanArgs {
     /// Save the plan for `evalctl apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Run this unit again whatever its state (repeatable).
-    #[arg(long, value_name = "NODE")]
-    pub replace: Vec<String>,
-    /// ssh config file to use (default: ~/.ssh/config; env EVALCTL_SSH_CONFIG).
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// No colours.
-    #[arg(long)]
-    pub no_color: bool,
+    #[command(flatten)]
+    pub stack: StackFlags,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,15 +77,8 @@ pub struct ApplyArgs {
     /// Wait up to this many seconds for another apply's lock.
     #[arg(long, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
-    /// Run this unit again whatever its state (repeatable).
-    #[arg(long, value_name = "NODE")]
-    pub replace: Vec<String>,
-    /// ssh config file to use (default: ~/.ssh/config; env EVALCTL_SSH_CONFIG).
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// No colours.
-    #[arg(long)]
-    pub no_color: bool,
+    #[command(flatten)]
+    pub stack: StackFlags,
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,15 +213,16 @@ pub fn plan(a: &PlanArgs, quiet: bool, sources: &Sources) -> Result<i32> {
             .unwrap_or_else(|| State::new(&loaded.stack));
         let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
         let obs = plan::observations_from_state(&st);
-        plan::make(&rendered, max, &a.replace, obs, st, "offline".into(), true, notes)
+        plan::make(&rendered, max, &a.stack.replace, obs, st, "offline".into(), true, notes)
     } else {
         let result = (|| -> std::result::Result<Planned<'_>, Stop> {
-            let cluster = connect(&loaded, a.ssh_config.clone())?;
+            let cluster = connect(&loaded, a.stack.ssh_config.clone())?;
             let since = state::read_local(&a.args.config, &loaded.stack).ok().flatten().map_or(0, |s| s.created);
             let r = driver::refresh(cluster.as_ref(), &rendered.stack_dir, &rendered.stack, since)?;
             let (obs, notes) = observed(&r);
             let st = r.state.clone().unwrap_or_else(|| State::new(&loaded.stack));
-            let planned = plan::make(&rendered, max, &a.replace, obs, st, cluster.target().describe(), false, notes);
+            let planned =
+                plan::make(&rendered, max, &a.stack.replace, obs, st, cluster.target().describe(), false, notes);
             let _ = state::write_local(&a.args.config, &mirror(&planned.state, &planned));
             Ok(planned)
         })();
@@ -230,13 +231,13 @@ pub fn plan(a: &PlanArgs, quiet: bool, sources: &Sources) -> Result<i32> {
             Err(stop) => return stop_to(stop),
         }
     };
-    print_plan(&planned.plan, a.format, a.no_color)?;
+    print_plan(&planned.plan, a.format, a.stack.no_color)?;
     if let Some(path) = &a.out {
         let saved = SavedPlan {
             kind: SAVED_KIND.into(),
             config: std::fs::canonicalize(&a.args.config).unwrap_or_else(|_| a.args.config.clone()),
             overrides: a.args.overrides.clone(),
-            replace: a.replace.clone(),
+            replace: a.stack.replace.clone(),
             plan: output::json(&planned.plan),
         };
         let text = serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n";
@@ -261,7 +262,7 @@ pub fn apply(a: &ApplyArgs, quiet: bool, sources: &Sources) -> Result<i32> {
     let saved = read_saved(&a.target);
     let (config_path, overrides, replace) = match &saved {
         Some(s) => (s.config.clone(), s.overrides.clone(), s.replace.clone()),
-        None => (a.target.clone(), a.overrides.clone(), a.replace.clone()),
+        None => (a.target.clone(), a.overrides.clone(), a.stack.replace.clone()),
     };
     let args = ConfigArgs { config: config_path.clone(), overrides };
     let (loaded, graph) = compile(&args, quiet, sources)?;
@@ -278,7 +279,7 @@ pub fn apply(a: &ApplyArgs, quiet: bool, sources: &Sources) -> Result<i32> {
             "apply asks for confirmation on a terminal; pass --auto-approve to apply without one",
         )]);
     }
-    let cluster = match connect(&loaded, a.ssh_config.clone()) {
+    let cluster = match connect(&loaded, a.stack.ssh_config.clone()) {
         Ok(c) => c,
         Err(s) => return stop_to(s),
     };
@@ -363,7 +364,7 @@ fn apply_locked(
         return Err(Stop::Stale("the cluster changed since the plan was made".into()));
     }
     if !quiet || interactive {
-        let text = output::text(&planned.plan, color(a.no_color));
+        let text = output::text(&planned.plan, color(a.stack.no_color));
         eprint!("{text}");
     }
     if !planned.plan.has_changes() {
