@@ -14,3 +14,4 @@ pub mod graph;
 pub mod plan;
 pub mod render;
 pub mod state;
+pub mod status;

@@ -99,6 +99,17 @@ fn run(cluster: &dyn Cluster, program: &str) -> Result<String, Stop> {
     Ok(stdout)
 }
 
+/// Runs a program that ends with `EVALCTL end`; returns its output.
+pub fn run_program(cluster: &dyn Cluster, program: &str) -> Result<String, Stop> {
+    run(cluster, program)
+}
+
+/// Refreshes with a given program (refresh with extra detail).
+pub fn refresh_with(cluster: &dyn Cluster, program: &str) -> Result<Refreshed, Stop> {
+    let out = run(cluster, program)?;
+    Ok(refresh::parse(&out)?)
+}
+
 /// Refreshes without locking (plan).
 pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Stop> {
     let out = run(cluster, &refresh::program(stack_dir, stack, since))?;

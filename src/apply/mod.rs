@@ -99,6 +99,46 @@ pub fn unlock_program(stack_dir: &str, id: &str) -> String {
     )
 }
 
+/// Program that cancels the chains of `units` (pending successors first,
+/// then the rest), waits until they are gone, and marks each unit
+/// `stopped cancelled` so nothing (a shared server, a plan) waits for it.
+pub fn cancel_program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str) -> String {
+    let mut p = format!(
+        "D={}\nif ! grep -qF {} \"$D/.evalctl/lock/info\" 2>/dev/null; then echo 'EVALCTL lock-lost'; echo 'EVALCTL end'; exit 0; fi\n",
+        quote(stack_dir),
+        quote(&format!("\"id\":\"{lock_id}\""))
+    );
+    if units.is_empty() {
+        p.push_str("echo 'EVALCTL end'\n");
+        return p;
+    }
+    // live_jobs lists each unit's pending successors first.
+    let mut first: Vec<String> = vec![];
+    let mut rest: Vec<String> = vec![];
+    for (_, o) in units {
+        let (succ, others) = o.live_jobs.split_at(o.live_jobs.len().saturating_sub(1));
+        first.extend(succ.iter().map(u64::to_string));
+        rest.extend(others.iter().map(u64::to_string));
+    }
+    if !first.is_empty() {
+        p.push_str(&format!("scancel {}\n", first.join(" ")));
+    }
+    p.push_str(&format!("scancel {}\n", rest.join(" ")));
+    let all: Vec<String> = first.iter().chain(&rest).cloned().collect();
+    p.push_str(&format!(
+        "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} 2>/dev/null)\" ] && break; sleep 1; done\n",
+        all.join(",")
+    ));
+    for (u, _) in units {
+        p.push_str(&format!(
+            "mkdir -p \"$D\"/{u} && printf 'stopped 0 cancelled\\n' >\"$D\"/{u}/status\nprintf '%s stop %s cancelled\\n' 0 \"$(date +%s)\" >>\"$D\"/{u}/chain\nprintf 'EVALCTL cancelled-unit %s\\n' {u}\n",
+            u = quote(u)
+        ));
+    }
+    p.push_str("echo 'EVALCTL end'\n");
+    p
+}
+
 /// Reads `EVALCTL lock-held` from a program's output.
 pub fn lock_holder(stdout: &str) -> Option<Result<LockInfo, String>> {
     let line = stdout.lines().find_map(|l| l.strip_prefix("EVALCTL lock-held "))?;

@@ -89,6 +89,24 @@ pub enum Command {
     ///
     /// Example: evalctl diff main/evals.yaml evals.yaml
     Diff(stack::DiffArgs),
+    /// Where every unit of a stack stands: state, resume chain job ids,
+    /// elapsed time, attempts, progress, results.
+    ///
+    /// Example: evalctl status evals/llama.yaml --json
+    Status(stack::StatusArgs),
+    /// Print the batch, server and client logs of a unit's latest job.
+    ///
+    /// Usage: evalctl logs [CONFIG] NODE [--follow]
+    ///
+    /// Example: evalctl logs evals/llama.yaml gsm8k --follow
+    Logs(stack::LogsArgs),
+    /// Cancel whole resume chains (all units, or the ones named), pending
+    /// successors first so none wakes up; results stay on disk.
+    ///
+    /// Usage: evalctl cancel [CONFIG] [NODE...]
+    ///
+    /// Example: evalctl cancel evals/llama.yaml gsm8k
+    Cancel(stack::CancelArgs),
     /// Inspect or repair a stack's recorded state and lock.
     State {
         #[command(subcommand)]
@@ -161,6 +179,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(a) => return finish(stack::plan(&a, cli.quiet, &sources), &sources),
         Command::Apply(a) => return finish(stack::apply(&a, cli.quiet, &sources), &sources),
         Command::Diff(a) => return finish(stack::diff(&a, cli.quiet, &sources), &sources),
+        Command::Status(a) => return finish(stack::status(&a, cli.quiet, &sources), &sources),
+        Command::Logs(a) => return finish(stack::logs(&a, cli.quiet, &sources), &sources),
+        Command::Cancel(a) => return finish(stack::cancel(&a, cli.quiet, &sources), &sources),
         Command::State { command } => return finish(stack::state(&command, cli.quiet, &sources), &sources),
         Command::Validate { args } => validate(&args, cli.quiet, &sources),
         Command::Render { args, out } => render(&args, &out, cli.quiet, &sources),

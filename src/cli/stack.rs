@@ -77,6 +77,10 @@ pub struct ApplyArgs {
     /// Wait up to this many seconds for another apply's lock.
     #[arg(long, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
+    /// Then wait until every unit has ended (progress on a terminal); exit 0
+    /// only if all completed.
+    #[arg(long)]
+    pub wait: bool,
     #[command(flatten)]
     pub stack: StackFlags,
 }
@@ -315,6 +319,16 @@ pub fn apply(a: &ApplyArgs, quiet: bool, sources: &Sources) -> Result<i32> {
         let _ = driver::unlock(cluster.as_ref(), &rendered.stack_dir, &lock.id);
     }
     match result {
+        Ok(Applied::Done) | Ok(Applied::NoChanges) if a.wait => {
+            match wait_for(cluster.as_ref(), &rendered, since, quiet) {
+                Ok(true) => Ok(0),
+                Ok(false) => {
+                    eprintln!("evalctl: not every unit completed");
+                    Ok(1)
+                }
+                Err(s) => stop_to(s),
+            }
+        }
         Ok(Applied::Done) | Ok(Applied::NoChanges) => Ok(0),
         Ok(Applied::Declined) => {
             eprintln!("Apply cancelled.");
@@ -536,5 +550,265 @@ pub fn state(cmd: &StateCommand, quiet: bool, sources: &Sources) -> Result<i32> 
                 }
             }
         }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub args: ConfigArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// ssh config file to use.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// `[CONFIG] NODE`: the config (default evalctl.yaml) and the unit.
+    #[arg(num_args = 1..=2, value_name = "[CONFIG] NODE", required = true)]
+    pub args: Vec<String>,
+    /// Override a value.
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Keep printing new output until the job ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// ssh config file to use.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    /// `[CONFIG] [NODE...]`: the config (default evalctl.yaml) and units (default: all).
+    #[arg(value_name = "[CONFIG] [NODE]")]
+    pub args: Vec<String>,
+    /// Override a value.
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Wait up to this many seconds for another apply's lock.
+    #[arg(long, value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
+    /// ssh config file to use.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// Splits `[CONFIG] [NAMES...]`: the first word is the config when it names a
+/// YAML file.
+fn config_and_names(words: &[String], overrides: &[String]) -> (ConfigArgs, Vec<String>) {
+    let is_config = |w: &String| w.ends_with(".yaml") || w.ends_with(".yml") || Path::new(w).is_file();
+    match words.split_first() {
+        Some((first, rest)) if is_config(first) => {
+            (ConfigArgs { config: PathBuf::from(first), overrides: overrides.to_vec() }, rest.to_vec())
+        }
+        _ => (ConfigArgs { config: PathBuf::from("evalctl.yaml"), overrides: overrides.to_vec() }, words.to_vec()),
+    }
+}
+
+/// Refresh with chain details: observations and unit statuses.
+fn stack_status(
+    cluster: &dyn Cluster,
+    rendered: &Rendered,
+    since: u64,
+) -> std::result::Result<Vec<crate::status::UnitStatus>, Stop> {
+    let prog = plan::refresh::detail_program(&rendered.stack_dir)
+        + &plan::refresh::program(&rendered.stack_dir, &rendered.stack, since);
+    let r = driver::refresh_with(cluster, &prog)?;
+    let obs = plan::refresh::observe(&r);
+    let units: Vec<(String, state::UnitKind)> = plan::units(rendered).iter().map(|u| (u.id.clone(), u.kind)).collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(crate::status::build(&units, &r, &obs, &rendered.stack_dir, now))
+}
+
+pub fn status(a: &StatusArgs, quiet: bool, sources: &Sources) -> Result<i32> {
+    let (loaded, graph) = compile(&a.args, quiet, sources)?;
+    let rendered = render_all(&loaded, &graph)?;
+    let since = state::read_local(&a.args.config, &loaded.stack).ok().flatten().map_or(0, |s| s.created);
+    let rows = match connect(&loaded, a.ssh_config.clone()).and_then(|c| stack_status(c.as_ref(), &rendered, since)) {
+        Ok(r) => r,
+        Err(s) => return stop_to(s),
+    };
+    if a.json {
+        print_out(&(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"))?;
+    } else {
+        print_out(&crate::status::table(&rows))?;
+    }
+    Ok(0)
+}
+
+/// Waits until every unit is terminal, polling with backoff; one refresh
+/// per round. Returns whether every unit completed.
+fn wait_for(cluster: &dyn Cluster, rendered: &Rendered, since: u64, quiet: bool) -> std::result::Result<bool, Stop> {
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    let total = plan::units(rendered).len() as u64;
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut delay = 2u64;
+    let mut last = String::new();
+    loop {
+        let rows = stack_status(cluster, rendered, since)?;
+        let count = |s: &str| rows.iter().filter(|r| r.state == s).count();
+        let done = rows.iter().filter(|r| r.is_terminal()).count() as u64;
+        let summary = format!(
+            "{} completed, {} running, {} pending, {} resuming, {} failed",
+            count("completed"),
+            count("running"),
+            count("pending") + count("held"),
+            count("resuming"),
+            count("failed") + count("cancelled") + count("stopped")
+        );
+        match &bar {
+            Some(b) => {
+                b.set_position(done.min(total));
+                b.set_message(summary.clone());
+            }
+            None if summary != last && !quiet => eprintln!("evalctl: {summary}"),
+            None => {}
+        }
+        last = summary;
+        if rows.iter().all(|r| r.is_terminal()) {
+            if let Some(b) = bar {
+                b.finish();
+            }
+            let ok = rows.iter().all(|r| r.state == "completed");
+            if !quiet {
+                eprint!("{}", crate::status::table(&rows));
+            }
+            return Ok(ok);
+        }
+        std::thread::sleep(Duration::from_secs(delay));
+        delay = (delay * 2).min(30);
+    }
+}
+
+pub fn logs(a: &LogsArgs, quiet: bool, sources: &Sources) -> Result<i32> {
+    let (args, names) = config_and_names(&a.args, &a.overrides);
+    let Some(node) = names.first() else {
+        return Err(vec![Diagnostic::error(None, "name the unit whose logs to show: evalctl logs [CONFIG] NODE")]);
+    };
+    let (loaded, graph) = compile(&args, quiet, sources)?;
+    let rendered = render_all(&loaded, &graph)?;
+    let cluster = match connect(&loaded, a.ssh_config.clone()) {
+        Ok(c) => c,
+        Err(s) => return stop_to(s),
+    };
+    let since = state::read_local(&args.config, &loaded.stack).ok().flatten().map_or(0, |s| s.created);
+    let mut offsets: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    loop {
+        let rows = match stack_status(cluster.as_ref(), &rendered, since) {
+            Ok(r) => r,
+            Err(s) => return stop_to(s),
+        };
+        let Some(row) = rows.iter().find(|r| &r.unit == node) else {
+            let known: Vec<&str> = rows.iter().map(|r| r.unit.as_str()).collect();
+            return Err(vec![
+                Diagnostic::error(None, format!("no unit `{node}` in stack `{}`", rendered.stack))
+                    .with_note(format!("units: {}", known.join(", "))),
+            ]);
+        };
+        let Some(job) = row.current_job else {
+            return Err(vec![Diagnostic::error(None, format!("`{node}` has no job yet"))]);
+        };
+        let dir = format!("{}/{node}/logs", rendered.stack_dir);
+        let files = [format!("slurm-{job}.out"), format!("server-{job}-*.log"), format!("client-{job}.log")];
+        let mut prog =
+            format!("cd {} 2>/dev/null || {{ echo 'EVALCTL end'; exit 0; }}\n", crate::render::shell::quote(&dir));
+        for pattern in &files {
+            prog.push_str(&format!(
+                "for f in {pattern}; do [ -f \"$f\" ] || continue; printf 'EVALCTL file %s %s\\n' \"$f\" \"$(wc -c <\"$f\")\"; done\n"
+            ));
+        }
+        prog.push_str("echo 'EVALCTL end'\n");
+        let listing = match driver::run_program(cluster.as_ref(), &prog) {
+            Ok(o) => o,
+            Err(s) => return stop_to(s),
+        };
+        let mut fetch = String::new();
+        for line in listing.lines().filter_map(|l| l.strip_prefix("EVALCTL file ")) {
+            let Some((name, size)) = line.rsplit_once(' ') else { continue };
+            let size: u64 = size.trim().parse().unwrap_or(0);
+            let from = offsets.get(name).copied().unwrap_or(0);
+            if size > from {
+                fetch.push_str(&format!(
+                    "printf '\\n==> %s <==\\n' {q}; tail -c +{} {dir}/{q}\n",
+                    from + 1,
+                    q = crate::render::shell::quote(name),
+                    dir = crate::render::shell::quote(&dir)
+                ));
+                offsets.insert(name.to_owned(), size);
+            }
+        }
+        if !fetch.is_empty() {
+            let out = cluster.run(fetch.as_bytes()).map_err(|e| vec![Diagnostic::error(None, e.to_string())])?;
+            print_out(&out.stdout_text())?;
+        }
+        if !a.follow || row.is_terminal() {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+pub fn cancel(a: &CancelArgs, quiet: bool, sources: &Sources) -> Result<i32> {
+    let (args, names) = config_and_names(&a.args, &a.overrides);
+    let (loaded, graph) = compile(&args, quiet, sources)?;
+    let rendered = render_all(&loaded, &graph)?;
+    let cluster = match connect(&loaded, a.ssh_config.clone()) {
+        Ok(c) => c,
+        Err(s) => return stop_to(s),
+    };
+    let lock = LockInfo::mine(&std::env::args().collect::<Vec<_>>().join(" "));
+    let since = state::read_local(&args.config, &loaded.stack).ok().flatten().map_or(0, |s| s.created);
+    let r = match driver::lock_and_refresh(
+        cluster.as_ref(),
+        &rendered.stack_dir,
+        &rendered.stack,
+        since,
+        &lock,
+        a.lock_timeout.map(Duration::from_secs),
+    ) {
+        Ok(r) => r,
+        Err(s) => return stop_to(s),
+    };
+    let obs = plan::refresh::observe(&r);
+    let unknown: Vec<&String> =
+        names.iter().filter(|n| !obs.contains_key(*n) && !plan::units(&rendered).iter().any(|u| &&u.id == n)).collect();
+    if !unknown.is_empty() {
+        let _ = driver::unlock(cluster.as_ref(), &rendered.stack_dir, &lock.id);
+        return Err(vec![Diagnostic::error(
+            None,
+            format!(
+                "no unit {} in stack `{}`",
+                unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+                rendered.stack
+            ),
+        )]);
+    }
+    let chosen: Vec<(&String, &plan::Observation)> =
+        obs.iter().filter(|(u, o)| (names.is_empty() || names.contains(u)) && o.observed.is_live()).collect();
+    let result =
+        driver::run_program(cluster.as_ref(), &crate::apply::cancel_program(&rendered.stack_dir, &chosen, &lock.id));
+    let _ = driver::unlock(cluster.as_ref(), &rendered.stack_dir, &lock.id);
+    match result {
+        Ok(out) => {
+            let cancelled: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("EVALCTL cancelled-unit ")).collect();
+            if cancelled.is_empty() {
+                print_out("Nothing to cancel: no live job.\n")?;
+            } else {
+                print_out(&format!("Cancelled: {}\n", cancelled.join(", ")))?;
+            }
+            Ok(0)
+        }
+        Err(s) => stop_to(s),
     }
 }

@@ -37,6 +37,10 @@ pub struct Refreshed {
     pub accounting: BTreeMap<u64, String>,
     pub squeue_error: Option<String>,
     pub sacct_available: bool,
+    /// With [`detail_program`]: each unit's chain file, progress and results.
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub progress: BTreeMap<String, String>,
+    pub results: std::collections::BTreeSet<String>,
 }
 
 /// The shell program that gathers the stack's state.
@@ -67,6 +71,21 @@ echo 'EVALCTL end'
         dir = quote(stack_dir),
         stack = quote(stack),
         tag = TAG_PREFIX,
+    )
+}
+
+/// Extra lines for `status`: every unit's chain file, the harness's
+/// progress, and whether results exist. Runs before [`program`].
+pub fn detail_program(stack_dir: &str) -> String {
+    format!(
+        r#"for d in {dir}/*/; do
+  u=${{d%/}}; u=${{u##*/}}
+  if [ -f "$d/chain" ]; then while IFS= read -r l; do printf 'EVALCTL chain %s %s\n' "$u" "$l"; done <"$d/chain"; fi
+  if [ -f "$d/artifacts/progress.json" ]; then printf 'EVALCTL progress %s %s\n' "$u" "$(head -c 4096 "$d/artifacts/progress.json" | tr -d '\n')"; fi
+  if [ -f "$d/artifacts/results.json" ]; then printf 'EVALCTL results %s\n' "$u"; fi
+done
+"#,
+        dir = quote(stack_dir)
     )
 }
 
@@ -101,6 +120,19 @@ pub fn parse(stdout: &str) -> Result<Refreshed, String> {
                 }
             }
             "sacct" => r.sacct_available = true,
+            "chain" => {
+                if let Some((unit, l)) = data.split_once(' ') {
+                    r.chains.entry(unit.to_owned()).or_default().push(l.to_owned());
+                }
+            }
+            "progress" => {
+                if let Some((unit, p)) = data.split_once(' ') {
+                    r.progress.insert(unit.to_owned(), p.to_owned());
+                }
+            }
+            "results" => {
+                r.results.insert(data.trim().to_owned());
+            }
             "squeue-error" => r.squeue_error = Some(data.to_owned()),
             "end" => ended = true,
             _ => {}

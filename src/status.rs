@@ -1,0 +1,257 @@
+//! `status`: where every unit of a stack stands, from one refresh with the
+//! units' chain files: its state, every job id of its resume chain, time
+//! used, attempts, the harness's progress and where results are.
+//!
+//! Resumed, preempted and timed-out chains are told apart from plain
+//! pending work: a chain whose last link was cut short and whose next link
+//! waits is `resuming`, not `pending`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::plan::Observation;
+use crate::plan::refresh::Refreshed;
+use crate::state::{Observed, UnitKind};
+
+/// One unit's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnitStatus {
+    pub unit: String,
+    pub kind: UnitKind,
+    /// pending, running, resuming, completed, failed, cancelled, stopped, held, not submitted.
+    pub state: String,
+    /// Why, when the state needs it (exit code, limit reached, ...).
+    pub detail: String,
+    /// Every job id of the chain, oldest first.
+    pub jobs: Vec<u64>,
+    /// Links that started.
+    pub links: usize,
+    pub attempts: u32,
+    /// Seconds of run time used by the chain's links.
+    pub elapsed: u64,
+    /// `done/total` from the harness's progress file.
+    pub progress: Option<String>,
+    /// Results directory, once results exist.
+    pub results: Option<String>,
+    /// The job of the latest link that started (else the latest job).
+    pub current_job: Option<u64>,
+    /// That job's batch log.
+    pub log: Option<String>,
+}
+
+impl UnitStatus {
+    /// Whether the unit will not change any more without an apply.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.state.as_str(), "completed" | "failed" | "cancelled" | "stopped" | "not submitted")
+    }
+}
+
+/// Builds the status of every unit of the config (`units`, in order) and
+/// of units seen on the cluster that the config no longer has.
+pub fn build(
+    units: &[(String, UnitKind)],
+    refreshed: &Refreshed,
+    observations: &BTreeMap<String, Observation>,
+    stack_dir: &str,
+    now: u64,
+) -> Vec<UnitStatus> {
+    let mut ids: Vec<(String, UnitKind)> = units.to_vec();
+    for u in observations.keys() {
+        if !ids.iter().any(|(i, _)| i == u) {
+            let kind = refreshed.state.as_ref().and_then(|s| s.units.get(u)).map_or(UnitKind::Task, |s| s.kind);
+            ids.push((u.clone(), kind));
+        }
+    }
+    ids.into_iter()
+        .map(|(unit, kind)| {
+            let empty = Observation::default();
+            let o = observations.get(&unit).unwrap_or(&empty);
+            let chain = refreshed.chains.get(&unit).map(Vec::as_slice).unwrap_or(&[]);
+            let (jobs, links, elapsed, running_since) = chain_facts(chain, now);
+            let mut all_jobs = jobs;
+            for j in &o.live_jobs {
+                if !all_jobs.contains(j) {
+                    all_jobs.push(*j);
+                }
+            }
+            all_jobs.sort_unstable();
+            let status_line = o.status.clone().unwrap_or_default();
+            let mut words = status_line.split(' ');
+            let word = words.next().unwrap_or("");
+            let rest: Vec<&str> = words.skip(1).collect();
+            let detail_of_status = rest.join(" ");
+            let accounting =
+                all_jobs.iter().rev().find_map(|j| refreshed.accounting.get(j)).cloned().unwrap_or_default();
+            let (state, detail) = match o.observed {
+                Observed::Held => ("held", "submitted by an apply that did not finish; apply replaces it".to_owned()),
+                Observed::Running => ("running", String::new()),
+                Observed::Pending if word == "interrupted" => {
+                    ("resuming", format!("previous link {}", interrupt_reason(&detail_of_status)))
+                }
+                Observed::Pending => ("pending", String::new()),
+                Observed::Completed => ("completed", String::new()),
+                Observed::Failed => match word {
+                    "stopped" if detail_of_status == "cancelled" => {
+                        ("cancelled", "cancelled with evalctl cancel".into())
+                    }
+                    "stopped" => ("stopped", format!("{} reached", detail_of_status)),
+                    "failed" => ("failed", detail_of_status.clone()),
+                    "" if accounting.starts_with("CANCELLED") => ("cancelled", "cancelled before it ran".into()),
+                    "" => (
+                        "failed",
+                        format!(
+                            "never ran{}",
+                            if accounting.is_empty() { String::new() } else { format!(" ({accounting})") }
+                        ),
+                    ),
+                    _ => ("failed", "the chain ended without a successor".into()),
+                },
+                Observed::Absent => ("not submitted", String::new()),
+            };
+            let attempts = refreshed.state.as_ref().and_then(|s| s.units.get(&unit)).map_or(0, |u| u.attempts);
+            let dir = format!("{stack_dir}/{unit}");
+            let started = chain.iter().rev().find_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.get(1) == Some(&"start")).then(|| f.first().and_then(|x| x.parse::<u64>().ok())).flatten()
+            });
+            let latest = started.or_else(|| all_jobs.last().copied());
+            UnitStatus {
+                unit: unit.clone(),
+                kind,
+                state: state.into(),
+                detail,
+                jobs: all_jobs,
+                links,
+                attempts,
+                elapsed: elapsed + running_since.map_or(0, |s| now.saturating_sub(s)),
+                progress: refreshed.progress.get(&unit).and_then(|p| progress_text(p)),
+                results: refreshed.results.contains(&unit).then(|| format!("{dir}/artifacts")),
+                current_job: latest,
+                log: latest.map(|j| format!("{dir}/logs/slurm-{j}.out")),
+            }
+        })
+        .collect()
+}
+
+fn interrupt_reason(detail: &str) -> &'static str {
+    match detail {
+        "USR1" => "reached its time limit",
+        "TERM" => "was stopped (time limit, preemption or node failure)",
+        _ => "was cut short",
+    }
+}
+
+/// Job ids, links started, seconds used by ended links, and the start of a
+/// link still open.
+fn chain_facts(lines: &[String], now: u64) -> (Vec<u64>, usize, u64, Option<u64>) {
+    let mut jobs: Vec<u64> = vec![];
+    let mut links = 0;
+    let mut used = 0;
+    let mut open: Option<(u64, u64)> = None;
+    for l in lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        let (Some(id), Some(event), Some(at)) =
+            (f.first().and_then(|x| x.parse::<u64>().ok()), f.get(1), f.get(2).and_then(|x| x.parse::<u64>().ok()))
+        else {
+            continue;
+        };
+        if !jobs.contains(&id) {
+            jobs.push(id);
+        }
+        match *event {
+            "start" => {
+                links += 1;
+                open = Some((id, at));
+            }
+            "end" => {
+                if let Some((oid, s)) = open
+                    && oid == id
+                {
+                    used += at.saturating_sub(s);
+                    open = None;
+                }
+            }
+            "submit" => {
+                if let Some(next) = f.get(3).and_then(|x| x.parse::<u64>().ok())
+                    && !jobs.contains(&next)
+                {
+                    jobs.push(next);
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = now;
+    (jobs, links, used, open.map(|(_, s)| s))
+}
+
+fn progress_text(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(format!("{}/{}", v.get("done")?, v.get("total")?))
+}
+
+/// A table for people.
+pub fn table(rows: &[UnitStatus]) -> String {
+    let header = ["UNIT", "STATE", "JOBS", "ELAPSED", "ATTEMPTS", "PROGRESS", "DETAIL"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.unit.clone(),
+                r.state.clone(),
+                r.jobs.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                format!("{}:{:02}:{:02}", r.elapsed / 3600, r.elapsed / 60 % 60, r.elapsed % 60),
+                r.attempts.to_string(),
+                r.progress.clone().unwrap_or_else(|| "-".into()),
+                match (&r.results, r.detail.is_empty()) {
+                    (Some(p), true) => format!("results: {p}"),
+                    (_, false) if r.state == "failed" => {
+                        format!("{} (log: {})", r.detail, r.log.clone().unwrap_or_default())
+                    }
+                    _ => r.detail.clone(),
+                },
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for c in &cells {
+        for (w, v) in width.iter_mut().zip(c) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |v: Vec<&str>| {
+        let l: Vec<String> = v.iter().zip(width).map(|(c, w)| format!("{c:w$}")).collect();
+        out.push_str(l.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for c in &cells {
+        line(c.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_facts_count_links_time_and_jobs() {
+        let lines: Vec<String> = [
+            "10 submit 0 apply",
+            "11 submit 0 apply",
+            "10 start 100 first",
+            "10 end 160 x",
+            "11 start 200 resume",
+            "11 submit 201 12",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (jobs, links, used, open) = chain_facts(&lines, 300);
+        assert_eq!(jobs, vec![10, 11, 12]);
+        assert_eq!((links, used, open), (2, 60, Some(200)));
+    }
+}
