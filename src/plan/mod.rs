@@ -365,7 +365,7 @@ fn deployments_follow_tasks(changes: &mut [Change], observations: &BTreeMap<Stri
                 c.reason = "ended; tasks are submitted that need it".into();
                 c.attempts = 1;
             }
-            Action::Create | Action::Rerun | Action::Retry if !tasks_need_server && c.observed != Observed::Absent => {
+            Action::Create | Action::Rerun | Action::Retry if !tasks_need_server => {
                 c.action = Action::None;
                 c.reason = "no task needs it".into();
             }
@@ -524,5 +524,42 @@ mod tests {
         assert_eq!(p.summary_line(), "Plan: 2 to create, 1 to replace, 0 to rerun, 1 to cancel.");
         p.changes.push(change(Action::Retry));
         assert_eq!(p.summary_line(), "Plan: 2 to create, 1 to replace, 0 to rerun, 1 to retry, 1 to cancel.");
+    }
+
+    #[test]
+    fn a_shared_server_follows_its_tasks() {
+        let change = |unit: &str, kind: UnitKind, action: Action, observed: Observed| Change {
+            unit: unit.into(),
+            kind,
+            action,
+            reason: String::new(),
+            observed,
+            interrupts_running: false,
+            cancel_jobs: vec![],
+            before: BTreeMap::new(),
+            after: BTreeMap::new(),
+            script_hash: String::new(),
+            result_hash: String::new(),
+            attempts: 0,
+        };
+        let none = BTreeMap::new();
+        // Every task completed: the ended server is left alone.
+        let mut c = vec![
+            change("server", UnitKind::Deployment, Action::None, Observed::Completed),
+            change("t", UnitKind::Task, Action::None, Observed::Completed),
+        ];
+        deployments_follow_tasks(&mut c, &none);
+        assert_eq!(c[0].action, Action::None);
+        // A task is retried: the server must serve it again.
+        c[1].action = Action::Retry;
+        deployments_follow_tasks(&mut c, &none);
+        assert_eq!(c[0].action, Action::Rerun);
+        // Nothing needs a server that was never started.
+        let mut c = vec![
+            change("server", UnitKind::Deployment, Action::Create, Observed::Absent),
+            change("t", UnitKind::Task, Action::None, Observed::Completed),
+        ];
+        deployments_follow_tasks(&mut c, &none);
+        assert_eq!(c[0].action, Action::None);
     }
 }
