@@ -134,8 +134,7 @@ pub fn lock_and_refresh(
         let out = run(cluster, &prog)?;
         match lock_holder(&out) {
             None => return Ok(refresh::parse(&out)?),
-            Some(Err(e)) => return Err(Stop::from(e)),
-            Some(Ok(holder)) => {
+            Some(holder) => {
                 if holder.holder_is_gone() && break_id.as_deref() != Some(holder.id.as_str()) {
                     eprintln!("evalctl: breaking the lock of a process that is gone: {}", holder.describe());
                     break_id = Some(holder.id.clone());
@@ -159,7 +158,17 @@ pub fn unlock(cluster: &dyn Cluster, stack_dir: &str, id: &str) -> Result<bool, 
 /// Runs the apply program; returns what it did and the state it recorded.
 pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, Option<State>), Stop> {
     let prog = program(inputs);
-    let out = run(cluster, &prog.text)?;
+    let out = run(cluster, &prog.text).map_err(|stop| match stop {
+        Stop::Diagnostics(mut d) => {
+            for diag in &mut d {
+                diag.notes.push(
+                    "jobs this apply had submitted are held and never start; run apply again: it replaces them".into(),
+                );
+            }
+            Stop::Diagnostics(d)
+        }
+        other => other,
+    })?;
     let outcome = parse_outcome(&out);
     if outcome.lock_lost {
         return Err(Stop::from(

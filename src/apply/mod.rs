@@ -80,20 +80,31 @@ pub fn lock_program(stack_dir: &str, lock: &LockInfo, break_id: Option<&str>) ->
     let mut p = format!("D={}\nL=\"$D/.evalctl/lock\"\nmkdir -p \"$D/.evalctl\"\n", quote(stack_dir));
     if let Some(b) = break_id {
         p.push_str(&format!(
-            "if grep -qF {} \"$L/info\" 2>/dev/null; then rm -rf \"$L\"; fi\n",
+            "if grep -qF {} \"$L\" 2>/dev/null; then rm -f \"$L\"; fi\n",
             quote(&format!("\"id\":\"{b}\""))
         ));
     }
+    // The lock file appears whole or not at all: written aside, then hard-linked
+    // into place (`ln -T` fails when the name exists, whatever it is).
     p.push_str(&format!(
-        "if mkdir \"$L\" 2>/dev/null; then\n  printf '%s' {info} | base64 -d >\"$L/info\"\n  echo 'EVALCTL locked'\nelse\n  printf 'EVALCTL lock-held %s\\n' \"$(base64 -w0 <\"$L/info\" 2>/dev/null)\"\n  echo 'EVALCTL end'\n  exit 0\nfi\n"
+        "T=\"$L.new.$$\"\nprintf '%s' {info} | base64 -d >\"$T\"\nif ln -T \"$T\" \"$L\" 2>/dev/null; then\n  rm -f \"$T\"\n  echo 'EVALCTL locked'\nelse\n  rm -f \"$T\"\n  printf 'EVALCTL lock-held %s\\n' \"$(base64 -w0 <\"$L\" 2>/dev/null)\"\n  echo 'EVALCTL end'\n  exit 0\nfi\n"
     ));
     p
 }
 
-/// Program that drops the lock if `id` holds it.
+/// Id of a lock whose holder cannot be read (written by something else).
+pub const UNKNOWN_HOLDER: &str = "unknown";
+
+/// Program that drops the lock if `id` holds it (`unknown`: a lock whose
+/// holder cannot be read).
 pub fn unlock_program(stack_dir: &str, id: &str) -> String {
+    let unknown = if id == UNKNOWN_HOLDER {
+        "elif [ -e \"$L\" ] && ! grep -q '\"id\":' \"$L\" 2>/dev/null; then rm -rf \"$L\"; echo 'EVALCTL unlocked'\n"
+    } else {
+        ""
+    };
     format!(
-        "D={}\nL=\"$D/.evalctl/lock\"\nif grep -qF {} \"$L/info\" 2>/dev/null; then rm -rf \"$L\"; echo 'EVALCTL unlocked'; else echo 'EVALCTL not-held'; fi\necho 'EVALCTL end'\n",
+        "D={}\nL=\"$D/.evalctl/lock\"\nif [ -f \"$L\" ] && grep -qF {} \"$L\" 2>/dev/null; then rm -f \"$L\"; echo 'EVALCTL unlocked'\n{unknown}else echo 'EVALCTL not-held'; fi\necho 'EVALCTL end'\n",
         quote(stack_dir),
         quote(&format!("\"id\":\"{id}\""))
     )
@@ -104,7 +115,7 @@ pub fn unlock_program(stack_dir: &str, id: &str) -> String {
 /// `stopped cancelled` so nothing (a shared server, a plan) waits for it.
 pub fn cancel_program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str) -> String {
     let mut p = format!(
-        "D={}\nif ! grep -qF {} \"$D/.evalctl/lock/info\" 2>/dev/null; then echo 'EVALCTL lock-lost'; echo 'EVALCTL end'; exit 0; fi\n",
+        "D={}\nif ! grep -qF {} \"$D/.evalctl/lock\" 2>/dev/null; then echo 'EVALCTL lock-lost'; echo 'EVALCTL end'; exit 0; fi\n",
         quote(stack_dir),
         quote(&format!("\"id\":\"{lock_id}\""))
     );
@@ -139,14 +150,20 @@ pub fn cancel_program(stack_dir: &str, units: &[(&String, &Observation)], lock_i
     p
 }
 
-/// Reads `EVALCTL lock-held` from a program's output.
-pub fn lock_holder(stdout: &str) -> Option<Result<LockInfo, String>> {
+/// Reads `EVALCTL lock-held` from a program's output: the holder, or an
+/// `unknown` holder when the lock file cannot be read.
+pub fn lock_holder(stdout: &str) -> Option<LockInfo> {
     let line = stdout.lines().find_map(|l| l.strip_prefix("EVALCTL lock-held "))?;
-    Some(
-        crate::plan::refresh::base64_decode(line.trim())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| "the stack is locked, and its lock file cannot be read".to_owned()),
-    )
+    Some(crate::plan::refresh::base64_decode(line.trim()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(
+        || LockInfo {
+            id: UNKNOWN_HOLDER.into(),
+            who: "unknown".into(),
+            host: "unknown".into(),
+            pid: 0,
+            when: 0,
+            command: "(the lock file cannot be read)".into(),
+        },
+    ))
 }
 
 /// Secrets files of one apply: per job directory and group, `NAME=value` pairs.
@@ -275,14 +292,14 @@ pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
         plan.serial + 1
     ));
     p.push_str(&format!(
-        "if ! grep -qF {} \"$L/info\" 2>/dev/null; then echo 'EVALCTL lock-lost'; echo 'EVALCTL end'; exit 0; fi\n",
+        "if ! grep -qF {} \"$L\" 2>/dev/null; then echo 'EVALCTL lock-lost'; echo 'EVALCTL end'; exit 0; fi\n",
         quote(&format!("\"id\":\"{}\"", inp.lock_id))
     ));
     p.push_str(
         r#"evalctl_abort() {
   printf 'EVALCTL error %s\n' "$1"
   if [ ${#SUBMITTED[@]} -gt 0 ]; then scancel "${SUBMITTED[@]}" 2>/dev/null; printf 'EVALCTL cancelled-own %s\n' "${SUBMITTED[*]}"; fi
-  rm -rf "$L"
+  rm -f "$L"
   echo 'EVALCTL end'
   exit 0
 }
@@ -436,7 +453,7 @@ evalctl_write_atomic() { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
         p.push_str(&format!("STATE=${{STATE//@@J{n}@@/{}}}\n", vars.join(",")));
     }
     p.push_str("evalctl_write_atomic \"$D/.evalctl/state.json\" \"$STATE\"\n");
-    p.push_str("echo 'EVALCTL state-written'\nrm -rf \"$L\"\necho 'EVALCTL end'\n");
+    p.push_str("echo 'EVALCTL state-written'\nrm -f \"$L\"\necho 'EVALCTL end'\n");
     ApplyProgram { text: p, submitting }
 }
 

@@ -17,6 +17,10 @@ use super::{Cluster, ClusterError, Output, Target, exit_code};
 /// program whose transfer broke off.
 pub const READ_THEN_RUN: &str = "eval \"$(cat)\"";
 
+/// Variables a login session on the cluster would have; everything else of
+/// evalctl's environment stays out of the programs (and so out of jobs).
+const PASS_ENV: &[&str] = &["HOME", "USER", "LOGNAME", "PATH", "SHELL", "LANG", "TMPDIR", "TZ"];
+
 /// Runs programs with a local bash, the program on stdin.
 #[derive(Debug)]
 pub struct Local {
@@ -51,6 +55,15 @@ impl Cluster for Local {
     fn run(&self, program: &[u8]) -> Result<Output, ClusterError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut command = Command::new("bash");
+        // A login-like environment, as over SSH: evalctl's own environment
+        // holds secrets (`host:` variables) that sbatch would otherwise copy
+        // into every job (`--export=ALL` is its default).
+        command.env_clear();
+        for (k, v) in std::env::vars_os() {
+            if PASS_ENV.iter().any(|p| k == *p) || k.to_str().is_some_and(|k| k.starts_with("SLURM_CONF")) {
+                command.env(k, v);
+            }
+        }
         command
             .arg("-c")
             .arg(READ_THEN_RUN)
