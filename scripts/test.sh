@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v script >/dev/null || need+=(bsdutils)
+command -v ss >/dev/null || need+=(iproute2)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
