@@ -66,3 +66,13 @@ fn editor_schema_accepts_raw_configs() {
     let errors: Vec<String> = v.iter_errors(&bad).map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 4, "{errors:?}");
 }
+
+#[test]
+fn committed_config_reference_is_up_to_date() {
+    let committed = std::fs::read_to_string(root().join("docs/config.md")).unwrap_or_default();
+    assert!(
+        committed == evalctl::config::reference::markdown(),
+        "docs/config.md is stale: run `cargo run -- schema --format markdown > docs/config.md`"
+    );
+    assert!(committed.contains("| `walltime` |"), "the reference lists execution keys");
+}

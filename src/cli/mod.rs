@@ -119,6 +119,9 @@ pub enum Command {
         /// Schema flavour: 2020-12 (what validate uses) or 07 (editors; accepts ${...} and ???).
         #[arg(long, value_enum, default_value = "2020-12")]
         draft: Draft,
+        /// `markdown`: the config reference (docs/config.md) instead of the schema.
+        #[arg(long, value_enum, default_value = "json")]
+        format: SchemaFormat,
     },
     /// List the task catalog (task names, harnesses, containers).
     ///
@@ -149,6 +152,15 @@ pub enum Command {
         /// Shell to generate for.
         shell: clap_complete::Shell,
     },
+}
+
+/// Output formats of `schema`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaFormat {
+    /// The JSON Schema.
+    Json,
+    /// The config reference, a Markdown page.
+    Markdown,
 }
 
 /// Output formats of `graph`.
@@ -186,7 +198,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate { args } => validate(&args, cli.quiet, &sources),
         Command::Render { args, out } => render(&args, &out, cli.quiet, &sources),
         Command::Graph { args, format } => graph_cmd(&args, format, cli.quiet, &sources),
-        Command::Schema { draft } => print_out(&config::schema::schema_text(draft)),
+        Command::Schema { draft, format: SchemaFormat::Json } => print_out(&config::schema::schema_text(draft)),
+        Command::Schema { format: SchemaFormat::Markdown, .. } => print_out(&config::reference::markdown()),
         Command::Tasks { pattern, json } => tasks(pattern.as_deref(), json),
         Command::Migrate { file, in_place } => migrate(&file, in_place, &sources),
         Command::Completions { shell } => {

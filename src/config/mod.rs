@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod model;
 pub mod node;
 pub mod overrides;
+pub mod reference;
 pub mod schema;
 pub mod validate;
 pub mod yaml;
