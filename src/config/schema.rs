@@ -82,6 +82,24 @@ fn editor_flavour(root: &mut Value) {
         for (_, d) in defs.iter_mut() {
             relax(d, &object_defs);
         }
+        // Hover shows the innermost description: let the fields' own docs
+        // speak for these shared value types.
+        for name in ["SlurmTime", "Duration"] {
+            if let Some(d) = defs.get_mut(name).and_then(Value::as_object_mut) {
+                d.remove("description");
+            }
+        }
+        // A new task block, offered by editors inside `evaluation.tasks`.
+        if let Some(task) = defs.get_mut("Task").and_then(Value::as_object_mut) {
+            task.insert(
+                "defaultSnippets".into(),
+                json!([{
+                    "label": "evaluation task",
+                    "description": "A benchmark from `evalctl tasks`, with per-task settings",
+                    "body": { "name": "${1:gsm8k}", "nemo_evaluator_config": { "config": { "params": { "limit_samples": "^${2:null}" } } } }
+                }]),
+            );
+        }
         defs.insert(
             INTERP.into(),
             json!({
@@ -141,12 +159,19 @@ fn wrap(p: &mut Value, object_defs: &[String]) {
     let plain_string = o.get("type") == Some(&json!("string")) && !o.contains_key("enum") && !o.contains_key("pattern");
     let is_object = o.get("type") == Some(&json!("object"))
         || o.get("type") == Some(&json!("array"))
-        || o.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r));
+        || o.get("$ref")
+            .or_else(|| o.get("allOf").and_then(|a| a.get(0)).and_then(|x| x.get("$ref")))
+            .and_then(Value::as_str)
+            .is_some_and(|r| object_defs.iter().any(|d| d == r));
     let nullable_object = o.get("anyOf").and_then(Value::as_array).is_some_and(|l| {
         l.iter().any(|s| s.get("$ref").and_then(Value::as_str).is_some_and(|r| object_defs.iter().any(|d| d == r)))
     });
     let open = o.is_empty()
-        || o.get("type").is_none() && o.get("$ref").is_none() && o.get("anyOf").is_none() && o.get("enum").is_none();
+        || o.get("type").is_none()
+            && o.get("$ref").is_none()
+            && o.get("anyOf").is_none()
+            && o.get("allOf").is_none()
+            && o.get("enum").is_none();
     if plain_string || is_object || nullable_object || open {
         return;
     }
@@ -159,6 +184,30 @@ fn wrap(p: &mut Value, object_defs: &[String]) {
             }
         }
     }
+    // Editors show the description of the branch that matched: give a
+    // referenced type the field's own description.
+    if let Some(d) = outer.get("description").cloned() {
+        describe_refs(&mut inner, &d);
+    }
     outer.insert("anyOf".into(), json!([inner, { "$ref": format!("#/definitions/{INTERP}") }]));
     *p = Value::Object(outer);
+}
+
+/// `{"$ref": R}` → `{"allOf": [{"$ref": R}], "description": D}`, also inside an `anyOf`.
+fn describe_refs(v: &mut Value, description: &Value) {
+    let Some(o) = v.as_object_mut() else { return };
+    if let Some(r) = o.get("$ref").cloned()
+        && o.len() == 1
+    {
+        *v = json!({ "allOf": [{ "$ref": r }], "description": description });
+        return;
+    }
+    if o.contains_key("allOf") && !o.contains_key("description") {
+        o.insert("description".into(), description.clone());
+    }
+    if let Some(Value::Array(list)) = o.get_mut("anyOf") {
+        for item in list {
+            describe_refs(item, description);
+        }
+    }
 }
