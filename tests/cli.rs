@@ -137,3 +137,31 @@ fn completions_for_each_shell() {
         assert!(text(&out.stdout).contains("validate"), "{shell}");
     }
 }
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let commands = [
+        "validate",
+        "render",
+        "graph",
+        "plan",
+        "apply",
+        "diff",
+        "status",
+        "logs",
+        "cancel",
+        "schema",
+        "tasks",
+        "migrate",
+        "completions",
+    ];
+    for c in commands {
+        let out = evalctl(&[c, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{c}");
+        assert!(text(&out.stdout).contains("Example: evalctl "), "`{c} --help` shows an example");
+    }
+    for c in ["unlock", "show"] {
+        let out = evalctl(&["state", c, "--help"]);
+        assert!(text(&out.stdout).contains("Example: evalctl state "), "`state {c} --help` shows an example");
+    }
+}

@@ -135,3 +135,26 @@ fn apply_without_a_terminal_needs_auto_approve() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("pass --auto-approve"), "{}", text(&out.stderr));
 }
+
+/// The PR comment renders as GitHub shows it: a summary paragraph, an
+/// actions table, and the diff in a collapsed block as a `diff` code block.
+#[test]
+fn markdown_renders_with_a_gfm_renderer() {
+    use pulldown_cmark::{Options, Parser, html};
+    let dir = workdir("gfm", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--format", "markdown", "evals.yaml"], &dir);
+    let md = text(&out.stdout);
+    let mut rendered = String::new();
+    html::push_html(&mut rendered, Parser::new_ext(&md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH));
+    assert!(
+        rendered.contains("<strong>Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel.</strong>"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("<table>") && rendered.contains("<td><code>hellaswag</code></td>"), "{rendered}");
+    let details = rendered.find("<details><summary>Script changes</summary>").expect("a details block");
+    let code = rendered.find("<pre><code class=\"language-diff\">").expect("a diff code block");
+    let end = rendered.find("</details>").expect("the block closes");
+    assert!(details < code && code < end, "the diff is inside the collapsed block");
+    assert!(rendered[code..end].contains("+#SBATCH --time=02:00:00"), "diff lines are code, verbatim");
+    assert!(!rendered[..details].contains("#SBATCH"), "nothing of the diff outside the block");
+}

@@ -72,12 +72,23 @@ pub fn target(
     Ok(t)
 }
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Print every round trip (`--verbose`, or `EVALCTL_TRACE=1`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed) || std::env::var_os("EVALCTL_TRACE").is_some()
+}
+
 fn run(cluster: &dyn Cluster, program: &str) -> Result<String, Stop> {
     let mut full = String::from("set -u\n");
     full.push_str(program);
     let started = Instant::now();
     let out = cluster.run(full.as_bytes())?;
-    if std::env::var_os("EVALCTL_TRACE").is_some() {
+    if verbose() {
         eprintln!(
             "evalctl: round trip {} to {}: {} bytes sent, {} ms",
             cluster.round_trips(),

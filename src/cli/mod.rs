@@ -24,6 +24,9 @@ pub struct Cli {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also print each round trip to the cluster (time, bytes sent).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 /// Options of every command that reads a config.
@@ -186,6 +189,9 @@ pub fn main() -> i32 {
 
 /// Executes a parsed command line.
 pub fn run(cli: Cli) -> i32 {
+    if cli.verbose {
+        crate::apply::driver::set_verbose(true);
+    }
     let sources = Sources::new();
     let result = match cli.command {
         Command::Plan(a) => return finish(stack::plan(&a, cli.quiet, &sources), &sources),
