@@ -54,6 +54,7 @@ pub fn build(
     refreshed: &Refreshed,
     observations: &BTreeMap<String, Observation>,
     stack_dir: &str,
+    walltime_s: u64,
     now: u64,
 ) -> Vec<UnitStatus> {
     let mut ids: Vec<(String, UnitKind)> = units.to_vec();
@@ -68,7 +69,7 @@ pub fn build(
             let empty = Observation::default();
             let o = observations.get(&unit).unwrap_or(&empty);
             let chain = refreshed.chains.get(&unit).map(Vec::as_slice).unwrap_or(&[]);
-            let (jobs, links, elapsed, running_since) = chain_facts(chain, now);
+            let (jobs, links, elapsed, open_since) = chain_facts(chain, walltime_s);
             let mut all_jobs = jobs;
             for j in &o.live_jobs {
                 if !all_jobs.contains(j) {
@@ -105,7 +106,13 @@ pub fn build(
                             if accounting.is_empty() { String::new() } else { format!(" ({accounting})") }
                         ),
                     ),
-                    _ => ("failed", "the chain ended without a successor".into()),
+                    _ => (
+                        "failed",
+                        format!(
+                            "the chain ended without a successor{}",
+                            if accounting.is_empty() { String::new() } else { format!(" (last job {accounting})") }
+                        ),
+                    ),
                 },
                 Observed::Absent => ("not submitted", String::new()),
             };
@@ -124,7 +131,7 @@ pub fn build(
                 jobs: all_jobs,
                 links,
                 attempts,
-                elapsed: elapsed + running_since.map_or(0, |s| now.saturating_sub(s)),
+                elapsed: elapsed + open_since.map_or(0, |s| now.saturating_sub(s).min(walltime_s)),
                 progress: refreshed.progress.get(&unit).and_then(|p| progress_text(p)),
                 results: refreshed.results.contains(&unit).then(|| format!("{dir}/artifacts")),
                 current_job: latest,
@@ -142,9 +149,13 @@ fn interrupt_reason(detail: &str) -> &'static str {
     }
 }
 
-/// Job ids, links started, seconds used by ended links, and the start of a
-/// link still open.
-fn chain_facts(lines: &[String], now: u64) -> (Vec<u64>, usize, u64, Option<u64>) {
+/// Job ids, links started, seconds used by links that ended, and the start
+/// of the last link when it has no end record (running, or cut short).
+///
+/// A link cut short (time limit, preemption, node failure) leaves a `start`
+/// without an `end`: it used the time until the next link started, at most
+/// one walltime, as the jobs' own resume gate counts it.
+fn chain_facts(lines: &[String], walltime_s: u64) -> (Vec<u64>, usize, u64, Option<u64>) {
     let mut jobs: Vec<u64> = vec![];
     let mut links = 0;
     let mut used = 0;
@@ -161,6 +172,9 @@ fn chain_facts(lines: &[String], now: u64) -> (Vec<u64>, usize, u64, Option<u64>
         }
         match *event {
             "start" => {
+                if let Some((_, s)) = open {
+                    used += at.saturating_sub(s).min(walltime_s);
+                }
                 links += 1;
                 open = Some((id, at));
             }
@@ -182,7 +196,6 @@ fn chain_facts(lines: &[String], now: u64) -> (Vec<u64>, usize, u64, Option<u64>
             _ => {}
         }
     }
-    let _ = now;
     (jobs, links, used, open.map(|(_, s)| s))
 }
 
@@ -250,8 +263,22 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let (jobs, links, used, open) = chain_facts(&lines, 300);
+        let (jobs, links, used, open) = chain_facts(&lines, 3600);
         assert_eq!(jobs, vec![10, 11, 12]);
         assert_eq!((links, used, open), (2, 60, Some(200)));
+    }
+
+    #[test]
+    fn a_link_cut_short_counts_until_the_next_start_at_most_a_walltime() {
+        let lines: Vec<String> =
+            ["10 start 100 first", "11 start 190 resume", "11 submit 191 12", "12 start 400 resume"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        // 10 ran until 11 started (90 s); 11 was cut short and 12 only
+        // started 210 s later: 11 used at most its walltime.
+        let (jobs, links, used, open) = chain_facts(&lines, 120);
+        assert_eq!(jobs, vec![10, 11, 12]);
+        assert_eq!((links, used, open), (3, 90 + 120, Some(400)));
     }
 }

@@ -159,16 +159,17 @@ impl Server {
         msg["params"]["diagnostics"].as_array().cloned().unwrap_or_default()
     }
 
-    fn labels(&mut self, uri: &str, line: usize, character: usize) -> Vec<String> {
+    fn items(&mut self, uri: &str, line: usize, character: usize) -> Vec<Value> {
         let r = self.request(
             "textDocument/completion",
             json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}),
         );
         let items = r.get("items").cloned().unwrap_or(r);
-        items
-            .as_array()
-            .map(|a| a.iter().filter_map(|i| i["label"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
+        items.as_array().cloned().unwrap_or_default()
+    }
+
+    fn labels(&mut self, uri: &str, line: usize, character: usize) -> Vec<String> {
+        self.items(uri, line, character).iter().filter_map(|i| i["label"].as_str().map(str::to_owned)).collect()
     }
 }
 
@@ -231,6 +232,21 @@ fn completion_hover_and_diagnostics_from_the_schema() {
     s.open(&snip_uri, &snip);
     let items = s.labels(&snip_uri, 3, 6);
     assert!(items.iter().any(|l| l == "evaluation task"), "the task snippet is offered: {items:?}");
+
+    // Values of an enumeration come with what each one means.
+    let enum_doc = format!("{MODELINE}deployment:\n  type: \nexecution:\n  topology: \n");
+    let enum_uri = uri("lsp-enum.yaml");
+    s.open(&enum_uri, &enum_doc);
+    for (line, col, value, meaning) in
+        [(2, 8, "sglang", "SGLang server"), (2, 8, "none", "Nothing deployed"), (4, 12, "shared", "One deployment job")]
+    {
+        let items = s.items(&enum_uri, line, col);
+        let item = items
+            .iter()
+            .find(|i| i["label"] == json!(value))
+            .unwrap_or_else(|| panic!("`{value}` is offered at {line}:{col}: {items:?}"));
+        assert!(item["documentation"].to_string().contains(meaning), "`{value}` is explained: {item}");
+    }
 
     // Hover shows the doc comment.
     let hover = s.request(

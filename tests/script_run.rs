@@ -220,6 +220,21 @@ fn failing_harness_fails_the_job_and_stops_the_server() {
     assert_eq!(status, "failed 77 exit 3\n");
 }
 
+#[test]
+fn client_killed_by_a_signal_leaves_the_link_interrupted() {
+    // The time limit's TERM reached the client first: the link is cut short,
+    // not failed, so the next link asks Slurm how the job ended.
+    let sb = Sandbox::new();
+    let (_, r) = compile(&base_config(&sb.out()), &[]);
+    let task = job(&r, "gsm8k");
+    let (rc, log) = sb.run(task, &[("STUB_CLIENT_RC", "143")]);
+    assert_eq!(rc, 143, "{log}");
+    let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
+    assert_eq!(status, "interrupted 77 exit 143\n");
+    let chain = std::fs::read_to_string(Path::new(&task.dir).join("chain")).unwrap();
+    assert!(!chain.contains(" end "), "a link cut short records no end: {chain}");
+}
+
 fn resume_case(sacct: Option<&str>, status: Option<&str>, chain: &str) -> (i32, String, Sandbox, RenderedJob) {
     let sb = Sandbox::new();
     let (_, r) = compile(&base_config(&sb.out()), &["execution.max_resume_links=3".into()]);
@@ -228,8 +243,9 @@ fn resume_case(sacct: Option<&str>, status: Option<&str>, chain: &str) -> (i32, 
     if let Some(s) = status {
         std::fs::write(Path::new(&resume.dir).join("status"), s).unwrap();
     }
-    std::fs::write(Path::new(&resume.dir).join("chain"), chain).unwrap();
-    let mut env = vec![("EVALCTL_PREV_JOB", "76")];
+    // Job 76 queued this link (77): the gate finds its predecessor there.
+    std::fs::write(Path::new(&resume.dir).join("chain"), format!("{chain}76 submit 101 77\n")).unwrap();
+    let mut env = vec![];
     if let Some(s) = sacct {
         env.push(("STUB_SACCT", s));
     }
@@ -249,7 +265,6 @@ fn resume_link_continues_after_timeout_and_queues_the_next() {
             "--parsable",
             "--dependency=afternotok:77",
             "--kill-on-invalid-dep=yes",
-            "--export=ALL,EVALCTL_PREV_JOB=77",
             &format!("{}/resume.sbatch", resume.dir),
         ]
     );
@@ -277,9 +292,16 @@ fn resume_without_accounting_reads_the_status_file() {
     assert_eq!(rc, 0, "{log}");
     assert!(log.contains("taking it as INTERRUPTED"), "{log}");
     assert_eq!(sb.sruns().len(), 2);
-    let (_, log, sb, _) = resume_case(None, Some("completed 76 \n"), "76 start 100 first\n76 end 200 completed\n");
-    assert!(log.contains("taking it as COMPLETED") && log.contains("not resuming"), "{log}");
-    assert!(sb.sruns().is_empty());
+    // A link that recorded its end is final, whatever Slurm says of its job
+    // (it completed just as its time limit came).
+    for sacct in [None, Some("TIMEOUT")] {
+        let (_, log, sb, resume) =
+            resume_case(sacct, Some("completed 76 \n"), "76 start 100 first\n76 end 200 completed\n");
+        assert!(log.contains("the chain already ended: 'completed 76 ': not resuming"), "{log}");
+        assert!(sb.sruns().is_empty() && sb.sbatch_args().is_empty());
+        let status = std::fs::read_to_string(Path::new(&resume.dir).join("status")).unwrap();
+        assert_eq!(status, "completed 76 \n", "the completed record stays");
+    }
 }
 
 #[test]
@@ -299,9 +321,12 @@ fn resume_stops_at_the_link_and_walltime_limits() {
     let resume = job(&r, "gsm8k.resume");
     std::fs::create_dir_all(&resume.dir).unwrap();
     // Two earlier links of 10 minutes each: 1200 s used of 900 s allowed.
-    std::fs::write(Path::new(&resume.dir).join("chain"), "70 start 0 first\n70 end 600 x\n71 start 700 resume\n")
-        .unwrap();
-    let (_, log) = sb.run(resume, &[("EVALCTL_PREV_JOB", "71"), ("STUB_SACCT", "TIMEOUT")]);
+    std::fs::write(
+        Path::new(&resume.dir).join("chain"),
+        "70 start 0 first\n70 end 600 x\n71 start 700 resume\n71 submit 701 77\n",
+    )
+    .unwrap();
+    let (_, log) = sb.run(resume, &[("STUB_SACCT", "TIMEOUT")]);
     assert!(log.contains("max_walltime reached: 1200 s used of 900 s"), "{log}");
     assert!(sb.sruns().is_empty());
 }

@@ -404,7 +404,10 @@ evalctl_write_atomic() { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
         let Some(unit) = inp.units.iter().find(|u| u.id == job.unit) else { continue };
         let var = format!("J{n}");
         let mut deps: Vec<String> = vec![];
-        let mut export = String::new();
+        // A resume link finds the job it resumes in the chain file (never in
+        // its environment: `--export` on the command line would override the
+        // user's `sbatch_extra_flags.export`).
+        let mut predecessor = None;
         for (dep_id, how) in &job.deps {
             let id_expr = match var_of.get(dep_id) {
                 Some(v) => format!("${v}"),
@@ -416,13 +419,21 @@ evalctl_write_atomic() { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
             };
             deps.push(format!("{}:{id_expr}", how.slurm()));
             if *how == Dep::AfterNotOk {
-                export = format!(" --kill-on-invalid-dep=yes --export=ALL,EVALCTL_PREV_JOB={id_expr}");
+                predecessor = Some(id_expr.clone());
             }
         }
         let dep = if deps.is_empty() { String::new() } else { format!(" --dependency={}", deps.join(",")) };
         let tag = submit_tag(&job.comment, &unit.script_hash, &unit.result_hash);
+        let kill = if predecessor.is_some() { " --kill-on-invalid-dep=yes" } else { "" };
+        let successor = match &predecessor {
+            Some(prev) => format!(
+                "printf '%s submit %s %s\\n' \"{prev}\" \"${{EPOCHSECONDS:-$(date +%s)}}\" \"${var}\" >>{}/chain\n",
+                quote(&job.dir)
+            ),
+            None => String::new(),
+        };
         p.push_str(&format!(
-            "{var}=$(cd {dir} && sbatch --parsable --hold --comment={tag}{dep}{export} {script} 2>&1) && {var}=${{{var}%%;*}} && [[ ${var} =~ ^[0-9]+$ ]] || evalctl_abort \"sbatch of {id} failed: ${var}\"\nSUBMITTED+=(\"${var}\")\nprintf '%s submit %s apply\\n' \"${var}\" \"${{EPOCHSECONDS:-$(date +%s)}}\" >>{dir}/chain\nprintf 'EVALCTL submitted %s %s %s\\n' {unit} {role} \"${var}\"\n",
+            "{var}=$(cd {dir} && sbatch --parsable --hold --comment={tag}{dep}{kill} {script} 2>&1) && {var}=${{{var}%%;*}} && [[ ${var} =~ ^[0-9]+$ ]] || evalctl_abort \"sbatch of {id} failed: ${var}\"\nSUBMITTED+=(\"${var}\")\nprintf '%s submit %s apply\\n' \"${var}\" \"${{EPOCHSECONDS:-$(date +%s)}}\" >>{dir}/chain\n{successor}printf 'EVALCTL submitted %s %s %s\\n' {unit} {role} \"${var}\"\n",
             dir = quote(&job.dir),
             tag = quote(&tag),
             script = quote(&job.script_name),

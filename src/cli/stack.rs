@@ -621,7 +621,7 @@ fn stack_status(
     let obs = plan::refresh::observe(&r);
     let units: Vec<(String, state::UnitKind)> = plan::units(rendered).iter().map(|u| (u.id.clone(), u.kind)).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok(crate::status::build(&units, &r, &obs, &rendered.stack_dir, now))
+    Ok(crate::status::build(&units, &r, &obs, &rendered.stack_dir, rendered.walltime_s, now))
 }
 
 pub fn status(a: &StatusArgs, quiet: bool, sources: &Sources) -> Result<i32> {

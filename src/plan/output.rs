@@ -31,6 +31,12 @@ fn line(c: &Change) -> String {
     format!("  {:>3} {} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
 }
 
+/// Units left failed because they used up their attempts: said in every
+/// plan, with or without other changes.
+fn given_up(plan: &Plan) -> Vec<&Change> {
+    plan.changes.iter().filter(|c| c.action == Action::None && c.reason.starts_with("failed")).collect()
+}
+
 /// Human-readable plan; ANSI colours when `color`.
 pub fn text(plan: &Plan, color: bool) -> String {
     let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() };
@@ -39,22 +45,25 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push_str(&format!("note: {n}\n"));
     }
     let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
-    if !changed.is_empty() {
+    let given_up = given_up(plan);
+    if !changed.is_empty() || !given_up.is_empty() {
         out.push('\n');
-        for c in &changed {
-            let code = match c.action {
-                Action::Create => "32",
-                Action::Cancel => "31",
-                Action::Replace => "33",
-                _ => "36",
-            };
-            let l = line(c);
-            out.push_str(&if c.interrupts_running { paint("1;31", &l) } else { paint(code, &l) });
-            out.push('\n');
-        }
-        for c in plan.changes.iter().filter(|c| c.action == Action::None && c.reason.starts_with("failed")) {
-            out.push_str(&format!("      {} ({})\n", c.unit, c.reason));
-        }
+    }
+    for c in &changed {
+        let code = match c.action {
+            Action::Create => "32",
+            Action::Cancel => "31",
+            Action::Replace => "33",
+            _ => "36",
+        };
+        let l = line(c);
+        out.push_str(&if c.interrupts_running { paint("1;31", &l) } else { paint(code, &l) });
+        out.push('\n');
+    }
+    for c in &given_up {
+        out.push_str(&format!("      {} ({})\n", c.unit, c.reason));
+    }
+    if !changed.is_empty() {
         out.push('\n');
         for c in &changed {
             for l in unit_diff(c).lines() {
@@ -102,6 +111,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         }
         head.push('\n');
     }
+    for c in given_up(plan) {
+        head.push_str(&format!("- `{}`: {}\n", c.unit.replace('`', "'"), c.reason));
+    }
     for n in &plan.notes {
         head.push_str(&format!("> {n}\n"));
     }
@@ -142,4 +154,58 @@ pub fn json(plan: &Plan) -> serde_json::Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Observed, UnitKind};
+
+    fn change(unit: &str, action: Action, reason: &str) -> Change {
+        Change {
+            unit: unit.into(),
+            kind: UnitKind::Task,
+            action,
+            reason: reason.into(),
+            observed: Observed::Failed,
+            interrupts_running: false,
+            cancel_jobs: vec![],
+            before: Default::default(),
+            after: Default::default(),
+            script_hash: String::new(),
+            result_hash: String::new(),
+            attempts: 2,
+        }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            format_version: 1,
+            stack: "s".into(),
+            stack_dir: "/d/s".into(),
+            target: "local".into(),
+            offline: false,
+            serial: 3,
+            render_hash: String::new(),
+            fingerprint: String::new(),
+            runtime_changed: false,
+            changes,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn units_out_of_attempts_are_named_even_when_nothing_else_changes() {
+        let why = "failed 2 times: not retried (max_attempts = 2; use --replace to force)";
+        let only = plan(vec![change("mmlu", Action::None, why)]);
+        for out in [text(&only, false), markdown(&only, COMMENT_LIMIT)] {
+            assert!(out.contains("mmlu") && out.contains(why), "{out}");
+        }
+        let with_other = plan(vec![change("mmlu", Action::None, why), change("gsm8k", Action::Retry, "failed")]);
+        let out = text(&with_other, false);
+        let (retry, given_up) = (out.find("gsm8k").unwrap(), out.find(why).unwrap());
+        assert!(retry < given_up, "changes first, then units given up: {out}");
+        let healthy = plan(vec![change("gsm8k", Action::None, "completed")]);
+        assert!(!text(&healthy, false).contains("not retried"));
+    }
 }

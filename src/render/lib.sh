@@ -1,16 +1,19 @@
 # ---- evalctl job runtime (the same in every script evalctl renders) ----
 # Status file: one line "<state> <job id> [detail]", state in running,
 # completed, failed, interrupted, stopped. Chain file: one line per event,
-# "<job id> <event> <epoch> [detail]", event in start, end, submit, stop.
+# "<job id> <event> <epoch> [detail]", event in start, end, submit, stop;
+# "<job id> submit <epoch> <next job id>" names a link's successor.
+# Signal handlers run these, so they use no command substitution.
 
-evalctl_log() { printf '[evalctl %s] %s\n' "$(date -u +%FT%TZ)" "$*"; }
+evalctl_log() { TZ=UTC0 printf '[evalctl %(%Y-%m-%dT%H:%M:%SZ)T] %s\n' -1 "$*"; }
 
 evalctl_status() {
   printf '%s %s %s\n' "$1" "${SLURM_JOB_ID:-0}" "${2:-}" >"$EVALCTL_DIR/status.tmp.$$" &&
     mv -f "$EVALCTL_DIR/status.tmp.$$" "$EVALCTL_DIR/status"
 }
 
-evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "$(date +%s)" "${2:-}" >>"$EVALCTL_DIR/chain"; }
+evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "${EPOCHSECONDS:-$(date +%s)}" "${2:-}" >>"$EVALCTL_DIR/chain"; }
+
 
 # Loads the variables of one container group (secrets file written by
 # `evalctl apply`, mode 0600) with tracing off.
@@ -113,40 +116,50 @@ evalctl_job_state() {
 }
 
 # Links started so far, and run time used by them (a link that left no
-# end record counts as a full walltime).
+# end record used the time until the next one started, at most a walltime).
 evalctl_links() { awk '$2 == "start"' "$EVALCTL_DIR/chain" 2>/dev/null | wc -l; }
 evalctl_used_seconds() {
-  awk -v wall="$EVALCTL_WALLTIME_S" '
-    $2 == "start" { if (open != "") total += wall; open = $1; s = $3 }
+  awk -v wall="$EVALCTL_WALLTIME_S" -v now="${EPOCHSECONDS:-$(date +%s)}" '
+    function cut(t) { d = t - s; return d < wall ? d : wall }
+    $2 == "start" { if (open != "") total += cut($3); open = $1; s = $3 }
     $2 == "end" && $1 == open { total += $3 - s; open = "" }
-    END { if (open != "") total += wall; print total + 0 }' "$EVALCTL_DIR/chain" 2>/dev/null || echo 0
+    END { if (open != "") total += cut(now); print total + 0 }' "$EVALCTL_DIR/chain" 2>/dev/null || echo 0
+}
+
+# The job this link resumes: the one that queued it (chain file).
+evalctl_prev_job() {
+  awk -v me="${SLURM_JOB_ID:-}" '$2 == "submit" && $4 == me { p = $1 } END { print p }' "$EVALCTL_DIR/chain" 2>/dev/null
 }
 
 # A resume link runs only when the previous link was cut short (time limit,
 # preemption, node failure) and the chain's limits allow it.
 evalctl_resume_gate() {
-  local prev=${EVALCTL_PREV_JOB:-} state last used links
-  if [ -n "$prev" ]; then
-    state=$(evalctl_job_state "$prev")
-    if [ -z "$state" ]; then
-      last=$(cat "$EVALCTL_DIR/status" 2>/dev/null)
-      case ${last%% *} in
-        completed) state=COMPLETED ;;
-        failed) state=FAILED ;;
-        stopped) state=CANCELLED ;;
-        *) state=INTERRUPTED ;;
-      esac
-      evalctl_log "no record of job $prev in Slurm; its last status was '${last:-none}': taking it as $state"
-    fi
-    case $state in
-      TIMEOUT | PREEMPTED | NODE_FAIL | INTERRUPTED) ;;
-      *)
-        evalctl_log "job $prev ended $state: not resuming"
-        evalctl_chain stop "$state"
-        return 1
-        ;;
-    esac
+  local prev state="" last used links
+  prev=$(evalctl_prev_job)
+  last=$(cat "$EVALCTL_DIR/status" 2>/dev/null)
+  case ${last%% *} in
+    completed | failed | stopped)
+      # The previous link recorded its end before Slurm cut it short (it
+      # finished just at its time limit): the chain is over whatever the
+      # job's final state says.
+      evalctl_log "the chain already ended: '${last}': not resuming"
+      evalctl_chain stop "${last%% *}"
+      return 1
+      ;;
+  esac
+  [ -n "$prev" ] && state=$(evalctl_job_state "$prev")
+  if [ -z "$state" ]; then
+    state=INTERRUPTED
+    evalctl_log "no record of job ${prev:-?} in Slurm; its last status was '${last:-none}': taking it as $state"
   fi
+  case $state in
+    TIMEOUT | PREEMPTED | NODE_FAIL | INTERRUPTED) ;;
+    *)
+      evalctl_log "job $prev ended $state: not resuming"
+      evalctl_chain stop "$state"
+      return 1
+      ;;
+  esac
   links=$(evalctl_links)
   if [ "$links" -ge "$EVALCTL_MAX_LINKS" ]; then
     evalctl_log "resume limit reached: $links links (max_resume_links = $EVALCTL_MAX_LINKS)"
@@ -168,7 +181,7 @@ evalctl_resume_gate() {
 evalctl_submit_next() {
   local next
   if next=$(sbatch --parsable --dependency="afternotok:$SLURM_JOB_ID" --kill-on-invalid-dep=yes \
-    --export="ALL,EVALCTL_PREV_JOB=$SLURM_JOB_ID" "$EVALCTL_DIR/resume.sbatch"); then
+    "$EVALCTL_DIR/resume.sbatch"); then
     next=${next%%;*}
     evalctl_chain submit "$next"
     evalctl_log "next link queued: job $next"
@@ -182,8 +195,14 @@ evalctl_subst() { EVALCTL_RUN_CONFIG=${EVALCTL_RUN_CONFIG//"$1"/"$2"}; }
 # Replaces the JSON string "NAME" by the JSON string "BASE_URL PATH".
 evalctl_subst_url() { evalctl_subst "\"$1\"" "\"$2$3\""; }
 
+# A signal before the link recorded its end marks it interrupted.
 evalctl_on_signal() {
-  evalctl_status interrupted "$1"
+  local word=""
+  read -r word _ <"$EVALCTL_DIR/status" 2>/dev/null
+  case $word in
+    completed | failed | stopped) ;;
+    *) evalctl_status interrupted "$1" ;;
+  esac
   evalctl_log "received SIG$1"
 }
 

@@ -74,6 +74,8 @@ pub struct Rendered {
     pub stack: String,
     pub stack_dir: String,
     pub jobs: Vec<RenderedJob>,
+    /// Time limit of one link, in seconds (`execution.walltime`).
+    pub walltime_s: u64,
 }
 
 impl RenderedJob {
@@ -193,7 +195,8 @@ impl<'a> Renderer<'a> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        Ok(Rendered { stack: self.loaded.stack.clone(), stack_dir: self.stack_dir, jobs })
+        let walltime_s = self.walltime_s();
+        Ok(Rendered { stack: self.loaded.stack.clone(), stack_dir: self.stack_dir, jobs, walltime_s })
     }
 
     fn err(&mut self, path: &[Seg], msg: String) {
@@ -703,7 +706,9 @@ impl<'a> Renderer<'a> {
         if per_task_server {
             s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
         }
-        s.push_str("if [ \"$rc\" -eq 0 ]; then\n  evalctl_status completed\n  evalctl_chain end completed\nelse\n  evalctl_status failed \"exit $rc\"\n  evalctl_chain end \"failed $rc\"\nfi\nexit \"$rc\"\n");
+        // A client killed by a signal means the link was cut short (or the
+        // process killed): the next link's gate asks Slurm how the job ended.
+        s.push_str("if [ \"$rc\" -eq 0 ]; then\n  evalctl_status completed\n  evalctl_chain end completed\nelif [ \"$rc\" -gt 128 ]; then\n  evalctl_status interrupted \"exit $rc\"\nelse\n  evalctl_status failed \"exit $rc\"\n  evalctl_chain end \"failed $rc\"\nfi\nexit \"$rc\"\n");
 
         let result = json!({
             "kind": "task",
