@@ -39,7 +39,10 @@ esac
 "#,
     ),
     ("sbatch", "#!/bin/bash\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done >>\"$STUB_DIR/sbatch.args\"\necho 4242\n"),
-    ("scontrol", "#!/bin/bash\n[ \"$1 $2\" = 'show hostnames' ] && { tr ',' '\\n' <<<\"$3\"; exit 0; }\nexit 1\n"),
+    (
+        "scontrol",
+        "#!/bin/bash\n[ \"$1 $2\" = 'show hostnames' ] && { tr ',' '\\n' <<<\"$3\"; exit 0; }\n[ \"$1 $2\" = 'show job' ] && [ -n \"${STUB_JOB_STATE:-}\" ] && { echo \"JobId=$3 JobName=x\"; echo \"   JobState=$STUB_JOB_STATE Reason=None\"; exit 0; }\nexit 1\n",
+    ),
     ("sacct", "#!/bin/bash\n[ -n \"${STUB_SACCT:-}\" ] || exit 1\necho \"$STUB_SACCT\"\n"),
     ("curl", "#!/bin/bash\nprintf 200\n"),
     ("getent", "#!/bin/bash\nexit 2\n"),
@@ -221,18 +224,40 @@ fn failing_harness_fails_the_job_and_stops_the_server() {
 }
 
 #[test]
-fn client_killed_by_a_signal_leaves_the_link_interrupted() {
-    // The time limit's TERM reached the client first: the link is cut short,
-    // not failed, so the next link asks Slurm how the job ended.
-    let sb = Sandbox::new();
-    let (_, r) = compile(&base_config(&sb.out()), &[]);
-    let task = job(&r, "gsm8k");
-    let (rc, log) = sb.run(task, &[("STUB_CLIENT_RC", "143")]);
-    assert_eq!(rc, 143, "{log}");
-    let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
-    assert_eq!(status, "interrupted 77 exit 143\n");
-    let chain = std::fs::read_to_string(Path::new(&task.dir).join("chain")).unwrap();
-    assert!(!chain.contains(" end "), "a link cut short records no end: {chain}");
+fn a_link_whose_job_is_ending_is_cut_short_whatever_its_exit_code() {
+    // (client exit code, the job's own state in slurmctld, recorded status)
+    let cases: [(&str, Option<&str>, &str); 7] = [
+        // Slurm is ending the job (time limit, node failure, preemption):
+        // even a client that exits 0 did not finish its work.
+        ("0", Some("COMPLETING"), "interrupted 77 exit 0"),
+        ("0", Some("NODE_FAIL"), "interrupted 77 exit 0"),
+        ("1", Some("TIMEOUT"), "interrupted 77 exit 1"),
+        // No answer from Slurm: a client killed by a signal was cut short.
+        ("143", None, "interrupted 77 exit 143"),
+        // The job still runs: the exit code is the evaluation's own.
+        ("137", Some("RUNNING"), "failed 77 exit 137"),
+        ("0", Some("RUNNING"), "completed 77 "),
+        ("0", None, "completed 77 "),
+    ];
+    for (client_rc, own, want) in cases {
+        let sb = Sandbox::new();
+        let (_, r) = compile(&base_config(&sb.out()), &[]);
+        let task = job(&r, "gsm8k");
+        let mut env = vec![("STUB_CLIENT_RC", client_rc)];
+        if let Some(s) = own {
+            env.push(("STUB_JOB_STATE", s));
+        }
+        let (rc, log) = sb.run(task, &env);
+        assert_eq!(rc.to_string(), client_rc, "{log}");
+        let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
+        assert_eq!(status.trim_end_matches('\n'), want, "client {client_rc}, job {own:?}:\n{log}");
+        let chain = std::fs::read_to_string(Path::new(&task.dir).join("chain")).unwrap();
+        assert_eq!(
+            chain.contains(" end "),
+            !want.starts_with("interrupted"),
+            "only a link that ran to its end records one: {chain}"
+        );
+    }
 }
 
 fn resume_case(sacct: Option<&str>, status: Option<&str>, chain: &str) -> (i32, String, Sandbox, RenderedJob) {

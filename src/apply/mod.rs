@@ -134,12 +134,16 @@ pub fn cancel_program(stack_dir: &str, units: &[(&String, &Observation)], lock_i
     if !first.is_empty() {
         p.push_str(&format!("scancel {}\n", first.join(" ")));
     }
-    p.push_str(&format!("scancel {}\n", rest.join(" ")));
+    if !rest.is_empty() {
+        p.push_str(&format!("scancel {}\n", rest.join(" ")));
+    }
     let all: Vec<String> = first.iter().chain(&rest).cloned().collect();
-    p.push_str(&format!(
-        "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} 2>/dev/null)\" ] && break; sleep 1; done\n",
-        all.join(",")
-    ));
+    if !all.is_empty() {
+        p.push_str(&format!(
+            "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} 2>/dev/null)\" ] && break; sleep 1; done\n",
+            all.join(",")
+        ));
+    }
     for (u, _) in units {
         p.push_str(&format!(
             "mkdir -p \"$D\"/{u} && printf 'stopped 0 cancelled\\n' >\"$D\"/{u}/status\nprintf '%s stop %s cancelled\\n' 0 \"$(date +%s)\" >>\"$D\"/{u}/chain\nprintf 'EVALCTL cancelled-unit %s\\n' {u}\n",
@@ -522,4 +526,27 @@ pub fn short_hash(h: &str) -> &str {
 /// Jobs of a rendered unit, for messages.
 pub fn jobs_of<'a>(rendered: &'a Rendered, unit: &str) -> Vec<&'a RenderedJob> {
     rendered.jobs.iter().filter(|j| j.unit == unit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_kills_pending_successors_before_running_links() {
+        let (a, b, c) = ("gsm8k".to_owned(), "mmlu".to_owned(), "done".to_owned());
+        let running = Observation { live_jobs: vec![12, 11], ..Default::default() };
+        let pending_only = Observation { live_jobs: vec![21], ..Default::default() };
+        let ended = Observation::default();
+        let p = cancel_program("/s", &[(&a, &running), (&b, &pending_only), (&c, &ended)], "L");
+        let lines: Vec<&str> = p.lines().filter(|l| l.starts_with("scancel")).collect();
+        assert_eq!(lines, ["scancel 12", "scancel 11 21"], "{p}");
+        assert!(p.contains("squeue -h -j 12,11,21"), "{p}");
+        for u in ["gsm8k", "mmlu", "done"] {
+            assert!(p.contains(&format!("cancelled-unit %s\\n' {u}")), "{u} is marked: {p}");
+        }
+        // Nothing live: no bare `scancel`, no wait.
+        let p = cancel_program("/s", &[(&c, &ended)], "L");
+        assert!(!p.contains("scancel") && !p.contains("squeue"), "{p}");
+    }
 }

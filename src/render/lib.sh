@@ -177,6 +177,26 @@ evalctl_resume_gate() {
   evalctl_log "job ${prev:-?} ended ${state:-?}: resuming (link $((links + 1)), ${used} s used)"
 }
 
+# Records how this link's evaluation ended, from its exit code RC. A link
+# whose job Slurm is already ending (time limit, preemption, node failure:
+# the job is no longer RUNNING) was cut short whatever RC says, as is one
+# whose client was killed by a signal when Slurm cannot tell: the next link
+# resumes it. Otherwise RC 0 completes the chain and any other RC fails it.
+evalctl_finish() {
+  local rc=$1 own
+  own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
+  if { [ -n "$own" ] && [ "$own" != RUNNING ]; } || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; then
+    evalctl_status interrupted "exit $rc"
+    evalctl_log "the evaluation ended (exit $rc) while the job was ending (${own:-state unknown}): link cut short"
+  elif [ "$rc" -eq 0 ]; then
+    evalctl_status completed
+    evalctl_chain end completed
+  else
+    evalctl_status failed "exit $rc"
+    evalctl_chain end "failed $rc"
+  fi
+}
+
 # Queues the next link, to run only if this one ends unsuccessfully.
 evalctl_submit_next() {
   local next

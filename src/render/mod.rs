@@ -706,9 +706,7 @@ impl<'a> Renderer<'a> {
         if per_task_server {
             s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
         }
-        // A client killed by a signal means the link was cut short (or the
-        // process killed): the next link's gate asks Slurm how the job ended.
-        s.push_str("if [ \"$rc\" -eq 0 ]; then\n  evalctl_status completed\n  evalctl_chain end completed\nelif [ \"$rc\" -gt 128 ]; then\n  evalctl_status interrupted \"exit $rc\"\nelse\n  evalctl_status failed \"exit $rc\"\n  evalctl_chain end \"failed $rc\"\nfi\nexit \"$rc\"\n");
+        s.push_str("evalctl_finish \"$rc\"\nexit \"$rc\"\n");
 
         let result = json!({
             "kind": "task",
