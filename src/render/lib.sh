@@ -14,7 +14,6 @@ evalctl_status() {
 
 evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "${EPOCHSECONDS:-$(date +%s)}" "${2:-}" >>"$EVALCTL_DIR/chain"; }
 
-
 # Loads the variables of one container group (secrets file written by
 # `evalctl apply`, mode 0600) with tracing off.
 evalctl_env() {
@@ -139,9 +138,10 @@ evalctl_resume_gate() {
   last=$(cat "$EVALCTL_DIR/status" 2>/dev/null)
   case ${last%% *} in
     completed | failed | stopped)
-      # The previous link recorded its end before Slurm cut it short (it
-      # finished just at its time limit): the chain is over whatever the
-      # job's final state says.
+      # The previous link recorded its own end while its job still ran
+      # (evalctl_finish), or the chain was cancelled: it is over, whatever
+      # Slurm says of the job (one that completed just at its time limit
+      # ends TIMEOUT).
       evalctl_log "the chain already ended: '${last}': not resuming"
       evalctl_chain stop "${last%% *}"
       return 1
