@@ -141,9 +141,13 @@ pub fn build(
         .collect()
 }
 
+/// Why a link was cut short, from its status detail: the signal it got, or
+/// its job's state when its evaluation ended.
 fn interrupt_reason(detail: &str) -> &'static str {
-    match detail {
-        "USR1" => "reached its time limit",
+    match detail.split(' ').next().unwrap_or("") {
+        "USR1" | "TIMEOUT" => "reached its time limit",
+        "PREEMPTED" => "was preempted",
+        "NODE_FAIL" => "lost its node",
         "TERM" => "was stopped (time limit, preemption or node failure)",
         _ => "was cut short",
     }
@@ -280,5 +284,20 @@ mod tests {
         let (jobs, links, used, open) = chain_facts(&lines, 120);
         assert_eq!(jobs, vec![10, 11, 12]);
         assert_eq!((links, used, open), (3, 90 + 120, Some(400)));
+    }
+
+    #[test]
+    fn interruptions_say_why() {
+        for (detail, why) in [
+            ("USR1", "reached its time limit"),
+            ("TIMEOUT exit 1", "reached its time limit"),
+            ("PREEMPTED exit 0", "was preempted"),
+            ("NODE_FAIL exit 0", "lost its node"),
+            ("TERM", "was stopped (time limit, preemption or node failure)"),
+            ("COMPLETING exit 0", "was cut short"),
+            ("exit 143", "was cut short"),
+        ] {
+            assert_eq!(interrupt_reason(detail), why, "{detail}");
+        }
     }
 }

@@ -146,3 +146,12 @@ fn values_a_script_cannot_carry_are_refused_with_their_location() {
         "{heads:#?}"
     );
 }
+
+#[test]
+fn the_time_limit_warning_comes_late_enough_for_short_links() {
+    for (walltime, lead) in [("00:01:00", 30), ("00:10:00", 60), ("01:00:00", 300), ("10:00:00", 300)] {
+        let r = render_file("examples/slurm_llama_3_1_8b_instruct.yaml", &[&format!("execution.walltime={walltime}")]);
+        let want = format!("#SBATCH --signal=B:USR1@{lead}\n");
+        assert!(r.jobs.iter().all(|j| j.script.contains(&want)), "walltime {walltime}: every job has {want}");
+    }
+}

@@ -229,9 +229,9 @@ fn a_link_whose_job_is_ending_is_cut_short_whatever_its_exit_code() {
     let cases: [(&str, Option<&str>, &str); 7] = [
         // Slurm is ending the job (time limit, node failure, preemption):
         // even a client that exits 0 did not finish its work.
-        ("0", Some("COMPLETING"), "interrupted 77 exit 0"),
-        ("0", Some("NODE_FAIL"), "interrupted 77 exit 0"),
-        ("1", Some("TIMEOUT"), "interrupted 77 exit 1"),
+        ("0", Some("COMPLETING"), "interrupted 77 COMPLETING exit 0"),
+        ("0", Some("NODE_FAIL"), "interrupted 77 NODE_FAIL exit 0"),
+        ("1", Some("TIMEOUT"), "interrupted 77 TIMEOUT exit 1"),
         // No answer from Slurm: a client killed by a signal was cut short.
         ("143", None, "interrupted 77 exit 143"),
         // The job still runs: the exit code is the evaluation's own.

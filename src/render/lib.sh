@@ -186,7 +186,7 @@ evalctl_finish() {
   local rc=$1 own
   own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
   if { [ -n "$own" ] && [ "$own" != RUNNING ]; } || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; then
-    evalctl_status interrupted "exit $rc"
+    evalctl_status interrupted "${own:+$own }exit $rc"
     evalctl_log "the evaluation ended (exit $rc) while the job was ending (${own:-state unknown}): link cut short"
   elif [ "$rc" -eq 0 ]; then
     evalctl_status completed
@@ -215,12 +215,13 @@ evalctl_subst() { EVALCTL_RUN_CONFIG=${EVALCTL_RUN_CONFIG//"$1"/"$2"}; }
 # Replaces the JSON string "NAME" by the JSON string "BASE_URL PATH".
 evalctl_subst_url() { evalctl_subst "\"$1\"" "\"$2$3\""; }
 
-# A signal before the link recorded its end marks it interrupted.
+# A signal before the link recorded its end marks it interrupted (the
+# first one says why: the time limit's warning comes before its TERM).
 evalctl_on_signal() {
   local word=""
   read -r word _ <"$EVALCTL_DIR/status" 2>/dev/null
   case $word in
-    completed | failed | stopped) ;;
+    completed | failed | stopped | interrupted) ;;
     *) evalctl_status interrupted "$1" ;;
   esac
   evalctl_log "received SIG$1"

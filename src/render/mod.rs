@@ -308,9 +308,10 @@ impl<'a> Renderer<'a> {
     }
 
     /// Seconds before the time limit at which the job is warned: a tenth of
-    /// the walltime, between 60 s and 300 s.
+    /// the walltime, between 60 s and 300 s, and never before half of it (a
+    /// short link is not warned as it starts).
     fn signal_lead(&self) -> u64 {
-        (self.walltime_s() / 10).clamp(60, 300)
+        (self.walltime_s() / 10).clamp(60, 300).min(self.walltime_s() / 2).max(1)
     }
 
     fn walltime_s(&self) -> u64 {
