@@ -10,91 +10,20 @@
 //!
 //! Run with `--nocapture` to see the measured timings.
 
-use std::collections::HashMap;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use evalctl::cluster::local::Local;
 use evalctl::cluster::ssh::{self, Ssh};
 use evalctl::cluster::{self, Cluster, ClusterError, Output, Target};
 
-/// The test cluster's connection info (`cluster.env`).
-struct Info {
-    vars: HashMap<String, String>,
-}
+mod common;
+use common::ClusterInfo;
 
-impl Info {
-    fn get(&self, key: &str) -> &str {
-        self.vars.get(key).map(String::as_str).unwrap_or_else(|| panic!("cluster.env has no {key}"))
-    }
-    fn ssh_config(&self) -> PathBuf {
-        PathBuf::from(self.get("EVALCTL_CLUSTER_SSH_CONFIG"))
-    }
-    fn alias(&self) -> &str {
-        self.get("EVALCTL_CLUSTER_SSH_ALIAS")
-    }
-}
-
-fn state_dir() -> PathBuf {
-    std::env::var_os("EVALCTL_CLUSTER_STATE")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/evalctl-cluster"))
-}
-
-fn probe() -> Result<Info, String> {
-    let env_file = state_dir().join("cluster.env");
-    let text = std::fs::read_to_string(&env_file).map_err(|e| format!("cannot read {}: {e}", env_file.display()))?;
-    let vars: HashMap<String, String> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let info = Info { vars };
-    for key in
-        ["EVALCTL_CLUSTER_HOST", "EVALCTL_CLUSTER_PORT", "EVALCTL_CLUSTER_SSH_CONFIG", "EVALCTL_CLUSTER_SSH_ALIAS"]
-    {
-        if !info.vars.contains_key(key) {
-            return Err(format!("{} has no {key}", env_file.display()));
-        }
-    }
-    let address = format!("{}:{}", info.get("EVALCTL_CLUSTER_HOST"), info.get("EVALCTL_CLUSTER_PORT"));
-    let socket = address
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("bad address {address} in {}", env_file.display()))?;
-    TcpStream::connect_timeout(&socket, Duration::from_secs(3))
-        .map_err(|e| format!("the cluster's sshd does not answer on {address}: {e}"))?;
-    let ping = Command::new("scontrol").arg("ping").output().map_err(|e| format!("cannot run scontrol: {e}"))?;
-    if !ping.status.success() || !String::from_utf8_lossy(&ping.stdout).contains("UP") {
-        return Err(format!(
-            "slurmctld is not up: scontrol ping said {}",
-            String::from_utf8_lossy(&ping.stdout).trim()
-        ));
-    }
-    if let Some(identity) = info.vars.get("EVALCTL_CLUSTER_IDENTITY") {
-        std::fs::File::open(identity)
-            .map_err(|e| format!("cannot read the cluster's ssh key {identity} ({e}): run the tests as root"))?;
-    }
-    Ok(info)
-}
-
-/// The running test cluster; panics (fails the test) when it is not up.
-fn cluster_info() -> &'static Info {
-    static INFO: OnceLock<Result<Info, String>> = OnceLock::new();
-    match INFO.get_or_init(probe) {
-        Ok(info) => info,
-        Err(why) => panic!(
-            "the test cluster is not usable: {why}\n\
-             start it with `sudo bash tests/cluster/up.sh` (state dir {}), then run the tests again as root",
-            state_dir().display()
-        ),
-    }
+/// The running test cluster; fails the test when it is not up.
+fn cluster_info() -> &'static ClusterInfo {
+    common::cluster_checked(&["EVALCTL_CLUSTER_SSH_CONFIG", "EVALCTL_CLUSTER_SSH_ALIAS"], |_| Ok(()))
 }
 
 fn ssh_target() -> Target {

@@ -36,14 +36,16 @@
 //! `sudo bash tests/cluster/up.sh`. Timings: `cargo test --test e2e_apply -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod common;
+use common::{ClusterInfo, Out, Proc, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_evalctl");
 const SBATCH_WRAPPER: &str = include_str!("e2e/sbatch-counter.sh");
@@ -67,96 +69,28 @@ const LIVE_STATES: &[&str] = &[
 
 // ------------------------------------------------------------------ cluster
 
-/// The test cluster's connection info (`$EVALCTL_CLUSTER_STATE/cluster.env`).
-struct ClusterInfo {
-    vars: BTreeMap<String, String>,
-    real_sbatch: PathBuf,
-}
-
-impl ClusterInfo {
-    fn get(&self, key: &str) -> &str {
-        self.vars.get(key).map(String::as_str).unwrap_or_else(|| panic!("cluster.env has no {key}"))
-    }
-    fn shared(&self) -> PathBuf {
-        PathBuf::from(self.get("EVALCTL_CLUSTER_SHARED"))
-    }
-    fn ssh_config(&self) -> PathBuf {
-        PathBuf::from(self.get("EVALCTL_CLUSTER_SSH_CONFIG"))
-    }
-    fn alias(&self) -> &str {
-        self.get("EVALCTL_CLUSTER_SSH_ALIAS")
-    }
-    /// `host:port` of the cluster's sshd.
-    fn sshd(&self) -> String {
-        format!("{}:{}", self.get("EVALCTL_CLUSTER_HOST"), self.get("EVALCTL_CLUSTER_PORT"))
-    }
-}
-
-fn state_dir() -> PathBuf {
-    std::env::var_os("EVALCTL_CLUSTER_STATE")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/evalctl-cluster"))
+/// The running test cluster, with `script` and `ss` on this machine.
+fn cluster() -> &'static ClusterInfo {
+    common::cluster_checked(
+        &[
+            "EVALCTL_CLUSTER_USER",
+            "EVALCTL_CLUSTER_IDENTITY",
+            "EVALCTL_CLUSTER_KNOWN_HOSTS",
+            "EVALCTL_CLUSTER_SSH_CONFIG",
+            "EVALCTL_CLUSTER_SSH_ALIAS",
+            "EVALCTL_CLUSTER_SHARED",
+        ],
+        |_| real_sbatch().map(drop),
+    )
 }
 
 fn in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
-fn probe() -> Result<ClusterInfo, String> {
-    let env_file = state_dir().join("cluster.env");
-    let text = std::fs::read_to_string(&env_file).map_err(|e| format!("cannot read {}: {e}", env_file.display()))?;
-    let vars: BTreeMap<String, String> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    for key in [
-        "EVALCTL_CLUSTER_HOST",
-        "EVALCTL_CLUSTER_PORT",
-        "EVALCTL_CLUSTER_USER",
-        "EVALCTL_CLUSTER_IDENTITY",
-        "EVALCTL_CLUSTER_KNOWN_HOSTS",
-        "EVALCTL_CLUSTER_SSH_CONFIG",
-        "EVALCTL_CLUSTER_SSH_ALIAS",
-        "EVALCTL_CLUSTER_SHARED",
-    ] {
-        if !vars.contains_key(key) {
-            return Err(format!("{} has no {key}", env_file.display()));
-        }
-    }
-    let real_sbatch = in_path("sbatch").ok_or("sbatch is not in PATH (slurm-client missing?)")?;
-    let info = ClusterInfo { vars, real_sbatch };
-    let addr = info.sshd();
-    let socket = addr.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(format!("bad sshd address {addr}"))?;
-    TcpStream::connect_timeout(&socket, Duration::from_secs(3))
-        .map_err(|e| format!("the cluster's sshd does not answer on {addr}: {e}"))?;
-    let ping = Command::new("scontrol").arg("ping").output().map_err(|e| format!("cannot run scontrol: {e}"))?;
-    let said = String::from_utf8_lossy(&ping.stdout).into_owned();
-    if !ping.status.success() || !said.contains("UP") {
-        return Err(format!("slurmctld is not up: `scontrol ping` said {}", said.trim()));
-    }
-    let identity = info.get("EVALCTL_CLUSTER_IDENTITY");
-    std::fs::File::open(identity)
-        .map_err(|e| format!("cannot read the cluster's ssh key {identity} ({e}): run the tests as root"))?;
-    if !info.shared().is_dir() {
-        return Err(format!("the shared dir {} does not exist", info.shared().display()));
-    }
-    Ok(info)
-}
-
-/// The running test cluster; fails the test with what to do when it is not up.
-fn cluster() -> &'static ClusterInfo {
-    static INFO: OnceLock<Result<ClusterInfo, String>> = OnceLock::new();
-    match INFO.get_or_init(probe) {
-        Ok(info) => info,
-        Err(why) => panic!(
-            "the Slurm test cluster is not usable: {why}\n\
-             start it with `sudo bash tests/cluster/up.sh` (state dir {}), then run the tests again as root",
-            state_dir().display()
-        ),
-    }
+/// The cluster's own `sbatch`, which the counting wrapper calls.
+fn real_sbatch() -> Result<PathBuf, String> {
+    in_path("sbatch").ok_or_else(|| "sbatch is not in PATH (slurm-client missing?)".to_owned())
 }
 
 fn hostname() -> String {
@@ -268,153 +202,9 @@ fn show_jobs(jobs: &[Job]) -> String {
 
 // ------------------------------------------------------------------ processes
 
-/// What an evalctl run printed and how it ended.
-struct Out {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    if s.len() <= n {
-        return s;
-    }
-    let mut at = s.len() - n;
-    while !s.is_char_boundary(at) {
-        at += 1;
-    }
-    &s[at..]
-}
-
-impl Out {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-    fn both(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-    /// For assertion messages (long plans are cut to their ends).
-    fn show(&self) -> String {
-        format!(
-            "`{}` exited {:?}\n----- stdout (end)\n{}\n----- stderr (end)\n{}\n-----",
-            self.what,
-            self.code,
-            tail(&self.stdout, 3000),
-            tail(&self.stderr, 3000)
-        )
-    }
-    fn submitted(&self) -> bool {
-        self.stdout.contains("-> submitted")
-    }
-}
-
-/// A child process whose output is collected while it runs; killed if still
-/// running when dropped.
-struct Proc {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Arc<Mutex<Vec<u8>>>,
-    err: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-impl Proc {
-    fn spawn(what: String, mut cmd: Command, keep_stdin: bool) -> Proc {
-        cmd.stdin(if keep_stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
-        let out = Arc::new(Mutex::new(vec![]));
-        let err = Arc::new(Mutex::new(vec![]));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), out.clone()),
-            collect(child.stderr.take().expect("stderr"), err.clone()),
-        ];
-        let stdin = child.stdin.take();
-        Proc { what, child, stdin, out, err, readers }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn stdout_so_far(&self) -> String {
-        String::from_utf8_lossy(&self.out.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-
-    fn write_stdin(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin was not kept");
-        stdin.write_all(text.as_bytes()).and_then(|()| stdin.flush()).expect("write to stdin");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-    }
-
-    /// Waits for the end (killing the process after `timeout`, which fails the test).
-    fn wait(&mut self, timeout: Duration) -> Out {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if start.elapsed() > timeout {
-                self.kill();
-                let _ = self.child.wait();
-                panic!("`{}` did not end within {timeout:?}; output so far:\n{}", self.what, self.stdout_so_far());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        drop(self.stdin.take());
-        for r in std::mem::take(&mut self.readers) {
-            let _ = r.join();
-        }
-        Out {
-            what: self.what.clone(),
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&self.out.lock().unwrap_or_else(|p| p.into_inner())).into_owned(),
-            stderr: String::from_utf8_lossy(&self.err.lock().unwrap_or_else(|p| p.into_inner())).into_owned(),
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `f` every 100 ms until it gives a value; fails the test after `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Whether an apply submitted anything.
+fn submitted(out: &Out) -> bool {
+    out.stdout.contains("-> submitted")
 }
 
 // ------------------------------------------------------------------ sockets
@@ -620,7 +410,7 @@ impl Stack {
         let wrapper = bin.join("sbatch");
         std::fs::write(&wrapper, SBATCH_WRAPPER).expect("write the sbatch wrapper");
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod the wrapper");
-        std::fs::write(bin.join("real-sbatch"), info.real_sbatch.as_os_str().as_encoded_bytes())
+        std::fs::write(bin.join("real-sbatch"), real_sbatch().expect("sbatch").as_os_str().as_encoded_bytes())
             .expect("write real-sbatch");
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let mut stack = Stack {
@@ -903,7 +693,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 fn assert_no_changes(out: &Out, context: &str) {
     assert!(out.ok(), "{context}: apply failed\n{}", out.show());
     assert!(out.stderr.contains("No changes."), "{context}: the plan must say `No changes.` on stderr\n{}", out.show());
-    assert!(!out.submitted() && !out.stdout.contains("Apply complete"), "{context}: nothing to do\n{}", out.show());
+    assert!(!submitted(out) && !out.stdout.contains("Apply complete"), "{context}: nothing to do\n{}", out.show());
 }
 
 // ------------------------------------------------------------------ 1. apply twice
@@ -986,7 +776,7 @@ fn replace_pending_and_cancel_removed(backend: Backend) {
     let out = s.apply_ok();
     assert!(out.stdout.contains("Apply complete: 0 created, 2 replaced"), "{}", out.show());
     let old_ids = ids(&old);
-    wait_for("the replaced jobs to leave the queue", Duration::from_secs(30), || {
+    wait_for("the replaced jobs to leave the queue", Duration::from_secs(30), Duration::from_millis(100), || {
         s.live().iter().all(|j| !old_ids.contains(&j.id)).then_some(())
     });
     let new = s.assert_chains(&tasks, "after the replace");
@@ -1013,7 +803,7 @@ fn replace_pending_and_cancel_removed(backend: Backend) {
     let calls = s.sbatch_calls();
     let out = s.apply_ok();
     assert!(out.stdout.contains("cancelled jobs"), "{}", out.show());
-    wait_for("hellaswag's jobs to end", Duration::from_secs(30), || {
+    wait_for("hellaswag's jobs to end", Duration::from_secs(30), Duration::from_millis(100), || {
         s.live().iter().all(|j| !gone.contains(&j.id)).then_some(())
     });
     let live = s.assert_chains(&strings(&["gsm8k"]), "after removing hellaswag");
@@ -1124,7 +914,7 @@ fn assert_names_holder(out: &Out, holder_pid: Option<u32>, lock_id: Option<&str>
         assert!(e.contains(&format!("lock {id} ")), "the lock id {id}\n{}", out.show());
         assert!(e.contains(&format!("evalctl state unlock {id}")), "how to break it\n{}", out.show());
     }
-    assert!(!out.submitted(), "a refused apply submits nothing\n{}", out.show());
+    assert!(!submitted(out), "a refused apply submits nothing\n{}", out.show());
 }
 
 fn concurrent_applies(backend: Backend) {
@@ -1139,10 +929,10 @@ fn concurrent_applies(backend: Backend) {
     let pids = (a.pid(), b.pid());
     let (oa, ob) = (a.wait(Duration::from_secs(120)), b.wait(Duration::from_secs(120)));
     let outs = [(&oa, pids.0, pids.1), (&ob, pids.1, pids.0)];
-    let winners: Vec<_> = outs.iter().filter(|(o, _, _)| o.submitted()).collect();
+    let winners: Vec<_> = outs.iter().filter(|(o, _, _)| submitted(o)).collect();
     assert_eq!(winners.len(), 1, "exactly one apply submits\n{}\n{}", oa.show(), ob.show());
     for (o, _, other) in outs {
-        if o.submitted() {
+        if submitted(o) {
             assert!(o.ok(), "the apply that submitted succeeds\n{}", o.show());
         } else if o.code == Some(3) {
             assert_names_holder(o, Some(other), None);
@@ -1174,12 +964,17 @@ fn concurrent_applies(backend: Backend) {
     }
     cmd.current_dir(&s.dir);
     let mut holder = Proc::spawn(format!("script -c '{inner}'"), cmd, true);
-    wait_for("the interactive apply to ask for confirmation", Duration::from_secs(60), || {
-        if !holder.running() {
-            panic!("the interactive apply ended early:\n{}", holder.stdout_so_far());
-        }
-        holder.stdout_so_far().contains("Only 'yes' applies").then_some(())
-    });
+    wait_for(
+        "the interactive apply to ask for confirmation",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            if !holder.running() {
+                panic!("the interactive apply ended early:\n{}", holder.stdout_so_far());
+            }
+            holder.stdout_so_far().contains("Only 'yes' applies").then_some(())
+        },
+    );
     let info = s.lock_info().unwrap_or_else(|| panic!("no lock while an apply waits: {}", s.lock_dir().display()));
     let lock_id = info["id"].as_str().expect("lock id").to_owned();
     let holder_pid = u32::try_from(info["pid"].as_u64().expect("lock pid")).expect("pid");
@@ -1202,7 +997,7 @@ fn concurrent_applies(backend: Backend) {
     assert_eq!(s.sbatch_calls(), calls, "nobody submitted while the lock was held");
     holder.write_stdin("yes\n");
     let held = holder.wait(Duration::from_secs(120));
-    assert!(held.ok() && held.submitted(), "the interactive apply, once approved\n{}", held.show());
+    assert!(held.ok() && submitted(&held), "the interactive apply, once approved\n{}", held.show());
     let waited = waiter.wait(Duration::from_secs(120));
     assert_no_changes(&waited, "the apply that waited for the lock");
     assert!(!s.lock_dir().exists(), "the lock is released at the end");
@@ -1234,7 +1029,7 @@ fn lock_being_taken_is_respected_local() {
 
     let out = s.apply();
     assert_eq!(out.code, Some(3), "a lock whose holder is still writing its info is held: exit 3\n{}", out.show());
-    assert!(out.stderr.contains("locked") && !out.submitted(), "{}", out.show());
+    assert!(out.stderr.contains("locked") && !submitted(&out), "{}", out.show());
 
     let mut waiter = s.spawn(&["apply", s.config_arg(), "--auto-approve", "--lock-timeout", "60"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -1245,7 +1040,7 @@ fn lock_being_taken_is_respected_local() {
     assert_eq!(s.sbatch_calls(), 0, "nothing submitted while the lock is held");
     std::fs::remove_dir_all(s.lock_dir()).expect("release the lock");
     let out = waiter.wait(Duration::from_secs(120));
-    assert!(out.ok() && out.submitted(), "once the lock is released the waiting apply goes on\n{}", out.show());
+    assert!(out.ok() && submitted(&out), "once the lock is released the waiting apply goes on\n{}", out.show());
     s.assert_chains(&spec.tasks, "after waiting for the lock");
 }
 
@@ -1257,7 +1052,7 @@ fn assert_stale(s: &Stack, plan_file: &Path, why: &str) {
     let out = s.run(&["apply", plan_file.to_str().expect("utf-8")]);
     assert_eq!(out.code, Some(4), "a stale saved plan ({why}) exits 4\n{}", out.show());
     assert!(out.stderr.contains("stale") && out.stderr.contains(why), "{}", out.show());
-    assert!(!out.submitted(), "{}", out.show());
+    assert!(!submitted(&out), "{}", out.show());
     assert_eq!(ids(&s.jobs()), before, "a stale plan must not submit or cancel anything");
     if s.backend == Backend::Local {
         assert_eq!(s.sbatch_calls(), calls, "a stale plan must not call sbatch");
@@ -1281,7 +1076,7 @@ fn stale_saved_plan(backend: Backend) {
     let hellaswag: Vec<String> = jobs.iter().filter(|j| j.unit == "hellaswag").map(|j| j.id.to_string()).collect();
     let cancel = sh("scancel", &hellaswag.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(cancel.status.success(), "scancel: {}", String::from_utf8_lossy(&cancel.stderr));
-    wait_for("hellaswag's jobs to be cancelled", Duration::from_secs(30), || {
+    wait_for("hellaswag's jobs to be cancelled", Duration::from_secs(30), Duration::from_millis(100), || {
         s.live().iter().all(|j| j.unit != "hellaswag").then_some(())
     });
     assert_stale(&s, &p1, "the cluster changed");
@@ -1300,14 +1095,14 @@ fn stale_saved_plan(backend: Backend) {
     let out = s.plan(&["--out", p3.to_str().expect("utf-8")]);
     assert!(out.ok() && out.stdout.contains("to create"), "{}", out.show());
     let out = s.run(&["apply", p3.to_str().expect("utf-8")]);
-    assert!(out.ok() && out.submitted(), "a fresh saved plan applies\n{}", out.show());
+    assert!(out.ok() && submitted(&out), "a fresh saved plan applies\n{}", out.show());
     s.assert_chains(&spec.tasks, "after applying a fresh saved plan");
 
     // A plan saved, then another apply in between.
     let p4 = s.dir.join("p4.json");
     assert!(s.plan(&["--out", p4.to_str().expect("utf-8")]).ok());
     let out = s.run(&["apply", s.config_arg(), "--auto-approve", "--replace", "gsm8k"]);
-    assert!(out.ok() && out.submitted(), "the apply in between\n{}", out.show());
+    assert!(out.ok() && submitted(&out), "the apply in between\n{}", out.show());
     assert_stale(&s, &p4, "the cluster changed");
     s.assert_chains(&spec.tasks, "at the end");
 }
@@ -1371,7 +1166,7 @@ fn secret_canary(backend: Backend) {
     let plan_file = s.dir.join("plan.json");
     outputs.push(s.plan(&["--out", plan_file.to_str().expect("utf-8")]));
     let applied = s.run(&["apply", plan_file.to_str().expect("utf-8")]);
-    assert!(applied.ok() && applied.submitted(), "{}", applied.show());
+    assert!(applied.ok() && submitted(&applied), "{}", applied.show());
     let submitted = s.jobs();
     assert_eq!(submitted.len(), 4, "four jobs:{}", show_jobs(&submitted));
     outputs.push(applied);
@@ -1399,7 +1194,7 @@ fn secret_canary(backend: Backend) {
 
     // Let the jobs run: each first link fails after its pre_cmd (no harness), each resume link stops.
     let mut done = 0;
-    wait_for("the stack's jobs to end", Duration::from_secs(300), || {
+    wait_for("the stack's jobs to end", Duration::from_secs(300), Duration::from_millis(100), || {
         let live = s.live();
         done = s.jobs().len();
         live.is_empty().then_some(())
@@ -1407,7 +1202,9 @@ fn secret_canary(backend: Backend) {
     assert!(done >= 4, "the jobs ran");
     for t in &tasks {
         let status = s.stack_dir().join(t).join("status");
-        wait_for("the status files", Duration::from_secs(30), || status.is_file().then_some(()));
+        wait_for("the status files", Duration::from_secs(30), Duration::from_millis(100), || {
+            status.is_file().then_some(())
+        });
         let logs = files_under(&s.stack_dir().join(t).join("logs"));
         assert!(logs.len() >= 2, "{t}: the jobs wrote their logs: {logs:?}");
     }

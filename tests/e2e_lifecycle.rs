@@ -52,16 +52,16 @@
 //! duration). Each scenario takes 0.5–3 minutes when the cluster is free.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::{ClusterInfo, Out, Proc, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_evalctl");
 /// Longest wait for a whole chain (links queue behind other tests' jobs).
@@ -83,200 +83,34 @@ fn disrupt_lock() -> MutexGuard<'static, ()> {
 
 // ------------------------------------------------------------------ cluster
 
-/// The test cluster's connection info (`$EVALCTL_CLUSTER_STATE/cluster.env`).
-struct ClusterInfo {
-    vars: BTreeMap<String, String>,
-}
-
-impl ClusterInfo {
-    fn get(&self, key: &str) -> &str {
-        self.vars.get(key).map(String::as_str).unwrap_or_else(|| panic!("cluster.env has no {key}"))
-    }
-    fn shared(&self) -> PathBuf {
-        PathBuf::from(self.get("EVALCTL_CLUSTER_SHARED"))
-    }
-}
-
-fn state_dir() -> PathBuf {
-    std::env::var_os("EVALCTL_CLUSTER_STATE")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/evalctl-cluster"))
-}
-
-fn probe() -> Result<ClusterInfo, String> {
-    let env_file = state_dir().join("cluster.env");
-    let text = std::fs::read_to_string(&env_file).map_err(|e| format!("cannot read {}: {e}", env_file.display()))?;
-    let vars: BTreeMap<String, String> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    for key in [
-        "EVALCTL_CLUSTER_HOST",
-        "EVALCTL_CLUSTER_PORT",
-        "EVALCTL_CLUSTER_USER",
-        "EVALCTL_CLUSTER_IDENTITY",
-        "EVALCTL_CLUSTER_SSH_CONFIG",
-        "EVALCTL_CLUSTER_SSH_ALIAS",
-        "EVALCTL_CLUSTER_SHARED",
-    ] {
-        if !vars.contains_key(key) {
-            return Err(format!("{} has no {key}", env_file.display()));
-        }
-    }
-    let info = ClusterInfo { vars };
-    let addr = format!("{}:{}", info.get("EVALCTL_CLUSTER_HOST"), info.get("EVALCTL_CLUSTER_PORT"));
-    let socket = addr.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or(format!("bad sshd address {addr}"))?;
-    TcpStream::connect_timeout(&socket, Duration::from_secs(3))
-        .map_err(|e| format!("the cluster's sshd does not answer on {addr}: {e}"))?;
-    let ping = Command::new("scontrol").arg("ping").output().map_err(|e| format!("cannot run scontrol: {e}"))?;
-    let said = String::from_utf8_lossy(&ping.stdout).into_owned();
-    if !ping.status.success() || !said.contains("UP") {
-        return Err(format!("slurmctld is not up: `scontrol ping` said {}", said.trim()));
-    }
-    let identity = info.get("EVALCTL_CLUSTER_IDENTITY");
-    std::fs::File::open(identity)
-        .map_err(|e| format!("cannot read the cluster's ssh key {identity} ({e}): run the tests as root"))?;
-    if !info.shared().is_dir() {
-        return Err(format!("the shared dir {} does not exist", info.shared().display()));
-    }
-    let sinfo =
-        Command::new("sinfo").args(["-h", "-o", "%R"]).output().map_err(|e| format!("cannot run sinfo: {e}"))?;
-    let partitions: BTreeSet<String> =
-        String::from_utf8_lossy(&sinfo.stdout).split_whitespace().map(str::to_owned).collect();
-    for p in ["cpu", "gpu", "urgent"] {
-        if !partitions.contains(p) {
-            return Err(format!("the cluster has no partition `{p}` (sinfo shows {partitions:?})"));
-        }
-    }
-    Ok(info)
-}
-
-/// The running test cluster; fails the test with what to do when it is not up.
+/// The running test cluster, with the partitions these tests use.
 fn cluster() -> &'static ClusterInfo {
-    static INFO: OnceLock<Result<ClusterInfo, String>> = OnceLock::new();
-    match INFO.get_or_init(probe) {
-        Ok(info) => info,
-        Err(why) => panic!(
-            "the Slurm test cluster is not usable: {why}\n\
-             start it with `sudo bash tests/cluster/up.sh` (state dir {}), then run these tests again as root",
-            state_dir().display()
-        ),
-    }
+    common::cluster_checked(
+        &[
+            "EVALCTL_CLUSTER_USER",
+            "EVALCTL_CLUSTER_IDENTITY",
+            "EVALCTL_CLUSTER_SSH_CONFIG",
+            "EVALCTL_CLUSTER_SSH_ALIAS",
+            "EVALCTL_CLUSTER_SHARED",
+        ],
+        |_| {
+            let sinfo = Command::new("sinfo")
+                .args(["-h", "-o", "%R"])
+                .output()
+                .map_err(|e| format!("cannot run sinfo: {e}"))?;
+            let partitions: BTreeSet<String> =
+                String::from_utf8_lossy(&sinfo.stdout).split_whitespace().map(str::to_owned).collect();
+            for p in ["cpu", "gpu", "urgent"] {
+                if !partitions.contains(p) {
+                    return Err(format!("the cluster has no partition `{p}` (sinfo shows {partitions:?})"));
+                }
+            }
+            Ok(())
+        },
+    )
 }
 
 // ------------------------------------------------------------------ processes
-
-/// What a command printed and how it ended (`code` None: killed after its timeout).
-struct Out {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    if s.len() <= n {
-        return s;
-    }
-    let mut at = s.len() - n;
-    while !s.is_char_boundary(at) {
-        at += 1;
-    }
-    &s[at..]
-}
-
-impl Out {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-    fn both(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-    fn show(&self) -> String {
-        format!(
-            "`{}` exited {:?}\n----- stdout (end)\n{}\n----- stderr (end)\n{}\n-----",
-            self.what,
-            self.code,
-            tail(&self.stdout, 4000),
-            tail(&self.stderr, 4000)
-        )
-    }
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-/// A child process whose output is collected while it runs; killed if still
-/// running when dropped.
-struct Bg {
-    what: String,
-    child: Child,
-    out: Arc<Mutex<Vec<u8>>>,
-    err: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl Bg {
-    fn start(what: String, mut cmd: Command) -> Bg {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
-        let out = Arc::new(Mutex::new(vec![]));
-        let err = Arc::new(Mutex::new(vec![]));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), out.clone()),
-            collect(child.stderr.take().expect("stderr"), err.clone()),
-        ];
-        Bg { what, child, out, err, readers }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits for the end; kills the process after `timeout` (then `code` is None).
-    fn finish(&mut self, timeout: Duration) -> Out {
-        let start = Instant::now();
-        let code = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status.code(),
-                Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(100)),
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-            }
-        };
-        for r in std::mem::take(&mut self.readers) {
-            let _ = r.join();
-        }
-        let text = |b: &Arc<Mutex<Vec<u8>>>| {
-            String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-        };
-        Out { what: self.what.clone(), code, stdout: text(&self.out), stderr: text(&self.err) }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Runs a program to its end (no timeout: Slurm's client commands return).
 fn sh(program: &str, args: &[&str]) -> std::process::Output {
@@ -298,18 +132,6 @@ fn slurm(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every `every` until it gives a value; fails the test after `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(every);
-    }
 }
 
 // ------------------------------------------------------------------ Slurm
@@ -577,11 +399,11 @@ impl Stack {
     }
 
     fn evalctl(&self, sub: &str, extra: &[&str], timeout: Duration) -> Out {
-        Bg::start(self.what(sub, extra), self.command(sub, extra)).finish(timeout)
+        Proc::spawn(self.what(sub, extra), self.command(sub, extra), false).finish(timeout)
     }
 
-    fn background(&self, sub: &str, extra: &[&str]) -> Bg {
-        Bg::start(self.what(sub, extra), self.command(sub, extra))
+    fn background(&self, sub: &str, extra: &[&str]) -> Proc {
+        Proc::spawn(self.what(sub, extra), self.command(sub, extra), false)
     }
 
     /// `apply --auto-approve`, which must succeed.
