@@ -13,5 +13,6 @@ pub mod diag;
 pub mod graph;
 pub mod plan;
 pub mod render;
+pub mod shell;
 pub mod state;
 pub mod status;

@@ -1,7 +1,6 @@
 //! Quoting for each context a user value can land in inside a job script.
 //!
-//! - shell words: always single-quoted (`'it'\''s'`), which bash reads
-//!   verbatim whatever the bytes;
+//! - shell words: see `crate::shell` (single-quoted, read back verbatim);
 //! - `#SBATCH` lines, parsed by sbatch (not bash), where an unquoted `#`
 //!   starts a comment: double-quoted, and values sbatch cannot carry
 //!   (quotes, backslashes, newlines, control characters) are refused;
@@ -9,13 +8,7 @@
 //!   fields: paths containing them are refused;
 //! - Slurm `--output` patterns, where `%` is special: doubled.
 
-/// A bash word that reads back as exactly `s`.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:./_-".contains(c)) {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::shell::quote;
 
 /// The value of an `#SBATCH --flag=VALUE` line, or why it cannot be one.
 pub fn sbatch_value(s: &str) -> Result<String, String> {

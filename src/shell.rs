@@ -1,0 +1,192 @@
+//! Shell text that cannot be spelled wrong: the one way evalctl splices a
+//! value into bash, whether a job script or a program for the login node.
+//!
+//! A value reaches shell text only through the [`shell!`] macro, and the
+//! macro accepts only what implements [`Shell`]:
+//! - [`ShellWord`]: any text, written as a single-quoted word that bash reads
+//!   back verbatim whatever the bytes (quotes, `$`, backticks, newlines);
+//! - [`Words`]: a list of such words separated by spaces;
+//! - integers, which cannot carry shell syntax;
+//! - [`Code`]: a `&'static str`, i.e. shell text written in evalctl's own
+//!   source, never user data.
+//!
+//! A `String` or `&str` does not implement [`Shell`], so forgetting to quote
+//! a value is a compile error, not a code-execution bug. The macro's format
+//! string allows only `{}` placeholders (checked at compile time): an inline
+//! `{name}` capture would bypass the check and is refused.
+
+use std::fmt;
+
+/// A bash word that reads back as exactly `s`: plain when every character is
+/// safe unquoted, single-quoted otherwise.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:./_-".contains(c)) {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Text that becomes one shell word when spliced: its `Display` quotes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShellWord(String);
+
+impl ShellWord {
+    pub fn new(text: impl Into<String>) -> ShellWord {
+        ShellWord(text.into())
+    }
+
+    /// The text itself, unquoted.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ShellWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quote(&self.0))
+    }
+}
+
+impl From<&str> for ShellWord {
+    fn from(s: &str) -> ShellWord {
+        ShellWord(s.to_owned())
+    }
+}
+
+impl From<String> for ShellWord {
+    fn from(s: String) -> ShellWord {
+        ShellWord(s)
+    }
+}
+
+impl From<&String> for ShellWord {
+    fn from(s: &String) -> ShellWord {
+        ShellWord(s.clone())
+    }
+}
+
+/// Several shell words, written separated by single spaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Words(pub Vec<ShellWord>);
+
+impl<T: Into<ShellWord>> FromIterator<T> for Words {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Words {
+        Words(iter.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Shell text written in evalctl's own source (a string literal), spliced
+/// as it is. Never built from user data: only `&'static str` converts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Code(pub &'static str);
+
+/// What [`shell!`] may splice into shell text.
+pub trait Shell {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl Shell for ShellWord {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Shell for Words {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, w) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            fmt::Display::fmt(w, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Shell for Code {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+macro_rules! shell_int {
+    ($($t:ty),*) => {$(
+        impl Shell for $t {
+            fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    )*};
+}
+shell_int!(u8, u16, u32, u64, usize, i32, i64);
+
+impl<T: Shell + ?Sized> Shell for &T {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).write_shell(f)
+    }
+}
+
+/// Adapter the macro wraps every argument in: `Display` through [`Shell`].
+#[doc(hidden)]
+pub struct Spliced<'a, T: Shell + ?Sized>(pub &'a T);
+
+impl<T: Shell + ?Sized> fmt::Display for Spliced<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_shell(f)
+    }
+}
+
+/// True when every `{` of a format string is `{{` or `{}` (no inline
+/// captures, no named or formatted placeholders).
+#[doc(hidden)]
+pub const fn only_positional(fmt: &str) -> bool {
+    let b = fmt.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'{' {
+            if i + 1 < b.len() && (b[i + 1] == b'{' || b[i + 1] == b'}') {
+                i += 2;
+                continue;
+            }
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `format!` for shell text: every argument must implement [`Shell`], and
+/// the format string may use only `{}` placeholders.
+#[macro_export]
+macro_rules! shell {
+    ($fmt:literal $(, $arg:expr)* $(,)?) => {{
+        const _: () = assert!($crate::shell::only_positional($fmt), "shell!: only positional placeholders are allowed");
+        format!($fmt $(, $crate::shell::Spliced(&$arg))*)
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_quote_themselves() {
+        assert_eq!(quote("abc"), "abc");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("it's $(x)"), r"'it'\''s $(x)'");
+        let w = ShellWord::from("a b");
+        let n = 7u64;
+        assert_eq!(shell!("cd {} && echo {} {}", w, n, Code("\"$X\"")), "cd 'a b' && echo 7 \"$X\"");
+        let ws: Words = ["x", "y z"].into_iter().collect();
+        assert_eq!(shell!("scancel {}", ws), "scancel x 'y z'");
+        assert_eq!(shell!("{{ a; }} {}", w), "{ a; } 'a b'");
+    }
+
+    #[test]
+    fn placeholders_are_positional_only() {
+        assert!(only_positional("a {} {{b}} {}"));
+        assert!(!only_positional("a {name}"));
+        assert!(!only_positional("a {:?}"));
+        assert!(!only_positional("a {0}"));
+    }
+}
