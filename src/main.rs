@@ -1,5 +1,5 @@
-//! The `evalctl` binary: parse arguments, run, exit with the command's code.
+//! The `evalctl` binary: parse arguments, run, exit with the command's status.
 
-fn main() {
-    std::process::exit(evalctl::cli::main());
+fn main() -> std::process::ExitCode {
+    evalctl::cli::main().into()
 }

@@ -231,23 +231,7 @@ pub fn table(rows: &[UnitStatus]) -> String {
             ]
         })
         .collect();
-    let mut width = header.map(str::len);
-    for c in &cells {
-        for (w, v) in width.iter_mut().zip(c) {
-            *w = (*w).max(v.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |v: Vec<&str>| {
-        let l: Vec<String> = v.iter().zip(width).map(|(c, w)| format!("{c:w$}")).collect();
-        out.push_str(l.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for c in &cells {
-        line(c.iter().map(String::as_str).collect());
-    }
-    out
+    crate::table::table(header, &cells)
 }
 
 #[cfg(test)]

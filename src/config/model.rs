@@ -184,6 +184,16 @@ pub enum Topology {
     Shared,
 }
 
+impl Topology {
+    /// The config's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::PerTask => "per_task",
+            Topology::Shared => "shared",
+        }
+    }
+}
+
 /// Slurm settings of the model server step.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -357,6 +367,20 @@ pub enum DeploymentType {
     /// Nothing deployed: evaluate `target.api_endpoint`.
     #[default]
     None,
+}
+
+impl DeploymentType {
+    /// The config's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentType::Vllm => "vllm",
+            DeploymentType::Sglang => "sglang",
+            DeploymentType::Trtllm => "trtllm",
+            DeploymentType::Nim => "nim",
+            DeploymentType::Generic => "generic",
+            DeploymentType::None => "none",
+        }
+    }
 }
 
 /// HTTP paths of a model server.

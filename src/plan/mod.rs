@@ -157,6 +157,10 @@ pub struct Change {
     pub result_hash: String,
     /// Submissions of the current result after this apply.
     pub attempts: u32,
+    /// The unified diff of the scripts, in documents only (see
+    /// [`output::PlanDocument`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// The decision for one unit present in the config (the DESIGN table).
@@ -321,6 +325,7 @@ pub fn reconcile(
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 attempts,
+                diff: None,
             }
         })
         .collect();
@@ -344,6 +349,7 @@ pub fn reconcile(
             after: BTreeMap::new(),
             script_hash: String::new(),
             result_hash: String::new(),
+            diff: None,
             attempts: 0,
         });
     }
@@ -518,6 +524,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
+            diff: None,
         };
         p.changes =
             vec![change(Action::Create), change(Action::Create), change(Action::Replace), change(Action::Cancel)];
@@ -541,6 +548,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
+            diff: None,
         };
         let none = BTreeMap::new();
         // Every task completed: the ended server is left alone.

@@ -1,9 +1,11 @@
-//! Plan output: text (coloured on a terminal), markdown for pull-request
+//! Plan output: text (styled; plain where the stream is not a terminal), markdown for pull-request
 //! comments, and a versioned JSON document.
 
 use similar::TextDiff;
 
-use super::{Action, Change, Plan};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Change, Plan, Summary};
 
 /// GitHub's limit on a comment's length.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -37,9 +39,24 @@ fn given_up(plan: &Plan) -> Vec<&Change> {
     plan.changes.iter().filter(|c| c.action == Action::None && c.reason.starts_with("failed")).collect()
 }
 
-/// Human-readable plan; ANSI colours when `color`.
-pub fn text(plan: &Plan, color: bool) -> String {
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() };
+/// Styles of the text plan. Written through `anstream`, which drops them
+/// where the stream is not a terminal or colour is turned off.
+mod style {
+    use anstyle::{AnsiColor, Style};
+    pub const CREATE: Style = AnsiColor::Green.on_default();
+    pub const CANCEL: Style = AnsiColor::Red.on_default();
+    pub const REPLACE: Style = AnsiColor::Yellow.on_default();
+    pub const CHANGE: Style = AnsiColor::Cyan.on_default();
+    pub const LOUD: Style = AnsiColor::Red.on_default().bold();
+    pub const BOLD: Style = Style::new().bold();
+}
+
+fn paint(style: anstyle::Style, s: &str) -> String {
+    format!("{style}{s}{style:#}")
+}
+
+/// Human-readable plan, with ANSI styles (see [`style`]).
+pub fn text(plan: &Plan) -> String {
     let mut out = format!("Stack `{}` ({}, {})\n", plan.stack, plan.target, plan.stack_dir);
     for n in &plan.notes {
         out.push_str(&format!("note: {n}\n"));
@@ -50,14 +67,14 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push('\n');
     }
     for c in &changed {
-        let code = match c.action {
-            Action::Create => "32",
-            Action::Cancel => "31",
-            Action::Replace => "33",
-            _ => "36",
+        let s = match c.action {
+            _ if c.interrupts_running => style::LOUD,
+            Action::Create => style::CREATE,
+            Action::Cancel => style::CANCEL,
+            Action::Replace => style::REPLACE,
+            _ => style::CHANGE,
         };
-        let l = line(c);
-        out.push_str(&if c.interrupts_running { paint("1;31", &l) } else { paint(code, &l) });
+        out.push_str(&paint(s, &line(c)));
         out.push('\n');
     }
     for c in &given_up {
@@ -67,18 +84,18 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push('\n');
         for c in &changed {
             for l in unit_diff(c).lines() {
-                let code = if l.starts_with("+++") || l.starts_with("---") {
-                    "1"
+                let s = if l.starts_with("+++") || l.starts_with("---") {
+                    Some(style::BOLD)
                 } else if l.starts_with('+') {
-                    "32"
+                    Some(style::CREATE)
                 } else if l.starts_with('-') {
-                    "31"
+                    Some(style::CANCEL)
                 } else if l.starts_with("@@") {
-                    "36"
+                    Some(style::CHANGE)
                 } else {
-                    ""
+                    None
                 };
-                out.push_str(&if code.is_empty() { l.to_owned() } else { paint(code, l) });
+                out.push_str(&s.map_or_else(|| l.to_owned(), |s| paint(s, l)));
                 out.push('\n');
             }
         }
@@ -87,7 +104,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         }
     }
     out.push('\n');
-    out.push_str(&paint("1", &plan.summary_line()));
+    out.push_str(&paint(style::BOLD, &plan.summary_line()));
     out.push('\n');
     out
 }
@@ -142,18 +159,36 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     format!("{head}{open}{body}{close}")
 }
 
-/// The versioned JSON document (also what `--out` saves).
-pub fn json(plan: &Plan) -> serde_json::Value {
-    let mut v = serde_json::to_value(plan).unwrap_or_default();
-    v["summary"] = serde_json::to_value(plan.summary()).unwrap_or_default();
-    v["summary_line"] = serde_json::json!(plan.summary_line());
-    v["has_changes"] = serde_json::json!(plan.has_changes());
-    if let Some(changes) = v["changes"].as_array_mut() {
-        for (c, plan_c) in changes.iter_mut().zip(&plan.changes) {
-            c["diff"] = serde_json::json!(unit_diff(plan_c));
+/// The versioned plan document: `plan --format json`, and the plan inside
+/// a saved plan file. The plan's own fields, each change with its diff,
+/// then the summary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanDocument {
+    #[serde(flatten)]
+    pub plan: Plan,
+    pub summary: Summary,
+    pub summary_line: String,
+    pub has_changes: bool,
+}
+
+impl PlanDocument {
+    pub fn of(plan: &Plan) -> PlanDocument {
+        let mut plan = plan.clone();
+        for c in &mut plan.changes {
+            c.diff = Some(unit_diff(c));
+        }
+        PlanDocument {
+            summary: plan.summary(),
+            summary_line: plan.summary_line(),
+            has_changes: plan.has_changes(),
+            plan,
         }
     }
-    v
+}
+
+/// The plan document as JSON text.
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(&PlanDocument::of(plan)).expect("plain data serializes") + "\n"
 }
 
 #[cfg(test)]
@@ -175,6 +210,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 2,
+            diff: None,
         }
     }
 
@@ -194,18 +230,22 @@ mod tests {
         }
     }
 
+    fn plain(p: &Plan) -> String {
+        anstream::adapter::strip_str(&text(p)).to_string()
+    }
+
     #[test]
     fn units_out_of_attempts_are_named_even_when_nothing_else_changes() {
         let why = "failed 2 times: not retried (max_attempts = 2; use --replace to force)";
         let only = plan(vec![change("mmlu", Action::None, why)]);
-        for out in [text(&only, false), markdown(&only, COMMENT_LIMIT)] {
+        for out in [plain(&only), markdown(&only, COMMENT_LIMIT)] {
             assert!(out.contains("mmlu") && out.contains(why), "{out}");
         }
         let with_other = plan(vec![change("mmlu", Action::None, why), change("gsm8k", Action::Retry, "failed")]);
-        let out = text(&with_other, false);
+        let out = plain(&with_other);
         let (retry, given_up) = (out.find("gsm8k").unwrap(), out.find(why).unwrap());
         assert!(retry < given_up, "changes first, then units given up: {out}");
         let healthy = plan(vec![change("gsm8k", Action::None, "completed")]);
-        assert!(!text(&healthy, false).contains("not retried"));
+        assert!(!plain(&healthy).contains("not retried"));
     }
 }

@@ -1,0 +1,71 @@
+//! Arguments shared by several commands, declared once and flattened.
+
+use std::path::PathBuf;
+
+/// Options of every command that reads a config.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// The config file.
+    #[arg(default_value = "evalctl.yaml")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub o: OverrideArgs,
+}
+
+/// `-o key.path=value`.
+#[derive(clap::Args, Debug, Default)]
+pub struct OverrideArgs {
+    /// Override a value: `-o key.path=value` (repeatable); tasks by name:
+    /// `-o evaluation.tasks.gsm8k.nemo_evaluator_config.config.params.limit_samples=10`.
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// How to reach the cluster.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// ssh config file to use (default: ~/.ssh/config; env EVALCTL_SSH_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// Flags of the commands that plan a stack against its cluster.
+#[derive(clap::Args, Debug)]
+pub struct StackFlags {
+    /// Run this unit again whatever its state (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub replace: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
+}
+
+/// `--no-color`.
+#[derive(clap::Args, Debug)]
+pub struct ColorArgs {
+    /// No colours.
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+/// Output formats of `plan` and `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// For people; coloured on a terminal (NO_COLOR and --no-color turn it off).
+    Text,
+    /// A pull-request comment: summary, actions, diffs in a collapsed block.
+    Markdown,
+    /// A versioned JSON document.
+    Json,
+}
+
+/// `[CONFIG] [NAMES...]` of `logs` and `cancel`: the first word is the
+/// config when it names a YAML file or an existing file.
+pub fn config_and_names(words: &[String]) -> (PathBuf, Vec<String>) {
+    let is_config = |w: &String| w.ends_with(".yaml") || w.ends_with(".yml") || std::path::Path::new(w).is_file();
+    match words.split_first() {
+        Some((first, rest)) if is_config(first) => (PathBuf::from(first), rest.to_vec()),
+        _ => (PathBuf::from("evalctl.yaml"), words.to_vec()),
+    }
+}

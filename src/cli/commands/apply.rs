@@ -1,0 +1,93 @@
+//! `apply`: a config or a saved plan, with confirmation on a terminal and
+//! optionally `--wait` until every unit has ended.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::super::args::StackFlags;
+use super::super::printer::Printer;
+use crate::error::{Error, ExitStatus, Result};
+use crate::ops::{self, Applied, ApplyOptions, PlanFile, PlanOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// A config file, or a plan saved with `plan --out`.
+    #[arg(default_value = "evalctl.yaml")]
+    pub target: PathBuf,
+    /// Override a value (configs only; a saved plan keeps its overrides).
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Wait up to this many seconds for another apply's lock.
+    #[arg(long, value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
+    /// Then wait until every unit has ended (progress on a terminal); exit 0
+    /// only if all completed.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub stack: StackFlags,
+}
+
+pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
+    p.no_color(a.stack.color.no_color);
+    let saved = PlanFile::read(&a.target)?;
+    let (config, overrides, replace) = match &saved {
+        Some(s) => (s.config.clone(), s.overrides.clone(), s.replace.clone()),
+        None => (a.target.clone(), a.overrides.clone(), a.stack.replace.clone()),
+    };
+    let stack = ops::Stack::open(&config, &overrides, &p.sources, p)?;
+    if let Some(s) = &saved {
+        s.check_config(&stack.rendered)?;
+    }
+    let confirm = saved.is_none() && !a.auto_approve;
+    if confirm && !std::io::stdin().is_terminal() {
+        return Err(Error::msg("apply asks for confirmation on a terminal; pass --auto-approve to apply without one"));
+    }
+    p.show_plan.set(!p.quiet || confirm);
+    let cluster = stack.connect(a.stack.cluster.ssh_config.clone())?;
+    let since = stack.since();
+    let opts = ApplyOptions {
+        plan: PlanOptions { replace },
+        lock_timeout: a.lock_timeout.map(Duration::from_secs),
+        confirm,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    match ops::apply(&stack, cluster.as_ref(), saved.as_ref(), &opts, p)? {
+        Applied::Declined(_) => {
+            p.err("Apply cancelled.\n");
+            return Ok(ExitStatus::Failure);
+        }
+        Applied::FailedOnCluster(report) => {
+            p.out(&lines(&report.lines()))?;
+            let why = report.error.unwrap_or_default();
+            return Err(Error::from(
+                crate::diag::Diagnostic::error(None, format!("apply failed on the cluster: {why}")).with_note(
+                    "the jobs this apply had submitted (held, never started) were cancelled; run apply again",
+                ),
+            ));
+        }
+        Applied::Done(report) => p.out(&(lines(&report.lines()) + &report.summary_line() + "\n"))?,
+        Applied::NoChanges(_) => {}
+    }
+    if !a.wait {
+        return Ok(ExitStatus::Success);
+    }
+    let rows = ops::wait(&stack, cluster.as_ref(), since, p)?;
+    if !p.quiet {
+        p.err(&crate::status::table(&rows));
+    }
+    if rows.iter().all(|r| r.state == "completed") {
+        Ok(ExitStatus::Success)
+    } else {
+        p.err("evalctl: not every unit completed\n");
+        Ok(ExitStatus::Failure)
+    }
+}
+
+fn lines(l: &[String]) -> String {
+    l.iter().map(|l| format!("{l}\n")).collect()
+}

@@ -1,0 +1,92 @@
+//! Commands that need no cluster: validate, render, graph, tasks, migrate.
+
+use std::path::Path;
+
+use super::super::args::ConfigArgs;
+use super::super::printer::Printer;
+use crate::catalog;
+use crate::config;
+use crate::error::{Error, ExitStatus, Result};
+use crate::ops;
+
+/// Output formats of `graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A versioned JSON document.
+    Json,
+}
+
+fn compile(a: &ConfigArgs, p: &Printer) -> Result<ops::Compiled> {
+    ops::compile(&a.config, &a.o.overrides, &p.sources, p)
+}
+
+pub fn validate(a: &ConfigArgs, p: &Printer) -> Result<ExitStatus> {
+    let c = compile(a, p)?;
+    let names: Vec<&str> = c.loaded.tasks.iter().map(|t| t.name.as_str()).collect();
+    if !p.quiet {
+        p.out(&format!(
+            "{}: valid (stack `{}`, {} task{}: {}; deployment: {}; topology: {})\n",
+            a.config.display(),
+            c.loaded.stack,
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            c.loaded.config.deployment.kind.as_str(),
+            c.loaded.config.execution.topology.as_str(),
+        ))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub fn render(a: &ConfigArgs, out: &Path, p: &Printer) -> Result<ExitStatus> {
+    let rendered = compile(a, p)?.render()?;
+    let n = ops::compile::write_scripts(&rendered, out)?;
+    p.note(&format!("{}: {n} job script(s) written to {}", a.config.display(), out.display()));
+    Ok(ExitStatus::Success)
+}
+
+pub fn graph(a: &ConfigArgs, format: GraphFormat, p: &Printer) -> Result<ExitStatus> {
+    let g = compile(a, p)?.graph;
+    let text = match format {
+        GraphFormat::Dot => g.to_dot(),
+        GraphFormat::Json => {
+            g.to_json().map(|v| serde_json::to_string_pretty(&v).expect("plain data serializes") + "\n")
+        }
+    }
+    .map_err(Error::msg)?;
+    p.out(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+pub fn tasks(pattern: Option<&str>, json: bool, p: &Printer) -> Result<ExitStatus> {
+    let found = catalog::catalog().search(pattern);
+    if json {
+        p.out(&(serde_json::to_string_pretty(&found).expect("plain data serializes") + "\n"))?;
+        return Ok(ExitStatus::Success);
+    }
+    if found.is_empty() {
+        return Err(Error::msg(format!("no task matches `{}`", pattern.unwrap_or_default())));
+    }
+    let rows: Vec<[String; 4]> = found
+        .iter()
+        .map(|t| [t.name.clone(), t.harness.clone(), t.endpoint_types.join(","), t.container.clone()])
+        .collect();
+    p.out(&crate::table::table(["TASK", "HARNESS", "ENDPOINTS", "CONTAINER"], &rows))?;
+    Ok(ExitStatus::Success)
+}
+
+pub fn migrate(file: &Path, in_place: bool, p: &Printer) -> Result<ExitStatus> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::msg(format!("cannot read `{}`: {e}", file.display())))?;
+    let m = config::migrate::migrate(&file.display().to_string(), &text, &p.sources)?;
+    ops::Reporter::warnings(p, &m.warnings);
+    if in_place {
+        std::fs::write(file, &m.text).map_err(|e| Error::msg(format!("cannot write `{}`: {e}", file.display())))?;
+        p.err(&format!("{}: {} value(s) rewritten\n", file.display(), m.changes));
+    } else {
+        p.out(&m.text)?;
+    }
+    Ok(ExitStatus::Success)
+}

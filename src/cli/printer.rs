@@ -1,0 +1,143 @@
+//! Where output goes: results to stdout, messages and diagnostics to
+//! stderr, each through `anstream`, which keeps colour only where that
+//! stream is a terminal and honours `NO_COLOR`, `CLICOLOR_FORCE` and
+//! `--no-color`. The printer is also the operations' [`Reporter`].
+
+use std::cell::{Cell, RefCell};
+use std::io::{IsTerminal, Write};
+
+use crate::diag::{self, Diagnostic, Sources};
+use crate::error::{Error, ExitStatus};
+use crate::ops::Reporter;
+use crate::plan::Plan;
+use crate::status::UnitStatus;
+
+pub struct Printer {
+    pub sources: Sources,
+    /// Print only errors.
+    pub quiet: bool,
+    /// Show the plan apply carries out even when quiet (apply asks about it).
+    pub show_plan: Cell<bool>,
+    bar: RefCell<Option<indicatif::ProgressBar>>,
+    last: RefCell<String>,
+}
+
+impl Printer {
+    pub fn new(sources: Sources, quiet: bool) -> Printer {
+        Printer {
+            sources,
+            quiet,
+            show_plan: Cell::new(!quiet),
+            bar: RefCell::new(None),
+            last: RefCell::new(String::new()),
+        }
+    }
+
+    /// Turns colour off for both streams (`--no-color`).
+    pub fn no_color(&self, off: bool) {
+        if off {
+            anstream::ColorChoice::Never.write_global();
+        }
+    }
+
+    /// Writes a result to stdout. A closed pipe (`| head`) is not an error.
+    pub fn out(&self, text: &str) -> Result<(), Error> {
+        let mut out = anstream::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::msg(format!("cannot write output: {e}"))),
+        }
+    }
+
+    /// Writes a message to stderr (always: callers decide about `quiet`).
+    pub fn err(&self, text: &str) {
+        let _ = anstream::stderr().write_all(text.as_bytes());
+    }
+
+    /// A message line on stderr unless quiet.
+    pub fn note(&self, line: &str) {
+        if !self.quiet {
+            self.err(&format!("{line}\n"));
+        }
+    }
+
+    /// Prints an error's diagnostics and returns its exit status.
+    pub fn fail(&self, e: &Error) -> ExitStatus {
+        let diags = e.diagnostics();
+        self.err(&diag::render_all(&diags, &self.sources));
+        let n = diags.iter().filter(|d| d.is_error()).count();
+        if n > 1 {
+            self.err(&format!("evalctl: {n} errors\n"));
+        }
+        e.exit_status()
+    }
+
+    /// The exit status of a command's result, its error printed.
+    pub fn finish(&self, r: Result<ExitStatus, Error>) -> ExitStatus {
+        r.unwrap_or_else(|e| self.fail(&e))
+    }
+}
+
+impl Reporter for Printer {
+    fn warnings(&self, diags: &[Diagnostic]) {
+        if !self.quiet && !diags.is_empty() {
+            self.err(&diag::render_all(diags, &self.sources));
+        }
+    }
+
+    fn info(&self, message: &str) {
+        self.note(&format!("evalctl: {message}"));
+    }
+
+    fn plan(&self, plan: &Plan) {
+        if self.show_plan.get() {
+            self.err(&crate::plan::output::text(plan));
+        }
+    }
+
+    fn confirm(&self, plan: &Plan) -> bool {
+        self.err(&format!("\nApply these changes to stack `{}`? Only 'yes' applies: ", plan.stack));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer.trim() == "yes"
+    }
+
+    fn waiting(&self, rows: &[UnitStatus]) {
+        let count = |s: &[&str]| rows.iter().filter(|r| s.contains(&r.state.as_str())).count();
+        let done = rows.iter().filter(|r| r.is_terminal()).count() as u64;
+        let summary = format!(
+            "{} completed, {} running, {} pending, {} resuming, {} failed",
+            count(&["completed"]),
+            count(&["running"]),
+            count(&["pending", "held"]),
+            count(&["resuming"]),
+            count(&["failed", "cancelled", "stopped"])
+        );
+        let all_done = rows.iter().all(|r| r.is_terminal());
+        let mut bar = self.bar.borrow_mut();
+        if bar.is_none() && !self.quiet && std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new(rows.len() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            *bar = Some(b);
+        }
+        match bar.as_ref() {
+            Some(b) => {
+                b.set_position(done.min(rows.len() as u64));
+                b.set_message(summary.clone());
+                if all_done {
+                    b.finish();
+                }
+            }
+            None if *self.last.borrow() != summary => self.note(&format!("evalctl: {summary}")),
+            None => {}
+        }
+        *self.last.borrow_mut() = summary;
+    }
+}

@@ -1,0 +1,113 @@
+//! `compile`: a config file and its overrides → the loaded config and its
+//! job graph; [`Stack`] adds the rendered scripts and what every command
+//! that works on a stack needs (its cluster, its local state copy).
+
+use std::path::{Path, PathBuf};
+
+use super::Reporter;
+use crate::cluster::{self, Cluster};
+use crate::config::{self, Loaded};
+use crate::diag::Sources;
+use crate::error::Result;
+use crate::graph::{self, JobGraph};
+use crate::render::Rendered;
+
+/// A config compiled as far as its job graph.
+pub struct Compiled {
+    pub loaded: Loaded,
+    pub graph: JobGraph,
+}
+
+/// Loads, composes, interpolates and validates a config, then builds its
+/// job graph. Warnings go to the reporter; errors come back all at once.
+pub fn compile(path: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Compiled> {
+    let loaded = config::load(path, overrides, sources).map_err(|f| f.diagnostics)?;
+    reporter.warnings(&loaded.warnings);
+    let (graph, warnings) = graph::build(&loaded)?;
+    reporter.warnings(&warnings);
+    Ok(Compiled { loaded, graph })
+}
+
+impl Compiled {
+    /// Renders every job script.
+    pub fn render(&self) -> Result<Rendered> {
+        Ok(crate::render::render(&self.loaded, &self.graph)?)
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.loaded.config.execution.max_attempts
+    }
+}
+
+/// A compiled and rendered config: the input of every command that plans,
+/// applies or inspects a stack on its cluster.
+pub struct Stack {
+    /// The config file (the local state copy lives beside it).
+    pub config: PathBuf,
+    pub loaded: Loaded,
+    pub graph: JobGraph,
+    pub rendered: Rendered,
+}
+
+impl Stack {
+    pub fn open(config: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Stack> {
+        let Compiled { loaded, graph } = compile(config, overrides, sources, reporter)?;
+        let rendered = crate::render::render(&loaded, &graph)?;
+        Ok(Stack { config: config.to_owned(), loaded, graph, rendered })
+    }
+
+    /// Where the config's cluster is, with `execution.hostname`/`username`
+    /// resolved from the environment now.
+    pub fn target(&self, ssh_config: Option<PathBuf>) -> Result<cluster::Target> {
+        Ok(crate::apply::driver::target(&self.loaded, &config::process_env, ssh_config)?)
+    }
+
+    /// Connects to the config's cluster (SSH, or local on the login node).
+    pub fn connect(&self, ssh_config: Option<PathBuf>) -> Result<Box<dyn Cluster>> {
+        Ok(cluster::connect(&self.target(ssh_config)?)?)
+    }
+
+    /// When the stack was first applied, from the local state copy (0 when
+    /// unknown): bounds the accounting query of a refresh.
+    pub fn since(&self) -> u64 {
+        crate::state::read_local(&self.config, &self.loaded.stack).ok().flatten().map_or(0, |s| s.created)
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.loaded.config.execution.max_attempts
+    }
+}
+
+/// Writes every job script (`<job>.sbatch`) and secrets template
+/// (`<job>.<group>.secrets.env`) to `dir`, removing files of jobs that no
+/// longer exist so that two renders of one config leave the same folder.
+/// Returns the number of scripts.
+pub fn write_scripts(rendered: &Rendered, dir: &Path) -> Result<usize> {
+    let io =
+        |e: std::io::Error, what: &Path| crate::error::Error::msg(format!("cannot write `{}`: {e}", what.display()));
+    std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+    let mut written = std::collections::BTreeSet::new();
+    for job in &rendered.jobs {
+        let path = dir.join(format!("{}.sbatch", job.id));
+        std::fs::write(&path, &job.script).map_err(|e| io(e, &path))?;
+        written.insert(path);
+        for group in job.secrets.keys() {
+            let path = dir.join(format!("{}.{group}.secrets.env", job.id));
+            std::fs::write(&path, job.secrets_template(group)).map_err(|e| io(e, &path))?;
+            written.insert(path);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let ours = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".sbatch") || n.ends_with(".secrets.env"));
+            if ours && !written.contains(&p) {
+                std::fs::remove_file(&p).map_err(|e| io(e, &p))?;
+            }
+        }
+    }
+    Ok(rendered.jobs.len())
+}

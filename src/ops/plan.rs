@@ -1,0 +1,107 @@
+//! `plan`: what apply would change, against the cluster (one refresh round
+//! trip) or against the last recorded state (`--offline`, no cluster).
+
+use std::collections::BTreeMap;
+
+use super::{Reporter, Stack};
+use crate::apply::driver;
+use crate::cluster::Cluster;
+use crate::diag::Diagnostic;
+use crate::error::Result;
+use crate::plan::refresh::Refreshed;
+use crate::plan::{self, Observation, Planned};
+use crate::state::{self, State};
+
+/// Where a plan learns what the cluster has.
+pub enum Observe<'a> {
+    /// The state recorded by the last apply or plan (the local copy beside
+    /// the config); no cluster is contacted.
+    Recorded,
+    /// A refresh of the cluster, one round trip.
+    Cluster(&'a dyn Cluster),
+}
+
+/// Choices that change a plan.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Units to run again whatever their state.
+    pub replace: Vec<String>,
+}
+
+/// Plans a stack. Against a cluster, the refreshed state is also written
+/// to the local copy beside the config, so that `plan --offline` and
+/// `diff` later see what the cluster had.
+pub fn plan<'a>(
+    stack: &'a Stack,
+    observe: Observe<'_>,
+    opts: &PlanOptions,
+    reporter: &dyn Reporter,
+) -> Result<Planned<'a>> {
+    match observe {
+        Observe::Recorded => {
+            let st = state::read_local(&stack.config, &stack.loaded.stack)
+                .map_err(|e| vec![Diagnostic::error(None, e)])?
+                .unwrap_or_else(|| State::new(&stack.loaded.stack));
+            let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
+            let obs = plan::observations_from_state(&st);
+            Ok(make(stack, opts, obs, st, "offline".into(), true, notes))
+        }
+        Observe::Cluster(cluster) => {
+            let r = driver::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
+            let planned = from_refresh(stack, opts, &r, cluster);
+            record_locally(stack, &planned, reporter);
+            Ok(planned)
+        }
+    }
+}
+
+/// A plan from a refresh that already happened (apply takes the lock and
+/// refreshes in one round trip).
+pub(crate) fn from_refresh<'a>(
+    stack: &'a Stack,
+    opts: &PlanOptions,
+    r: &Refreshed,
+    cluster: &dyn Cluster,
+) -> Planned<'a> {
+    let mut notes = vec![];
+    if let Some(e) = &r.squeue_error {
+        notes.push(format!("squeue failed ({e}): live jobs are unknown"));
+    }
+    if !r.sacct_available {
+        notes.push("accounting (sacct) is not available: states come from slurmctld and the jobs' status files".into());
+    }
+    let obs = plan::refresh::observe(r);
+    let st = r.state.clone().unwrap_or_else(|| State::new(&stack.loaded.stack));
+    make(stack, opts, obs, st, cluster.target().describe(), false, notes)
+}
+
+fn make<'a>(
+    stack: &'a Stack,
+    opts: &PlanOptions,
+    obs: BTreeMap<String, Observation>,
+    st: State,
+    target: String,
+    offline: bool,
+    notes: Vec<String>,
+) -> Planned<'a> {
+    plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, obs, st, target, offline, notes)
+}
+
+/// Writes the state a refresh saw (each unit with its observation) to the
+/// local copy; a failure is a warning, since the copy only speeds things up.
+pub(crate) fn record_locally(stack: &Stack, planned: &Planned<'_>, reporter: &dyn Reporter) {
+    let mut s = planned.state.clone();
+    for (id, u) in s.units.iter_mut() {
+        if let Some(o) = planned.observations.get(id) {
+            u.observed = o.observed;
+        }
+    }
+    write_local(stack, &s, reporter);
+}
+
+/// Writes a state to the local copy, warning when it cannot.
+pub(crate) fn write_local(stack: &Stack, s: &State, reporter: &dyn Reporter) {
+    if let Err(e) = state::write_local(&stack.config, s) {
+        reporter.warnings(&[Diagnostic::warning(None, format!("the local state copy is not updated: {e}"))]);
+    }
+}

@@ -1,0 +1,90 @@
+//! Saved plans (`plan --out FILE`, `apply FILE`): the plan document plus
+//! how to rebuild it, typed and versioned.
+//!
+//! A saved plan is applied only if the same config, compiled now, renders
+//! the same scripts (`render_hash`) and the cluster, refreshed now, gives
+//! the same decisions (`fingerprint`); otherwise apply stops with
+//! [`Error::Stale`] and submits nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Diagnostic;
+use crate::error::{Error, Result};
+use crate::plan::output::PlanDocument;
+use crate::plan::{PLAN_VERSION, Plan};
+use crate::render::Rendered;
+
+/// What the `kind` field of every saved plan says.
+pub const KIND: &str = "evalctl-plan";
+
+/// A plan saved for a later apply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanFile {
+    /// Always [`KIND`]: tells a saved plan from a config.
+    pub kind: String,
+    /// The config file, as an absolute path.
+    pub config: PathBuf,
+    pub overrides: Vec<String>,
+    pub replace: Vec<String>,
+    /// The plan document (`plan --format json`); its `format_version`
+    /// versions the file.
+    pub plan: PlanDocument,
+}
+
+impl PlanFile {
+    pub fn new(config: &Path, overrides: &[String], replace: &[String], plan: &Plan) -> PlanFile {
+        PlanFile {
+            kind: KIND.into(),
+            config: std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned()),
+            overrides: overrides.to_vec(),
+            replace: replace.to_vec(),
+            plan: PlanDocument::of(plan),
+        }
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("plain data serializes") + "\n";
+        std::fs::write(path, text).map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Reads `path` if it is a saved plan; `None` when it is something else
+    /// (a config). A file that says it is a saved plan but cannot be read as
+    /// one (another version, damaged) is an error, never a config.
+    pub fn read(path: &Path) -> Result<Option<PlanFile>> {
+        let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+        if !text.trim_start().starts_with('{') {
+            return Ok(None);
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(None) };
+        if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+            return Ok(None);
+        }
+        let bad = |why: String| Error::from(Diagnostic::error(None, format!("{}: {why}", path.display())));
+        let version = value.pointer("/plan/format_version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(PLAN_VERSION)) {
+            return Err(bad(match version {
+                Some(v) => format!("saved plan format version {v}; this evalctl reads version {PLAN_VERSION}"),
+                None => "saved plan has no format version".into(),
+            }));
+        }
+        serde_json::from_value(value).map(Some).map_err(|e| bad(format!("saved plan is damaged: {e}")))
+    }
+
+    /// Stale when the config, compiled now, renders differently.
+    pub fn check_config(&self, rendered: &Rendered) -> Result<()> {
+        if self.plan.plan.render_hash != crate::plan::render_hash(rendered) {
+            return Err(Error::Stale("the config changed since the plan was made".into()));
+        }
+        Ok(())
+    }
+
+    /// Stale when the cluster, refreshed now, leads to other decisions.
+    pub fn check_cluster(&self, now: &Plan) -> Result<()> {
+        if self.plan.plan.fingerprint != now.fingerprint {
+            return Err(Error::Stale("the cluster changed since the plan was made".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! `status` and `wait`: where every unit of a stack stands, from one
+//! refresh with the units' chain files; `wait` repeats it with backoff
+//! until every unit has ended.
+
+use std::time::Duration;
+
+use super::{Reporter, Stack};
+use crate::apply::driver;
+use crate::cluster::Cluster;
+use crate::error::Result;
+use crate::plan::{self, refresh};
+use crate::state::UnitKind;
+use crate::status::UnitStatus;
+
+/// One refresh with chain details: every unit's status, config order first.
+pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<UnitStatus>> {
+    let r = &stack.rendered;
+    let prog = refresh::detail_program(&r.stack_dir) + &refresh::program(&r.stack_dir, &r.stack, since);
+    let refreshed = driver::refresh_with(cluster, &prog)?;
+    let obs = refresh::observe(&refreshed);
+    let units: Vec<(String, UnitKind)> = plan::units(r).iter().map(|u| (u.id.clone(), u.kind)).collect();
+    Ok(crate::status::build(&units, &refreshed, &obs, &r.stack_dir, r.walltime_s, super::now()))
+}
+
+/// Polls until every unit is terminal (one refresh per round, 2 s doubling
+/// to 30 s); each round goes to the reporter. Returns the final statuses.
+pub fn wait(stack: &Stack, cluster: &dyn Cluster, since: u64, reporter: &dyn Reporter) -> Result<Vec<UnitStatus>> {
+    let mut delay = 2u64;
+    loop {
+        let rows = status(stack, cluster, since)?;
+        reporter.waiting(&rows);
+        if rows.iter().all(UnitStatus::is_terminal) {
+            return Ok(rows);
+        }
+        std::thread::sleep(Duration::from_secs(delay));
+        delay = (delay * 2).min(30);
+    }
+}
