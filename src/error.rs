@@ -143,6 +143,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    /// The README's exit code table lists exactly these statuses.
+    #[test]
+    fn the_readme_documents_every_status() {
+        let readme = include_str!("../README.md");
+        let table = readme.split("| exit code | meaning |").nth(1).expect("README has the exit code table");
+        let codes: Vec<u8> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.trim_matches('|').split('|').next()?.trim().parse().ok())
+            .collect();
+        let ours: Vec<u8> = ExitStatus::ALL.iter().map(|s| s.code()).collect();
+        assert_eq!(codes, ours, "README exit code table vs ExitStatus");
+    }
+
     #[test]
     fn statuses_are_stable() {
         let codes: Vec<u8> = ExitStatus::ALL.iter().map(|s| s.code()).collect();

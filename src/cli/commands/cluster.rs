@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::super::args::{ClusterArgs, ConfigArgs, config_and_names};
+use super::super::args::{ClusterArgs, ConfigArgs, OverrideArgs, config_and_names};
 use super::super::printer::Printer;
 use crate::diag::Diagnostic;
 use crate::error::{Error, ExitStatus, Result};
@@ -24,9 +24,8 @@ pub struct LogsArgs {
     /// `[CONFIG] NODE`: the config (default evalctl.yaml) and the unit.
     #[arg(num_args = 1..=2, value_name = "[CONFIG] NODE", required = true)]
     pub args: Vec<String>,
-    /// Override a value.
-    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub o: OverrideArgs,
     /// Keep printing new output until the job ends.
     #[arg(short, long)]
     pub follow: bool,
@@ -39,9 +38,8 @@ pub struct CancelArgs {
     /// `[CONFIG] [NODE...]`: the config (default evalctl.yaml) and units (default: all).
     #[arg(value_name = "[CONFIG] [NODE]")]
     pub args: Vec<String>,
-    /// Override a value.
-    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub o: OverrideArgs,
     /// Wait up to this many seconds for another apply's lock.
     #[arg(long, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
@@ -97,7 +95,7 @@ pub fn logs(a: &LogsArgs, p: &Printer) -> Result<ExitStatus> {
     let Some(unit) = names.first() else {
         return Err(Error::msg("name the unit whose logs to show: evalctl logs [CONFIG] NODE"));
     };
-    let stack = Stack::open(&config, &a.overrides, &p.sources, p)?;
+    let stack = Stack::open(&config, &a.o.overrides, &p.sources, p)?;
     let cluster = stack.connect(a.cluster.ssh_config.clone())?;
     let since = stack.since();
     let mut follower = LogFollower::new();
@@ -113,7 +111,7 @@ pub fn logs(a: &LogsArgs, p: &Printer) -> Result<ExitStatus> {
 
 pub fn cancel(a: &CancelArgs, p: &Printer) -> Result<ExitStatus> {
     let (config, names) = config_and_names(&a.args);
-    let stack = Stack::open(&config, &a.overrides, &p.sources, p)?;
+    let stack = Stack::open(&config, &a.o.overrides, &p.sources, p)?;
     let cluster = stack.connect(a.cluster.ssh_config.clone())?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let timeout = a.lock_timeout.map(Duration::from_secs);
