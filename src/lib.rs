@@ -12,6 +12,7 @@ pub mod config;
 pub mod diag;
 pub mod graph;
 pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod shell;
 pub mod state;
