@@ -14,7 +14,7 @@ use super::{Program, Reply, Stop, layout, lock, protocol};
 /// `stopped` (`cancelled-unit` for each).
 pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str) -> Program {
     let mut p = Program::new();
-    p.push(layout::stack_vars(stack_dir));
+    p.push(snippet!("D={}\n", ShellWord::from(stack_dir)));
     p.push(lock::check_held(lock_id));
     if units.is_empty() {
         p.push(protocol::end());

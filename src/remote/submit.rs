@@ -250,7 +250,7 @@ fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
         let var = job_var(n);
         let failed = ShellWord::from(format!("sbatch of {} failed: ", job.id));
         s.push(snippet!(
-            "J{}=$(cd {} && sbatch --parsable --hold --comment={}{}{} {} 2>&1) && J{}=${{J{}%%;*}} && [[ {} =~ ^[0-9]+$ ]] || evalctl_abort {}{}\n",
+            "if ! {{ J{}=$(cd {} && sbatch --parsable --hold --comment={}{}{} {} 2>&1) && J{}=${{J{}%%;*}} && [[ {} =~ ^[0-9]+$ ]]; }}; then evalctl_abort {}{}; fi\n",
             n,
             dir,
             tag,
