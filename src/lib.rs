@@ -14,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod ops;
 pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod shell;
 pub mod state;

@@ -106,7 +106,31 @@ impl State {
     pub fn to_text(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
+
+    /// [`State::to_text`] with the `jobs` of some units left as a slot: the
+    /// JSON string [`job_slot`]`(n)` in place of the list, for a program to
+    /// fill with ids it learns on the cluster. Built by the serializer, so
+    /// the rest of the text is exactly what `to_text` writes.
+    pub fn to_text_with_job_slots(&self, slots: &BTreeMap<String, usize>) -> String {
+        let Ok(mut v) = serde_json::to_value(self) else { return String::new() };
+        for (unit, n) in slots {
+            if let Some(u) = v.get_mut("units").and_then(|u| u.get_mut(unit.as_str())).and_then(|u| u.as_object_mut()) {
+                u.insert("jobs".into(), serde_json::Value::String(job_slot(*n)));
+            }
+        }
+        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    }
 }
+
+/// The slot token of [`State::to_text_with_job_slots`]: written as a JSON
+/// string (`"@@J0@@"`), which no other string of the text can equal.
+pub fn job_slot(n: usize) -> String {
+    format!("@@J{n}@@")
+}
+
+/// How deep a unit's `jobs` list sits in [`State::to_text`]: its key is
+/// indented by this many spaces, its items by two more.
+pub const JOBS_INDENT: usize = 6;
 
 /// The local copy of a stack's state, beside its config.
 pub fn local_path(config: &Path, stack: &str) -> PathBuf {
@@ -145,5 +169,18 @@ mod tests {
         assert_eq!(State::parse(&s.to_text()).unwrap(), s);
         assert!(State::parse("{\"version\": 9}").unwrap_err().contains("version 9"));
         assert!(State::parse("nope").is_err());
+    }
+
+    #[test]
+    fn job_slots_come_from_the_serializer() {
+        let mut s = State::new("st");
+        s.units.insert("a \"b\"".into(), UnitState { jobs: vec![], attempts: 1, ..Default::default() });
+        s.units.insert("c".into(), UnitState { jobs: vec![7], ..Default::default() });
+        let slots = BTreeMap::from([("a \"b\"".to_owned(), 0)]);
+        let text = s.to_text_with_job_slots(&slots);
+        let filled = text.replace("\"@@J0@@\"", &format!("[\n{i}  1,\n{i}  2\n{i}]", i = " ".repeat(JOBS_INDENT)));
+        s.units.get_mut("a \"b\"").unwrap().jobs = vec![1, 2];
+        assert_eq!(filled, s.to_text());
+        assert_eq!(s.to_text_with_job_slots(&BTreeMap::new()), s.to_text());
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::plan::Observation;
-use crate::plan::refresh::Refreshed;
+use crate::remote::refresh::Refreshed;
 use crate::state::{Observed, UnitKind};
 
 /// One unit's status.

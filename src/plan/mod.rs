@@ -5,8 +5,10 @@
 //! The reconciliation table (DESIGN §5) is [`decide`], a pure function of
 //! the desired hashes, the observed state and the recorded state, so every
 //! row of the table is tested without a cluster. Refreshing (one remote
-//! program) lives in [`refresh`], output formats in [`output`].
+//! program) lives in `crate::remote::refresh`, turning what it saw into
+//! observations in [`observe`], output formats in [`output`].
 
+pub mod observe;
 pub mod output;
 pub mod refresh;
 

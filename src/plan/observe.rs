@@ -1,0 +1,87 @@
+//! Observation: what a refresh saw, turned into one [`Observation`] per
+//! unit. Pure (no cluster), so every case is tested from reply text.
+
+use std::collections::BTreeMap;
+
+use super::Observation;
+use crate::remote::refresh::{Job, Refreshed, is_unfinished};
+use crate::state::Observed;
+
+/// One observation per unit seen anywhere: jobs, status files, state.
+pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
+    let mut units: BTreeMap<String, Observation> = BTreeMap::new();
+    let recorded: Vec<&String> = r.state.iter().flat_map(|s| s.units.keys()).collect();
+    for u in recorded.iter().copied().chain(r.statuses.keys()).chain(r.jobs.iter().map(|j| &j.unit)) {
+        units.entry(u.clone()).or_default();
+    }
+    for (unit, o) in units.iter_mut() {
+        let mut live: Vec<&Job> = r.jobs.iter().filter(|j| &j.unit == unit && is_unfinished(&j.state)).collect();
+        // Pending successors first, so cancelling never wakes one up.
+        live.sort_by_key(|j| (j.role != "resume", std::cmp::Reverse(j.id)));
+        o.live_jobs = live.iter().map(|j| j.id).collect();
+        if let Some(j) = live
+            .iter()
+            .chain(r.jobs.iter().filter(|j| &j.unit == unit).collect::<Vec<_>>().iter())
+            .find(|j| j.script_hash.is_some())
+        {
+            o.tag_script_hash = j.script_hash.clone();
+            o.tag_result_hash = j.result_hash.clone();
+        }
+        o.status = r.statuses.get(unit).cloned();
+        let status_word = o.status.as_deref().and_then(|s| s.split(' ').next()).unwrap_or("");
+        let held = !live.is_empty()
+            && live.iter().all(|j| j.reason.contains("JobHeldUser") || j.reason.contains("JobHeldAdmin"));
+        let running = live.iter().any(|j| j.state != "PENDING");
+        let recorded_here = r.state.as_ref().is_some_and(|s| s.units.contains_key(unit));
+        o.observed = if held {
+            Observed::Held
+        } else if running {
+            Observed::Running
+        } else if !live.is_empty() && !matches!(status_word, "completed" | "failed" | "stopped") {
+            Observed::Pending
+        } else {
+            match status_word {
+                "completed" => Observed::Completed,
+                "failed" | "stopped" | "interrupted" | "running" => Observed::Failed,
+                // Submitted once, never started, nothing live: cancelled or refused at launch.
+                _ if recorded_here || r.jobs.iter().any(|j| &j.unit == unit) => Observed::Failed,
+                _ => Observed::Absent,
+            }
+        };
+    }
+    units
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::Replies;
+    use crate::remote::refresh::read;
+
+    #[test]
+    fn parses_jobs_and_observes_units() {
+        let out = "EVALCTL user u\n\
+            EVALCTL status a completed%2011%20\n\
+            EVALCTL status b interrupted%2020%20USR1\n\
+            EVALCTL job 12|PENDING|Dependency|note evalctl:st/a/resume\n\
+            EVALCTL job 21|RUNNING|None|evalctl:st/b/resume@0123456789abcdef:fedcba9876543210\n\
+            EVALCTL job 22|PENDING|Dependency|evalctl:st/b/resume\n\
+            EVALCTL job 30|PENDING|JobHeldUser|evalctl:st/c/first@1:2\n\
+            EVALCTL job 31|PENDING|JobHeldUser|evalctl:st/c/resume@1:2\n\
+            EVALCTL job 40|PENDING|Priority|evalctl:st/d/first\n\
+            EVALCTL job 9|COMPLETED|None|evalctl:st/e/first\n\
+            EVALCTL acct 9|st.e|COMPLETED\n\
+            EVALCTL sacct ok\nEVALCTL end\n";
+        let r = read(&Replies::from_stdout(out.to_owned())).unwrap();
+        assert!(r.sacct_available);
+        let o = observe(&r);
+        assert_eq!(o["a"].observed, Observed::Completed, "a pending successor of a completed link is not live work");
+        assert_eq!(o["b"].observed, Observed::Running);
+        assert_eq!(o["b"].live_jobs, vec![22, 21], "pending successor first");
+        assert_eq!(o["b"].tag_script_hash.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(o["c"].observed, Observed::Held);
+        assert_eq!(o["d"].observed, Observed::Pending);
+        assert_eq!(o["e"].observed, Observed::Failed, "ended without a status: never ran");
+        assert!(read(&Replies::from_stdout("EVALCTL user u\n".to_owned())).is_err(), "a cut-off refresh is an error");
+    }
+}

@@ -1,0 +1,96 @@
+//! `cancel`: stop the live chains of some units of a stack, under the stack
+//! lock, and mark each unit stopped so nothing (a shared server, a plan)
+//! waits for it. One round trip.
+
+use crate::cluster::Cluster;
+use crate::plan::Observation;
+use crate::shell::{Code, ShellWord};
+
+use super::encoding::{ids, snippet};
+use super::{Program, Reply, Stop, layout, lock, protocol};
+
+/// The program that cancels the chains of `units` (pending successors
+/// first, then the rest), waits until they are gone, and marks each unit
+/// `stopped` (`cancelled-unit` for each).
+pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str) -> Program {
+    let mut p = Program::new();
+    p.push(snippet!("D={}\n", ShellWord::from(stack_dir)));
+    p.push(lock::check_held(lock_id));
+    if units.is_empty() {
+        p.push(protocol::end());
+        return p;
+    }
+    // live_jobs lists each unit's pending successors first.
+    let mut first: Vec<u64> = vec![];
+    let mut rest: Vec<u64> = vec![];
+    for (_, o) in units {
+        let (succ, others) = o.live_jobs.split_at(o.live_jobs.len().saturating_sub(1));
+        first.extend(succ);
+        rest.extend(others);
+    }
+    if !first.is_empty() {
+        p.push(snippet!("scancel {}\n", ids(&first, Code(" "))));
+    }
+    if !rest.is_empty() {
+        p.push(snippet!("scancel {}\n", ids(&rest, Code(" "))));
+    }
+    let all: Vec<u64> = first.iter().chain(&rest).copied().collect();
+    if !all.is_empty() {
+        p.push(snippet!(
+            "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} 2>/dev/null)\" ] && break; sleep 1; done\n",
+            ids(&all, Code(","))
+        ));
+    }
+    for (u, _) in units {
+        let u = ShellWord::from(*u);
+        p.push(layout::mark_cancelled(&u));
+        p.push(protocol::cancelled_unit(&u));
+    }
+    p.push(protocol::end());
+    p
+}
+
+/// Cancels the chains of `units` (the caller holds lock `lock_id`);
+/// returns the units marked stopped.
+pub fn run(
+    cluster: &dyn Cluster,
+    stack_dir: &str,
+    units: &[(&String, &Observation)],
+    lock_id: &str,
+) -> Result<Vec<String>, Stop> {
+    let replies = super::run(cluster, &program(stack_dir, units, lock_id))?;
+    if replies.contains(&Reply::LockLost) {
+        return Err(Stop::from("the stack lock was taken away before cancel ran; nothing was cancelled".to_owned()));
+    }
+    Ok(replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::CancelledUnit(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_kills_pending_successors_before_running_links() {
+        let (a, b, c) = ("gsm8k".to_owned(), "mmlu".to_owned(), "done".to_owned());
+        let running = Observation { live_jobs: vec![12, 11], ..Default::default() };
+        let pending_only = Observation { live_jobs: vec![21], ..Default::default() };
+        let ended = Observation::default();
+        let p = program("/s", &[(&a, &running), (&b, &pending_only), (&c, &ended)], "L");
+        let p = p.text();
+        let lines: Vec<&str> = p.lines().filter(|l| l.starts_with("scancel")).collect();
+        assert_eq!(lines, ["scancel 12", "scancel 11 21"], "{p}");
+        assert!(p.contains("squeue -h -j 12,11,21"), "{p}");
+        for u in ["gsm8k", "mmlu", "done"] {
+            assert!(p.contains(&format!("evalctl_reply cancelled-unit {u}\n")), "{u} is marked: {p}");
+        }
+        // Nothing live: no bare `scancel`, no wait.
+        let p = program("/s", &[(&c, &ended)], "L");
+        assert!(!p.text().contains("scancel") && !p.text().contains("squeue"), "{}", p.text());
+    }
+}

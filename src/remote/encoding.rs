@@ -1,0 +1,151 @@
+//! How data travels inside the programs evalctl sends to a login node.
+//!
+//! Three carriers, each safe for any bytes:
+//! - [`Snippet`]: shell text made only by the `shell!` macro (through
+//!   [`snippet!`](crate::remote::encoding::snippet)), so every value in it is
+//!   a quoted word; snippets nest into larger snippets and programs;
+//! - [`raw_var`]: sets a shell variable to exact text with a quoted
+//!   here-document (file contents: scripts, secrets, the state);
+//! - base64 ([`base64_encode`], [`base64_decode`]): small payloads sent in a
+//!   word (the lock file) and binary replies (the state file, the lock holder).
+
+use std::fmt;
+
+use sha2::Digest;
+
+use crate::shell::{Code, Shell};
+
+/// Shell text built by `shell!` from evalctl's own code and quoted values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snippet(String);
+
+impl Snippet {
+    /// Wraps the output of `shell!`. Only [`snippet!`] calls this.
+    #[doc(hidden)]
+    pub fn from_shell(text: String) -> Snippet {
+        Snippet(text)
+    }
+
+    /// Appends another snippet.
+    pub fn push(&mut self, s: Snippet) {
+        self.0.push_str(&s.0);
+    }
+
+    /// Appends a piece of evalctl's own shell text.
+    pub fn code(&mut self, c: Code) {
+        self.0.push_str(c.0);
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Shell for Snippet {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `shell!` whose result can be spliced again: a [`Snippet`].
+macro_rules! snippet {
+    ($($t:tt)*) => {
+        $crate::remote::encoding::Snippet::from_shell($crate::shell!($($t)*))
+    };
+}
+pub(crate) use snippet;
+
+/// Job ids separated by `sep` (`12 13`, `12,13`).
+pub fn ids(list: &[u64], sep: Code) -> Snippet {
+    let mut s = Snippet::default();
+    for (i, id) in list.iter().enumerate() {
+        if i > 0 {
+            s.code(sep);
+        }
+        s.push(snippet!("{}", id));
+    }
+    s
+}
+
+/// Sets shell variable `name` to exactly `content` with builtins only: a
+/// quoted here-document read by `read` (its delimiter is derived from the
+/// content and checked not to occur in it; base64 otherwise).
+pub fn raw_var(name: Code, content: &str) -> Snippet {
+    let digest = sha2::Sha256::digest(content.as_bytes());
+    let delim = format!("EVALCTL_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    let clash = content.lines().any(|l| l == delim);
+    if clash || content.contains('\0') {
+        return snippet!("{}=$({}printf x)\n{}=${{{}%x}}\n", name, heredoc(content.as_bytes()), name, name);
+    }
+    // The delimiter is hex behind a fixed prefix and the body is verbatim
+    // in a quoted here-document: neither is shell syntax.
+    Snippet(format!("IFS= read -r -d '' {n} <<'{delim}'\n{content}\n{delim}\n{n}=${{{n}%$'\\n'}}\n", n = name.0))
+}
+
+/// A command that prints `data`: `base64 -d` of a here-document.
+pub fn heredoc(data: &[u8]) -> Snippet {
+    let b64 = base64_encode(data);
+    let mut s = String::with_capacity(b64.len() + b64.len() / 76 + 32);
+    s.push_str("base64 -d <<'EVALCTL_B64'\n");
+    for chunk in b64.as_bytes().chunks(76) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str("EVALCTL_B64\n");
+    Snippet(s)
+}
+
+/// Standard alphabet; decoding takes input with or without padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// Decodes standard base64 (padding optional, whitespace ignored).
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    BASE64.decode(compact).ok()
+}
+
+/// Base64 (standard alphabet, padded) for payloads sent to the cluster.
+pub fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine as _;
+    BASE64.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for s in ["", "a", "ab", "abc", "abcd", "hello, world\n\0\u{1F4A5}"] {
+            assert_eq!(base64_decode(&base64_encode(s.as_bytes())).unwrap(), s.as_bytes());
+        }
+        assert_eq!(base64_encode(b"abcd"), "YWJjZA==");
+        // As `base64` prints it on the cluster: wrapped lines; or unpadded.
+        assert_eq!(base64_decode("YWJj\nZA==\n").unwrap(), b"abcd");
+        assert_eq!(base64_decode("YWJjZA").unwrap(), b"abcd");
+        assert_eq!(base64_decode("not base64!"), None);
+    }
+
+    #[test]
+    fn raw_var_reads_back_exactly() {
+        for content in ["", "a b\n", "it's \"$(x)\"\n\n", "EVALCTL_B64\n", "tail\\"] {
+            let mut prog = raw_var(Code("V"), content);
+            prog.code(Code("printf '%s' \"$V\"\n"));
+            let out = std::process::Command::new("bash").arg("-c").arg(prog.as_str()).output().unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), content);
+        }
+    }
+}

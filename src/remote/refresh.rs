@@ -1,0 +1,189 @@
+//! Refresh: one program that reports everything a plan needs, in one round
+//! trip whatever the number of jobs: the recorded state, each unit's status
+//! file, one `squeue` and at most one `sacct` call; with detail (`status`,
+//! `logs`, `--wait`), every unit's chain file, progress and results too.
+//!
+//! [`read`] collects the replies into a [`Refreshed`]; turning that into one
+//! observation per unit is `crate::plan::observe`, which needs no cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cluster::Cluster;
+use crate::render::TAG_PREFIX;
+use crate::shell::{Code, ShellWord};
+use crate::state::State;
+
+use super::encoding::{base64_decode, snippet};
+use super::protocol::{self, Reply, Verbatim};
+use super::{Program, Replies, Stop, layout};
+
+/// Slurm job states of a job that has not finished yet (it holds or will
+/// hold resources): pending, running, or on its way between the two.
+pub const UNFINISHED_STATES: &[&str] = &[
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "RESIZING",
+    "STOPPED",
+    "SIGNALING",
+    "STAGE_OUT",
+];
+
+/// True for a state of [`UNFINISHED_STATES`].
+pub fn is_unfinished(state: &str) -> bool {
+    UNFINISHED_STATES.contains(&state)
+}
+
+/// A job of the stack as Slurm lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub id: u64,
+    pub state: String,
+    pub reason: String,
+    pub unit: String,
+    pub role: String,
+    pub script_hash: Option<String>,
+    pub result_hash: Option<String>,
+}
+
+/// What the refresh program reported.
+#[derive(Clone, Debug, Default)]
+pub struct Refreshed {
+    pub user: String,
+    pub state: Option<State>,
+    /// First line of each unit's `status` file.
+    pub statuses: BTreeMap<String, String>,
+    /// The stack's jobs known to slurmctld (pending, running, recently ended).
+    pub jobs: Vec<Job>,
+    /// Final states from accounting, by job id (empty without accounting).
+    pub accounting: BTreeMap<u64, String>,
+    pub squeue_error: Option<String>,
+    pub sacct_available: bool,
+    /// With [`detail_program`]: each unit's chain file, progress and results.
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub progress: BTreeMap<String, String>,
+    pub results: BTreeSet<String>,
+}
+
+/// The program that gathers the stack's state. `since_epoch` bounds the
+/// accounting query (0: the last seven days).
+pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
+    let mut p = Program::new();
+    p.push(snippet!("D={}\nS={}\nU=$(id -un)\n", ShellWord::from(stack_dir), ShellWord::from(stack)));
+    p.push(protocol::user(&Code("\"$U\"")));
+    p.push(snippet!("if [ -f {} ]; then\n  ", layout::STATE_PATH));
+    p.push(protocol::state(&snippet!("\"$(base64 -w0 <{})\"", layout::STATE_PATH)));
+    p.code(Code("fi\nfor f in \"$D\"/*/status; do\n  [ -f \"$f\" ] || continue\n  u=${f%/status}\n  "));
+    p.push(protocol::status(&Code("\"${u##*/}\""), &Code("\"$(head -n 1 \"$f\")\"")));
+    p.code(Code("done\nif out=$(squeue -h -t all -u \"$U\" -o '%i|%T|%r|%k' 2>&1); then\n  "));
+    p.push(snippet!(
+        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n",
+        ShellWord::from(TAG_PREFIX),
+        protocol::emit_verbatim(Verbatim::Job)
+    ));
+    p.code(Code("else\n  "));
+    p.push(protocol::squeue_error(&Code("\"$(printf '%s' \"$out\" | head -n 1)\"")));
+    p.code(Code("fi\n"));
+    let since =
+        if since_epoch > 0 { snippet!("\"$(date -d @{} +%FT%T)\"", since_epoch) } else { snippet!("now-7days") };
+    p.push(snippet!("if out=$(sacct -X -n -P -u \"$U\" -S {} -o JobID,JobName,State 2>/dev/null); then\n  ", since));
+    p.push(snippet!("printf '%s\\n' \"$out\" | grep -F \"|$S.\" | {}\n  ", protocol::emit_verbatim(Verbatim::Acct)));
+    p.push(protocol::sacct_ok());
+    p.code(Code("fi\n"));
+    p.push(protocol::end());
+    p
+}
+
+/// Extra replies for `status`: every unit's chain file, the harness's
+/// progress, and whether results exist. Runs before [`program`].
+pub fn detail_program(stack_dir: &str) -> Program {
+    let mut p = Program::new();
+    p.push(snippet!("for d in {}/*/; do\n  u=${{d%/}}; u=${{u##*/}}\n", ShellWord::from(stack_dir)));
+    p.code(Code("  if [ -f \"$d/chain\" ]; then while IFS= read -r l; do "));
+    p.push(protocol::chain(&Code("\"$u\""), &Code("\"$l\"")));
+    p.code(Code("  done <\"$d/chain\"; fi\n  if [ -f \"$d/artifacts/progress.json\" ]; then "));
+    p.push(protocol::progress(
+        &Code("\"$u\""),
+        &Code("\"$(head -c 4096 \"$d/artifacts/progress.json\" | tr -d '\\n')\""),
+    ));
+    p.code(Code("  fi\n  if [ -f \"$d/artifacts/results.json\" ]; then "));
+    p.push(protocol::results(&Code("\"$u\"")));
+    p.code(Code("  fi\ndone\n"));
+    p
+}
+
+/// Refreshes (plan): one round trip.
+pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Stop> {
+    let replies = super::run(cluster, &program(stack_dir, stack, since))?;
+    Ok(read(&replies)?)
+}
+
+/// Refreshes with every unit's chain, progress and results (status): one
+/// round trip.
+pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Stop> {
+    let replies = super::run(cluster, &detail_program(stack_dir).then(program(stack_dir, stack, since)))?;
+    Ok(read(&replies)?)
+}
+
+/// Collects a refresh's replies.
+pub fn read(replies: &Replies) -> Result<Refreshed, String> {
+    let mut r = Refreshed::default();
+    let mut ended = false;
+    for reply in replies.iter() {
+        match reply {
+            Reply::User(u) => r.user = u.clone(),
+            Reply::State(b64) => {
+                let bytes = base64_decode(b64).ok_or("the state file could not be transferred")?;
+                let text = String::from_utf8(bytes).map_err(|_| "the state file is not UTF-8")?;
+                r.state = Some(State::parse(&text)?);
+            }
+            Reply::Status { unit, line } => {
+                r.statuses.insert(unit.clone(), line.trim().to_owned());
+            }
+            Reply::Job(data) => r.jobs.extend(parse_job(data)),
+            Reply::Acct(data) => {
+                let f: Vec<&str> = data.split('|').collect();
+                if let (Some(id), Some(state)) = (f.first().and_then(|i| i.parse().ok()), f.get(2)) {
+                    r.accounting.insert(id, state.split(' ').next().unwrap_or_default().to_owned());
+                }
+            }
+            Reply::SacctOk => r.sacct_available = true,
+            Reply::Chain { unit, line } => r.chains.entry(unit.clone()).or_default().push(line.clone()),
+            Reply::Progress { unit, json } => {
+                r.progress.insert(unit.clone(), json.clone());
+            }
+            Reply::Results { unit } => {
+                r.results.insert(unit.trim().to_owned());
+            }
+            Reply::SqueueError(e) => r.squeue_error = Some(e.clone()),
+            Reply::End => ended = true,
+            _ => {}
+        }
+    }
+    if !ended {
+        return Err("the refresh program stopped before its end".into());
+    }
+    Ok(r)
+}
+
+/// `ID|STATE|REASON|COMMENT` with the ownership tag in the comment.
+fn parse_job(data: &str) -> Option<Job> {
+    let mut f = data.splitn(4, '|');
+    let id = f.next()?.trim().parse().ok()?;
+    let state = f.next()?.to_owned();
+    let reason = f.next()?.to_owned();
+    let tag = layout::parse_tag(f.next()?)?;
+    Some(Job {
+        id,
+        state,
+        reason,
+        unit: tag.unit,
+        role: tag.role,
+        script_hash: tag.script_hash,
+        result_hash: tag.result_hash,
+    })
+}

@@ -1,0 +1,424 @@
+//! Apply's program: make the cluster match a plan in one round trip,
+//! whatever the number of jobs. Its phases, in order:
+//!
+//! 0. check that this apply still holds the stack lock;
+//! 1. cancel what the plan replaces or removes (pending successors first)
+//!    and wait, bounded, until that work has stopped;
+//! 2. write the scripts of every unit that submits or updates, and the
+//!    secrets files (mode 0600) of those that submit;
+//! 3. submit every job *held*, in topological order, with the real job ids
+//!    of this apply in `--dependency`;
+//! 4. release them all at once;
+//! 5. write the state atomically (the job ids filled in on the cluster) and
+//!    drop the lock.
+//!
+//! A failure while submitting cancels the jobs this apply submitted (they
+//! are held, so none has started); a crash leaves held jobs that the next
+//! plan sees as `held` and replaces, or released jobs that it adopts by
+//! their ownership tags.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cluster::Cluster;
+use crate::graph::Dep;
+use crate::plan::{Action, Change, Observation, Plan, Unit};
+use crate::render::Rendered;
+use crate::shell::{Code, ShellWord};
+use crate::state::{JOBS_INDENT, Observed, State, UnitState, job_slot};
+
+use super::encoding::{Snippet, ids, raw_var, snippet};
+use super::{Program, Replies, Reply, Stop, layout, lock, protocol};
+
+/// Secrets files of one apply: per job directory and group, `NAME=value` pairs.
+pub type SecretValues = BTreeMap<(String, String), Vec<(String, String)>>;
+
+/// Everything apply needs besides the cluster.
+pub struct Inputs<'a> {
+    pub plan: &'a Plan,
+    pub rendered: &'a Rendered,
+    pub units: &'a [Unit<'a>],
+    pub observations: &'a BTreeMap<String, Observation>,
+    pub state: &'a State,
+    pub secrets: &'a SecretValues,
+    pub lock_id: &'a str,
+    pub now: u64,
+}
+
+/// What the apply program did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// (unit, role, job id) in submission order.
+    pub submitted: Vec<(String, String, u64)>,
+    pub cancelled: Vec<u64>,
+    pub updated: Vec<String>,
+    pub error: Option<String>,
+    pub lock_lost: bool,
+}
+
+/// The apply program and what it submits.
+pub struct ApplyProgram {
+    pub program: Program,
+    /// Units whose jobs are submitted, in order (index = job slot number).
+    pub submitting: Vec<String>,
+}
+
+/// Shell functions of the apply program: `evalctl_abort MESSAGE` (report,
+/// cancel what this apply submitted, drop the lock, stop) and the two file
+/// writers.
+const FUNCTIONS: Code = Code(
+    r#"evalctl_abort() {
+  evalctl_reply error "$1"
+  if [ ${#SUBMITTED[@]} -gt 0 ]; then
+    scancel "${SUBMITTED[@]}" 2>/dev/null
+    evalctl_reply cancelled-own "${SUBMITTED[@]}"
+  fi
+  rm -f "$L"
+  evalctl_reply end
+  exit 0
+}
+evalctl_write() { printf '%s' "$2" >"$1" || evalctl_abort "cannot write $1"; }
+evalctl_write_atomic() { { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; } || evalctl_abort "cannot write $1"; }
+"#,
+);
+
+/// The remote program of one apply.
+pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
+    let plan = inp.plan;
+    let mut p = Program::new();
+    p.push(layout::stack_vars(&plan.stack_dir));
+    p.push(snippet!("SERIAL={}\nSUBMITTED=()\n", plan.serial + 1));
+    p.push(lock::check_held(inp.lock_id));
+    p.code(FUNCTIONS);
+    p.push(cancel_phase(plan));
+    p.push(files_phase(inp));
+    let (submit, var_of) = submit_phase(inp);
+    p.push(submit);
+    if !var_of.is_empty() {
+        p.push(release_phase());
+    }
+    let submitting = submitting(plan);
+    p.push(state_phase(inp, &submitting, &var_of));
+    p.push(snippet!("evalctl_write_atomic {} \"$STATE\"\n", layout::STATE_PATH));
+    p.push(protocol::state_written());
+    p.code(Code("rm -f \"$L\"\n"));
+    p.push(protocol::end());
+    ApplyProgram { program: p, submitting }
+}
+
+/// Units that submit, in plan order.
+fn submitting(plan: &Plan) -> Vec<String> {
+    plan.changes.iter().filter(|c| c.action.submits()).map(|c| c.unit.clone()).collect()
+}
+
+/// Phase 1. Cancel what is replaced or removed: pending successors come first in each list.
+fn cancel_phase(plan: &Plan) -> Snippet {
+    let mut cancel: Vec<u64> = vec![];
+    for c in &plan.changes {
+        if matches!(c.action, Action::Cancel | Action::Replace | Action::Rerun | Action::Retry) {
+            cancel.extend(&c.cancel_jobs);
+        }
+    }
+    let mut s = Snippet::default();
+    if cancel.is_empty() {
+        return s;
+    }
+    s.push(snippet!("scancel {} 2>/dev/null\n", ids(&cancel, Code(" "))));
+    s.push(protocol::cancelled(&ids(&cancel, Code(" "))));
+    // Cancelled work may still be writing; wait (bounded) until it is gone.
+    s.push(snippet!(
+        "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} -t running,completing,configuring 2>/dev/null)\" ] && break; sleep 1; done\n",
+        ids(&cancel, Code(","))
+    ));
+    s
+}
+
+/// Phase 2. Files: scripts of every unit that submits or updates, secrets of
+/// submitting ones. Written with shell builtins from here-documents (no
+/// process per file); the runtime every script carries is sent once.
+fn files_phase(inp: &Inputs<'_>) -> Snippet {
+    let mut s = Snippet::default();
+    let writing: Vec<&Change> =
+        inp.plan.changes.iter().filter(|c| c.action.submits() || c.action == Action::Update).collect();
+    if !writing.is_empty() {
+        s.push(raw_var(Code("EVALCTL_RUNTIME"), crate::render::RUNTIME));
+        s.code(Code("umask 022\n"));
+        let dirs: Vec<ShellWord> = writing
+            .iter()
+            .filter_map(|c| inp.units.iter().find(|u| u.id == c.unit))
+            .filter_map(|u| u.jobs.first().map(|j| ShellWord::from(&j.dir)))
+            .collect();
+        for chunk in dirs.chunks(128) {
+            let mut words = Snippet::default();
+            for (i, d) in chunk.iter().enumerate() {
+                words.push(snippet!("{}{}/logs {}/artifacts", Code(if i > 0 { " " } else { "" }), d, d));
+            }
+            s.push(snippet!("mkdir -p {} || evalctl_abort 'cannot create the job directories'\n", words));
+        }
+    }
+    for c in writing {
+        let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
+        let Some(dir) = u.jobs.first().map(|j| j.dir.clone()) else { continue };
+        s.push(snippet!("U={}\n", ShellWord::from(&dir)));
+        if c.action.submits() {
+            if c.action == Action::Rerun {
+                // Old results are kept beside the new ones.
+                s.code(Code("if [ -n \"$(ls -A \"$U/artifacts\" 2>/dev/null)\" ]; then mv \"$U/artifacts\" \"$U/artifacts.$SERIAL\" && mkdir -p \"$U/artifacts\"; fi\n"));
+            }
+            s.code(Code("if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nif [ -e \"$U/status\" ] || [ -e \"$U/endpoint\" ]; then rm -f \"$U/status\" \"$U/endpoint\"; fi\n"));
+        }
+        // A running job may read these (update): replace them atomically.
+        let write = if c.action == Action::Update { Code("evalctl_write_atomic") } else { Code("evalctl_write") };
+        for j in &u.jobs {
+            let (head, tail) = split_runtime(&j.script);
+            s.push(raw_var(Code("H"), head));
+            let name = ShellWord::from(&j.script_name);
+            match tail {
+                Some(t) => {
+                    s.push(raw_var(Code("T"), t));
+                    s.push(snippet!("{} \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", write, name));
+                }
+                None => s.push(snippet!("{} \"$U\"/{} \"$H\"\n", write, name)),
+            }
+        }
+        if c.action.submits() {
+            for ((_, group), values) in inp.secrets.iter().filter(|((d, _), _)| *d == dir) {
+                let file = ShellWord::from(format!("{group}.env"));
+                s.push(raw_var(Code("S"), &crate::render::secrets_file(values)));
+                s.push(snippet!(
+                    "( umask 077 && mkdir -p \"$U/secrets\" && chmod 0700 \"$U/secrets\" && printf '%s' \"$S\" >\"$U/secrets/\"{} && chmod 0600 \"$U/secrets/\"{} ) || evalctl_abort 'cannot write a secrets file'\nS=\n",
+                    file,
+                    file
+                ));
+            }
+        }
+    }
+    for c in inp.plan.changes.iter().filter(|c| c.action == Action::Update) {
+        s.push(protocol::updated(&ShellWord::from(&c.unit)));
+    }
+    s
+}
+
+/// A script cut around the shared runtime: (before, after).
+fn split_runtime(script: &str) -> (&str, Option<&str>) {
+    match script.find(crate::render::RUNTIME) {
+        Some(i) => (&script[..i], Some(&script[i + crate::render::RUNTIME.len()..])),
+        None => (script, None),
+    }
+}
+
+/// `"$J<n>"`: the id of the n-th rendered job, once submitted.
+fn job_var(n: usize) -> Snippet {
+    snippet!("\"$J{}\"", n)
+}
+
+/// Phase 3. Submit held, in topological order, with real ids in --dependency.
+/// Returns the program and, by rendered job id, the number of the shell
+/// variable `J<n>` that holds its Slurm id.
+fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
+    let submitting = submitting(inp.plan);
+    let submit_set: BTreeSet<&str> = submitting.iter().map(String::as_str).collect();
+    let mut s = Snippet::default();
+    let mut var_of: BTreeMap<String, usize> = BTreeMap::new();
+    for (n, job) in inp.rendered.jobs.iter().enumerate() {
+        if !submit_set.contains(job.unit.as_str()) {
+            continue;
+        }
+        let Some(unit) = inp.units.iter().find(|u| u.id == job.unit) else { continue };
+        let mut deps = Snippet::default();
+        // A resume link finds the job it resumes in the chain file (never in
+        // its environment: `--export` on the command line would override the
+        // user's `sbatch_extra_flags.export`).
+        let mut predecessor = None;
+        for (dep_id, how) in &job.deps {
+            let id = match var_of.get(dep_id) {
+                Some(v) => job_var(*v),
+                None => match live_job_of(inp, dep_id) {
+                    Some(id) => snippet!("{}", id),
+                    // A dependency that neither runs nor is submitted now: no wait.
+                    None => continue,
+                },
+            };
+            deps.push(snippet!("{}{}:{}", Code(if deps.is_empty() { "" } else { "," }), Code(how.slurm()), id));
+            if *how == Dep::AfterNotOk {
+                predecessor = Some(id);
+            }
+        }
+        let dep = if deps.is_empty() { Snippet::default() } else { snippet!(" --dependency={}", deps) };
+        let tag = ShellWord::from(layout::submit_tag(&job.comment, &unit.script_hash, &unit.result_hash));
+        let kill = Code(if predecessor.is_some() { " --kill-on-invalid-dep=yes" } else { "" });
+        let dir = ShellWord::from(&job.dir);
+        let var = job_var(n);
+        let failed = ShellWord::from(format!("sbatch of {} failed: ", job.id));
+        s.push(snippet!(
+            "if ! {{ J{}=$(cd {} && sbatch --parsable --hold --comment={}{}{} {} 2>&1) && J{}=${{J{}%%;*}} && [[ {} =~ ^[0-9]+$ ]]; }}; then evalctl_abort {}{}; fi\n",
+            n,
+            dir,
+            tag,
+            dep,
+            kill,
+            ShellWord::from(&job.script_name),
+            n,
+            n,
+            var,
+            failed,
+            var
+        ));
+        s.push(snippet!(
+            "SUBMITTED+=({})\nprintf '%s submit %s apply\\n' {} \"${{EPOCHSECONDS:-$(date +%s)}}\" >>{}/chain\n",
+            var,
+            var,
+            dir
+        ));
+        if let Some(prev) = &predecessor {
+            s.push(snippet!(
+                "printf '%s submit %s %s\\n' {} \"${{EPOCHSECONDS:-$(date +%s)}}\" {} >>{}/chain\n",
+                prev,
+                var,
+                dir
+            ));
+        }
+        s.push(protocol::submitted(&ShellWord::from(&job.unit), &ShellWord::from(&job.role), &var));
+        var_of.insert(job.id.clone(), n);
+    }
+    (s, var_of)
+}
+
+/// The first live job of a unit (a deployment other jobs wait for).
+fn live_job_of(inp: &Inputs<'_>, job_id: &str) -> Option<u64> {
+    let unit = inp.rendered.jobs.iter().find(|j| j.id == job_id).map(|j| j.unit.as_str())?;
+    let obs = inp.observations.get(unit)?;
+    if !obs.observed.is_live() {
+        return None;
+    }
+    obs.live_jobs.iter().copied().min()
+}
+
+/// Phase 4. Release the held jobs together.
+fn release_phase() -> Snippet {
+    let mut s = snippet!(
+        "if ! out=$(scontrol release \"$(IFS=,; echo \"${{SUBMITTED[*]}}\")\" 2>&1); then evalctl_abort \"release failed: $out\"; fi\n"
+    );
+    s.push(protocol::released());
+    s
+}
+
+/// Phase 5. `STATE`: the new state with this apply's job ids, filled into the
+/// slots the serializer left (laid out as `State::to_text` lays out a list).
+fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String, usize>) -> Snippet {
+    let slots: BTreeMap<String, usize> = submitting.iter().enumerate().map(|(n, u)| (u.clone(), n)).collect();
+    let mut s = raw_var(Code("STATE"), &next_state(inp).to_text_with_job_slots(&slots));
+    s.code(Code("NL=$'\\n'\n"));
+    for (n, unit) in submitting.iter().enumerate() {
+        let vars: Vec<usize> =
+            inp.rendered.jobs.iter().filter(|j| &j.unit == unit).filter_map(|j| var_of.get(&j.id).copied()).collect();
+        let mut list = Snippet::default();
+        for (i, v) in vars.iter().enumerate() {
+            list.push(snippet!("{}{}${{J{}}}", Code(if i > 0 { "," } else { "" }), LIST_ITEM, v));
+        }
+        let slot = ShellWord::from(format!("\"{}\"", job_slot(n)));
+        if vars.is_empty() {
+            s.push(snippet!("STATE=${{STATE//{}/[]}}\n", slot));
+        } else {
+            s.push(snippet!("STATE=${{STATE//{}/\"[{}{}\"}}\n", slot, list, LIST_END));
+        }
+    }
+    s
+}
+
+/// How `State::to_text` lays out a unit's job list (inside double quotes).
+const LIST_ITEM: Code = Code("${NL}        ");
+const LIST_END: Code = Code("${NL}      ]");
+const _: () = assert!(JOBS_INDENT == 6, "LIST_ITEM and LIST_END follow the state's layout");
+
+/// The new state, the job ids of submitting units left empty.
+pub fn next_state(inp: &Inputs<'_>) -> State {
+    let mut state = inp.state.clone();
+    state.stack = inp.plan.stack.clone();
+    state.serial = inp.plan.serial + 1;
+    if state.created == 0 {
+        state.created = inp.now;
+    }
+    state.runtime = crate::render::runtime_digest();
+    for c in &inp.plan.changes {
+        match c.action {
+            Action::Cancel => {
+                state.units.remove(&c.unit);
+            }
+            _ => {
+                let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
+                let prev = state.units.get(&c.unit).cloned().unwrap_or_default();
+                let submits = c.action.submits();
+                let keep_old =
+                    c.action == Action::None && prev.script_hash.is_empty() && c.observed != Observed::Absent;
+                let entry = UnitState {
+                    kind: u.kind,
+                    // An adopted unit (state lost) keeps what its tags said.
+                    script_hash: if keep_old { prev.script_hash.clone() } else { u.script_hash.clone() },
+                    result_hash: if keep_old { prev.result_hash.clone() } else { u.result_hash.clone() },
+                    scripts: u.scripts(),
+                    jobs: if submits { vec![] } else { prev.jobs.clone() },
+                    attempts: c.attempts.max(if submits { 1 } else { 0 }),
+                    observed: if submits { Observed::Pending } else { c.observed },
+                    serial: if submits { state.serial } else { prev.serial },
+                };
+                state.units.insert(c.unit.clone(), entry);
+            }
+        }
+    }
+    state
+}
+
+/// Reads what the apply program replied.
+pub fn outcome(replies: &Replies) -> Outcome {
+    let mut o = Outcome::default();
+    for r in replies.iter() {
+        match r {
+            Reply::Submitted { unit, role, id } => o.submitted.push((unit.clone(), role.clone(), *id)),
+            Reply::Cancelled(ids) => o.cancelled.extend(ids),
+            Reply::Updated(u) => o.updated.push(u.clone()),
+            Reply::Error(e) => o.error = Some(e.clone()),
+            Reply::LockLost => o.lock_lost = true,
+            _ => {}
+        }
+    }
+    o
+}
+
+/// The state as the program wrote it: [`next_state`] with the submitted ids.
+pub fn recorded_state(inp: &Inputs<'_>, submitting: &[String], outcome: &Outcome) -> State {
+    let mut state = next_state(inp);
+    for unit in submitting {
+        if let Some(u) = state.units.get_mut(unit) {
+            u.jobs = outcome.submitted.iter().filter(|(s, _, _)| s == unit).map(|(_, _, id)| *id).collect();
+        }
+    }
+    state
+}
+
+/// Runs the apply program (one round trip); returns what it did and the
+/// state it recorded (none when it failed on the cluster).
+pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, Option<State>), Stop> {
+    let prog = program(inputs);
+    let replies = super::run(cluster, &prog.program).map_err(|stop| match stop {
+        Stop::Diagnostics(mut d) => {
+            for diag in &mut d {
+                diag.notes.push(
+                    "jobs this apply had submitted are held and never start; run apply again: it replaces them".into(),
+                );
+            }
+            Stop::Diagnostics(d)
+        }
+        other => other,
+    })?;
+    let outcome = outcome(&replies);
+    if outcome.lock_lost {
+        return Err(Stop::from(
+            "the stack lock was taken away during apply (evalctl state unlock?); nothing was submitted".to_owned(),
+        ));
+    }
+    if outcome.error.is_some() {
+        return Ok((outcome, None));
+    }
+    let state = recorded_state(inputs, &prog.submitting, &outcome);
+    Ok((outcome, Some(state)))
+}

@@ -1,0 +1,218 @@
+//! The programs evalctl sends to a login node: a golden snapshot of each for
+//! a small fixed plan, shellcheck-clean, and the apply program run in bash
+//! against stand-in Slurm commands, whose state file must be exactly the
+//! state apply records.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use evalctl::config;
+use evalctl::diag::Sources;
+use evalctl::plan::{self, Action, Observation};
+use evalctl::remote::submit::{self, Inputs, SecretValues};
+use evalctl::remote::{Program, Replies, cancel, lock, logs, refresh};
+use evalctl::render::{self, Rendered};
+use evalctl::state::{Observed, State};
+
+const CONFIG: &str = "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml";
+const LOCK_ID: &str = "0000abcd00001234";
+
+fn render_at(output_dir: &str) -> Rendered {
+    let sources = Sources::new();
+    let overrides = vec!["execution.topology=shared".to_owned(), format!("execution.output_dir={output_dir}")];
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(CONFIG)).unwrap();
+    let loaded = config::load_text(Path::new(CONFIG), &text, &overrides, &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    render::render(&loaded, &graph).unwrap_or_else(|d| panic!("{}", evalctl::diag::render_all(&d, &sources)))
+}
+
+fn lock_info() -> lock::LockInfo {
+    lock::LockInfo {
+        id: LOCK_ID.into(),
+        who: "alice".into(),
+        host: "laptop".into(),
+        pid: 42,
+        when: 1_700_000_000,
+        command: "evalctl apply 'it''s'".into(),
+    }
+}
+
+/// A plan over `rendered` exercising every action the apply program handles:
+/// the first unit is replaced (two live jobs), the second updated, the rest
+/// created, and a unit gone from the config is cancelled.
+fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
+    let mut state = State::new(&rendered.stack);
+    state.serial = 3;
+    state.created = 1_600_000_000;
+    state.units.insert("gone".into(), Default::default());
+    let planned = plan::make(rendered, 3, &[], BTreeMap::new(), state, "local".into(), false, vec![]);
+    let mut plan = planned.plan.clone();
+    assert!(plan.changes.len() >= 3, "{:?}", plan.changes);
+    plan.changes[0].action = Action::Replace;
+    plan.changes[0].cancel_jobs = vec![12, 11];
+    plan.changes[1].action = Action::Update;
+    plan.changes[1].observed = Observed::Running;
+    let mut gone = plan.changes[0].clone();
+    gone.unit = "gone".into();
+    gone.action = Action::Cancel;
+    gone.cancel_jobs = vec![7];
+    plan.changes.retain(|c| c.unit != "gone");
+    plan.changes.push(gone);
+    let dir = planned.units[0].jobs[0].dir.clone();
+    let secrets: SecretValues =
+        BTreeMap::from([((dir, "eval".to_owned()), vec![("HF_TOKEN".to_owned(), "s3cr'et $(x)".to_owned())])]);
+    let inputs = Inputs {
+        plan: &plan,
+        rendered,
+        units: &planned.units,
+        observations: &planned.observations,
+        state: &planned.state,
+        secrets: &secrets,
+        lock_id: LOCK_ID,
+        now: 1_700_000_000,
+    };
+    f(&inputs)
+}
+
+/// Every program, by name, for a stack under `output_dir`.
+fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
+    let (dir, stack) = (rendered.stack_dir.as_str(), rendered.stack.as_str());
+    let (a, b) = ("gsm8k".to_owned(), "unit with 'quotes'".to_owned());
+    let running = Observation { live_jobs: vec![12, 11], observed: Observed::Running, ..Default::default() };
+    let pending = Observation { live_jobs: vec![21], observed: Observed::Pending, ..Default::default() };
+    vec![
+        ("refresh", refresh::program(dir, stack, 0)),
+        ("refresh_detail", refresh::detail_program(dir).then(refresh::program(dir, stack, 1_700_000_000))),
+        (
+            "lock_and_refresh",
+            lock::lock_program(dir, &lock_info(), Some("dead0001")).then(refresh::program(dir, stack, 0)),
+        ),
+        ("unlock", lock::unlock_program(dir, LOCK_ID)),
+        ("unlock_unknown", lock::unlock_program(dir, lock::UNKNOWN_HOLDER)),
+        ("cancel", cancel::program(dir, &[(&a, &running), (&b, &pending)], LOCK_ID)),
+        ("logs_list", logs::list_program(dir, "gsm8k", 12)),
+        (
+            "logs_fetch",
+            logs::fetch_program(dir, "gsm8k", &[("slurm-12.out".into(), 0), ("server-12-a b.log".into(), 99)]),
+        ),
+        ("apply", with_inputs(rendered, |inp| submit::program(inp).program)),
+    ]
+}
+
+/// A program with each here-document's body replaced by its size.
+fn elide_heredocs(text: &str) -> String {
+    let mut out = String::new();
+    let mut until: Option<String> = None;
+    let mut size = 0;
+    for line in text.lines() {
+        if let Some(delim) = &until {
+            if line == delim {
+                out.push_str(&format!("<{size} bytes>\n{line}\n"));
+                until = None;
+            } else {
+                size += line.len() + 1;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if let Some(i) = line.find("<<'") {
+            until = line[i + 3..].split('\'').next().map(str::to_owned);
+            size = 0;
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshots() {
+    let r = render_at("/scratch/evals");
+    for (name, p) in programs(&r) {
+        insta::assert_snapshot!(name, elide_heredocs(p.text()));
+    }
+    insta::assert_snapshot!("prelude", evalctl::remote::protocol::PRELUDE.0);
+}
+
+#[test]
+fn shellcheck_finds_nothing() {
+    let dir = std::env::temp_dir().join(format!("evalctl-remote-shellcheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = render_at("/scratch/evals");
+    let files: Vec<PathBuf> = programs(&r)
+        .into_iter()
+        .map(|(name, p)| {
+            let f = dir.join(format!("{name}.sh"));
+            std::fs::write(&f, format!("#!/bin/bash\n{}", p.full_text())).unwrap();
+            f
+        })
+        .collect();
+    let out = Command::new("shellcheck").args(["-s", "bash"]).args(&files).output().unwrap_or_else(|e| {
+        panic!("shellcheck is needed to run this test ({e}); scripts/test.sh installs it (apt-get install shellcheck)")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Stand-ins for the Slurm commands the apply program calls: sbatch hands
+/// out ids from 101 (kept in a file: it runs in a subshell).
+const FAKE_SLURM: &str = r#"
+sbatch() { local n; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster"; }
+scontrol() { echo "scontrol $*" >>"$EVALCTL_FAKE/calls"; }
+scancel() { echo "scancel $*" >>"$EVALCTL_FAKE/calls"; }
+squeue() { :; }
+"#;
+
+#[test]
+fn the_state_written_is_the_state_recorded() {
+    let tmp = std::env::temp_dir().join(format!("evalctl-remote-apply-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let r = render_at(tmp.join("out").to_str().unwrap());
+    let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
+    std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
+    std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
+    with_inputs(&r, |inp| {
+        let prog = submit::program(inp);
+        let text = prog.program.full_text().replacen("set -u\n", &format!("set -u\n{FAKE_SLURM}"), 1);
+        let out = Command::new("bash").arg("-c").arg(&text).env("EVALCTL_FAKE", &fake).output().unwrap();
+        let replies = Replies::from_stdout(String::from_utf8(out.stdout).unwrap());
+        let outcome = submit::outcome(&replies);
+        assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!outcome.submitted.is_empty());
+        assert_eq!(outcome.cancelled, [12, 11, 7]);
+        let written = std::fs::read_to_string(Path::new(&r.stack_dir).join(".evalctl/state.json")).unwrap();
+        let recorded = submit::recorded_state(inp, &prog.submitting, &outcome);
+        assert_eq!(written, recorded.to_text());
+        assert_eq!(State::parse(&written).unwrap(), recorded);
+        assert!(!lock_file.exists(), "apply drops the lock");
+        let secrets = std::fs::read_dir(Path::new(&inp.units[0].jobs[0].dir).join("secrets")).unwrap().count();
+        assert_eq!(secrets, 1);
+        let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+        assert!(calls.starts_with("scancel 12 11 7\nscontrol release 101,"), "{calls}");
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn refresh_reads_a_hostile_stack_directory() {
+    let tmp = std::env::temp_dir().join(format!("evalctl-remote-refresh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let unit = "a b\nEVALCTL end";
+    std::fs::create_dir_all(tmp.join(unit)).unwrap();
+    std::fs::write(tmp.join(unit).join("status"), "failed 12 exit 1 \"x\" %20\n").unwrap();
+    std::fs::write(tmp.join(unit).join("chain"), "12 start 1700000000 \n12 end 1700000001 1\n").unwrap();
+    let prog = refresh::detail_program(tmp.to_str().unwrap()).then(refresh::program(tmp.to_str().unwrap(), "st", 0));
+    let fake = "squeue() { echo '5|RUNNING|None|evalctl:st/u/first@aa:bb'; echo '6|RUNNING|None|other'; }\nsacct() { return 1; }\n";
+    let text = prog.full_text().replacen("set -u\n", &format!("set -u\n{fake}"), 1);
+    let out = Command::new("bash").arg("-c").arg(&text).output().unwrap();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let r = refresh::read(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap())).unwrap();
+    assert_eq!(r.statuses.get(unit).map(String::as_str), Some("failed 12 exit 1 \"x\" %20"));
+    assert_eq!(r.chains[unit], ["12 start 1700000000 ", "12 end 1700000001 1"]);
+    assert_eq!(r.jobs.len(), 1);
+    assert_eq!((r.jobs[0].unit.as_str(), r.jobs[0].script_hash.as_deref()), ("u", Some("aa")));
+    assert!(!r.sacct_available);
+}
