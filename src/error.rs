@@ -6,9 +6,9 @@
 //! an exit status, and [`Error::diagnostics`] the only place it becomes
 //! text, so every command reports the same way.
 
-use crate::apply::LockInfo;
 use crate::cluster::ClusterError;
 use crate::diag::Diagnostic;
+use crate::remote::LockInfo;
 
 /// How an `evalctl` process ends. The numbers are part of the interface
 /// (CI pipelines branch on them) and never change meaning.
@@ -123,17 +123,6 @@ impl From<ClusterError> for Error {
 impl From<String> for Error {
     fn from(e: String) -> Error {
         Error::msg(e)
-    }
-}
-
-impl From<crate::apply::driver::Stop> for Error {
-    fn from(s: crate::apply::driver::Stop) -> Error {
-        use crate::apply::driver::Stop;
-        match s {
-            Stop::Diagnostics(d) => Error::Diagnostics(d),
-            Stop::Locked(l) => Error::Locked(l),
-            Stop::Stale(w) => Error::Stale(w),
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! → `catalog` (task names → harness images), with `diag` carrying source
 //! locations through every stage and `cli` as the thin command layer.
 
-pub mod apply;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;

@@ -170,10 +170,8 @@ pub fn main() -> ExitStatus {
 
 /// Executes a parsed command line.
 pub fn run(cli: Cli) -> ExitStatus {
-    if cli.verbose {
-        crate::apply::driver::set_verbose(true);
-    }
-    let p = Printer::new(Sources::new(), cli.quiet);
+    let verbose = cli.verbose || std::env::var_os("EVALCTL_TRACE").is_some();
+    let p = Printer::new(Sources::new(), cli.quiet, verbose);
     let result = dispatch(cli.command, &p);
     p.finish(result)
 }

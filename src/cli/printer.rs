@@ -6,9 +6,11 @@
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
 
+use super::args::ClusterArgs;
+use crate::cluster::{Cluster, Traced};
 use crate::diag::{self, Diagnostic, Sources};
 use crate::error::{Error, ExitStatus};
-use crate::ops::Reporter;
+use crate::ops::{Reporter, Stack};
 use crate::plan::Plan;
 use crate::status::UnitStatus;
 
@@ -16,6 +18,8 @@ pub struct Printer {
     pub sources: Sources,
     /// Print only errors.
     pub quiet: bool,
+    /// Print every round trip to the cluster (`--verbose`, `EVALCTL_TRACE`).
+    pub verbose: bool,
     /// Show the plan apply carries out even when quiet (apply asks about it).
     pub show_plan: Cell<bool>,
     bar: RefCell<Option<indicatif::ProgressBar>>,
@@ -23,14 +27,18 @@ pub struct Printer {
 }
 
 impl Printer {
-    pub fn new(sources: Sources, quiet: bool) -> Printer {
-        Printer {
-            sources,
-            quiet,
-            show_plan: Cell::new(!quiet),
-            bar: RefCell::new(None),
-            last: RefCell::new(String::new()),
+    pub fn new(sources: Sources, quiet: bool, verbose: bool) -> Printer {
+        let (bar, last) = (RefCell::new(None), RefCell::new(String::new()));
+        Printer { sources, quiet, verbose, show_plan: Cell::new(!quiet), bar, last }
+    }
+
+    /// Connects to a stack's cluster, tracing round trips when verbose.
+    pub fn connect(&self, stack: &Stack, args: &ClusterArgs) -> Result<Box<dyn Cluster + '_>, Error> {
+        let inner = stack.connect(args.ssh_config.clone())?;
+        if !self.verbose {
+            return Ok(inner);
         }
+        Ok(Box::new(Traced { inner, trace: Box::new(|m| self.err(&format!("evalctl: {m}\n"))) }))
     }
 
     /// Turns colour off for both streams (`--no-color`).

@@ -149,6 +149,36 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
+/// A cluster that reports every round trip (`--verbose`): its number, the
+/// target, the bytes sent and how long it took, through `trace`.
+pub struct Traced<'a> {
+    pub inner: Box<dyn Cluster>,
+    pub trace: Box<dyn Fn(&str) + 'a>,
+}
+
+impl Cluster for Traced<'_> {
+    fn run(&self, program: &[u8]) -> Result<Output, ClusterError> {
+        let started = std::time::Instant::now();
+        let out = self.inner.run(program);
+        (self.trace)(&format!(
+            "round trip {} to {}: {} bytes sent, {} ms",
+            self.inner.round_trips(),
+            self.inner.target().describe(),
+            program.len(),
+            started.elapsed().as_millis()
+        ));
+        out
+    }
+
+    fn round_trips(&self) -> usize {
+        self.inner.round_trips()
+    }
+
+    fn target(&self) -> &Target {
+        self.inner.target()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

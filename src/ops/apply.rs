@@ -9,11 +9,12 @@
 use std::time::Duration;
 
 use super::plan::{from_refresh, record_locally, write_local};
+use super::secrets;
 use super::{PlanFile, PlanOptions, Reporter, Stack};
-use crate::apply::{Inputs, LockInfo, driver, secrets};
 use crate::cluster::Cluster;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::{Action, Plan};
+use crate::remote::{self, LockInfo, submit::Inputs};
 
 /// How to apply.
 #[derive(Clone, Debug, Default)]
@@ -66,19 +67,15 @@ pub fn apply(
         s.check_config(&stack.rendered)?;
     }
     let lock = LockInfo::mine(&opts.command);
-    let refreshed = driver::lock_and_refresh(
-        cluster,
-        &stack.rendered.stack_dir,
-        &stack.rendered.stack,
-        stack.since(),
-        &lock,
-        opts.lock_timeout,
-    )?;
+    let r = &stack.rendered;
+    let on_break = |h: &LockInfo| reporter.info(&super::breaking(h));
+    let refreshed =
+        remote::lock::acquire(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, opts.lock_timeout, &on_break)?;
     let result = locked(stack, cluster, saved, opts, reporter, &refreshed, &lock);
     if !matches!(result, Ok(Applied::Done(_)))
-        && let Err(e) = driver::unlock(cluster, &stack.rendered.stack_dir, &lock.id)
+        && let Err(e) = remote::lock::release(cluster, &r.stack_dir, &lock.id)
     {
-        reporter.warnings(&Error::from(e).diagnostics());
+        reporter.warnings(&e.diagnostics());
     }
     result
 }
@@ -89,7 +86,7 @@ fn locked(
     saved: Option<&PlanFile>,
     opts: &ApplyOptions,
     reporter: &dyn Reporter,
-    refreshed: &crate::plan::refresh::Refreshed,
+    refreshed: &remote::refresh::Refreshed,
     lock: &LockInfo,
 ) -> Result<Applied> {
     let planned = from_refresh(stack, &opts.plan, refreshed, cluster);
@@ -118,7 +115,7 @@ fn locked(
         lock_id: &lock.id,
         now: super::now(),
     };
-    let (outcome, recorded) = driver::execute(cluster, &inputs)?;
+    let (outcome, recorded) = remote::submit::execute(cluster, &inputs)?;
     let report = ApplyReport {
         plan: planned.plan.clone(),
         cancelled: outcome.cancelled,

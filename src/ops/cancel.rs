@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use super::Stack;
-use crate::apply::{LockInfo, driver};
+use super::{Reporter, Stack};
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
-use crate::plan::{self, Observation, refresh};
+use crate::plan::{self, Observation};
+use crate::remote::{self, LockInfo, refresh::Refreshed};
 
 /// Cancels the live chains of `names` (every unit when empty); returns the
 /// units it cancelled. Names that are neither in the config nor on the
@@ -19,12 +19,15 @@ pub fn cancel(
     names: &[String],
     lock_timeout: Option<Duration>,
     command: &str,
+    reporter: &dyn Reporter,
 ) -> Result<Vec<String>> {
     let r = &stack.rendered;
     let lock = LockInfo::mine(command);
-    let refreshed = driver::lock_and_refresh(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, lock_timeout)?;
+    let on_break = |h: &LockInfo| reporter.info(&super::breaking(h));
+    let refreshed =
+        remote::lock::acquire(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, lock_timeout, &on_break)?;
     let result = locked(stack, cluster, names, &refreshed, &lock);
-    let unlocked = driver::unlock(cluster, &r.stack_dir, &lock.id);
+    let unlocked = remote::lock::release(cluster, &r.stack_dir, &lock.id);
     let cancelled = result?;
     unlocked?;
     Ok(cancelled)
@@ -34,11 +37,11 @@ fn locked(
     stack: &Stack,
     cluster: &dyn Cluster,
     names: &[String],
-    refreshed: &refresh::Refreshed,
+    refreshed: &Refreshed,
     lock: &LockInfo,
 ) -> Result<Vec<String>> {
     let r = &stack.rendered;
-    let obs = refresh::observe(refreshed);
+    let obs = plan::observe::observe(refreshed);
     let units = plan::units(r);
     let unknown: Vec<String> = names
         .iter()
@@ -53,6 +56,5 @@ fn locked(
     }
     let chosen: Vec<(&String, &Observation)> =
         obs.iter().filter(|(u, o)| (names.is_empty() || names.contains(u)) && o.observed.is_live()).collect();
-    let out = driver::run_program(cluster, &crate::apply::cancel_program(&r.stack_dir, &chosen, &lock.id))?;
-    Ok(out.lines().filter_map(|l| l.strip_prefix("EVALCTL cancelled-unit ")).map(str::to_owned).collect())
+    remote::cancel::run(cluster, &r.stack_dir, &chosen, &lock.id)
 }

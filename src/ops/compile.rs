@@ -5,10 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use super::Reporter;
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, Target};
+use crate::config::node::{Seg, Value};
 use crate::config::{self, Loaded};
+use crate::diag::Diagnostic;
 use crate::diag::Sources;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{self, JobGraph};
 use crate::render::Rendered;
 
@@ -58,8 +60,8 @@ impl Stack {
 
     /// Where the config's cluster is, with `execution.hostname`/`username`
     /// resolved from the environment now.
-    pub fn target(&self, ssh_config: Option<PathBuf>) -> Result<cluster::Target> {
-        Ok(crate::apply::driver::target(&self.loaded, &config::process_env, ssh_config)?)
+    pub fn target(&self, ssh_config: Option<PathBuf>) -> Result<Target> {
+        target(&self.loaded, &config::process_env, ssh_config)
     }
 
     /// Connects to the config's cluster (SSH, or local on the login node).
@@ -110,4 +112,40 @@ pub fn write_scripts(rendered: &Rendered, dir: &Path) -> Result<usize> {
         }
     }
     Ok(rendered.jobs.len())
+}
+
+/// Where a config's cluster is: `execution.hostname` and `username`, whose
+/// `${oc.env:...}` parts are resolved now from `env`.
+pub fn target(
+    loaded: &Loaded,
+    env: &dyn Fn(&str) -> Option<String>,
+    ssh_config: Option<std::path::PathBuf>,
+) -> Result<Target> {
+    let field = |key: &str| -> Result<Option<String>> {
+        let path = [Seg::Key("execution".into()), Seg::Key(key.into())];
+        let Some(node) = loaded.tree.get(&path) else { return Ok(None) };
+        match &node.value {
+            Value::Null => Ok(None),
+            Value::Str(s) => Ok(Some(s.clone())),
+            Value::Deferred(text) => match super::secrets::resolve_text(text, env) {
+                Ok(v) => Ok(Some(v)),
+                Err(var) => Err(Error::Diagnostics(vec![
+                    Diagnostic::error(
+                        loaded.tree.value_span_of(&path),
+                        format!("`execution.{key}` needs the environment variable `{var}`, which is not set"),
+                    )
+                    .with_note(format!("export {var}=..., or set execution.{key} in the config or with -o")),
+                ])),
+            },
+            _ => Ok(None),
+        }
+    };
+    let hostname = field("hostname")?;
+    let mut t = Target { hostname, username: None, ssh_config };
+    if !t.is_local() {
+        // Unset (e.g. `${oc.env:USER}` without USER): ssh picks the user,
+        // from ~/.ssh/config or the local login, as it does on its own.
+        t.username = field("username").unwrap_or(None);
+    }
+    Ok(t)
 }

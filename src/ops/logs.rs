@@ -4,12 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::{Stack, status};
-use crate::apply::driver;
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
-use crate::shell;
-use crate::shell::{Code, ShellWord};
+use crate::remote;
 
 /// Reads a unit's logs in rounds, remembering how far each file was read.
 #[derive(Debug, Default)]
@@ -46,40 +44,15 @@ impl LogFollower {
         let Some(job) = row.current_job else {
             return Err(Error::msg(format!("`{unit}` has no job yet")));
         };
-        let dir = ShellWord::new(format!("{}/{unit}/logs", r.stack_dir));
-        let mut prog = shell!("cd {} 2>/dev/null || {{ echo 'EVALCTL end'; exit 0; }}\n", dir);
-        // Globs: the job id is a number, the rest is evalctl's own text.
-        for (pre, post) in [("slurm-", ".out"), ("server-", "-*.log"), ("client-", ".log")] {
-            prog.push_str(&shell!(
-                "for f in {}{}{}; do [ -f \"$f\" ] || continue; printf 'EVALCTL file %s %s\\n' \"$f\" \"$(wc -c <\"$f\")\"; done\n",
-                Code(pre),
-                job,
-                Code(post)
-            ));
-        }
-        prog.push_str("echo 'EVALCTL end'\n");
-        let listing = driver::run_program(cluster, &prog)?;
-        let mut fetch = String::new();
-        for line in listing.lines().filter_map(|l| l.strip_prefix("EVALCTL file ")) {
-            let Some((name, size)) = line.rsplit_once(' ') else { continue };
-            let size: u64 = size.trim().parse().unwrap_or(0);
-            let from = self.offsets.get(name).copied().unwrap_or(0);
+        let mut grown = vec![];
+        for (name, size) in remote::logs::list(cluster, &r.stack_dir, unit, job)? {
+            let from = self.offsets.get(&name).copied().unwrap_or(0);
             if size > from {
-                let name_w = ShellWord::new(name);
-                fetch.push_str(&shell!(
-                    "printf '\\n==> %s <==\\n' {}; tail -c +{} {}/{}\n",
-                    name_w,
-                    from + 1,
-                    dir,
-                    name_w
-                ));
-                self.offsets.insert(name.to_owned(), size);
+                grown.push((name.clone(), from));
+                self.offsets.insert(name, size);
             }
         }
-        let mut chunk = LogChunk { text: String::new(), finished: row.is_terminal() };
-        if !fetch.is_empty() {
-            chunk.text = cluster.run(fetch.as_bytes())?.stdout_text();
-        }
-        Ok(chunk)
+        let text = remote::logs::fetch(cluster, &r.stack_dir, unit, &grown)?;
+        Ok(LogChunk { text, finished: row.is_terminal() })
     }
 }

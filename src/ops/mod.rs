@@ -15,6 +15,7 @@ pub mod diff;
 pub mod logs;
 pub mod plan;
 pub mod planfile;
+pub mod secrets;
 pub mod state;
 pub mod status;
 
@@ -57,6 +58,11 @@ impl Reporter for Silent {
         false
     }
     fn waiting(&self, _: &[UnitStatus]) {}
+}
+
+/// What is said when a lock of a dead process is broken.
+fn breaking(holder: &crate::remote::LockInfo) -> String {
+    format!("breaking the lock of a process that is gone: {}", holder.describe())
 }
 
 /// Seconds since the Unix epoch.

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::{Reporter, Stack};
-use crate::apply::driver;
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::Result;
-use crate::plan::refresh::Refreshed;
 use crate::plan::{self, Observation, Planned};
+use crate::remote::{self, refresh::Refreshed};
 use crate::state::{self, State};
 
 /// Where a plan learns what the cluster has.
@@ -47,7 +46,7 @@ pub fn plan<'a>(
             Ok(make(stack, opts, obs, st, "offline".into(), true, notes))
         }
         Observe::Cluster(cluster) => {
-            let r = driver::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
+            let r = remote::refresh::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
             let planned = from_refresh(stack, opts, &r, cluster);
             record_locally(stack, &planned, reporter);
             Ok(planned)
@@ -70,7 +69,7 @@ pub(crate) fn from_refresh<'a>(
     if !r.sacct_available {
         notes.push("accounting (sacct) is not available: states come from slurmctld and the jobs' status files".into());
     }
-    let obs = plan::refresh::observe(r);
+    let obs = plan::observe::observe(r);
     let st = r.state.clone().unwrap_or_else(|| State::new(&stack.loaded.stack));
     make(stack, opts, obs, st, cluster.target().describe(), false, notes)
 }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::Stack;
-use crate::apply::driver;
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
+use crate::remote;
 use crate::state::{self, Observed, State, UnitKind};
 
 /// Removes the lock if `id` holds it; an error when it does not.
 pub fn unlock(stack: &Stack, cluster: &dyn Cluster, id: &str) -> Result<()> {
-    if driver::unlock(cluster, &stack.rendered.stack_dir, id)? {
+    if remote::lock::release(cluster, &stack.rendered.stack_dir, id)? {
         Ok(())
     } else {
         Err(Error::msg(format!("stack `{}` is not locked by {id}", stack.rendered.stack)))
@@ -27,7 +27,7 @@ pub fn read(stack: &Stack, cluster: Option<&dyn Cluster>) -> Result<Option<State
         None => {
             Ok(state::read_local(&stack.config, &stack.loaded.stack).map_err(|e| vec![Diagnostic::error(None, e)])?)
         }
-        Some(c) => Ok(driver::refresh(c, &stack.rendered.stack_dir, &stack.rendered.stack, 0)?.state),
+        Some(c) => Ok(remote::refresh::refresh(c, &stack.rendered.stack_dir, &stack.rendered.stack, 0)?.state),
     }
 }
 

@@ -5,19 +5,18 @@
 use std::time::Duration;
 
 use super::{Reporter, Stack};
-use crate::apply::driver;
 use crate::cluster::Cluster;
 use crate::error::Result;
-use crate::plan::{self, refresh};
+use crate::plan;
+use crate::remote;
 use crate::state::UnitKind;
 use crate::status::UnitStatus;
 
 /// One refresh with chain details: every unit's status, config order first.
 pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<UnitStatus>> {
     let r = &stack.rendered;
-    let prog = refresh::detail_program(&r.stack_dir) + &refresh::program(&r.stack_dir, &r.stack, since);
-    let refreshed = driver::refresh_with(cluster, &prog)?;
-    let obs = refresh::observe(&refreshed);
+    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since)?;
+    let obs = plan::observe::observe(&refreshed);
     let units: Vec<(String, UnitKind)> = plan::units(r).iter().map(|u| (u.id.clone(), u.kind)).collect();
     Ok(crate::status::build(&units, &refreshed, &obs, &r.stack_dir, r.walltime_s, super::now()))
 }

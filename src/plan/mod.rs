@@ -10,7 +10,6 @@
 
 pub mod observe;
 pub mod output;
-pub mod refresh;
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,8 @@ use crate::plan::Observation;
 use crate::shell::{Code, ShellWord};
 
 use super::encoding::{ids, snippet};
-use super::{Program, Reply, Stop, layout, lock, protocol};
+use super::{Program, Reply, layout, lock, protocol};
+use crate::error::Error;
 
 /// The program that cancels the chains of `units` (pending successors
 /// first, then the rest), waits until they are gone, and marks each unit
@@ -57,10 +58,10 @@ pub fn run(
     stack_dir: &str,
     units: &[(&String, &Observation)],
     lock_id: &str,
-) -> Result<Vec<String>, Stop> {
+) -> Result<Vec<String>, Error> {
     let replies = super::run(cluster, &program(stack_dir, units, lock_id))?;
     if replies.contains(&Reply::LockLost) {
-        return Err(Stop::from("the stack lock was taken away before cancel ran; nothing was cancelled".to_owned()));
+        return Err(Error::from("the stack lock was taken away before cancel ran; nothing was cancelled".to_owned()));
     }
     Ok(replies
         .iter()

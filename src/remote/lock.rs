@@ -12,7 +12,8 @@ use crate::shell::{Code, ShellWord};
 
 use super::encoding::{Snippet, base64_decode, base64_encode, snippet};
 use super::refresh::{self, Refreshed};
-use super::{Program, Replies, Reply, Stop, layout, protocol};
+use super::{Program, Replies, Reply, layout, protocol};
+use crate::error::Error;
 
 /// Who holds a stack's lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +145,8 @@ pub fn holder(replies: &Replies) -> Option<LockInfo> {
 
 /// Takes the stack lock and refreshes, in one round trip per attempt.
 /// Waits up to `timeout` for a lock held by a live holder; breaks a lock
-/// whose holder is provably gone (a dead process of this machine).
+/// whose holder is provably gone (a dead process of this machine),
+/// telling `on_break` first.
 pub fn acquire(
     cluster: &dyn Cluster,
     stack_dir: &str,
@@ -152,7 +154,8 @@ pub fn acquire(
     since: u64,
     lock: &LockInfo,
     timeout: Option<Duration>,
-) -> Result<Refreshed, Stop> {
+    on_break: &dyn Fn(&LockInfo),
+) -> Result<Refreshed, Error> {
     let start = Instant::now();
     let mut break_id: Option<String> = None;
     loop {
@@ -162,13 +165,13 @@ pub fn acquire(
             None => return Ok(refresh::read(&replies)?),
             Some(holder) => {
                 if holder.holder_is_gone() && break_id.as_deref() != Some(holder.id.as_str()) {
-                    eprintln!("evalctl: breaking the lock of a process that is gone: {}", holder.describe());
+                    on_break(&holder);
                     break_id = Some(holder.id.clone());
                     continue;
                 }
                 match timeout {
                     Some(t) if start.elapsed() < t => std::thread::sleep(Duration::from_secs(2)),
-                    _ => return Err(Stop::Locked(holder)),
+                    _ => return Err(Error::Locked(holder)),
                 }
             }
         }
@@ -176,7 +179,7 @@ pub fn acquire(
 }
 
 /// Drops the lock if `id` holds it; true when it did. One round trip.
-pub fn release(cluster: &dyn Cluster, stack_dir: &str, id: &str) -> Result<bool, Stop> {
+pub fn release(cluster: &dyn Cluster, stack_dir: &str, id: &str) -> Result<bool, Error> {
     let replies = super::run(cluster, &unlock_program(stack_dir, id))?;
     Ok(replies.contains(&Reply::Unlocked))
 }

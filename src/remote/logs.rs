@@ -6,7 +6,8 @@ use crate::cluster::Cluster;
 use crate::shell::{Code, ShellWord};
 
 use super::encoding::snippet;
-use super::{Program, Reply, Stop, layout, protocol};
+use super::{Program, Reply, layout, protocol};
+use crate::error::Error;
 
 /// The program that lists the logs of job `job` of `unit`: `file` replies.
 pub fn list_program(stack_dir: &str, unit: &str, job: u64) -> Program {
@@ -23,7 +24,7 @@ pub fn list_program(stack_dir: &str, unit: &str, job: u64) -> Program {
 }
 
 /// The logs of job `job` of `unit`: (file name, size in bytes).
-pub fn list(cluster: &dyn Cluster, stack_dir: &str, unit: &str, job: u64) -> Result<Vec<(String, u64)>, Stop> {
+pub fn list(cluster: &dyn Cluster, stack_dir: &str, unit: &str, job: u64) -> Result<Vec<(String, u64)>, Error> {
     let replies = super::run(cluster, &list_program(stack_dir, unit, job))?;
     Ok(replies
         .iter()
@@ -48,7 +49,7 @@ pub fn fetch_program(stack_dir: &str, unit: &str, from: &[(String, u64)]) -> Pro
 
 /// The text of each file from its offset (0: from the start), with
 /// headers; output as it is, not replies.
-pub fn fetch(cluster: &dyn Cluster, stack_dir: &str, unit: &str, from: &[(String, u64)]) -> Result<String, Stop> {
+pub fn fetch(cluster: &dyn Cluster, stack_dir: &str, unit: &str, from: &[(String, u64)]) -> Result<String, Error> {
     if from.is_empty() {
         return Ok(String::new());
     }

@@ -16,10 +16,8 @@ pub mod protocol;
 pub mod refresh;
 pub mod submit;
 
-use std::time::Instant;
-
-use crate::cluster::{Cluster, ClusterError};
-use crate::diag::Diagnostic;
+use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::shell::Code;
 
 pub use encoding::Snippet;
@@ -52,12 +50,6 @@ impl Program {
     /// The program's text (without the prelude [`run`] adds).
     pub fn text(&self) -> &str {
         self.0.as_str()
-    }
-
-    /// A program given as text by code that predates this module.
-    // shim: removed when the command layer calls remote directly
-    pub(crate) fn from_text(text: &str) -> Program {
-        Program(Snippet::from_shell(text.to_owned()))
     }
 
     /// The bytes sent: `set -u`, the reply functions, the program.
@@ -93,58 +85,14 @@ impl Replies {
     }
 }
 
-/// Why a plan, apply or other cluster operation stopped.
-#[derive(Debug)]
-pub enum Stop {
-    /// Problems to report (exit 1).
-    Diagnostics(Vec<Diagnostic>),
-    /// The stack is locked by someone else (exit 3).
-    Locked(LockInfo),
-    /// A saved plan no longer matches the config or the cluster (exit 4).
-    Stale(String),
-}
-
-impl From<ClusterError> for Stop {
-    fn from(e: ClusterError) -> Stop {
-        Stop::Diagnostics(vec![Diagnostic::error(None, e.to_string())])
-    }
-}
-
-impl From<String> for Stop {
-    fn from(e: String) -> Stop {
-        Stop::Diagnostics(vec![Diagnostic::error(None, e)])
-    }
-}
-
-static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Print every round trip (`--verbose`, or `EVALCTL_TRACE=1`).
-pub fn set_verbose(on: bool) {
-    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn verbose() -> bool {
-    VERBOSE.load(std::sync::atomic::Ordering::Relaxed) || std::env::var_os("EVALCTL_TRACE").is_some()
-}
-
 /// Runs a program (one round trip); an error unless it printed `EVALCTL end`.
-pub fn run(cluster: &dyn Cluster, program: &Program) -> Result<Replies, Stop> {
+pub fn run(cluster: &dyn Cluster, program: &Program) -> Result<Replies, Error> {
     let full = program.full_text();
-    let started = Instant::now();
     let out = cluster.run(full.as_bytes())?;
-    if verbose() {
-        eprintln!(
-            "evalctl: round trip {} to {}: {} bytes sent, {} ms",
-            cluster.round_trips(),
-            cluster.target().describe(),
-            full.len(),
-            started.elapsed().as_millis()
-        );
-    }
     let replies = Replies::from_stdout(out.stdout_text());
     if !replies.contains(&Reply::End) {
         let err = out.stderr_text();
-        return Err(Stop::from(format!(
+        return Err(Error::from(format!(
             "the program run on {} stopped early (exit {}): {}",
             cluster.target().describe(),
             out.status,

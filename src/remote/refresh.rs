@@ -15,7 +15,8 @@ use crate::state::State;
 
 use super::encoding::{base64_decode, snippet};
 use super::protocol::{self, Reply, Verbatim};
-use super::{Program, Replies, Stop, layout};
+use super::{Program, Replies, layout};
+use crate::error::Error;
 
 /// Slurm job states of a job that has not finished yet (it holds or will
 /// hold resources): pending, running, or on its way between the two.
@@ -117,14 +118,14 @@ pub fn detail_program(stack_dir: &str) -> Program {
 }
 
 /// Refreshes (plan): one round trip.
-pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Stop> {
+pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
     let replies = super::run(cluster, &program(stack_dir, stack, since))?;
     Ok(read(&replies)?)
 }
 
 /// Refreshes with every unit's chain, progress and results (status): one
 /// round trip.
-pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Stop> {
+pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
     let replies = super::run(cluster, &detail_program(stack_dir).then(program(stack_dir, stack, since)))?;
     Ok(read(&replies)?)
 }

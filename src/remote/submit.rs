@@ -27,7 +27,8 @@ use crate::shell::{Code, ShellWord};
 use crate::state::{JOBS_INDENT, Observed, State, UnitState, job_slot};
 
 use super::encoding::{Snippet, ids, raw_var, snippet};
-use super::{Program, Replies, Reply, Stop, layout, lock, protocol};
+use super::{Program, Replies, Reply, layout, lock, protocol};
+use crate::error::Error;
 
 /// Secrets files of one apply: per job directory and group, `NAME=value` pairs.
 pub type SecretValues = BTreeMap<(String, String), Vec<(String, String)>>;
@@ -397,22 +398,22 @@ pub fn recorded_state(inp: &Inputs<'_>, submitting: &[String], outcome: &Outcome
 
 /// Runs the apply program (one round trip); returns what it did and the
 /// state it recorded (none when it failed on the cluster).
-pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, Option<State>), Stop> {
+pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, Option<State>), Error> {
     let prog = program(inputs);
     let replies = super::run(cluster, &prog.program).map_err(|stop| match stop {
-        Stop::Diagnostics(mut d) => {
+        Error::Diagnostics(mut d) => {
             for diag in &mut d {
                 diag.notes.push(
                     "jobs this apply had submitted are held and never start; run apply again: it replaces them".into(),
                 );
             }
-            Stop::Diagnostics(d)
+            Error::Diagnostics(d)
         }
         other => other,
     })?;
     let outcome = outcome(&replies);
     if outcome.lock_lost {
-        return Err(Stop::from(
+        return Err(Error::from(
             "the stack lock was taken away during apply (evalctl state unlock?); nothing was submitted".to_owned(),
         ));
     }

@@ -48,7 +48,7 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
         return Err(Error::msg("apply asks for confirmation on a terminal; pass --auto-approve to apply without one"));
     }
     p.show_plan.set(!p.quiet || confirm);
-    let cluster = stack.connect(a.stack.cluster.ssh_config.clone())?;
+    let cluster = p.connect(&stack, &a.stack.cluster)?;
     let since = stack.since();
     let opts = ApplyOptions {
         plan: PlanOptions { replace },

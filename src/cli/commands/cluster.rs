@@ -80,7 +80,7 @@ fn open(a: &ConfigArgs, p: &Printer) -> Result<Stack> {
 
 pub fn status(a: &StatusArgs, p: &Printer) -> Result<ExitStatus> {
     let stack = open(&a.args, p)?;
-    let cluster = stack.connect(a.cluster.ssh_config.clone())?;
+    let cluster = p.connect(&stack, &a.cluster)?;
     let rows = ops::status(&stack, cluster.as_ref(), stack.since())?;
     p.out(&if a.json {
         serde_json::to_string_pretty(&rows).expect("plain data serializes") + "\n"
@@ -96,7 +96,7 @@ pub fn logs(a: &LogsArgs, p: &Printer) -> Result<ExitStatus> {
         return Err(Error::msg("name the unit whose logs to show: evalctl logs [CONFIG] NODE"));
     };
     let stack = Stack::open(&config, &a.o.overrides, &p.sources, p)?;
-    let cluster = stack.connect(a.cluster.ssh_config.clone())?;
+    let cluster = p.connect(&stack, &a.cluster)?;
     let since = stack.since();
     let mut follower = LogFollower::new();
     loop {
@@ -112,10 +112,10 @@ pub fn logs(a: &LogsArgs, p: &Printer) -> Result<ExitStatus> {
 pub fn cancel(a: &CancelArgs, p: &Printer) -> Result<ExitStatus> {
     let (config, names) = config_and_names(&a.args);
     let stack = Stack::open(&config, &a.o.overrides, &p.sources, p)?;
-    let cluster = stack.connect(a.cluster.ssh_config.clone())?;
+    let cluster = p.connect(&stack, &a.cluster)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let timeout = a.lock_timeout.map(Duration::from_secs);
-    let cancelled = ops::cancel(&stack, cluster.as_ref(), &names, timeout, &command)?;
+    let cancelled = ops::cancel(&stack, cluster.as_ref(), &names, timeout, &command, p)?;
     p.out(&if cancelled.is_empty() {
         "Nothing to cancel: no live job.\n".to_owned()
     } else {
@@ -128,7 +128,7 @@ pub fn state(cmd: &StateCommand, p: &Printer) -> Result<ExitStatus> {
     match cmd {
         StateCommand::Unlock { id, args, cluster } => {
             let stack = open(args, p)?;
-            let c = stack.connect(cluster.ssh_config.clone())?;
+            let c = p.connect(&stack, cluster)?;
             ops::state::unlock(&stack, c.as_ref(), id)?;
             p.err(&format!("Lock {id} of stack `{}` removed.\n", stack.rendered.stack));
             Ok(ExitStatus::Success)
@@ -138,7 +138,7 @@ pub fn state(cmd: &StateCommand, p: &Printer) -> Result<ExitStatus> {
             let st = if *offline {
                 ops::state::read(&stack, None)?
             } else {
-                let c = stack.connect(cluster.ssh_config.clone())?;
+                let c = p.connect(&stack, cluster)?;
                 ops::state::read(&stack, Some(c.as_ref()))?
             };
             let Some(s) = st else {

@@ -60,7 +60,7 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
     let planned = if a.offline {
         ops::plan(&stack, Observe::Recorded, &opts, p)?
     } else {
-        let cluster = stack.connect(a.stack.cluster.ssh_config.clone())?;
+        let cluster = p.connect(&stack, &a.stack.cluster)?;
         ops::plan(&stack, Observe::Cluster(cluster.as_ref()), &opts, p)?
     };
     print(&planned.plan, a.format, p)?;

@@ -10,7 +10,7 @@ use crate::config::env::Source;
 use crate::diag::Diagnostic;
 use crate::render::Rendered;
 
-use super::SecretValues;
+use crate::remote::submit::SecretValues;
 
 /// Resolves every secret of the jobs of `units` (all units when `None`).
 pub fn resolve(
