@@ -189,7 +189,7 @@ pub struct Outcome {
 /// content and checked not to occur in it; base64 otherwise).
 fn raw_var(name: &str, content: &str) -> String {
     let digest = sha2::Sha256::digest(content.as_bytes());
-    let delim = format!("EVALCTL_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    let delim = format!("EVALCTL_{}", crate::render::hex(&digest[..8]));
     let clash = content.lines().any(|l| l == delim);
     if clash || content.contains('\0') {
         return format!("{name}=$({}printf x)\n{name}=${{{name}%x}}\n", heredoc(content.as_bytes()));
@@ -443,7 +443,7 @@ evalctl_write_atomic() { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
             script = quote(&job.script_name),
             id = job.id,
             unit = quote(&job.unit),
-            role = quote(&job.role),
+            role = job.role.as_str(),
         ));
         var_of.insert(job.id.clone(), var);
     }

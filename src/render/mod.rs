@@ -14,13 +14,16 @@
 //! `server.sbatch` and the `endpoint` file it publishes.
 
 pub mod shell;
+mod spec;
+
+pub use spec::Role;
 
 use indexmap::IndexMap;
 use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::env::{EnvVar, Source};
-use crate::config::model::{Config, Deployment, DeploymentType, Duration, Topology};
+use crate::config::model::{Config, Deployment, DeploymentType, Topology};
 use crate::config::node::Seg;
 use crate::config::{Loaded, ResolvedTask};
 use crate::diag::Diagnostic;
@@ -57,8 +60,7 @@ pub struct RenderedJob {
     pub deps: Vec<(String, Dep)>,
     /// The unit the job belongs to: its task, or itself for a deployment.
     pub unit: String,
-    /// `first`, `resume` or `server`.
-    pub role: String,
+    pub role: Role,
     /// The job's `--comment` (user comment and ownership tag).
     pub comment: String,
     /// Hash of what determines the job's result (model, image, command,
@@ -111,7 +113,8 @@ pub fn placeholder(s: &Source) -> String {
     }
 }
 
-fn hex(d: &[u8]) -> String {
+/// Lowercase hex of bytes (digests in hashes, tags and file names).
+pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -327,10 +330,7 @@ impl<'a> Renderer<'a> {
 
     fn readiness_s(&self) -> u64 {
         match &self.cfg.execution.endpoint_readiness_timeout {
-            Some(Duration::Seconds(s)) => *s,
-            Some(Duration::Text(t)) => {
-                crate::config::model::SlurmTime::Text(t.clone()).seconds().unwrap_or_else(|_| self.walltime_s())
-            }
+            Some(d) => d.seconds().unwrap_or_else(|_| self.walltime_s()),
             None => self.walltime_s(),
         }
     }
@@ -542,7 +542,11 @@ impl<'a> Renderer<'a> {
         } else {
             job.id.clone()
         };
-        job.role = role.to_owned();
+        job.role = match role {
+            "resume" => Role::Resume,
+            "server" => Role::Server,
+            _ => Role::First,
+        };
     }
 
     /// The first link of a task and its resume link, rendered together.
@@ -858,7 +862,7 @@ fn finish(
         secrets,
         deps: vec![],
         unit: String::new(),
-        role: String::new(),
+        role: Role::First,
         comment: String::new(),
     }
 }
