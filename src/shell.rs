@@ -6,6 +6,8 @@
 //! - [`ShellWord`]: any text, written as a single-quoted word that bash reads
 //!   back verbatim whatever the bytes (quotes, `$`, backticks, newlines);
 //! - [`Words`]: a list of such words separated by spaces;
+//! - [`VarName`]: an identifier, checked when it is made;
+//! - [`CommentText`]: text for a `#` comment, which cannot end the comment;
 //! - integers, which cannot carry shell syntax;
 //! - [`Code`]: a `&'static str`, i.e. shell text written in evalctl's own
 //!   source, never user data.
@@ -62,6 +64,45 @@ impl From<String> for ShellWord {
 impl From<&String> for ShellWord {
     fn from(s: &String) -> ShellWord {
         ShellWord(s.clone())
+    }
+}
+
+/// A shell variable (or function-name) identifier, `[A-Za-z_][A-Za-z0-9_]*`,
+/// spliced as it is: the check at construction is what makes that safe.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarName(String);
+
+impl VarName {
+    /// The name, or `None` when it is not an identifier.
+    pub fn new(name: &str) -> Option<VarName> {
+        let mut c = name.chars();
+        let ok = matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+            && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        ok.then(|| VarName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Shell for VarName {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Text inside a `#` comment: written as it is, except that a control
+/// character (a newline would end the comment) is shown as `?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommentText<'a>(pub &'a str);
+
+impl Shell for CommentText<'_> {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            fmt::Write::write_char(f, if c.is_control() { '?' } else { c })?;
+        }
+        Ok(())
     }
 }
 
@@ -180,6 +221,19 @@ mod tests {
         let ws: Words = ["x", "y z"].into_iter().collect();
         assert_eq!(shell!("scancel {}", ws), "scancel x 'y z'");
         assert_eq!(shell!("{{ a; }} {}", w), "{ a; } 'a b'");
+    }
+
+    #[test]
+    fn variable_names_are_checked_once() {
+        assert_eq!(VarName::new("HF_TOKEN").map(|n| shell!("export {}=1", n)), Some("export HF_TOKEN=1".into()));
+        for bad in ["", "1X", "A-B", "A B", "A$(x)", "A\nB"] {
+            assert_eq!(VarName::new(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn comments_stay_comments() {
+        assert_eq!(shell!("# job `{}`\n", CommentText("a\nrm -rf /")), "# job `a?rm -rf /`\n");
     }
 
     #[test]

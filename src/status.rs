@@ -270,6 +270,32 @@ mod tests {
         assert_eq!((links, used, open), (3, 90 + 120, Some(400)));
     }
 
+    /// The shared table of chain-time cases (tests/runtime.rs checks the
+    /// jobs' own rule, in lib.sh, against the same table).
+    #[test]
+    fn chain_time_follows_the_shared_table() {
+        let table = include_str!("../tests/fixtures/chain_time.tsv");
+        let mut cases = 0;
+        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let f: Vec<&str> = row.split('\t').collect();
+            let [name, wall, now, want_used, want_links, want_jobs, _check, chain] = f[..] else {
+                panic!("malformed row: {row:?}");
+            };
+            let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("{name}: `{s}` is not a number"));
+            let (wall, now) = (num(wall), num(now));
+            let lines: Vec<String> = chain.split(" | ").filter(|l| !l.is_empty()).map(str::to_owned).collect();
+            let (jobs, links, used, open) = chain_facts(&lines, wall);
+            // As `status` reports it: the open link counts until now, at most a walltime.
+            let used = used + open.map_or(0, |s| now.saturating_sub(s).min(wall));
+            let jobs: Vec<String> = jobs.iter().map(u64::to_string).collect();
+            assert_eq!(used, num(want_used), "{name}: used seconds");
+            assert_eq!(links as u64, num(want_links), "{name}: links");
+            assert_eq!(jobs.join(","), want_jobs, "{name}: jobs");
+            cases += 1;
+        }
+        assert!(cases >= 10, "{cases} cases");
+    }
+
     #[test]
     fn interruptions_say_why() {
         for (detail, why) in [

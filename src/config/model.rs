@@ -589,35 +589,50 @@ impl SlurmTime {
     /// Length in seconds, with Slurm's reading of each form: `M`, `M:S`,
     /// `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S` (hours may exceed 24 without days).
     pub fn seconds(&self) -> Result<u64, TimeError> {
-        let text = match self {
-            SlurmTime::Minutes(m) => return Ok(m * 60),
-            SlurmTime::Text(t) => t.trim(),
-        };
-        let bad =
-            || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
-        let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
-        let (days, rest) = match text.split_once('-') {
-            Some((d, r)) => (Some(num(d)?), r),
-            None => (None, text),
-        };
-        let parts: Vec<u64> = rest.split(':').map(num).collect::<Result<_, _>>()?;
-        let (h, m, s) = match (days.is_some(), parts.as_slice()) {
-            (false, [m]) => (0, *m, 0),
-            (false, [m, s]) => (0, *m, *s),
-            (false, [h, m, s]) => (*h, *m, *s),
-            (true, [h]) => (*h, 0, 0),
-            (true, [h, m]) => (*h, *m, 0),
-            (true, [h, m, s]) => (*h, *m, *s),
-            _ => return Err(bad()),
-        };
-        let single_minutes = days.is_none() && parts.len() <= 2;
-        if s >= 60 || (!single_minutes && m >= 60) || (days.is_some() && h >= 24) {
-            return Err(TimeError::Range(format!(
-                "`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"
-            )));
+        match self {
+            SlurmTime::Minutes(m) => Ok(m * 60),
+            SlurmTime::Text(t) => slurm_time_seconds(t),
         }
-        Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
     }
+}
+
+impl Duration {
+    /// Length in seconds: an integer as it is, text as a Slurm time.
+    pub fn seconds(&self) -> Result<u64, TimeError> {
+        match self {
+            Duration::Seconds(s) => Ok(*s),
+            Duration::Text(t) => slurm_time_seconds(t),
+        }
+    }
+}
+
+/// Seconds of a Slurm time string (see [`SlurmTime::seconds`]).
+fn slurm_time_seconds(text: &str) -> Result<u64, TimeError> {
+    let text = text.trim();
+    let bad =
+        || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
+    let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    let (days, rest) = match text.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, text),
+    };
+    let parts: Vec<u64> = rest.split(':').map(num).collect::<Result<_, _>>()?;
+    let (h, m, s) = match (days.is_some(), parts.as_slice()) {
+        (false, [m]) => (0, *m, 0),
+        (false, [m, s]) => (0, *m, *s),
+        (false, [h, m, s]) => (*h, *m, *s),
+        (true, [h]) => (*h, 0, 0),
+        (true, [h, m]) => (*h, *m, 0),
+        (true, [h, m, s]) => (*h, *m, *s),
+        _ => return Err(bad()),
+    };
+    let single_minutes = days.is_none() && parts.len() <= 2;
+    if s >= 60 || (!single_minutes && m >= 60) || (days.is_some() && h >= 24) {
+        return Err(TimeError::Range(format!(
+            "`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"
+        )));
+    }
+    Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// Why a time string is not a Slurm time.

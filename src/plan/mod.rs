@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::{Rendered, RenderedJob};
+use crate::render::{Rendered, RenderedJob, Role};
 use crate::state::{Observed, State, UnitKind, UnitState};
 
 /// Version of the plan document (`--format json`, `--out`).
@@ -100,7 +100,7 @@ fn sha(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::render::hex(&h.finalize())
 }
 
 /// Groups rendered jobs into units, in submission order of their first job.
@@ -117,7 +117,7 @@ pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
         .into_iter()
         .map(|id| {
             let jobs = by_id.remove(&id).unwrap_or_default();
-            let kind = if jobs.iter().any(|j| j.role == "server") { UnitKind::Deployment } else { UnitKind::Task };
+            let kind = if jobs.iter().any(|j| j.role == Role::Server) { UnitKind::Deployment } else { UnitKind::Task };
             let script_hash = sha(&jobs.iter().map(|j| j.script_hash.as_str()).collect::<Vec<_>>());
             let result_hash = jobs.first().map(|j| j.result_hash.clone()).unwrap_or_default();
             Unit { id, kind, jobs, script_hash, result_hash }

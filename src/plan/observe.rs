@@ -17,7 +17,7 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
     for (unit, o) in units.iter_mut() {
         let mut live: Vec<&Job> = r.jobs.iter().filter(|j| &j.unit == unit && is_unfinished(&j.state)).collect();
         // Pending successors first, so cancelling never wakes one up.
-        live.sort_by_key(|j| (j.role != "resume", std::cmp::Reverse(j.id)));
+        live.sort_by_key(|j| (j.role != crate::render::Role::Resume.as_str(), std::cmp::Reverse(j.id)));
         o.live_jobs = live.iter().map(|j| j.id).collect();
         if let Some(j) = live
             .iter()

@@ -80,7 +80,7 @@ pub fn ids(list: &[u64], sep: Code) -> Snippet {
 /// content and checked not to occur in it; base64 otherwise).
 pub fn raw_var(name: Code, content: &str) -> Snippet {
     let digest = sha2::Sha256::digest(content.as_bytes());
-    let delim = format!("EVALCTL_{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    let delim = format!("EVALCTL_{}", crate::render::hex(&digest[..8]));
     let clash = content.lines().any(|l| l == delim);
     if clash || content.contains('\0') {
         return snippet!("{}=$({}printf x)\n{}=${{{}%x}}\n", name, heredoc(content.as_bytes()), name, name);

@@ -278,7 +278,7 @@ fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
                 dir
             ));
         }
-        s.push(protocol::submitted(&ShellWord::from(&job.unit), &ShellWord::from(&job.role), &var));
+        s.push(protocol::submitted(&ShellWord::from(&job.unit), &ShellWord::from(job.role.as_str()), &var));
         var_of.insert(job.id.clone(), n);
     }
     (s, var_of)

@@ -1,0 +1,93 @@
+//! Hashes that say whether a job changed: the result hash (what determines
+//! an evaluation's result: model, image, command, task, parameters, variable
+//! names) and the script hash (every byte of the script), plus the digest of
+//! the runtime every script carries. Plan compares them to decide what to
+//! submit again; job tags carry them.
+
+use serde_json::{Value as J, json};
+use sha2::{Digest, Sha256};
+
+use super::{RUNTIME, placeholder, script::RUNTIME_MARK};
+use crate::config::env::{EnvVar, Source};
+use crate::config::model::Deployment;
+
+/// Lowercase hex of bytes (digests in hashes, tags and file names).
+pub fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a text, in hex.
+pub(super) fn sha(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn runtime_digest_bytes() -> &'static [u8] {
+    static RUNTIME_DIGEST: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    RUNTIME_DIGEST.get_or_init(|| Sha256::digest(RUNTIME.as_bytes()).to_vec())
+}
+
+/// Digest of the job runtime this evalctl renders into every script.
+pub fn runtime_digest() -> String {
+    hex(runtime_digest_bytes())
+}
+
+/// Hash of a script. The shared runtime, the same in every script, is
+/// hashed once and counted by its digest, so hashing stays cheap for
+/// thousands of jobs while any change of the script changes the hash.
+pub(super) fn script_hash(script: &str) -> String {
+    let digest = runtime_digest_bytes();
+    let mut h = Sha256::new();
+    // The runtime follows the header's `set` line (see `script::preamble`).
+    let start = script.find(RUNTIME_MARK).map(|i| i + RUNTIME_MARK.len());
+    match start.filter(|&i| script[i..].starts_with(RUNTIME)) {
+        Some(i) => {
+            h.update(&script.as_bytes()[..i]);
+            h.update(digest);
+            h.update(&script.as_bytes()[i + RUNTIME.len()..]);
+        }
+        None => h.update(script.as_bytes()),
+    }
+    hex(&h.finalize())
+}
+
+/// Hash of a job's result identity (a JSON value built by `lower`).
+pub(super) fn result_hash(result: &J) -> String {
+    sha(&serde_json::to_string(result).unwrap_or_default())
+}
+
+/// What identifies a served model.
+pub(super) fn model_identity(d: &Deployment) -> J {
+    json!({
+        "type": d.kind, "image": d.image, "checkpoint_path": d.checkpoint_path, "hf_model_handle": d.hf_model_handle,
+        "served_model_name": d.served_model_name, "command": d.command, "pre_cmd": d.pre_cmd,
+    })
+}
+
+/// Variable names and non-secret sources: secret values never.
+pub(super) fn env_identity(vars: &[EnvVar]) -> J {
+    J::Array(
+        vars.iter()
+            .map(|v| match (&v.source, v.secret) {
+                (_, true) => json!([v.name, "secret"]),
+                (Source::Literal { value }, false) => json!([v.name, "lit", value]),
+                (Source::Runtime { var }, false) => json!([v.name, "runtime", var]),
+                (s, false) => json!([v.name, placeholder(s)]),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_counts_by_its_digest() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        let a = format!("#!/bin/bash{RUNTIME_MARK}{RUNTIME}echo a\n");
+        let b = format!("#!/bin/bash{RUNTIME_MARK}{RUNTIME}echo b\n");
+        assert_ne!(script_hash(&a), script_hash(&b));
+        assert_eq!(script_hash(&a), script_hash(&a.clone()));
+        assert_eq!(runtime_digest().len(), 64);
+    }
+}

@@ -1,0 +1,498 @@
+//! Config and resolved tasks to [`JobSpec`]s: every decision about a job
+//! (resources, `#SBATCH` settings, container groups, mounts, servers,
+//! endpoints, run config, result identity) is made here, and every value a
+//! script cannot carry is reported here, at its place in the config. No
+//! script text is written here, so the decisions are testable on their own.
+
+use std::rc::Rc;
+
+use serde_json::{Value as J, json};
+
+use super::TAG_PREFIX;
+use super::identity::{env_identity, model_identity};
+use super::run_config::{endpoint_for, run_config};
+use super::sbatch::{FlagName, SbatchValue};
+use super::shell::{mount_path, output_pattern};
+use super::spec::{
+    AuxEndpoint, ClientSpec, Container, Context, Endpoint, EnvGroup, EvalSpec, JobSpec, Mount, PublicValue, Resources,
+    Role, Sbatch, ServerSpec, Work,
+};
+use crate::config::env::{EnvVar, Source};
+use crate::config::model::{Config, Deployment, DeploymentType, Topology};
+use crate::config::node::Seg;
+use crate::config::{Loaded, ResolvedTask};
+use crate::diag::Diagnostic;
+use crate::graph::{JobGraph, NodeKind};
+use crate::shell::VarName;
+
+/// Lowers the jobs of one config, collecting every problem found.
+pub struct Lower<'a> {
+    loaded: &'a Loaded,
+    cfg: &'a Config,
+    graph: &'a JobGraph,
+    pub stack_dir: String,
+    pub errors: Vec<Diagnostic>,
+}
+
+fn keys(path: &[&str]) -> Vec<Seg> {
+    path.iter().map(|k| Seg::Key((*k).into())).collect()
+}
+
+fn key_then(base: &[Seg], k: &str) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(Seg::Key(k.into()));
+    p
+}
+
+impl<'a> Lower<'a> {
+    pub fn new(loaded: &'a Loaded, graph: &'a JobGraph) -> Lower<'a> {
+        let cfg = &loaded.config;
+        let stack_dir = format!("{}/{}", cfg.execution.output_dir.trim_end_matches('/'), loaded.stack);
+        Lower { loaded, cfg, graph, stack_dir, errors: vec![] }
+    }
+
+    fn err(&mut self, path: &[Seg], msg: String) {
+        self.errors.push(Diagnostic::error(self.loaded.tree.value_span_of(path), msg));
+    }
+
+    /// An `#SBATCH` value, or an error at `path`.
+    fn sb(&mut self, value: &str, path: &[Seg]) -> SbatchValue {
+        SbatchValue::new(value).unwrap_or_else(|e| {
+            self.err(path, format!("`{}`: {e}", crate::config::node::path_string(path)));
+            SbatchValue::default()
+        })
+    }
+
+    fn node_dir(&self, id: &str) -> String {
+        format!("{}/{}", self.stack_dir, id)
+    }
+
+    /// Time limit of one link, in seconds.
+    pub fn walltime_s(&self) -> u64 {
+        self.cfg.execution.walltime.seconds().unwrap_or(3600)
+    }
+
+    /// Seconds before the time limit at which the job is warned: a tenth of
+    /// the walltime, between 60 s and 300 s, and never before half of it (a
+    /// short link is not warned as it starts).
+    fn signal_lead(&self) -> u64 {
+        (self.walltime_s() / 10).clamp(60, 300).min(self.walltime_s() / 2).max(1)
+    }
+
+    /// How long a job waits for an endpoint to become healthy.
+    fn readiness_s(&self) -> u64 {
+        match &self.cfg.execution.endpoint_readiness_timeout {
+            Some(d) => d.seconds().unwrap_or_else(|_| self.walltime_s()),
+            None => self.walltime_s(),
+        }
+    }
+
+    /// What the job asks of the scheduler. `client_only`: a job that only
+    /// runs the harness against a server of another job (shared topology)
+    /// asks for no GPUs.
+    fn resources(&mut self, nodes: u32, client_only: bool) -> Resources {
+        let e = &self.cfg.execution;
+        let walltime = match &e.walltime {
+            crate::config::model::SlurmTime::Text(t) => t.trim().to_owned(),
+            crate::config::model::SlurmTime::Minutes(m) => m.to_string(),
+        };
+        let gres = e.gres.clone().filter(|_| !client_only);
+        let gpus_per_node = e.gpus_per_node.filter(|_| !client_only);
+        let ntasks_per_node = e.ntasks_per_node;
+        Resources {
+            nodes,
+            walltime: self.sb(&walltime, &keys(&["execution", "walltime"])),
+            ntasks_per_node,
+            gres: gres.map(|g| self.sb(&g, &keys(&["execution", "gres"]))),
+            gpus_per_node,
+        }
+    }
+
+    /// The job's `--comment`: the user's comment and the ownership tag
+    /// `evalctl:<stack>/<unit>/<role>` by which refresh finds the job again
+    /// (apply appends the unit's hashes when it submits).
+    fn comment(&self, unit: &str, role: Role) -> String {
+        let tag = format!("{TAG_PREFIX}{}/{unit}/{role}", self.loaded.stack);
+        match &self.cfg.execution.sbatch_comment {
+            Some(c) => format!("{c} {tag}"),
+            None => tag,
+        }
+    }
+
+    /// The job's other `#SBATCH` settings. A client-only job (see
+    /// [`Self::resources`]) does not ask for an exclusive node.
+    fn sbatch(&mut self, id: &str, dir: &str, role: Role, comment: &str, client_only: bool) -> Sbatch {
+        let e = &self.cfg.execution;
+        let k = |s: &str| keys(&["execution", s]);
+        let job_name = self.sb(&format!("{}.{}", self.loaded.stack, id), &keys(&["name"]));
+        let (account, partition, qos) = (e.account.clone(), e.partition.clone(), e.qos.clone());
+        let account = account.map(|v| self.sb(&v, &k("account")));
+        let partition = partition.map(|v| self.sb(&v, &k("partition")));
+        let qos = qos.map(|v| self.sb(&v, &k("qos")));
+        let mut extra = vec![];
+        for (flag, value) in &self.cfg.execution.sbatch_extra_flags {
+            if client_only && flag == "exclusive" {
+                continue;
+            }
+            let path = keys(&["execution", "sbatch_extra_flags", flag]);
+            let name = match FlagName::user(flag) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(&path, e);
+                    continue;
+                }
+            };
+            match value {
+                J::Bool(true) => extra.push((name, None)),
+                J::Bool(false) | J::Null => {}
+                J::String(s) => extra.push((name, Some(self.sb(s, &path)))),
+                J::Number(n) => extra.push((name, Some(self.sb(&n.to_string(), &path)))),
+                _ => self.err(&path, format!("sbatch flag `{name}` needs a string, number or boolean")),
+            }
+        }
+        let comment = self.sb(comment, &k("sbatch_comment"));
+        let output = self.sb(&format!("{}/logs/slurm-%j.out", output_pattern(dir)), &k("output_dir"));
+        Sbatch {
+            job_name,
+            account,
+            partition,
+            qos,
+            extra,
+            comment,
+            output,
+            // A successor whose predecessor succeeded can never start: Slurm removes it.
+            kill_on_invalid_dep: role == Role::Resume,
+            signal_lead: self.signal_lead(),
+        }
+    }
+
+    fn context(&self, node: &str) -> Context {
+        let e = &self.cfg.execution;
+        Context {
+            stack: self.loaded.stack.clone(),
+            node: node.to_owned(),
+            stack_dir: self.stack_dir.clone(),
+            walltime_s: self.walltime_s(),
+            max_walltime_s: e.max_walltime.as_ref().and_then(|m| m.seconds().ok()).unwrap_or(0),
+            max_links: e.max_resume_links,
+        }
+    }
+
+    /// A job of `unit` in `dir`, before its work and result are known.
+    #[allow(clippy::too_many_arguments)]
+    fn job(
+        &mut self,
+        id: &str,
+        unit: &str,
+        kind: NodeKind,
+        role: Role,
+        dir: &str,
+        nodes: u32,
+        client_only: bool,
+        env: Vec<EnvGroup>,
+        work: Work,
+    ) -> JobSpec {
+        let comment = self.comment(unit, role);
+        JobSpec {
+            id: id.to_owned(),
+            kind,
+            role,
+            unit: unit.to_owned(),
+            dir: dir.to_owned(),
+            script_name: match role {
+                Role::First => "task.sbatch",
+                Role::Resume => "resume.sbatch",
+                Role::Server => "server.sbatch",
+            },
+            resources: self.resources(nodes, client_only),
+            sbatch: self.sbatch(id, dir, role, &comment, client_only),
+            comment,
+            context: self.context(unit),
+            env,
+            work,
+            result: J::Null,
+        }
+    }
+
+    /// A container group from its variables.
+    fn env_group(&mut self, name: &str, vars: &[EnvVar]) -> EnvGroup {
+        let mut group = EnvGroup {
+            name: VarName::new(name).expect("group names are identifiers"),
+            public: vec![],
+            secret: vars.iter().filter(|v| v.secret).cloned().collect(),
+            names: vars.iter().map(|v| v.name.clone()).collect(),
+        };
+        for v in vars.iter().filter(|v| !v.secret) {
+            let value = match &v.source {
+                Source::Literal { value } => PublicValue::Literal(value.clone()),
+                Source::Runtime { var } => match VarName::new(var) {
+                    Some(n) => PublicValue::Runtime(n),
+                    None => {
+                        self.err(&v.path, format!("`{var}` is not a valid environment variable name"));
+                        continue;
+                    }
+                },
+                _ => continue,
+            };
+            match VarName::new(&v.name) {
+                Some(n) => group.public.push((n, value)),
+                None => self.err(&v.path, format!("`{}` is not a valid environment variable name", v.name)),
+            }
+        }
+        group
+    }
+
+    /// Mounts from `(source, target[:flags], where)` triples; paths
+    /// `--container-mounts` cannot express are reported.
+    fn mounts(&mut self, pairs: Vec<(String, String, Vec<Seg>)>) -> Vec<Mount> {
+        let mut out = vec![];
+        for (source, dst, path) in pairs {
+            let (target, flags) = match dst.split_once(':') {
+                Some((t, f)) => (t.to_owned(), Some(f.to_owned())),
+                None => (dst.clone(), None),
+            };
+            for p in [source.as_str(), target.as_str()] {
+                if let Err(e) = mount_path(p) {
+                    self.err(&path, e);
+                }
+            }
+            out.push(Mount { source, target, flags });
+        }
+        out
+    }
+
+    /// A deployment's server: `aux` names an auxiliary deployment (its own
+    /// node and instance counts and mounts), `None` the main one.
+    fn server(&mut self, d: &Deployment, base: &[Seg], group: &EnvGroup, aux: Option<&str>) -> ServerSpec {
+        let e = &self.cfg.execution;
+        let (nodes, instances) = match aux {
+            Some(_) => (d.num_nodes.unwrap_or(1), d.num_instances.unwrap_or(1)),
+            None => (e.num_nodes, e.num_instances),
+        };
+        let instances = instances.max(1);
+        let n_tasks = if aux.is_some() { nodes } else { e.deployment.n_tasks.unwrap_or(nodes) };
+        let mut pairs = vec![];
+        if let Some(cp) = &d.checkpoint_path {
+            pairs.push((cp.clone(), "/checkpoint:ro".to_owned(), key_then(base, "checkpoint_path")));
+        }
+        let (user_mounts, mbase) = match aux {
+            Some(a) => {
+                (e.mounts.auxiliary.get(a).cloned().unwrap_or_default(), keys(&["execution", "mounts", "auxiliary", a]))
+            }
+            None => (e.mounts.deployment.clone(), keys(&["execution", "mounts", "deployment"])),
+        };
+        for (s, t) in user_mounts {
+            let path = key_then(&mbase, &s);
+            pairs.push((s, t, path));
+        }
+        let mut cmd = d.command.as_deref().unwrap_or_default().trim_end().to_owned();
+        if let Some(pre) = &d.pre_cmd {
+            cmd = format!("{pre}\n{cmd}");
+        }
+        let health = d.endpoints.as_ref().and_then(|x| x.health.clone());
+        let wait = match &health {
+            Some(_) => self.readiness_s(),
+            None => d.server_timeout.unwrap_or(60),
+        };
+        let proxy = e.proxy.clone().unwrap_or_default();
+        let mount_home = e.mounts.mount_home;
+        ServerSpec {
+            group: group.name.clone(),
+            container: Container {
+                image: d.image.clone().unwrap_or_default(),
+                mounts: self.mounts(pairs),
+                mount_home,
+                env: group.names.clone(),
+            },
+            cmd,
+            instances,
+            nodes_per_instance: (nodes / instances).max(1),
+            tasks_per_instance: (n_tasks / instances).max(1),
+            port: d.port.unwrap_or(8000),
+            health,
+            wait,
+            proxy_port: proxy.config.get("haproxy_port").and_then(J::as_u64).unwrap_or(5009),
+            proxy_image: proxy.image.clone().unwrap_or_else(|| "haproxy:latest".into()),
+        }
+    }
+
+    /// A shared or auxiliary deployment job.
+    pub fn deployment(&mut self, id: &str, aux: Option<&str>) -> JobSpec {
+        let cfg = self.cfg;
+        let (d, base, vars): (&Deployment, Vec<Seg>, &[EnvVar]) = match aux {
+            Some(a) => (
+                &cfg.auxiliary_deployments[a],
+                keys(&["auxiliary_deployments", a]),
+                self.loaded.env.auxiliary.get(a).map(Vec::as_slice).unwrap_or(&[]),
+            ),
+            None => (&cfg.deployment, keys(&["deployment"]), &self.loaded.env.deployment),
+        };
+        let group = self.env_group(&aux.map_or_else(|| "deployment".to_owned(), aux_group_name), vars);
+        let dir = self.node_dir(id);
+        let nodes = match aux {
+            Some(_) => d.num_nodes.unwrap_or(1),
+            None => cfg.execution.num_nodes,
+        };
+        let server = self.server(d, &base, &group, aux);
+        let work = Work::Serve { server: Box::new(server), tasks: self.graph.task_ids.clone() };
+        let kind = NodeKind::Deployment { aux: aux.map(str::to_owned) };
+        let mut job = self.job(id, id, kind, Role::Server, &dir, nodes, false, vec![group], work);
+        job.result = json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) });
+        job
+    }
+
+    /// The evaluation variables of a task: its own, plus the endpoint's API key.
+    fn eval_vars(&mut self, index: usize) -> Vec<EnvVar> {
+        let mut vars: Vec<EnvVar> = self.loaded.env.tasks.get(index).cloned().unwrap_or_default();
+        if let Some(key) = &self.cfg.target.api_endpoint.api_key_name
+            && !vars.iter().any(|v| &v.name == key)
+        {
+            let path = keys(&["target", "api_endpoint", "api_key_name"]);
+            if crate::config::env::is_var_name(key) {
+                vars.push(EnvVar {
+                    name: key.clone(),
+                    source: Source::Host { var: key.clone(), default: None },
+                    secret: true,
+                    path,
+                });
+            } else {
+                self.err(&path, format!("`{key}` is not a valid environment variable name"));
+            }
+        }
+        vars
+    }
+
+    /// The first link of a task and its resume link.
+    pub fn task(&mut self, id: &str, index: usize) -> Option<(JobSpec, JobSpec)> {
+        let cfg = self.cfg;
+        // Validation resolved every task, in order.
+        let Some(rt) = self.loaded.tasks.get(index).filter(|t| t.index == index).cloned() else {
+            self.errors.push(Diagnostic::error(None, format!("task {index} was not resolved")));
+            return None;
+        };
+        let task_id = self.graph.task_ids.get(index).cloned().unwrap_or_else(|| id.to_owned());
+        let dir = self.node_dir(&task_id);
+        let deployed = cfg.deployment.kind != DeploymentType::None;
+        let shared = deployed && cfg.execution.topology == Topology::Shared;
+        let own_server = deployed && !shared;
+
+        let eval_vars = self.eval_vars(index);
+        let eval_group = self.env_group("evaluation", &eval_vars);
+        let mut env = vec![];
+        if own_server {
+            env.push(self.env_group("deployment", &self.loaded.env.deployment));
+        }
+        env.push(eval_group);
+        let nodes = if own_server { cfg.execution.num_nodes } else { 1 };
+        let resume_id = format!("{task_id}.resume");
+
+        let eval = self.evaluation(&rt, index, &dir, &env, &eval_vars);
+        let result = self.task_identity(&rt, &eval.client, &eval_vars, index);
+        let eval = Rc::new(eval);
+        let links = [
+            (task_id.clone(), NodeKind::EvalTask { task: index }, Role::First),
+            (resume_id, NodeKind::Resume { of: task_id.clone(), task: index }, Role::Resume),
+        ];
+        let [first, resume] = links.map(|(id, kind, role)| {
+            let work = Work::Evaluate(eval.clone());
+            let mut job = self.job(&id, &task_id, kind, role, &dir, nodes, shared, env.clone(), work);
+            job.result = result.clone();
+            job
+        });
+        Some((first, resume))
+    }
+
+    /// What a task link runs: endpoint, auxiliary endpoints and harness step.
+    fn evaluation(
+        &mut self,
+        rt: &ResolvedTask,
+        index: usize,
+        dir: &str,
+        env: &[EnvGroup],
+        eval_vars: &[EnvVar],
+    ) -> EvalSpec {
+        let cfg = self.cfg;
+        let task = &cfg.evaluation.tasks[index];
+        let deployed = cfg.deployment.kind != DeploymentType::None;
+        let shared = deployed && cfg.execution.topology == Topology::Shared;
+        let (endpoint_type, path) = endpoint_for(cfg, rt, task);
+        let endpoint = if !deployed {
+            Endpoint::External { url: path }
+        } else if shared {
+            let health = cfg.deployment.endpoints.as_ref().and_then(|x| x.health.clone()).unwrap_or_default();
+            Endpoint::Shared { node: crate::graph::SERVER.to_owned(), health, wait: self.readiness_s(), path }
+        } else {
+            let server = self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None);
+            Endpoint::Own { server, path }
+        };
+        let auxiliary = cfg
+            .auxiliary_deployments
+            .iter()
+            .map(|(name, aux)| {
+                let eps = aux.endpoints.as_ref();
+                AuxEndpoint {
+                    name: name.clone(),
+                    node: format!("{}.{name}", crate::graph::SERVER),
+                    health: eps.and_then(|x| x.health.clone()).unwrap_or_default(),
+                    wait: self.readiness_s(),
+                    chat: eps.and_then(|x| x.chat.clone()).unwrap_or_else(|| "/v1/chat/completions".into()),
+                    completions: eps.and_then(|x| x.completions.clone()).unwrap_or_else(|| "/v1/completions".into()),
+                }
+            })
+            .collect();
+
+        let mut pairs = vec![(format!("{dir}/artifacts"), "/results".to_owned(), keys(&["execution", "output_dir"]))];
+        for (src, dst) in &cfg.execution.mounts.evaluation {
+            pairs.push((src.clone(), dst.clone(), keys(&["execution", "mounts", "evaluation", src])));
+        }
+        let eval_group = env.last().expect("the evaluation group");
+        let container = Container {
+            image: rt.info.container.clone(),
+            mounts: self.mounts(pairs),
+            mount_home: cfg.execution.mounts.mount_home,
+            env: eval_group.names.clone(),
+        };
+        let [pre, post] = pre_post(cfg, index);
+        let client = ClientSpec {
+            container,
+            pre: pre.into_iter().flatten().map(str::to_owned).collect(),
+            post: post.into_iter().flatten().map(str::to_owned).collect(),
+            run_config: run_config(cfg, rt, task, &endpoint_type, eval_vars),
+            on_server_head: deployed && !shared,
+        };
+        EvalSpec { endpoint, auxiliary, client }
+    }
+
+    /// What determines a task's result.
+    fn task_identity(&self, rt: &ResolvedTask, client: &ClientSpec, eval_vars: &[EnvVar], index: usize) -> J {
+        let cfg = self.cfg;
+        let deployed = cfg.deployment.kind != DeploymentType::None;
+        let own_server = deployed && cfg.execution.topology != Topology::Shared;
+        let [pre, post] = pre_post(cfg, index);
+        json!({
+            "kind": "task",
+            "task": rt.info.qualified(),
+            "container": rt.info.container,
+            "run_config": client.run_config,
+            "deployment": if deployed { model_identity(&cfg.deployment) } else { json!({"url": cfg.target.api_endpoint.url}) },
+            "env": env_identity(eval_vars),
+            "server_env": if own_server { env_identity(&self.loaded.env.deployment) } else { J::Null },
+            "pre": pre, "post": post,
+        })
+    }
+}
+
+/// A task's commands before (evaluation-wide first) and after (task first) the harness.
+fn pre_post(cfg: &Config, index: usize) -> [[Option<&str>; 2]; 2] {
+    let task = &cfg.evaluation.tasks[index];
+    [
+        [cfg.evaluation.pre_cmd.as_deref(), task.pre_cmd.as_deref()],
+        [task.post_cmd.as_deref(), cfg.evaluation.post_cmd.as_deref()],
+    ]
+}
+
+/// The container group of an auxiliary deployment.
+fn aux_group_name(name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("aux_{clean}")
+}

@@ -1,0 +1,287 @@
+//! A [`JobSpec`] spelled as a bash script. Every decision was made by
+//! `lower`; this module only writes text, and writes values only through
+//! `shell!` (shell words, checked names, integers, or typed fragments below),
+//! so no value can reach a script unquoted.
+
+use std::fmt;
+
+use serde_json::Value as J;
+
+use super::RUNTIME;
+use super::run_config::URL_PLACEHOLDER;
+use super::sbatch::SbatchHeader;
+use super::spec::{
+    AuxEndpoint, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PublicValue, Role, ServerSpec, Work,
+};
+use crate::shell;
+use crate::shell::{Code, CommentText, Shell, ShellWord, Words};
+
+/// The line after which every script carries the runtime.
+pub const RUNTIME_MARK: &str = "\nset -uo pipefail\n\n";
+
+/// Everything before the job's work: header, runtime, the job's variables,
+/// its groups' variable functions and, for a task link, its chain step.
+/// Both links of a task differ only here.
+pub fn head(job: &JobSpec) -> String {
+    let mut s = header(job);
+    s.push_str(&preamble(job));
+    for g in &job.env {
+        s.push_str(&public_env_fn(g));
+    }
+    match job.role {
+        Role::First => s.push_str("\n# ---- auto-resume chain ----\nevalctl_chain start first\nevalctl_status running\n"),
+        Role::Resume => s.push_str(
+            "\n# ---- auto-resume chain ----\nevalctl_resume_gate || exit 0\nevalctl_chain start resume\nevalctl_status running\nevalctl_submit_next\n",
+        ),
+        Role::Server => {}
+    }
+    s
+}
+
+/// The job's work: serving a model, or one evaluation.
+pub fn work(work: &Work) -> String {
+    match work {
+        Work::Serve { server, tasks } => serve(server, tasks),
+        Work::Evaluate(eval) => evaluate(eval),
+    }
+}
+
+/// `#!`, the job's description and its `#SBATCH` lines.
+fn header(job: &JobSpec) -> String {
+    let (r, b) = (&job.resources, &job.sbatch);
+    // Functions of the shared runtime a given job does not call are expected.
+    let mut s = shell!(
+        "#!/bin/bash\n# shellcheck disable=SC2317\n# evalctl job `{}` of stack `{}`: rendered by evalctl, submitted by `evalctl apply`.\n",
+        CommentText(&job.id),
+        CommentText(&job.context.stack)
+    );
+    let mut h = SbatchHeader::new();
+    h.push("job-name", &b.job_name)
+        .push_some("account", b.account.as_ref())
+        .push_some("partition", b.partition.as_ref())
+        .push_some("qos", b.qos.as_ref())
+        .push("time", &r.walltime)
+        .push("nodes", r.nodes)
+        .push("ntasks-per-node", r.ntasks_per_node)
+        .push_some("gres", r.gres.as_ref())
+        .push_some("gpus-per-node", r.gpus_per_node);
+    for (flag, value) in &b.extra {
+        match value {
+            Some(v) => h.push(flag.clone(), v),
+            None => h.switch(flag.clone()),
+        };
+    }
+    h.push("comment", &b.comment).push("output", &b.output).switch("open-mode=append").switch("no-requeue");
+    if b.kill_on_invalid_dep {
+        h.switch("kill-on-invalid-dep=yes");
+    }
+    h.push("signal", super::sbatch::SbatchValue::new(&format!("B:USR1@{}", b.signal_lead)).unwrap_or_default());
+    s.push_str(&h.finish());
+    s
+}
+
+/// The runtime and the variables and traps every script sets before its body.
+fn preamble(job: &JobSpec) -> String {
+    let c = &job.context;
+    let dir = ShellWord::from(&job.dir);
+    let mut s = String::from(RUNTIME_MARK);
+    s.push_str(RUNTIME);
+    s.push_str(&shell!(
+        "\n# ---- this job ----\nexport EVALCTL_STACK={}\nexport EVALCTL_NODE={}\nexport EVALCTL_ROLE={}\nexport EVALCTL_STACK_DIR={}\nexport EVALCTL_DIR={}\nexport EVALCTL_ARTIFACTS={}/artifacts\nexport EVALCTL_LOGS={}/logs\n",
+        ShellWord::from(&c.stack),
+        ShellWord::from(&c.node),
+        ShellWord::from(job.role.as_str()),
+        ShellWord::from(&c.stack_dir),
+        dir,
+        dir,
+        dir
+    ));
+    s.push_str(&shell!(
+        "export EVALCTL_WALLTIME_S={}\nexport EVALCTL_MAX_WALLTIME_S={}\nexport EVALCTL_MAX_LINKS={}\n",
+        c.walltime_s,
+        c.max_walltime_s,
+        c.max_links
+    ));
+    s.push_str("mkdir -p \"$EVALCTL_ARTIFACTS\" \"$EVALCTL_LOGS\"\n");
+    s.push_str("mapfile -t EVALCTL_NODES < <(scontrol show hostnames \"${SLURM_JOB_NODELIST:-$(hostname)}\")\n");
+    s.push_str("trap 'evalctl_on_signal USR1' USR1\n");
+    s.push_str("trap 'evalctl_on_signal TERM; evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\" ${EVALCTL_CLIENT_PID:-}; exit 143' TERM\n");
+    s.push_str("EVALCTL_SERVER_PIDS=()\n");
+    s
+}
+
+/// A shell function exporting a group's visible variables (literals and
+/// compute-node variables); `evalctl_env` calls it after the secrets file.
+fn public_env_fn(group: &EnvGroup) -> String {
+    let mut s = shell!("evalctl_public_env_{}() {{\n", group.name);
+    for (name, value) in &group.public {
+        s.push_str(&match value {
+            PublicValue::Literal(v) => shell!("  export {}={}\n", name, ShellWord::from(v)),
+            PublicValue::Runtime(var) => shell!("  export {}=\"${{{}-}}\"\n", name, var),
+        });
+    }
+    if group.public.is_empty() {
+        s.push_str("  :\n");
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The container options of an `srun` step.
+struct ContainerArgs<'a>(&'a Container);
+
+impl Shell for ContainerArgs<'_> {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        write!(f, "--container-image={}", ShellWord::from(&c.image))?;
+        if !c.mounts.is_empty() {
+            let items: Vec<String> = c
+                .mounts
+                .iter()
+                .map(|m| match &m.flags {
+                    Some(fl) => format!("{}:{}:{fl}", m.source, m.target),
+                    None => format!("{}:{}", m.source, m.target),
+                })
+                .collect();
+            write!(f, " {}", ShellWord::new(format!("--container-mounts={}", items.join(","))))?;
+        }
+        f.write_str(if c.mount_home { " --container-mount-home" } else { " --no-container-mount-home" })?;
+        if !c.env.is_empty() {
+            write!(f, " {}", ShellWord::new(format!("--container-env={}", c.env.join(","))))?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a model server's instances and waits until they are ready;
+/// leaves `EVALCTL_BASE_URL` set.
+fn server_block(sv: &ServerSpec) -> String {
+    let mut s = shell!(
+        "EVALCTL_SRV_ARGS=({})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {}\n",
+        ContainerArgs(&sv.container),
+        ShellWord::from(&sv.cmd),
+        ShellWord::from(sv.group.as_str()),
+        sv.instances,
+        sv.nodes_per_instance,
+        sv.tasks_per_instance
+    );
+    s.push_str(&shell!(
+        "if ! evalctl_servers_ready {} {} {} {} {}; then\n",
+        sv.port,
+        ShellWord::from(sv.health.as_deref().unwrap_or("")),
+        sv.wait,
+        sv.proxy_port,
+        ShellWord::from(&sv.proxy_image)
+    ));
+    s.push_str("  evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n  evalctl_status failed server-not-ready\n  evalctl_chain end server-not-ready\n  exit 1\nfi\n");
+    s
+}
+
+/// A deployment job's work: serve until every task of the stack is done.
+fn serve(server: &ServerSpec, tasks: &[String]) -> String {
+    let mut s = String::from("\n# ---- serve the model for the stack's tasks ----\n");
+    s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_chain start server\nevalctl_status running\n");
+    s.push_str(&server_block(server));
+    s.push_str("printf '%s\\n' \"$EVALCTL_BASE_URL\" >\"$EVALCTL_DIR/endpoint.tmp\" && mv -f \"$EVALCTL_DIR/endpoint.tmp\" \"$EVALCTL_DIR/endpoint\"\n");
+    s.push_str("evalctl_log \"endpoint published: $EVALCTL_BASE_URL\"\n");
+    s.push_str(&shell!("evalctl_serve_until_done {}\nrc=$?\n", tasks.iter().collect::<Words>()));
+    s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
+    s.push_str("if [ \"$rc\" -eq 0 ]; then evalctl_status completed; evalctl_chain end completed; else evalctl_status failed server-exited; evalctl_chain end server-exited; fi\nexit \"$rc\"\n");
+    s
+}
+
+/// Waits for another job's published endpoint into `var`, or ends the link.
+fn endpoint_of(var: Code, node: &str, health: &str, wait: u64) -> String {
+    shell!(
+        "if ! {}=$(evalctl_endpoint_of {} {} {}); then\n  evalctl_status failed no-endpoint\n  evalctl_chain end no-endpoint\n  exit 1\nfi\n",
+        var,
+        ShellWord::from(node),
+        ShellWord::from(health),
+        wait
+    )
+}
+
+/// The run config, one line of compact JSON, as a quoted here-document's
+/// body: compact JSON has no raw newline, so it cannot end the document.
+struct JsonLine<'a>(&'a J);
+
+impl Shell for JsonLine<'_> {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&serde_json::to_string(self.0).unwrap_or_default())
+    }
+}
+
+/// A task link's work: reach the endpoint, write the run config, run the
+/// harness and record how it ended.
+fn evaluate(eval: &EvalSpec) -> String {
+    let mut s = String::new();
+    match &eval.endpoint {
+        Endpoint::Own { server, path } => {
+            s.push_str("\n# ---- model server ----\n");
+            s.push_str(&server_block(server));
+            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path)));
+        }
+        Endpoint::Shared { node, health, wait, path } => {
+            s.push_str("\n# ---- the stack's shared model server ----\n");
+            s.push_str(&endpoint_of(Code("EVALCTL_BASE_URL"), node, health, *wait));
+            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path)));
+        }
+        Endpoint::External { url } => {
+            s.push_str(&shell!("\n# ---- endpoint under evaluation ----\nEVALCTL_URL={}\n", ShellWord::from(url)));
+        }
+    }
+    let client = &eval.client;
+    s.push_str(&shell!(
+        "\n# ---- evaluation ----\nEVALCTL_RUN_CONFIG=$(cat <<'EVALCTL_RUN_CONFIG_END'\n{}\nEVALCTL_RUN_CONFIG_END\n)\nevalctl_subst {} \"$EVALCTL_URL\"\n",
+        JsonLine(&client.run_config),
+        ShellWord::from(URL_PLACEHOLDER)
+    ));
+    for aux in &eval.auxiliary {
+        s.push_str(&aux_endpoint(aux));
+    }
+    s.push_str("printf '%s\\n' \"$EVALCTL_RUN_CONFIG\" >\"$EVALCTL_ARTIFACTS/run_config.yml\"\n");
+    s.push_str(&client_step(client));
+    s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-${SLURM_JOB_ID:-0}.log)\"\n");
+    s.push_str("evalctl_wait \"$EVALCTL_CLIENT_PID\"\nrc=$?\nEVALCTL_CLIENT_PID=\n");
+    if matches!(eval.endpoint, Endpoint::Own { .. }) {
+        s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
+    }
+    s.push_str("evalctl_finish \"$rc\"\nexit \"$rc\"\n");
+    s
+}
+
+/// Fills an auxiliary deployment's URLs into the run config.
+fn aux_endpoint(aux: &AuxEndpoint) -> String {
+    let mut s = endpoint_of(Code("EVALCTL_AUX_URL"), &aux.node, &aux.health, aux.wait);
+    for (suffix, path) in [("chat_url", aux.chat.as_str()), ("completions_url", aux.completions.as_str()), ("url", "")]
+    {
+        s.push_str(&shell!(
+            "evalctl_subst_url {} \"$EVALCTL_AUX_URL\" {}\n",
+            ShellWord::new(format!("auxiliary_deployments.{}.{suffix}", aux.name)),
+            ShellWord::from(path)
+        ));
+    }
+    s
+}
+
+/// The harness step, in the background with its own log.
+fn client_step(client: &ClientSpec) -> String {
+    let mut cmd = String::new();
+    for p in &client.pre {
+        cmd.push_str(p);
+        cmd.push('\n');
+    }
+    cmd.push_str("nemo-evaluator run_eval --run_config /results/run_config.yml\nrc=$?\n");
+    for p in &client.post {
+        cmd.push_str(p);
+        cmd.push('\n');
+    }
+    cmd.push_str("exit $rc");
+    let head = Code(if client.on_server_head { " --nodelist=\"${EVALCTL_HEADS[0]}\"" } else { "" });
+    shell!(
+        "(\n  evalctl_env evaluation\n  exec srun --overlap --nodes=1 --ntasks=1{} {} bash -c {}\n) >\"$EVALCTL_LOGS/client-${{SLURM_JOB_ID:-0}}.log\" 2>&1 &\n",
+        head,
+        ContainerArgs(&client.container),
+        ShellWord::new(cmd)
+    )
+}

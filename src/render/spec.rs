@@ -1,0 +1,218 @@
+//! What a job is, as plain data: the lowering step (`lower`) decides every
+//! value here from the config, and the script step (`script`) only spells
+//! it as bash. Nothing in this module knows about shell text.
+
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as J;
+
+use super::sbatch::{FlagName, SbatchValue};
+use crate::config::env::EnvVar;
+use crate::graph::NodeKind;
+use crate::shell::VarName;
+
+/// The part a job plays in its unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The first link of a task's chain.
+    First,
+    /// A task's resume link, queued to run if the previous link was cut short.
+    Resume,
+    /// A deployment job serving a model to the stack's tasks.
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::First => "first",
+            Role::Resume => "resume",
+            Role::Server => "server",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One job: how it is scheduled, what its script sets up, and what it runs.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// Node id in the graph.
+    pub id: String,
+    pub kind: NodeKind,
+    pub role: Role,
+    /// The unit the job belongs to: its task, or itself for a deployment.
+    pub unit: String,
+    /// Directory of the job on the cluster.
+    pub dir: String,
+    /// File name of the script inside `dir`.
+    pub script_name: &'static str,
+    /// The job's `--comment`, as given to Slurm (user comment and ownership tag).
+    pub comment: String,
+    pub resources: Resources,
+    pub sbatch: Sbatch,
+    pub context: Context,
+    /// Container groups, in the order their variable functions are written.
+    pub env: Vec<EnvGroup>,
+    pub work: Work,
+    /// What determines the job's result (hashed into its result hash).
+    pub result: J,
+}
+
+/// What a job asks of the scheduler.
+#[derive(Clone, Debug)]
+pub struct Resources {
+    pub nodes: u32,
+    pub walltime: SbatchValue,
+    pub ntasks_per_node: u32,
+    /// `None` for a job that only runs a client (no GPUs for it).
+    pub gres: Option<SbatchValue>,
+    pub gpus_per_node: Option<u32>,
+}
+
+/// The other `#SBATCH` settings of a job.
+#[derive(Clone, Debug)]
+pub struct Sbatch {
+    pub job_name: SbatchValue,
+    pub account: Option<SbatchValue>,
+    pub partition: Option<SbatchValue>,
+    pub qos: Option<SbatchValue>,
+    /// The user's extra flags: a switch (`None`) or a flag with a value.
+    pub extra: Vec<(FlagName, Option<SbatchValue>)>,
+    pub comment: SbatchValue,
+    pub output: SbatchValue,
+    /// A resume link: Slurm removes it when its predecessor succeeded.
+    pub kill_on_invalid_dep: bool,
+    /// Seconds before the time limit at which the job gets USR1.
+    pub signal_lead: u64,
+}
+
+/// What every script exports before its body (`EVALCTL_*`).
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub stack: String,
+    /// The job's unit node (a resume link names its task).
+    pub node: String,
+    pub stack_dir: String,
+    pub walltime_s: u64,
+    /// 0 without a limit.
+    pub max_walltime_s: u64,
+    pub max_links: u32,
+}
+
+/// A container group: the variables one container sees.
+#[derive(Clone, Debug)]
+pub struct EnvGroup {
+    /// Names the secrets file (`secrets/<name>.env`) and the group's function.
+    pub name: VarName,
+    /// Variables the script sets itself, in order.
+    pub public: Vec<(VarName, PublicValue)>,
+    /// Variables whose values `apply` writes to the secrets file.
+    pub secret: Vec<EnvVar>,
+    /// Every variable the container is given (`--container-env`), in order.
+    pub names: Vec<String>,
+}
+
+/// Where the value of a variable the script sets comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicValue {
+    /// Written in the config.
+    Literal(String),
+    /// A variable of the compute node.
+    Runtime(VarName),
+}
+
+/// A bind mount into a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    /// Mount flags (`ro`, ...).
+    pub flags: Option<String>,
+}
+
+/// A Pyxis container of a job step.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub image: String,
+    pub mounts: Vec<Mount>,
+    pub mount_home: bool,
+    /// The variables it is given (`--container-env`).
+    pub env: Vec<String>,
+}
+
+/// What a job runs.
+#[derive(Clone, Debug)]
+pub enum Work {
+    /// A deployment job: serves a model until the stack's tasks are done.
+    Serve { server: Box<ServerSpec>, tasks: Vec<String> },
+    /// A task link: one evaluation against an endpoint.
+    Evaluate(Rc<EvalSpec>),
+}
+
+/// A model server: instances started together, behind a proxy when several.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// The container group its variables come from.
+    pub group: VarName,
+    pub container: Container,
+    pub cmd: String,
+    pub instances: u32,
+    pub nodes_per_instance: u32,
+    pub tasks_per_instance: u32,
+    pub port: u32,
+    pub health: Option<String>,
+    /// Seconds to wait for health (or, without a health path, to wait blindly).
+    pub wait: u64,
+    pub proxy_port: u64,
+    pub proxy_image: String,
+}
+
+/// A task's evaluation: the same in both links of its chain.
+#[derive(Clone, Debug)]
+pub struct EvalSpec {
+    pub endpoint: Endpoint,
+    /// Auxiliary deployments whose endpoints the run config refers to.
+    pub auxiliary: Vec<AuxEndpoint>,
+    pub client: ClientSpec,
+}
+
+/// The endpoint a task evaluates.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// A server the job starts itself; `path` is appended to its URL.
+    Own { server: ServerSpec, path: String },
+    /// The stack's shared deployment job, found by its node id.
+    Shared { node: String, health: String, wait: u64, path: String },
+    /// An endpoint outside the stack.
+    External { url: String },
+}
+
+/// An auxiliary deployment's endpoint as a task waits for it.
+#[derive(Clone, Debug)]
+pub struct AuxEndpoint {
+    pub name: String,
+    pub node: String,
+    pub health: String,
+    pub wait: u64,
+    pub chat: String,
+    pub completions: String,
+}
+
+/// The evaluation harness's step.
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    pub container: Container,
+    /// Commands run before and after the harness, in order.
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
+    pub run_config: J,
+    /// Runs on the head node of the job's own server.
+    pub on_server_head: bool,
+}

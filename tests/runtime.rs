@@ -1,0 +1,332 @@
+//! The job runtime (`src/render/lib.sh`) on its own: each function is run
+//! in bash, with the runtime sourced and stand-ins for the Slurm commands
+//! (`sacct`, `scontrol`, `sbatch`), `curl` and `sleep` on PATH, against
+//! fixture files; and the runtime alone passes shellcheck.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const RUNTIME: &str = include_str!("../src/render/lib.sh");
+const CHAIN_TIME: &str = include_str!("fixtures/chain_time.tsv");
+
+const STUBS: &[(&str, &str)] = &[
+    ("sacct", "#!/bin/bash\n[ -n \"${STUB_SACCT+x}\" ] || exit 1\nprintf '%b' \"$STUB_SACCT\"\n"),
+    (
+        "scontrol",
+        "#!/bin/bash\n[ \"$1 $2\" = 'show job' ] && [ -n \"${STUB_JOB_STATE:-}\" ] && { echo \"JobId=$3 JobName=x\"; echo \"   JobState=$STUB_JOB_STATE Reason=None\"; exit 0; }\nexit 1\n",
+    ),
+    (
+        "sbatch",
+        "#!/bin/bash\nprintf '%s\\n' \"$*\" >>\"$EVALCTL_DIR/sbatch.args\"\n[ -n \"${STUB_SBATCH_FAILS:-}\" ] && exit 1\necho '4242;cluster'\n",
+    ),
+    ("curl", "#!/bin/bash\nprintf '%s' \"${STUB_HTTP:-200}\"\n"),
+    // Retries and polls wait for nothing.
+    ("sleep", "#!/bin/bash\nexit 0\n"),
+];
+
+/// A job directory with the stand-ins, removed when dropped.
+struct Job {
+    root: PathBuf,
+}
+
+/// What a snippet did: exit code, output, and the status and chain files.
+#[derive(Debug)]
+struct Ran {
+    rc: i32,
+    out: String,
+    status: String,
+    chain: String,
+}
+
+impl Job {
+    fn new() -> Job {
+        let root = std::env::temp_dir().join(format!(
+            "evalctl-runtime-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("job")).unwrap();
+        for (name, text) in STUBS {
+            let p = root.join("bin").join(name);
+            std::fs::write(&p, text).unwrap();
+            Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        }
+        std::fs::write(root.join("lib.sh"), RUNTIME).unwrap();
+        Job { root }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join("job")
+    }
+
+    fn write(&self, name: &str, text: &str) -> &Job {
+        std::fs::write(self.dir().join(name), text).unwrap();
+        self
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join(name)).unwrap_or_default()
+    }
+
+    /// Runs `code` after sourcing the runtime, as job 77. `now` fixes the
+    /// clock the runtime reads (`EPOCHSECONDS`).
+    fn run(&self, code: &str, env: &[(&str, &str)], now: Option<u64>) -> Ran {
+        let clock = now.map_or(String::new(), |n| format!("unset EPOCHSECONDS; EPOCHSECONDS={n}\n"));
+        let text = format!("set -uo pipefail\n. {:?}\n{clock}{code}\n", self.root.join("lib.sh"));
+        let path = format!("{}:{}", self.root.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+        let mut cmd = Command::new("timeout");
+        cmd.arg("30").arg("bash").arg("-c").arg(text);
+        cmd.env("PATH", path)
+            .env("EVALCTL_DIR", self.dir())
+            .env("EVALCTL_STACK_DIR", &self.root)
+            .env("EVALCTL_LOGS", self.root.join("logs"))
+            .env("SLURM_JOB_ID", "77")
+            .env("EVALCTL_WALLTIME_S", "3600")
+            .env("EVALCTL_MAX_WALLTIME_S", "0")
+            .env("EVALCTL_MAX_LINKS", "20");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        Ran {
+            rc: o.status.code().unwrap_or(-1),
+            out: String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+            status: self.read("status"),
+            chain: self.read("chain"),
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[test]
+fn status_and_chain_records() {
+    let j = Job::new();
+    let r = j.run("evalctl_status running; evalctl_chain start first", &[], Some(1000));
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert_eq!(r.status, "running 77 \n");
+    assert_eq!(r.chain, "77 start 1000 first\n");
+    // The status file is replaced (atomically); the chain file grows.
+    let r = j.run("evalctl_status failed 'exit 3'; evalctl_chain end 'failed 3'", &[], Some(1010));
+    assert_eq!(r.status, "failed 77 exit 3\n");
+    assert_eq!(r.chain, "77 start 1000 first\n77 end 1010 failed 3\n");
+    assert!(std::fs::read_dir(j.dir()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains(".tmp")));
+    let r = j.run("evalctl_log hello world", &[], None);
+    assert!(r.out.starts_with("[evalctl ") && r.out.ends_with("Z] hello world\n"), "{}", r.out);
+}
+
+#[test]
+fn used_seconds_and_links_follow_the_shared_table() {
+    let mut cases = 0;
+    for row in CHAIN_TIME.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let f: Vec<&str> = row.split('\t').collect();
+        let [name, wall, now, want_used, want_links, _jobs, check, chain] = f[..] else {
+            panic!("malformed row: {row:?}");
+        };
+        if check != "both" {
+            continue;
+        }
+        let j = Job::new();
+        if !chain.is_empty() {
+            let text: String = chain.split(" | ").map(|l| format!("{l}\n")).collect();
+            j.write("chain", &text);
+        }
+        let r = j.run(
+            "echo \"$(evalctl_used_seconds) $(evalctl_links)\"",
+            &[("EVALCTL_WALLTIME_S", wall)],
+            Some(now.parse().unwrap()),
+        );
+        assert_eq!(r.rc, 0, "{name}: {}", r.out);
+        assert_eq!(r.out.trim(), format!("{want_used} {want_links}"), "{name}: used seconds and links");
+        cases += 1;
+    }
+    assert!(cases >= 10, "{cases} cases");
+}
+
+#[test]
+fn the_previous_job_is_the_one_that_queued_this_link() {
+    let j = Job::new();
+    j.write("chain", "70 submit 0 apply\n70 start 10 first\n70 submit 11 77\n77 submit 12 78\n");
+    assert_eq!(j.run("evalctl_prev_job", &[], None).out, "70\n");
+    assert_eq!(j.run("evalctl_prev_job", &[("SLURM_JOB_ID", "99")], None).out, "\n");
+}
+
+#[test]
+fn job_state_from_accounting_then_the_controller() {
+    let j = Job::new();
+    let state = |env: &[(&str, &str)]| j.run("evalctl_job_state 70", env, None).out;
+    assert_eq!(state(&[("STUB_SACCT", "TIMEOUT\n")]), "TIMEOUT");
+    assert_eq!(state(&[("STUB_SACCT", "CANCELLED by 0\n")]), "CANCELLED");
+    // Accounting lags (still RUNNING, or nothing yet): the controller knows.
+    assert_eq!(state(&[("STUB_SACCT", "RUNNING\n"), ("STUB_JOB_STATE", "PREEMPTED")]), "PREEMPTED");
+    assert_eq!(state(&[("STUB_SACCT", ""), ("STUB_JOB_STATE", "NODE_FAIL")]), "NODE_FAIL");
+    // A job the controller still runs has no final state.
+    assert_eq!(state(&[("STUB_SACCT", "RUNNING\n"), ("STUB_JOB_STATE", "RUNNING")]), "");
+    assert_eq!(state(&[]), "");
+}
+
+#[test]
+fn the_resume_gate_decides_from_status_state_and_limits() {
+    let chain = "70 submit 0 apply\n70 start 100 first\n70 submit 101 77\n";
+    // (status file, env, resumes, last chain line, status afterwards)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, &'a str, &'a str);
+    let cases: &[Case] = &[
+        ("interrupted 70 USR1\n", &[("STUB_SACCT", "TIMEOUT\n")], true, "70 submit 101 77", "interrupted 70 USR1\n"),
+        ("running 70 \n", &[("STUB_SACCT", "PREEMPTED\n")], true, "70 submit 101 77", "running 70 \n"),
+        ("running 70 \n", &[("STUB_JOB_STATE", "NODE_FAIL")], true, "70 submit 101 77", "running 70 \n"),
+        // No record anywhere: taken as interrupted.
+        ("running 70 \n", &[], true, "70 submit 101 77", "running 70 \n"),
+        // The previous link recorded its own end: over, whatever Slurm says.
+        ("completed 70 \n", &[("STUB_SACCT", "TIMEOUT\n")], false, "77 stop 5000 completed", "completed 70 \n"),
+        ("failed 70 exit 1\n", &[], false, "77 stop 5000 failed", "failed 70 exit 1\n"),
+        ("stopped 70 cancelled\n", &[], false, "77 stop 5000 stopped", "stopped 70 cancelled\n"),
+        // Ended otherwise: not resumed.
+        ("running 70 \n", &[("STUB_SACCT", "FAILED\n")], false, "77 stop 5000 FAILED", "running 70 \n"),
+        ("running 70 \n", &[("STUB_SACCT", "CANCELLED by 1\n")], false, "77 stop 5000 CANCELLED", "running 70 \n"),
+        // Limits.
+        (
+            "interrupted 70 USR1\n",
+            &[("STUB_SACCT", "TIMEOUT\n"), ("EVALCTL_MAX_LINKS", "1")],
+            false,
+            "77 stop 5000 max_resume_links",
+            "stopped 77 max_resume_links\n",
+        ),
+        (
+            "interrupted 70 USR1\n",
+            &[("STUB_SACCT", "TIMEOUT\n"), ("EVALCTL_WALLTIME_S", "600"), ("EVALCTL_MAX_WALLTIME_S", "600")],
+            false,
+            "77 stop 5000 max_walltime",
+            "stopped 77 max_walltime\n",
+        ),
+        (
+            "interrupted 70 USR1\n",
+            &[("STUB_SACCT", "TIMEOUT\n"), ("EVALCTL_MAX_WALLTIME_S", "7200")],
+            true,
+            "70 submit 101 77",
+            "interrupted 70 USR1\n",
+        ),
+    ];
+    for (status, env, resumes, last, status_after) in cases {
+        let j = Job::new();
+        j.write("chain", chain).write("status", status);
+        let r = j.run("evalctl_resume_gate", env, Some(5000));
+        assert_eq!(r.rc == 0, *resumes, "{status:?} {env:?}: {}", r.out);
+        assert_eq!(r.chain.lines().last(), Some(*last), "{status:?} {env:?}");
+        assert_eq!(&r.status, status_after, "{status:?} {env:?}");
+    }
+}
+
+#[test]
+fn finish_records_how_the_link_ended() {
+    // (rc, own job state, status, last chain line)
+    let cases = [
+        ("0", "RUNNING", "completed 77 \n", Some("77 end 900 completed")),
+        ("2", "RUNNING", "failed 77 exit 2\n", Some("77 end 900 failed 2")),
+        ("0", "", "completed 77 \n", Some("77 end 900 completed")),
+        ("1", "", "failed 77 exit 1\n", Some("77 end 900 failed 1")),
+        // Slurm is ending the job, or a signal killed the client: cut short,
+        // no end record (the next link resumes).
+        ("0", "TIMEOUT", "interrupted 77 TIMEOUT exit 0\n", None),
+        ("1", "COMPLETING", "interrupted 77 COMPLETING exit 1\n", None),
+        ("143", "", "interrupted 77 exit 143\n", None),
+    ];
+    for (rc, own, status, last) in cases {
+        let j = Job::new();
+        let r = j.run(&format!("evalctl_finish {rc}"), &[("STUB_JOB_STATE", own)], Some(900));
+        assert_eq!(r.rc, 0, "{}", r.out);
+        assert_eq!(r.status, status, "rc {rc}, state {own:?}");
+        assert_eq!(r.chain.lines().last(), last, "rc {rc}, state {own:?}");
+    }
+}
+
+#[test]
+fn the_next_link_is_queued_after_this_one_fails() {
+    let j = Job::new();
+    let r = j.run("evalctl_submit_next", &[], Some(42));
+    assert_eq!(r.chain, "77 submit 42 4242\n");
+    let args = j.read("sbatch.args");
+    assert_eq!(
+        args,
+        format!(
+            "--parsable --dependency=afternotok:77 --kill-on-invalid-dep=yes {}/resume.sbatch\n",
+            j.dir().display()
+        )
+    );
+    let j = Job::new();
+    let r = j.run("evalctl_submit_next", &[("STUB_SBATCH_FAILS", "1")], Some(42));
+    assert_eq!((r.rc, r.chain.as_str()), (0, ""));
+    assert!(r.out.contains("could not queue the next link"), "{}", r.out);
+}
+
+#[test]
+fn a_signal_marks_a_running_link_interrupted_once() {
+    for (before, after) in [
+        ("running 77 \n", "interrupted 77 USR1\n"),
+        ("interrupted 77 USR1\n", "interrupted 77 USR1\n"),
+        ("completed 77 \n", "completed 77 \n"),
+        ("failed 77 exit 1\n", "failed 77 exit 1\n"),
+        ("stopped 77 x\n", "stopped 77 x\n"),
+    ] {
+        let j = Job::new();
+        j.write("status", before);
+        let r = j.run("evalctl_on_signal USR1", &[], None);
+        assert_eq!(r.status, after, "{before:?}");
+        assert!(r.out.contains("received SIGUSR1"), "{}", r.out);
+    }
+}
+
+#[test]
+fn run_config_substitution_is_literal() {
+    let j = Job::new();
+    let code = r#"EVALCTL_RUN_CONFIG='{"url":"@@U@@","judge":"aux.j.url","x":"$&*\\"}'
+evalctl_subst '@@U@@' 'http://h:1/v1/chat/completions'
+evalctl_subst_url aux.j.url 'http://j:2' '/v1/x&y'
+printf '%s' "$EVALCTL_RUN_CONFIG""#;
+    let r = j.run(code, &[], None);
+    assert_eq!(r.out, r#"{"url":"http://h:1/v1/chat/completions","judge":"http://j:2/v1/x&y","x":"$&*\\"}"#);
+}
+
+#[test]
+fn endpoints_and_serving() {
+    let j = Job::new();
+    std::fs::create_dir_all(j.root.join("server")).unwrap();
+    std::fs::write(j.root.join("server/endpoint"), "http://n1:8000\n").unwrap();
+    let r = j.run("evalctl_http_ok http://x/health && evalctl_endpoint_of server /health 10", &[], None);
+    assert_eq!((r.rc, r.out.as_str()), (0, "http://n1:8000"));
+    let r = j.run("evalctl_endpoint_of server /health 0", &[("STUB_HTTP", "503")], None);
+    assert_eq!(r.rc, 1, "{}", r.out);
+    assert!(r.out.contains("no healthy endpoint from server after 0 s"), "{}", r.out);
+    // A deployment serves until every listed task's chain has ended.
+    for (t, status) in [("a", "completed 1 \n"), ("b", "stopped 2 max_walltime\n")] {
+        std::fs::create_dir_all(j.root.join(t)).unwrap();
+        std::fs::write(j.root.join(t).join("status"), status).unwrap();
+    }
+    let r = j.run("EVALCTL_SERVER_PIDS=(); evalctl_serve_until_done a b", &[], None);
+    assert_eq!(r.rc, 0, "{}", r.out);
+    // ...or until its server exits.
+    std::fs::write(j.root.join("b/status"), "running 2 \n").unwrap();
+    let r = j.run("sh -c 'exit 0' & EVALCTL_SERVER_PIDS=($!); wait; evalctl_serve_until_done a b", &[], None);
+    assert_eq!(r.rc, 1, "{}", r.out);
+    assert!(r.out.contains("a model server exited"), "{}", r.out);
+}
+
+/// The runtime alone is shellcheck-clean down to style findings. It has no
+/// shebang (scripts carry it after their own), hence `--shell=bash`; SC2016
+/// is the server step's `$SLURM_PROCID`, single-quoted on purpose so it
+/// expands in the step. (A directive inside lib.sh would change the bytes
+/// of every rendered script.)
+#[test]
+fn shellcheck_finds_nothing_in_the_runtime() {
+    let j = Job::new();
+    let out = Command::new("shellcheck")
+        .args(["--shell=bash", "--severity=style", "--exclude=SC2016"])
+        .arg(j.root.join("lib.sh"))
+        .output()
+        .unwrap_or_else(|e| panic!("shellcheck is needed to run this test ({e})"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
