@@ -383,6 +383,15 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     assert_eq!(doc_actions, ["create", "create"]);
     assert!(f.calls_of("sbatch").is_empty(), "plan submits nothing");
 
+    // Asked first and told no: nothing changes, and the lock is dropped.
+    let ask = ApplyOptions { confirm: true, command: "evalctl apply".into(), ..ApplyOptions::default() };
+    match ops::apply(&stack, &f.cluster, None, &ask, &Silent) {
+        Ok(Applied::Declined(p)) => assert_eq!(actions(&p), actions(&plan)),
+        other => panic!("expected the apply to be declined, got {}", brief(&other)),
+    }
+    assert!(f.calls_of("sbatch").is_empty(), "a declined apply submits nothing");
+    assert!(!f.lock_file().exists(), "a declined apply drops its lock");
+
     let trips = f.cluster.round_trips();
     let report = f.apply_done(&stack);
     assert_eq!(f.cluster.round_trips() - trips, 2, "lock+refresh, then one apply program");
@@ -804,6 +813,7 @@ fn held_jobs_of_an_interrupted_apply_are_replaced() {
     assert_eq!(statuses(&status(&f, &stack)), states(&[("alpha", "held")]));
     let report = f.apply_done(&stack);
     assert_eq!(report.cancelled.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([a, b]));
+    assert_eq!((f.job(a).state.as_str(), f.job(b).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(report.submitted.len(), 2);
     assert!(!f.plan(&stack).has_changes());
 }
