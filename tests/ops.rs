@@ -370,10 +370,12 @@ fn status(f: &Fixture, stack: &Stack) -> Vec<UnitStatus> {
 fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     let f = Fixture::new("fresh", &["alpha", "beta"]);
     let stack = f.open(&[]);
+    assert!(stack.target(None).expect("a target").is_local(), "the config picks the local backend");
 
     let plan = f.plan(&stack);
     assert_eq!(actions(&plan), expect(&[("alpha", Action::Create), ("beta", Action::Create)]));
     assert!(!plan.offline);
+    assert_eq!(plan.target, "local");
     let doc: serde_json::Value = serde_json::from_str(&output::json(&plan)).expect("the plan document is JSON");
     assert_eq!(doc["format_version"], 1);
     assert_eq!(doc["has_changes"], true);
@@ -816,4 +818,38 @@ fn held_jobs_of_an_interrupted_apply_are_replaced() {
     assert_eq!((f.job(a).state.as_str(), f.job(b).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(report.submitted.len(), 2);
     assert!(!f.plan(&stack).has_changes());
+}
+
+#[test]
+fn a_running_unit_takes_new_scripts_in_place_unless_its_result_would_change() {
+    let f = Fixture::new("running", &["alpha", "beta"]);
+    let first = f.apply_done(&f.open(&[]));
+    let alpha = chain_ids(&first, "alpha");
+    f.run_unit("alpha", alpha);
+
+    // Same result: the running chain's next link picks up the new script.
+    let stack = f.open(&["execution.walltime=02:00:00"]);
+    let plan = f.plan(&stack);
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::Update), ("beta", Action::Replace)]));
+    assert!(!change(&plan, "alpha").interrupts_running);
+    let report = f.apply_done(&stack);
+    assert!(ids_of(&report, "alpha").is_empty(), "an update submits nothing");
+    assert_eq!(ids_of(&report, "beta").len(), 2);
+    assert_eq!(f.job(alpha.0).state, "RUNNING", "the running link goes on");
+    let resume = std::fs::read_to_string(f.unit_dir("alpha").join("resume.sbatch")).unwrap();
+    assert!(resume.contains("#SBATCH --time=02:00:00"), "the new script is in place");
+    assert_eq!(f.remote_state().units["alpha"].jobs, [alpha.0, alpha.1], "same jobs");
+    assert!(!f.plan(&stack).has_changes());
+
+    // Another result: the running work is cancelled, loudly.
+    let limit = "evaluation.tasks.alpha.nemo_evaluator_config.config.params.limit_samples=10";
+    let stack = f.open(&["execution.walltime=02:00:00", limit]);
+    let plan = f.plan(&stack);
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::Replace), ("beta", Action::None)]));
+    let c = change(&plan, "alpha");
+    assert!(c.interrupts_running);
+    assert_eq!(c.cancel_jobs, [alpha.1, alpha.0], "pending successor first");
+    let report = f.apply_done(&stack);
+    assert_eq!((f.job(alpha.0).state.as_str(), f.job(alpha.1).state.as_str()), ("CANCELLED", "CANCELLED"));
+    assert_eq!(ids_of(&report, "alpha").len(), 2);
 }
