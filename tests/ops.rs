@@ -853,3 +853,30 @@ fn a_running_unit_takes_new_scripts_in_place_unless_its_result_would_change() {
     assert_eq!((f.job(alpha.0).state.as_str(), f.job(alpha.1).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(ids_of(&report, "alpha").len(), 2);
 }
+
+/// DESIGN §5: "losing [the state file] loses nothing". Fails today: job tags
+/// carry hashes cut to 16 hex digits (`plan::refresh::submit_tag`) while
+/// `plan::decide` compares them with the full hashes, so every adopted unit
+/// looks changed (pending ones are replaced, running ones replaced, completed
+/// ones rerun). Run with `--ignored` once that is fixed.
+#[test]
+#[ignore = "product bug: tag hashes are shortened but compared in full (plan::decide)"]
+fn a_lost_state_file_loses_nothing_jobs_are_adopted_by_their_tags() {
+    let f = Fixture::new("adopt", &["alpha", "beta"]);
+    let stack = f.open(&[]);
+    let first = f.apply_done(&stack);
+    std::fs::remove_file(f.stack_dir().join(".evalctl/state.json")).unwrap();
+    std::fs::remove_dir_all(f.config.parent().unwrap().join(".evalctl")).unwrap();
+
+    let plan = f.plan(&stack);
+    assert_eq!(plan.serial, 0, "no recorded state");
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::None), ("beta", Action::None)]), "found by their tags");
+    let changed = f.open(&["execution.walltime=02:00:00"]);
+    let plan = f.plan(&changed);
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::Replace), ("beta", Action::Replace)]));
+    let (af, ar) = chain_ids(&first, "alpha");
+    assert_eq!(change(&plan, "alpha").cancel_jobs, [ar, af]);
+    f.apply_done(&changed);
+    assert_eq!((f.job(af).state.as_str(), f.job(ar).state.as_str()), ("CANCELLED", "CANCELLED"));
+    assert_eq!(f.remote_state().units.len(), 2, "recorded again");
+}
