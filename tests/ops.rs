@@ -643,7 +643,8 @@ fn a_lock_held_by_another_apply_stops_apply_and_cancel() {
     }
     assert_eq!(err.exit_status(), ExitStatus::Locked);
     assert_eq!(err.exit_status().code(), 3);
-    let err = ops::cancel(&stack, &f.cluster, &[], None, "evalctl cancel").expect_err("the stack is locked");
+    let err =
+        ops::cancel(&stack, &f.cluster, &[], None, "evalctl cancel", &ops::Silent).expect_err("the stack is locked");
     assert_eq!(err.exit_status(), ExitStatus::Locked);
     assert_eq!(f.calls_of("sbatch").len(), 2, "nothing submitted");
     assert!(f.calls_of("scancel").is_empty(), "nothing cancelled");
@@ -668,18 +669,19 @@ fn cancel_stops_live_chains_and_names_their_units() {
     f.complete_unit("gamma", gamma);
 
     // Unknown names: an error, and nothing is cancelled.
-    let err = ops::cancel(&stack, &f.cluster, &["nope".into()], None, "evalctl cancel nope").unwrap_err();
+    let err = ops::cancel(&stack, &f.cluster, &["nope".into()], None, "evalctl cancel nope", &ops::Silent).unwrap_err();
     assert_eq!(err.exit_status(), ExitStatus::Failure);
     assert!(f.calls_of("scancel").is_empty());
     assert!(!f.lock_file().exists());
 
-    let cancelled = ops::cancel(&stack, &f.cluster, &["beta".into()], None, "evalctl cancel beta").unwrap();
+    let cancelled =
+        ops::cancel(&stack, &f.cluster, &["beta".into()], None, "evalctl cancel beta", &ops::Silent).unwrap();
     assert_eq!(cancelled, ["beta"]);
     assert_eq!((f.job(beta.0).state.as_str(), f.job(beta.1).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(f.job(alpha.0).state, "RUNNING", "other units untouched");
 
     // Everything: only live chains (gamma completed).
-    let cancelled = ops::cancel(&stack, &f.cluster, &[], None, "evalctl cancel").unwrap();
+    let cancelled = ops::cancel(&stack, &f.cluster, &[], None, "evalctl cancel", &ops::Silent).unwrap();
     assert_eq!(cancelled, ["alpha"]);
     let scancels = f.calls_of("scancel");
     assert_eq!(scancels.last().unwrap(), &format!("scancel {}", alpha.0), "the running link last: {scancels:?}");
@@ -854,13 +856,10 @@ fn a_running_unit_takes_new_scripts_in_place_unless_its_result_would_change() {
     assert_eq!(ids_of(&report, "alpha").len(), 2);
 }
 
-/// DESIGN §5: "losing [the state file] loses nothing". Fails today: job tags
-/// carry hashes cut to 16 hex digits (`plan::refresh::submit_tag`) while
-/// `plan::decide` compares them with the full hashes, so every adopted unit
-/// looks changed (pending ones are replaced, running ones replaced, completed
-/// ones rerun). Run with `--ignored` once that is fixed.
+/// DESIGN §5: "losing [the state file] loses nothing": job tags carry the
+/// hashes cut to 16 hex digits, and an adopted unit whose tags match the
+/// config is left alone.
 #[test]
-#[ignore = "product bug: tag hashes are shortened but compared in full (plan::decide)"]
 fn a_lost_state_file_loses_nothing_jobs_are_adopted_by_their_tags() {
     let f = Fixture::new("adopt", &["alpha", "beta"]);
     let stack = f.open(&[]);

@@ -176,8 +176,12 @@ pub fn decide(
     let script = recorded.map(|r| r.script_hash.as_str()).or(obs.tag_script_hash.as_deref());
     let result = recorded.map(|r| r.result_hash.as_str()).or(obs.tag_result_hash.as_deref());
     let attempts = recorded.map_or(0, |r| r.attempts);
-    let same_script = script == Some(desired_script);
-    let same_result = result == Some(desired_result);
+    // Ownership tags carry shortened hashes (`remote::layout::short`).
+    let same = |seen: Option<&str>, desired: &str| {
+        seen.is_some_and(|s| s == desired || (recorded.is_none() && s == crate::remote::layout::short(desired)))
+    };
+    let same_script = same(script, desired_script);
+    let same_result = same(result, desired_result);
     if forced {
         return (Action::Rerun, "forced with --replace".into(), 1);
     }

@@ -351,11 +351,26 @@ pub fn next_state(inp: &Inputs<'_>) -> State {
                 let submits = c.action.submits();
                 let keep_old =
                     c.action == Action::None && prev.script_hash.is_empty() && c.observed != Observed::Absent;
+                // An adopted unit (state lost) keeps what its tags said: the
+                // desired hash where the tag's shortened one matches it.
+                let obs = inp.observations.get(&c.unit);
+                let adopted = |tag: Option<&String>, desired: &String| match tag {
+                    Some(t) if t == layout::short(desired) => desired.clone(),
+                    Some(t) => t.clone(),
+                    None => String::new(),
+                };
                 let entry = UnitState {
                     kind: u.kind,
-                    // An adopted unit (state lost) keeps what its tags said.
-                    script_hash: if keep_old { prev.script_hash.clone() } else { u.script_hash.clone() },
-                    result_hash: if keep_old { prev.result_hash.clone() } else { u.result_hash.clone() },
+                    script_hash: if keep_old {
+                        adopted(obs.and_then(|o| o.tag_script_hash.as_ref()), &u.script_hash)
+                    } else {
+                        u.script_hash.clone()
+                    },
+                    result_hash: if keep_old {
+                        adopted(obs.and_then(|o| o.tag_result_hash.as_ref()), &u.result_hash)
+                    } else {
+                        u.result_hash.clone()
+                    },
                     scripts: u.scripts(),
                     jobs: if submits { vec![] } else { prev.jobs.clone() },
                     attempts: c.attempts.max(if submits { 1 } else { 0 }),
