@@ -34,7 +34,7 @@ done
 last=${!#}
 case $last in
   *nemo-evaluator*) exit "${STUB_CLIENT_RC:-0}" ;;
-  *) exec sleep 300 ;;
+  *) : >"$STUB_DIR/server-up"; exec sleep 300 ;;
 esac
 "#,
     ),
@@ -44,7 +44,12 @@ esac
         "#!/bin/bash\n[ \"$1 $2\" = 'show hostnames' ] && { tr ',' '\\n' <<<\"$3\"; exit 0; }\n[ \"$1 $2\" = 'show job' ] && [ -n \"${STUB_JOB_STATE:-}\" ] && { echo \"JobId=$3 JobName=x\"; echo \"   JobState=$STUB_JOB_STATE Reason=None\"; exit 0; }\nexit 1\n",
     ),
     ("sacct", "#!/bin/bash\n[ -n \"${STUB_SACCT:-}\" ] || exit 1\necho \"$STUB_SACCT\"\n"),
-    ("curl", "#!/bin/bash\nprintf 200\n"),
+    // Healthy once a server step has recorded its call (or after 5 s when
+    // none runs), so a loaded machine cannot stop a server before it is seen.
+    (
+        "curl",
+        "#!/bin/bash\nfor _ in $(seq 100); do [ -e \"$STUB_DIR/server-up\" ] && break; sleep 0.05; done\nprintf 200\n",
+    ),
     ("getent", "#!/bin/bash\nexit 2\n"),
 ];
 
