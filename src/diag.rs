@@ -64,11 +64,6 @@ impl Sources {
         self.get(id).map(|s| s.name.clone()).unwrap_or_else(|| "<unknown>".into())
     }
 
-    /// Full text of a source.
-    pub fn text(&self, id: SourceId) -> String {
-        self.get(id).map(|s| s.text.clone()).unwrap_or_default()
-    }
-
     /// `NAME:LINE:COL` for a span.
     pub fn location(&self, span: Span) -> String {
         format!("{}:{}:{}", self.name(span.src), span.line, span.col)

@@ -98,10 +98,6 @@ impl JobGraph {
         Ok(())
     }
 
-    pub fn node(&self, id: &str) -> Option<&JobNode> {
-        self.index.get(id).map(|ix| &self.graph[*ix])
-    }
-
     /// The jobs `id` waits for, with how, in a stable order.
     pub fn dependencies(&self, id: &str) -> Vec<(&JobNode, Dep)> {
         let Some(&ix) = self.index.get(id) else { return vec![] };

@@ -1,5 +1,5 @@
 //! The `evalctl` binary: parse arguments, run, exit with the command's status.
 
 fn main() -> std::process::ExitCode {
-    evalctl::cli::main().into()
+    evalctl::run_cli().into()
 }

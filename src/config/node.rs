@@ -92,10 +92,6 @@ impl Node {
         }
     }
 
-    pub fn is_null(&self) -> bool {
-        matches!(self.value, Value::Null)
-    }
-
     /// A short name of the value's type for messages.
     pub fn kind(&self) -> &'static str {
         match self.value {
@@ -214,25 +210,6 @@ impl Node {
             Value::Seq(v) => J::Array(v.iter().map(|n| n.json(keep_missing)).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, e)| (k.clone(), e.node.json(keep_missing))).collect()),
         }
-    }
-
-    /// Builds a tree from JSON, every node carrying `span`.
-    pub fn from_json(value: &serde_json::Value, span: Span) -> Node {
-        use serde_json::Value as J;
-        let v = match value {
-            J::Null => Value::Null,
-            J::Bool(b) => Value::Bool(*b),
-            J::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Float(n.as_f64().unwrap_or(0.0)),
-            },
-            J::String(s) => Value::Str(s.clone()),
-            J::Array(a) => Value::Seq(a.iter().map(|v| Node::from_json(v, span)).collect()),
-            J::Object(o) => Value::Map(
-                o.iter().map(|(k, v)| (k.clone(), Entry { key_span: span, node: Node::from_json(v, span) })).collect(),
-            ),
-        };
-        Node::new(v, span)
     }
 }
 

@@ -40,10 +40,6 @@ impl Snippet {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -66,21 +66,23 @@ pub struct ApplyProgram {
 /// Shell functions of the apply program: `evalctl_abort MESSAGE` (report,
 /// cancel what this apply submitted, drop the lock, stop) and the two file
 /// writers.
-const FUNCTIONS: Code = Code(
-    r#"evalctl_abort() {
-  evalctl_reply error "$1"
-  if [ ${#SUBMITTED[@]} -gt 0 ]; then
-    scancel "${SUBMITTED[@]}" 2>/dev/null
-    evalctl_reply cancelled-own "${SUBMITTED[@]}"
-  fi
-  rm -f "$L"
-  evalctl_reply end
-  exit 0
+fn functions() -> Snippet {
+    let mut s = Snippet::default();
+    s.code(Code("evalctl_abort() {\n  "));
+    s.push(protocol::error(&Code("\"$1\"")));
+    s.code(Code("  if [ ${#SUBMITTED[@]} -gt 0 ]; then\n    scancel \"${SUBMITTED[@]}\" 2>/dev/null\n    "));
+    s.push(protocol::cancelled_own(&Code("\"${SUBMITTED[@]}\"")));
+    s.code(Code("  fi\n  rm -f \"$L\"\n  "));
+    s.push(protocol::end());
+    s.code(Code(
+        r#"  exit 0
 }
 evalctl_write() { printf '%s' "$2" >"$1" || evalctl_abort "cannot write $1"; }
 evalctl_write_atomic() { { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; } || evalctl_abort "cannot write $1"; }
 "#,
-);
+    ));
+    s
+}
 
 /// The remote program of one apply.
 pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
@@ -89,7 +91,7 @@ pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
     p.push(layout::stack_vars(&plan.stack_dir));
     p.push(snippet!("SERIAL={}\nSUBMITTED=()\n", plan.serial + 1));
     p.push(lock::check_held(inp.lock_id));
-    p.code(FUNCTIONS);
+    p.push(functions());
     p.push(cancel_phase(plan));
     p.push(files_phase(inp));
     let (submit, var_of) = submit_phase(inp);

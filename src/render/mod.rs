@@ -36,7 +36,6 @@ use crate::diag::Diagnostic;
 use crate::graph::{Dep, JobGraph, NodeKind};
 use crate::shell::{CommentText, ShellWord, VarName};
 pub use identity::{hex, runtime_digest};
-pub use run_config::deep_merge;
 pub use spec::Role;
 use spec::{JobSpec, Work};
 
