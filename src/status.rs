@@ -208,6 +208,46 @@ fn progress_text(json: &str) -> Option<String> {
     Some(format!("{}/{}", v.get("done")?, v.get("total")?))
 }
 
+/// How many units are in each group of states (what `apply --wait` shows).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub completed: usize,
+    pub running: usize,
+    /// Pending or held.
+    pub pending: usize,
+    pub resuming: usize,
+    /// Failed, cancelled or stopped.
+    pub failed: usize,
+    /// Units that will not change without an apply.
+    pub ended: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn of(rows: &[UnitStatus]) -> Tally {
+        let count = |s: &[&str]| rows.iter().filter(|r| s.contains(&r.state.as_str())).count();
+        Tally {
+            completed: count(&["completed"]),
+            running: count(&["running"]),
+            pending: count(&["pending", "held"]),
+            resuming: count(&["resuming"]),
+            failed: count(&["failed", "cancelled", "stopped"]),
+            ended: rows.iter().filter(|r| r.is_terminal()).count(),
+            total: rows.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} completed, {} running, {} pending, {} resuming, {} failed",
+            self.completed, self.running, self.pending, self.resuming, self.failed
+        )
+    }
+}
+
 /// A table for people.
 pub fn table(rows: &[UnitStatus]) -> String {
     let header = ["UNIT", "STATE", "JOBS", "ELAPSED", "ATTEMPTS", "PROGRESS", "DETAIL"];

@@ -113,33 +113,22 @@ impl Reporter for Printer {
     }
 
     fn waiting(&self, rows: &[UnitStatus]) {
-        let count = |s: &[&str]| rows.iter().filter(|r| s.contains(&r.state.as_str())).count();
-        let done = rows.iter().filter(|r| r.is_terminal()).count() as u64;
-        let summary = format!(
-            "{} completed, {} running, {} pending, {} resuming, {} failed",
-            count(&["completed"]),
-            count(&["running"]),
-            count(&["pending", "held"]),
-            count(&["resuming"]),
-            count(&["failed", "cancelled", "stopped"])
-        );
-        let all_done = rows.iter().all(|r| r.is_terminal());
+        let tally = crate::status::Tally::of(rows);
+        let summary = tally.to_string();
         let mut bar = self.bar.borrow_mut();
         if bar.is_none() && !self.quiet && std::io::stderr().is_terminal() {
-            let b = indicatif::ProgressBar::new(rows.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done {msg}",
             );
+            let b = indicatif::ProgressBar::new(tally.total as u64);
+            b.set_style(style.unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
             *bar = Some(b);
         }
         match bar.as_ref() {
             Some(b) => {
-                b.set_position(done.min(rows.len() as u64));
+                b.set_position(tally.ended as u64);
                 b.set_message(summary.clone());
-                if all_done {
+                if tally.ended == tally.total {
                     b.finish();
                 }
             }
