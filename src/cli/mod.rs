@@ -112,7 +112,7 @@ pub enum Command {
     Schema {
         /// Schema flavour: 2020-12 (what validate uses) or 07 (editors; accepts ${...} and ???).
         #[arg(long, value_enum, default_value = "2020-12")]
-        draft: Draft,
+        draft: DraftArg,
         /// `markdown`: the config reference (docs/config.md) instead of the schema.
         #[arg(long, value_enum, default_value = "json")]
         format: SchemaFormat,
@@ -146,6 +146,17 @@ pub enum Command {
         /// Shell to generate for.
         shell: clap_complete::Shell,
     },
+}
+
+/// Schema flavours of `schema`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DraftArg {
+    /// JSON Schema 2020-12: the schema `validate` uses.
+    #[value(name = "2020-12")]
+    D2020_12,
+    /// JSON Schema draft-07 for editors: also accepts `${...}` and `???`.
+    #[value(name = "07")]
+    D07,
 }
 
 /// Output formats of `schema`.
@@ -191,7 +202,10 @@ fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
         Command::State { command } => cluster::state(&command, p),
         Command::Schema { draft, format } => {
             p.out(&match format {
-                SchemaFormat::Json => crate::config::schema::schema_text(draft),
+                SchemaFormat::Json => crate::config::schema::schema_text(match draft {
+                    DraftArg::D2020_12 => Draft::D2020_12,
+                    DraftArg::D07 => Draft::D07,
+                }),
                 SchemaFormat::Markdown => crate::config::reference::markdown(),
             })?;
             Ok(ExitStatus::Success)

@@ -16,6 +16,7 @@ pub mod node;
 pub mod overrides;
 pub mod reference;
 pub mod schema;
+pub mod time;
 pub mod validate;
 pub mod yaml;
 

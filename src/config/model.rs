@@ -8,8 +8,10 @@
 //! `sbatch_extra_flags`, `export`, adapter settings) stay open.
 
 use indexmap::IndexMap;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use super::time::{Duration, SLURM_TIME_PATTERN, SlurmTime, TimeError};
 
 /// A free-form mapping passed through to another tool unchanged.
 pub type Open = serde_json::Map<String, serde_json::Value>;
@@ -512,57 +514,6 @@ impl std::fmt::Display for EnvValue {
     }
 }
 
-/// A Slurm time limit, kept as written (`02:00:00`) or as minutes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum SlurmTime {
-    Text(String),
-    Minutes(u64),
-}
-
-/// Pattern of Slurm time strings accepted by `--time`.
-pub const SLURM_TIME_PATTERN: &str = r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$";
-
-impl JsonSchema for SlurmTime {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "SlurmTime".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "Slurm time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, or minutes as an integer.",
-            "anyOf": [
-                { "type": "string", "pattern": SLURM_TIME_PATTERN },
-                { "type": "integer", "minimum": 0 }
-            ]
-        })
-    }
-}
-
-/// A duration: seconds, or a Slurm time string.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Duration {
-    Seconds(u64),
-    Text(String),
-}
-
-impl JsonSchema for Duration {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "Seconds as an integer, or a Slurm time string (`HH:MM:SS`).",
-            "anyOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": SLURM_TIME_PATTERN }
-            ]
-        })
-    }
-}
-
 fn one() -> u32 {
     1
 }
@@ -575,79 +526,6 @@ fn default_attempts() -> u32 {
 fn default_links() -> u32 {
     20
 }
-impl Default for SlurmTime {
-    fn default() -> SlurmTime {
-        default_walltime()
-    }
-}
-
-fn default_walltime() -> SlurmTime {
+pub(super) fn default_walltime() -> SlurmTime {
     SlurmTime::Text("01:00:00".into())
-}
-
-impl SlurmTime {
-    /// Length in seconds, with Slurm's reading of each form: `M`, `M:S`,
-    /// `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S` (hours may exceed 24 without days).
-    pub fn seconds(&self) -> Result<u64, TimeError> {
-        match self {
-            SlurmTime::Minutes(m) => Ok(m * 60),
-            SlurmTime::Text(t) => slurm_time_seconds(t),
-        }
-    }
-}
-
-impl Duration {
-    /// Length in seconds: an integer as it is, text as a Slurm time.
-    pub fn seconds(&self) -> Result<u64, TimeError> {
-        match self {
-            Duration::Seconds(s) => Ok(*s),
-            Duration::Text(t) => slurm_time_seconds(t),
-        }
-    }
-}
-
-/// Seconds of a Slurm time string (see [`SlurmTime::seconds`]).
-fn slurm_time_seconds(text: &str) -> Result<u64, TimeError> {
-    let text = text.trim();
-    let bad =
-        || TimeError::Format(format!("`{text}` is not a Slurm time (use HH:MM:SS, D-HH:MM:SS, MM:SS or minutes)"));
-    let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
-    let (days, rest) = match text.split_once('-') {
-        Some((d, r)) => (Some(num(d)?), r),
-        None => (None, text),
-    };
-    let parts: Vec<u64> = rest.split(':').map(num).collect::<Result<_, _>>()?;
-    let (h, m, s) = match (days.is_some(), parts.as_slice()) {
-        (false, [m]) => (0, *m, 0),
-        (false, [m, s]) => (0, *m, *s),
-        (false, [h, m, s]) => (*h, *m, *s),
-        (true, [h]) => (*h, 0, 0),
-        (true, [h, m]) => (*h, *m, 0),
-        (true, [h, m, s]) => (*h, *m, *s),
-        _ => return Err(bad()),
-    };
-    let single_minutes = days.is_none() && parts.len() <= 2;
-    if s >= 60 || (!single_minutes && m >= 60) || (days.is_some() && h >= 24) {
-        return Err(TimeError::Range(format!(
-            "`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"
-        )));
-    }
-    Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Why a time string is not a Slurm time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TimeError {
-    /// Not of any Slurm form (the schema's pattern reports these).
-    Format(String),
-    /// Of a Slurm form, with a field out of range (`10:75:00`).
-    Range(String),
-}
-
-impl std::fmt::Display for TimeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TimeError::Format(m) | TimeError::Range(m) => f.write_str(m),
-        }
-    }
 }

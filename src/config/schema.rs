@@ -12,13 +12,11 @@ use serde_json::{Map, Value, json};
 use super::model::Config;
 
 /// Which schema flavour to produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Draft {
     /// JSON Schema 2020-12: the schema `validate` uses.
-    #[value(name = "2020-12")]
     D2020_12,
     /// JSON Schema draft-07 for editors: also accepts `${...}` and `???`.
-    #[value(name = "07")]
     D07,
 }
 

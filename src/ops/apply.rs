@@ -160,6 +160,14 @@ impl ApplyReport {
         out
     }
 
+    /// The error of an apply the cluster program stopped midway.
+    pub fn failure(&self) -> crate::error::Error {
+        let why = self.error.clone().unwrap_or_default();
+        crate::diag::Diagnostic::error(None, format!("apply failed on the cluster: {why}"))
+            .with_note("the jobs this apply had submitted (held, never started) were cancelled; run apply again")
+            .into()
+    }
+
     /// `Apply complete: ...` with counts by action.
     pub fn summary_line(&self) -> String {
         let s = self.plan.summary();

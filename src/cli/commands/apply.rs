@@ -63,12 +63,7 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
         }
         Applied::FailedOnCluster(report) => {
             p.out(&lines(&report.lines()))?;
-            let why = report.error.unwrap_or_default();
-            return Err(Error::from(
-                crate::diag::Diagnostic::error(None, format!("apply failed on the cluster: {why}")).with_note(
-                    "the jobs this apply had submitted (held, never started) were cancelled; run apply again",
-                ),
-            ));
+            return Err(report.failure());
         }
         Applied::Done(report) => p.out(&(lines(&report.lines()) + &report.summary_line() + "\n"))?,
         Applied::NoChanges(_) => {}
