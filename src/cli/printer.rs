@@ -48,10 +48,28 @@ impl Printer {
         }
     }
 
+    /// Whether text written to stdout keeps its colours.
+    pub fn color_out(&self) -> bool {
+        anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+    }
+
+    /// Whether text written to stderr keeps its colours.
+    pub fn color_err(&self) -> bool {
+        anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+    }
+
     /// Writes a result to stdout. A closed pipe (`| head`) is not an error.
+    /// Text without escapes (JSON, markdown) goes out as it is; styled text
+    /// through anstream, which drops styles where colour is off.
     pub fn out(&self, text: &str) -> Result<(), Error> {
-        let mut out = anstream::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        let written = if text.contains('\x1b') {
+            let mut out = anstream::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        };
+        match written {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             Err(e) => Err(Error::msg(format!("cannot write output: {e}"))),
@@ -100,7 +118,7 @@ impl Reporter for Printer {
 
     fn plan(&self, plan: &Plan) {
         if self.show_plan.get() {
-            self.err(&crate::plan::output::text(plan));
+            self.err(&crate::plan::output::text(plan, self.color_err()));
         }
     }
 

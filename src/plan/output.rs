@@ -1,4 +1,4 @@
-//! Plan output: text (styled; plain where the stream is not a terminal), markdown for pull-request
+//! Plan output: text (styled when asked, for a terminal), markdown for pull-request
 //! comments, and a versioned JSON document.
 
 use similar::TextDiff;
@@ -51,12 +51,12 @@ mod style {
     pub const BOLD: Style = Style::new().bold();
 }
 
-fn paint(style: anstyle::Style, s: &str) -> String {
-    format!("{style}{s}{style:#}")
+fn paint(style: anstyle::Style, s: &str, color: bool) -> String {
+    if color { format!("{style}{s}{style:#}") } else { s.to_owned() }
 }
 
-/// Human-readable plan, with ANSI styles (see [`style`]).
-pub fn text(plan: &Plan) -> String {
+/// Human-readable plan, with ANSI styles (see [`style`]) when `color`.
+pub fn text(plan: &Plan, color: bool) -> String {
     let mut out = format!("Stack `{}` ({}, {})\n", plan.stack, plan.target, plan.stack_dir);
     for n in &plan.notes {
         out.push_str(&format!("note: {n}\n"));
@@ -74,7 +74,7 @@ pub fn text(plan: &Plan) -> String {
             Action::Replace => style::REPLACE,
             _ => style::CHANGE,
         };
-        out.push_str(&paint(s, &line(c)));
+        out.push_str(&paint(s, &line(c), color));
         out.push('\n');
     }
     for c in &given_up {
@@ -95,7 +95,7 @@ pub fn text(plan: &Plan) -> String {
                 } else {
                     None
                 };
-                out.push_str(&s.map_or_else(|| l.to_owned(), |s| paint(s, l)));
+                out.push_str(&s.map_or_else(|| l.to_owned(), |s| paint(s, l, color)));
                 out.push('\n');
             }
         }
@@ -104,7 +104,7 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     out.push('\n');
-    out.push_str(&paint(style::BOLD, &plan.summary_line()));
+    out.push_str(&paint(style::BOLD, &plan.summary_line(), color));
     out.push('\n');
     out
 }
@@ -231,7 +231,7 @@ mod tests {
     }
 
     fn plain(p: &Plan) -> String {
-        anstream::adapter::strip_str(&text(p)).to_string()
+        text(p, false)
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct DiffArgs {
 
 fn print(plan: &Plan, format: PlanFormat, p: &Printer) -> Result<()> {
     p.out(&match format {
-        PlanFormat::Text => output::text(plan),
+        PlanFormat::Text => output::text(plan, p.color_out()),
         PlanFormat::Markdown => output::markdown(plan, output::COMMENT_LIMIT),
         PlanFormat::Json => output::json(plan),
     })
