@@ -47,7 +47,9 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
     state.serial = 3;
     state.created = 1_600_000_000;
     state.units.insert("gone".into(), Default::default());
-    let planned = plan::make(rendered, 3, &[], BTreeMap::new(), state, "local".into(), false, vec![]);
+    let seen =
+        plan::Seen { observations: BTreeMap::new(), state, target: "local".into(), offline: false, notes: vec![] };
+    let planned = plan::make(rendered, 3, &[], seen);
     let mut plan = planned.plan.clone();
     assert!(plan.changes.len() >= 3, "{:?}", plan.changes);
     plan.changes[0].action = Action::Replace;

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{Reporter, Silent, compile};
 use crate::diag::Sources;
 use crate::error::Result;
-use crate::plan::{self, Observation, Plan};
+use crate::plan::{self, Observation, Plan, Seen};
 use crate::state::{Observed, State, UnitState};
 
 pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Plan> {
@@ -43,5 +43,6 @@ pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, rep
         obs.insert(u.id.clone(), Observation { observed: Observed::Pending, ..Default::default() });
     }
     let max = new_c.max_attempts();
-    Ok(plan::make(&new_r, max, &[], obs, st, "diff".into(), true, vec![]).plan)
+    let seen = Seen { observations: obs, state: st, target: "diff".into(), offline: true, notes: vec![] };
+    Ok(plan::make(&new_r, max, &[], seen).plan)
 }

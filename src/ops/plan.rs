@@ -1,13 +1,11 @@
 //! `plan`: what apply would change, against the cluster (one refresh round
 //! trip) or against the last recorded state (`--offline`, no cluster).
 
-use std::collections::BTreeMap;
-
 use super::{Reporter, Stack};
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::Result;
-use crate::plan::{self, Observation, Planned};
+use crate::plan::{self, Planned, Seen};
 use crate::remote::{self, refresh::Refreshed};
 use crate::state::{self, State};
 
@@ -43,7 +41,8 @@ pub fn plan<'a>(
                 .unwrap_or_else(|| State::new(&stack.loaded.stack));
             let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
             let obs = plan::observations_from_state(&st);
-            Ok(make(stack, opts, obs, st, "offline".into(), true, notes))
+            let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
+            Ok(plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen))
         }
         Observe::Cluster(cluster) => {
             let r = remote::refresh::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
@@ -71,19 +70,8 @@ pub(crate) fn from_refresh<'a>(
     }
     let obs = plan::observe::observe(r);
     let st = r.state.clone().unwrap_or_else(|| State::new(&stack.loaded.stack));
-    make(stack, opts, obs, st, cluster.target().describe(), false, notes)
-}
-
-fn make<'a>(
-    stack: &'a Stack,
-    opts: &PlanOptions,
-    obs: BTreeMap<String, Observation>,
-    st: State,
-    target: String,
-    offline: bool,
-    notes: Vec<String>,
-) -> Planned<'a> {
-    plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, obs, st, target, offline, notes)
+    let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
+    plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen)
 }
 
 /// Writes the state a refresh saw (each unit with its observation) to the

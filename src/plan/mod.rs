@@ -425,18 +425,22 @@ pub struct Planned<'a> {
     pub state: State,
 }
 
-/// Makes a plan from observations (refreshed or recorded).
-#[allow(clippy::too_many_arguments)]
-pub fn make<'a>(
-    rendered: &'a Rendered,
-    max_attempts: u32,
-    replace: &[String],
-    observations: BTreeMap<String, Observation>,
-    state: State,
-    target: String,
-    offline: bool,
-    notes: Vec<String>,
-) -> Planned<'a> {
+/// What a plan is made against: the cluster as a refresh saw it, or a
+/// recorded state.
+pub struct Seen {
+    pub observations: BTreeMap<String, Observation>,
+    pub state: State,
+    /// Where the cluster is (`local`, `ssh user@host`), or `offline` / `diff`.
+    pub target: String,
+    pub offline: bool,
+    /// Notes on the refresh (e.g. no accounting).
+    pub notes: Vec<String>,
+}
+
+/// Makes a plan: every unit of `rendered` reconciled against what was seen;
+/// `replace` names units to run again whatever their state.
+pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], seen: Seen) -> Planned<'a> {
+    let Seen { observations, state, target, offline, notes } = seen;
     let units = units(rendered);
     let changes = reconcile(&units, &observations, &state, max_attempts, replace);
     let runtime_digest = crate::render::runtime_digest();
