@@ -165,3 +165,29 @@ fn every_command_has_help_with_an_example() {
         assert!(text(&out.stdout).contains("Example: evalctl state "), "`state {c} --help` shows an example");
     }
 }
+
+/// Colour follows the stream written to and the usual switches: none in a
+/// pipe, forced by `CLICOLOR_FORCE`, and `NO_COLOR` / `--no-color` win.
+/// Machine formats never carry escapes.
+#[test]
+fn colour_follows_the_stream_and_the_switches() {
+    let ex = "examples/slurm_llama_3_1_8b_instruct.yaml";
+    let run = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_evalctl"));
+        c.args(["plan", "--offline", ex]).args(extra).current_dir(env!("CARGO_MANIFEST_DIR"));
+        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").env_remove("CLICOLOR");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run evalctl");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout).contains('\x1b')
+    };
+    assert!(!run(&[], &[]), "a pipe gets plain text");
+    assert!(run(&[("CLICOLOR_FORCE", "1")], &[]), "CLICOLOR_FORCE colours a pipe");
+    assert!(!run(&[("CLICOLOR_FORCE", "1")], &["--no-color"]), "--no-color wins");
+    assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")], &[]), "NO_COLOR wins");
+    for format in ["json", "markdown"] {
+        assert!(!run(&[("CLICOLOR_FORCE", "1")], &["--format", format]), "{format} has no escapes");
+    }
+}
