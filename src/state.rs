@@ -141,9 +141,12 @@ pub fn local_path(config: &Path, stack: &str) -> PathBuf {
 /// Reads the local copy; `None` when there is none.
 pub fn read_local(config: &Path, stack: &str) -> Result<Option<State>, String> {
     let path = local_path(config, stack);
-    match std::fs::read_to_string(&path) {
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    // A regular file only: a FIFO or device in its place must not hang a plan.
+    match crate::config::files::read_regular(&path, 1 << 30) {
         Ok(t) => State::parse(&t).map(Some).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }

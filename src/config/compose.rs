@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::files::{self, Confined, Found};
 use super::node::{Entry, Node, Value, merge};
 use super::yaml;
 use crate::diag::{Diagnostic, Sources, Span};
@@ -42,7 +43,7 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Composes a parsed primary config. `dir` is the folder searched for user
 /// groups before the built-in ones.
 pub fn compose(primary: Node, dir: &Path, sources: &Sources) -> Result<Node, Vec<Diagnostic>> {
-    let mut c = Composer { dir: dir.to_path_buf(), sources, errors: vec![], stack: vec![] };
+    let mut c = Composer { dir: dir.to_path_buf(), files: Confined::new(dir), sources, errors: vec![], stack: vec![] };
     let root_span = primary.span;
     let mut out = Node::empty_map(root_span);
     c.apply(&mut out, primary, &[], None, true, 0);
@@ -65,6 +66,8 @@ enum Item {
 
 struct Composer<'a> {
     dir: PathBuf,
+    /// The config's folder tree: the only place user groups are read from.
+    files: Confined,
     sources: &'a Sources,
     errors: Vec<Diagnostic>,
     stack: Vec<String>,
@@ -203,12 +206,18 @@ impl Composer<'_> {
 
     /// Loads `path` (`group/option`) from the user folder, else the built-ins.
     fn load(&mut self, path: &str, group: Option<&str>, span: Span) -> Option<Node> {
-        let user = self.dir.join(format!("{path}.yaml"));
-        let (name, text) = if user.is_file() {
-            match std::fs::read_to_string(&user) {
+        let found = match self.files.resolve(path, ".yaml") {
+            Ok(f) => f,
+            Err(why) => {
+                self.errors.push(Diagnostic::error(span, why));
+                return None;
+            }
+        };
+        let (name, text) = if let Found::File(user) = found {
+            match files::read(&user) {
                 Ok(t) => (user.display().to_string(), t),
-                Err(e) => {
-                    self.errors.push(Diagnostic::error(span, format!("cannot read {}: {e}", user.display())));
+                Err(why) => {
+                    self.errors.push(Diagnostic::error(span, format!("cannot read {}: {why}", user.display())));
                     return None;
                 }
             }
@@ -220,11 +229,13 @@ impl Composer<'_> {
                 None => path.rsplit_once('/').unwrap_or(("", path)),
             };
             let mut choices = builtin_options(group);
-            choices.extend(user_options(&self.dir.join(group)));
+            if !group.is_empty() {
+                choices.extend(self.files.options(group));
+            }
             choices.sort();
             choices.dedup();
             let msg = if group.is_empty() {
-                format!("config `{path}` not found (looked for {})", user.display())
+                format!("config `{path}` not found (looked for {})", self.dir.join(format!("{path}.yaml")).display())
             } else {
                 format!("unknown option `{option}` for config group `{group}`")
             };
@@ -263,28 +274,6 @@ fn implicit_defaults(span: Span) -> Vec<Item> {
         is_override: false,
     };
     vec![inc("execution", "slurm/default"), inc("deployment", "none"), Item::SelfRef]
-}
-
-/// `*.yaml` files below a user group folder, as option names.
-fn user_options(dir: &Path) -> Vec<String> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml")
-                && let Ok(rel) = p.with_extension("").strip_prefix(dir)
-            {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }
 
 /// Merges `node` into `out` below `package` (creating mappings on the way).

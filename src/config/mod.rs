@@ -9,6 +9,7 @@
 
 pub mod compose;
 pub mod env;
+pub mod files;
 pub mod interpolate;
 pub mod migrate;
 pub mod model;
@@ -66,22 +67,10 @@ pub fn load_with_env(
     sources: &Sources,
     env: interpolate::EnvLookup<'_>,
 ) -> Result<Loaded, Failed> {
-    let text = std::fs::read_to_string(path).map_err(|e| Failed {
-        diagnostics: vec![Diagnostic::error(
-            None,
-            format!("cannot read config `{}`: {}", path.display(), io_reason(&e)),
-        )],
+    let text = files::read(path).map_err(|why| Failed {
+        diagnostics: vec![Diagnostic::error(None, format!("cannot read config `{}`: {why}", path.display()))],
     })?;
     load_text(path, &text, overrides, sources, env)
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        std::io::ErrorKind::InvalidData => "not UTF-8 text".into(),
-        _ => e.to_string(),
-    }
 }
 
 /// [`load`] from text already read (`path` names it and locates user groups).

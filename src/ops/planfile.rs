@@ -53,7 +53,8 @@ impl PlanFile {
     /// (a config). A file that says it is a saved plan but cannot be read as
     /// one (another version, damaged) is an error, never a config.
     pub fn read(path: &Path) -> Result<Option<PlanFile>> {
-        let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+        // A saved plan is a regular file evalctl wrote; anything else is read as a config.
+        let Ok(text) = crate::config::files::read_regular(path, 1 << 30) else { return Ok(None) };
         if !text.trim_start().starts_with('{') {
             return Ok(None);
         }

@@ -79,7 +79,7 @@ pub fn tasks(pattern: Option<&str>, json: bool, p: &Printer) -> Result<ExitStatu
 
 pub fn migrate(file: &Path, in_place: bool, p: &Printer) -> Result<ExitStatus> {
     let text =
-        std::fs::read_to_string(file).map_err(|e| Error::msg(format!("cannot read `{}`: {e}", file.display())))?;
+        config::files::read(file).map_err(|why| Error::msg(format!("cannot read `{}`: {why}", file.display())))?;
     let m = config::migrate::migrate(&file.display().to_string(), &text, &p.sources)?;
     ops::Reporter::warnings(p, &m.warnings);
     if in_place {
