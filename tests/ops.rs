@@ -879,3 +879,39 @@ fn a_lost_state_file_loses_nothing_jobs_are_adopted_by_their_tags() {
     assert_eq!((f.job(af).state.as_str(), f.job(ar).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(f.remote_state().units.len(), 2, "recorded again");
 }
+
+/// A job is the stack's only when its comment ends with the stack's own
+/// tag: a job of another stack (or anyone's job) whose user comment names
+/// this stack's units is neither adopted nor cancelled.
+#[test]
+fn a_forged_comment_does_not_make_a_job_ours() {
+    let f = Fixture::new("forged", &["alpha"]);
+    let stack = f.open(&[]);
+    f.apply_done(&stack);
+    let script = f.root.join("other.sbatch");
+    std::fs::write(&script, "#!/bin/bash\ntrue\n").unwrap();
+    let forged = [
+        // Another stack's job whose user comment carries this stack's tag.
+        format!("note evalctl:{STACK}/ghost/first@0000000000000000:0000000000000000 evalctl:other/ghost/first"),
+        // A user comment only, shaped like a tag of this stack but malformed.
+        format!("evalctl:{STACK}/ghost/boss"),
+        format!("evalctl:{STACK}/ghost/first/x"),
+    ];
+    let mut ids = vec![];
+    for comment in &forged {
+        let out = f
+            .cluster
+            .run(format!("sbatch --parsable --comment={} {}\n", sq(Path::new(comment)), sq(&script)).as_bytes())
+            .unwrap();
+        ids.push(out.stdout_text().trim().parse::<u64>().expect("a job id"));
+    }
+    let plan = f.plan(&stack);
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::None)]), "no `ghost` unit to cancel");
+    assert!(!plan.has_changes());
+    f.write_config(&["beta"]);
+    let report = f.apply_done(&f.open(&[]));
+    assert!(!report.cancelled.iter().any(|id| ids.contains(id)), "foreign jobs cancelled: {:?}", report.cancelled);
+    for id in ids {
+        assert_eq!(f.job(id).state, "PENDING", "job {id} is left alone");
+    }
+}

@@ -207,14 +207,14 @@ fn refresh_reads_a_hostile_stack_directory() {
     std::fs::write(tmp.join(unit).join("status"), "failed 12 exit 1 \"x\" %20\n").unwrap();
     std::fs::write(tmp.join(unit).join("chain"), "12 start 1700000000 \n12 end 1700000001 1\n").unwrap();
     let prog = refresh::detail_program(tmp.to_str().unwrap()).then(refresh::program(tmp.to_str().unwrap(), "st", 0));
-    let fake = "squeue() { echo '5|RUNNING|None|evalctl:st/u/first@aa:bb'; echo '6|RUNNING|None|other'; }\nsacct() { return 1; }\n";
+    let fake = "squeue() { echo '5|RUNNING|None|evalctl:st/u/first@00000000000000aa:00000000000000bb'; echo '6|RUNNING|None|other'; }\nsacct() { return 1; }\n";
     let text = prog.full_text().replacen("set -u\n", &format!("set -u\n{fake}"), 1);
     let out = Command::new("bash").arg("-c").arg(&text).output().unwrap();
     let _ = std::fs::remove_dir_all(&tmp);
-    let r = refresh::read(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap())).unwrap();
+    let r = refresh::read(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()), "st").unwrap();
     assert_eq!(r.statuses.get(unit).map(String::as_str), Some("failed 12 exit 1 \"x\" %20"));
     assert_eq!(r.chains[unit], ["12 start 1700000000 ", "12 end 1700000001 1"]);
     assert_eq!(r.jobs.len(), 1);
-    assert_eq!((r.jobs[0].unit.as_str(), r.jobs[0].script_hash.as_deref()), ("u", Some("aa")));
+    assert_eq!((r.jobs[0].unit.as_str(), r.jobs[0].script_hash.as_deref()), ("u", Some("00000000000000aa")));
     assert!(!r.sacct_available);
 }

@@ -66,13 +66,18 @@ mod tests {
             EVALCTL job 12|PENDING|Dependency|note evalctl:st/a/resume\n\
             EVALCTL job 21|RUNNING|None|evalctl:st/b/resume@0123456789abcdef:fedcba9876543210\n\
             EVALCTL job 22|PENDING|Dependency|evalctl:st/b/resume\n\
-            EVALCTL job 30|PENDING|JobHeldUser|evalctl:st/c/first@1:2\n\
-            EVALCTL job 31|PENDING|JobHeldUser|evalctl:st/c/resume@1:2\n\
+            EVALCTL job 30|PENDING|JobHeldUser|evalctl:st/c/first@1111111111111111:2222222222222222\n\
+            EVALCTL job 31|PENDING|JobHeldUser|evalctl:st/c/resume@1111111111111111:2222222222222222\n\
+            EVALCTL job 50|RUNNING|None|evalctl:other/f/first\n\
+            EVALCTL job 51|RUNNING|None|evalctl:st/g/first evalctl:other/g/first\n\
             EVALCTL job 40|PENDING|Priority|evalctl:st/d/first\n\
             EVALCTL job 9|COMPLETED|None|evalctl:st/e/first\n\
             EVALCTL acct 9|st.e|COMPLETED\n\
             EVALCTL sacct ok\nEVALCTL end\n";
-        let r = read(&Replies::from_stdout(out.to_owned())).unwrap();
+        let r = read(&Replies::from_stdout(out.to_owned()), "st").unwrap();
+        // Jobs of another stack, even one whose user comment names this
+        // stack, are not this stack's.
+        assert!(r.jobs.iter().all(|j| j.id != 50 && j.id != 51), "{:?}", r.jobs);
         assert!(r.sacct_available);
         let o = observe(&r);
         assert_eq!(o["a"].observed, Observed::Completed, "a pending successor of a completed link is not live work");
@@ -82,6 +87,9 @@ mod tests {
         assert_eq!(o["c"].observed, Observed::Held);
         assert_eq!(o["d"].observed, Observed::Pending);
         assert_eq!(o["e"].observed, Observed::Failed, "ended without a status: never ran");
-        assert!(read(&Replies::from_stdout("EVALCTL user u\n".to_owned())).is_err(), "a cut-off refresh is an error");
+        assert!(
+            read(&Replies::from_stdout("EVALCTL user u\n".to_owned()), "st").is_err(),
+            "a cut-off refresh is an error"
+        );
     }
 }

@@ -37,7 +37,7 @@
 //! The job runtime (src/render/lib.sh) writes status and chain lines; the
 //! remote programs read them and `cancel` writes its own.
 
-use crate::render::TAG_PREFIX;
+use crate::render::{Role, TAG_PREFIX};
 use crate::shell::{Code, ShellWord};
 
 use super::encoding::{Snippet, snippet};
@@ -95,18 +95,32 @@ pub struct Tag {
     pub result_hash: Option<String>,
 }
 
-/// Finds the ownership tag in a job's comment (its last `evalctl:` word).
+/// Reads the ownership tag of a job's comment. The tag is always the
+/// comment's last word (evalctl appends it after the user's comment, which
+/// cannot hold a newline), so an `evalctl:` word a user wrote earlier in a
+/// comment is never taken for one. Every part must be well formed: a role
+/// evalctl renders, hashes of 16 hex digits.
 pub fn parse_tag(comment: &str) -> Option<Tag> {
-    let tag = comment.split_whitespace().rev().find_map(|t| t.strip_prefix(TAG_PREFIX))?;
+    let tag = comment.split_whitespace().last()?.strip_prefix(TAG_PREFIX)?;
     let (path, hashes) = match tag.split_once('@') {
         Some((p, h)) => (p, Some(h)),
         None => (tag, None),
     };
-    let mut parts = path.splitn(3, '/');
+    let mut parts = path.split('/');
     let (stack, unit, role) = (parts.next()?, parts.next()?, parts.next()?);
-    let (script_hash, result_hash) = match hashes.and_then(|h| h.split_once(':')) {
-        Some((s, r)) => (Some(s.to_owned()), Some(r.to_owned())),
+    if parts.next().is_some() || stack.is_empty() || unit.is_empty() {
+        return None;
+    }
+    if ![Role::First, Role::Resume, Role::Server].iter().any(|r| r.as_str() == role) {
+        return None;
+    }
+    let hex16 = |h: &str| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    let (script_hash, result_hash) = match hashes {
         None => (None, None),
+        Some(h) => match h.split_once(':') {
+            Some((s, r)) if hex16(s) && hex16(r) => (Some(s.to_owned()), Some(r.to_owned())),
+            _ => return None,
+        },
     };
     Some(Tag { stack: stack.to_owned(), unit: unit.to_owned(), role: role.to_owned(), script_hash, result_hash })
 }
@@ -124,5 +138,16 @@ mod tests {
         assert_eq!(tag.script_hash.as_deref(), Some("0123456789abcdef"));
         assert_eq!(parse_tag("evalctl:st/a/resume").unwrap().result_hash, None);
         assert_eq!(parse_tag("no tag"), None);
+        // Only the last word is a tag, and only a well-formed one.
+        assert_eq!(parse_tag(&format!("{t} user words")), None, "a tag followed by words is a user's text");
+        for bad in [
+            "evalctl:st/a/first/x",
+            "evalctl:st/a/boss",
+            "evalctl:st//first",
+            "evalctl:st/a/first@zz:yy",
+            "evalctl:st/a/first@0123456789abcdef",
+        ] {
+            assert_eq!(parse_tag(bad), None, "{bad}");
+        }
     }
 }

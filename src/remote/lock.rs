@@ -162,7 +162,7 @@ pub fn acquire(
         let prog = lock_program(stack_dir, lock, break_id.as_deref()).then(refresh::program(stack_dir, stack, since));
         let replies = super::run(cluster, &prog)?;
         match holder(&replies) {
-            None => return Ok(refresh::read(&replies)?),
+            None => return Ok(refresh::read(&replies, stack)?),
             Some(holder) => {
                 if holder.holder_is_gone() && break_id.as_deref() != Some(holder.id.as_str()) {
                     on_break(&holder);

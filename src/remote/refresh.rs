@@ -120,18 +120,20 @@ pub fn detail_program(stack_dir: &str) -> Program {
 /// Refreshes (plan): one round trip.
 pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
     let replies = super::run(cluster, &program(stack_dir, stack, since))?;
-    Ok(read(&replies)?)
+    Ok(read(&replies, stack)?)
 }
 
 /// Refreshes with every unit's chain, progress and results (status): one
 /// round trip.
 pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
     let replies = super::run(cluster, &detail_program(stack_dir).then(program(stack_dir, stack, since)))?;
-    Ok(read(&replies)?)
+    Ok(read(&replies, stack)?)
 }
 
-/// Collects a refresh's replies.
-pub fn read(replies: &Replies) -> Result<Refreshed, String> {
+/// Collects a refresh's replies: the jobs of `stack` only (the program's
+/// filter is a cheap pre-selection; ownership is decided here, on the
+/// parsed tag).
+pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
     let mut r = Refreshed::default();
     let mut ended = false;
     for reply in replies.iter() {
@@ -145,7 +147,9 @@ pub fn read(replies: &Replies) -> Result<Refreshed, String> {
             Reply::Status { unit, line } => {
                 r.statuses.insert(unit.clone(), line.trim().to_owned());
             }
-            Reply::Job(data) => r.jobs.extend(parse_job(data)),
+            Reply::Job(data) => {
+                r.jobs.extend(parse_job(data).filter(|(tag_stack, _)| tag_stack == stack).map(|(_, j)| j))
+            }
             Reply::Acct(data) => {
                 let f: Vec<&str> = data.split('|').collect();
                 if let (Some(id), Some(state)) = (f.first().and_then(|i| i.parse().ok()), f.get(2)) {
@@ -171,14 +175,15 @@ pub fn read(replies: &Replies) -> Result<Refreshed, String> {
     Ok(r)
 }
 
-/// `ID|STATE|REASON|COMMENT` with the ownership tag in the comment.
-fn parse_job(data: &str) -> Option<Job> {
+/// `ID|STATE|REASON|COMMENT` with the ownership tag in the comment: the
+/// job's stack and the job.
+fn parse_job(data: &str) -> Option<(String, Job)> {
     let mut f = data.splitn(4, '|');
     let id = f.next()?.trim().parse().ok()?;
     let state = f.next()?.to_owned();
     let reason = f.next()?.to_owned();
     let tag = layout::parse_tag(f.next()?)?;
-    Some(Job {
+    let job = Job {
         id,
         state,
         reason,
@@ -186,5 +191,6 @@ fn parse_job(data: &str) -> Option<Job> {
         role: tag.role,
         script_hash: tag.script_hash,
         result_hash: tag.result_hash,
-    })
+    };
+    Some((tag.stack, job))
 }
