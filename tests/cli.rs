@@ -191,3 +191,16 @@ fn colour_follows_the_stream_and_the_switches() {
         assert!(!run(&[("CLICOLOR_FORCE", "1")], &["--format", format]), "{format} has no escapes");
     }
 }
+
+/// `--replace` of a unit the config does not have is an error naming the
+/// units, not a plan that silently does nothing.
+#[test]
+fn replace_of_an_unknown_unit_is_an_error() {
+    let out = evalctl(&["plan", "--offline", "examples/slurm_llama_3_1_8b_instruct.yaml", "--replace", "helaswag"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--replace names no unit of stack") && err.contains("`helaswag`"), "{err}");
+    assert!(err.contains("units: hellaswag"), "{err}");
+    let ok = evalctl(&["plan", "--offline", "examples/slurm_llama_3_1_8b_instruct.yaml", "--replace", "hellaswag"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+}

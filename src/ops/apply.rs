@@ -66,6 +66,7 @@ pub fn apply(
     if let Some(s) = saved {
         s.check_config(&stack.rendered)?;
     }
+    super::plan::check_options(stack, &opts.plan)?;
     let lock = LockInfo::mine(&opts.command);
     let r = &stack.rendered;
     let on_break = |h: &LockInfo| reporter.info(&super::breaking(h));

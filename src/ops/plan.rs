@@ -34,6 +34,7 @@ pub fn plan<'a>(
     opts: &PlanOptions,
     reporter: &dyn Reporter,
 ) -> Result<Planned<'a>> {
+    check_options(stack, opts)?;
     match observe {
         Observe::Recorded => {
             let st = state::read_local(&stack.config, &stack.loaded.stack)
@@ -51,6 +52,24 @@ pub fn plan<'a>(
             Ok(planned)
         }
     }
+}
+
+/// Every unit `--replace` names must be a unit of the config: a typo must
+/// not silently plan nothing.
+pub(crate) fn check_options(stack: &Stack, opts: &PlanOptions) -> Result<()> {
+    let units = plan::units(&stack.rendered);
+    let unknown: Vec<String> =
+        opts.replace.iter().filter(|r| !units.iter().any(|u| &u.id == *r)).map(|r| format!("`{r}`")).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = units.iter().map(|u| u.id.as_str()).collect();
+    Err(Diagnostic::error(
+        None,
+        format!("--replace names no unit of stack `{}`: {}", stack.rendered.stack, unknown.join(", ")),
+    )
+    .with_note(format!("units: {}", known.join(", ")))
+    .into())
 }
 
 /// A plan from a refresh that already happened (apply takes the lock and
