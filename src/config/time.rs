@@ -67,7 +67,7 @@ impl SlurmTime {
     /// `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S` (hours may exceed 24 without days).
     pub fn seconds(&self) -> Result<u64, TimeError> {
         match self {
-            SlurmTime::Minutes(m) => Ok(m * 60),
+            SlurmTime::Minutes(m) => within_slurm(Some(*m).and_then(|m| m.checked_mul(60)), &m.to_string()),
             SlurmTime::Text(t) => slurm_time_seconds(t),
         }
     }
@@ -109,7 +109,25 @@ fn slurm_time_seconds(text: &str) -> Result<u64, TimeError> {
             "`{text}` is not a valid time: minutes and seconds must be below 60, hours below 24 after a day count"
         )));
     }
-    Ok(days.unwrap_or(0) * 86_400 + h * 3600 + m * 60 + s)
+    let total = days
+        .unwrap_or(0)
+        .checked_mul(86_400)
+        .and_then(|d| d.checked_add(h.checked_mul(3600)?))
+        .and_then(|t| t.checked_add(m.checked_mul(60)?))
+        .and_then(|t| t.checked_add(s));
+    within_slurm(total, text)
+}
+
+/// The longest time Slurm can hold: a 32-bit count of minutes.
+const SLURM_MAX_SECONDS: u64 = u32::MAX as u64 * 60;
+
+/// `seconds` when Slurm can express it (no overflow, at most
+/// [`SLURM_MAX_SECONDS`]); a range error naming `text` otherwise.
+fn within_slurm(seconds: Option<u64>, text: &str) -> Result<u64, TimeError> {
+    match seconds {
+        Some(s) if s <= SLURM_MAX_SECONDS => Ok(s),
+        _ => Err(TimeError::Range(format!("`{text}` is longer than any time limit Slurm can hold"))),
+    }
 }
 
 /// Why a time string is not a Slurm time.
