@@ -13,6 +13,7 @@ pub mod files;
 pub mod interpolate;
 pub mod migrate;
 pub mod model;
+pub mod names;
 pub mod node;
 pub mod overrides;
 pub mod reference;
@@ -115,6 +116,8 @@ pub fn stack_from_path(path: &Path) -> String {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let clean: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    let clean = clean.trim_start_matches('.').to_owned();
-    if clean.is_empty() { "evalctl".into() } else { clean }
+    let clean = clean.trim_start_matches(['.', '-', '_']);
+    // Cut to the name grammar's length (on a character boundary: all ASCII).
+    let clean = &clean[..clean.len().min(names::MAX_NAME)];
+    if clean.is_empty() { "evalctl".into() } else { clean.to_owned() }
 }

@@ -11,6 +11,7 @@ use serde_json::Value as J;
 use super::env::{self, EnvModel};
 use super::interpolate::Origins;
 use super::model::{Config, DeploymentType, SlurmTime};
+use super::names;
 use super::node::{Node, Seg, Value, path_string};
 use super::schema::{self, Draft};
 use crate::catalog::{self, Resolution, TaskInfo};
@@ -328,16 +329,14 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
 
     // Stack name: a directory name and part of job names.
     if let Some(name) = &cfg.name
-        && (name.is_empty()
-            || name.starts_with('.')
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        && let Err(why) = names::check("stack name", name)
     {
-        err(
-            diags,
-            keys(&["name"]),
-            true,
-            format!("stack name `{name}` may only contain letters, digits, `.`, `_` and `-`"),
-        );
+        err(diags, keys(&["name"]), true, why);
+    }
+    for name in cfg.auxiliary_deployments.keys() {
+        if let Err(why) = names::check("auxiliary deployment name", name) {
+            err(diags, keys(&["auxiliary_deployments", name]), false, why);
+        }
     }
 
     // Paths.
@@ -472,18 +471,16 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         let base = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
         let name_path = [base.clone(), keys(&["name"])].concat();
         let span = tree.value_span_of(&name_path);
+        if t.id.is_none()
+            && let Err(why) = names::check("task name (used as its id; or set `id:`)", &t.name)
+        {
+            err(diags, name_path.clone(), true, why);
+            continue;
+        }
         if let Some(id) = &t.id {
             let id_path = [base.clone(), keys(&["id"])].concat();
-            if id.is_empty()
-                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                || id.starts_with('.')
-            {
-                err(
-                    diags,
-                    id_path.clone(),
-                    true,
-                    format!("task id `{id}` may only contain letters, digits, `.`, `_` and `-`"),
-                );
+            if let Err(why) = names::check("task id", id) {
+                err(diags, id_path.clone(), true, why);
             }
             if let Some(first) = ids.get(id.as_str()) {
                 err(diags, id_path, true, format!("task id `{id}` is already used by evaluation.tasks.{first}"));
