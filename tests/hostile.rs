@@ -171,3 +171,68 @@ fn listing_group_options_ends_on_symlink_loops() {
     refused(&out, &cfg, "2:17", "unknown option `missing` for config group `deployment`");
     assert!(text(&out.stderr).contains("real"), "options are listed: {}", text(&out.stderr));
 }
+
+/// Fields that are not shell (`served_model_name`, `hf_model_handle`) reach
+/// the server as single arguments, and `extra_args` as arguments, whatever
+/// they hold: the built-in groups' server commands are run under `bash -c`
+/// with recording stand-ins for the servers, and nothing injected runs.
+#[test]
+fn values_spliced_into_server_commands_stay_arguments() {
+    let c = Case::new("splice");
+    let bin = c.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = "#!/bin/bash\nfor a in \"$0\" \"$@\"; do printf '%s\\0' \"$a\"; done >\"$ARGV_OUT\"\n";
+    for name in ["vllm", "python3", "trtllm-serve"] {
+        std::fs::write(bin.join(name), record).unwrap();
+    }
+    std::fs::write(bin.join("mpirun"), "#!/bin/bash\nshift 2\nexec \"$@\"\n").unwrap();
+    std::fs::write(bin.join("ray"), "#!/bin/bash\n[ \"$1\" = status ] && echo ' 1 node_a'\nexit 0\n").unwrap();
+    for name in ["vllm", "python3", "trtllm-serve", "mpirun", "ray"] {
+        let p = bin.join(name);
+        std::process::Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+    }
+    let pwned = c.root.join("pwned");
+    let model = format!("m; touch {} #", pwned.display());
+    let handle = format!("org/m$(touch {})'`touch {}`", pwned.display(), pwned.display());
+    let extra = format!("--max-model-len 4096 --chat-template \"a b\" ;touch {}", pwned.display());
+    for group in ["vllm", "sglang", "trtllm", "vllm_ray"] {
+        let text = format!(
+            "defaults:\n  - execution: slurm/default\n  - deployment: {group}\n  - _self_\n\
+             execution:\n  account: acct\n  output_dir: /shared/evals\n\
+             deployment:\n  served_model_name: {}\n  hf_model_handle: {}\n  extra_args: {}\n\
+             evaluation:\n  tasks:\n    - name: gsm8k\n",
+            serde_json::to_string(&model).unwrap(),
+            serde_json::to_string(&handle).unwrap(),
+            serde_json::to_string(&extra).unwrap(),
+        );
+        let sources = evalctl::diag::Sources::new();
+        let loaded = evalctl::config::load_text(Path::new("hostile.yaml"), &text, &[], &sources, &|_| None)
+            .unwrap_or_else(|f| panic!("{group}: {}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+        let command = loaded.config.deployment.command.clone().expect("a server command");
+        let argv_out = c.root.join(format!("{group}.argv"));
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(&command)
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+            .env("ARGV_OUT", &argv_out)
+            .env("PROC_ID", "0")
+            .env("NODES_PER_INSTANCE", "1")
+            .env("MASTER_IP", "127.0.0.1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "{group}: {command}");
+        assert!(!pwned.exists(), "{group}: a value ran as a command: {command}");
+        let argv: Vec<String> = std::fs::read(&argv_out)
+            .unwrap_or_else(|_| panic!("{group}: the server did not start: {command}"))
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(argv.contains(&handle), "{group}: the model handle is one argument: {argv:?}");
+        if group != "trtllm" {
+            assert!(argv.contains(&model), "{group}: the model name is one argument: {argv:?}");
+        }
+        let tail = ["--max-model-len", "4096", "--chat-template", "a b", ";touch"];
+        assert!(argv.windows(tail.len()).any(|w| w == tail), "{group}: extra_args are words: {argv:?}");
+    }
+}

@@ -53,6 +53,52 @@ pub fn is_deferred_path(path: &[Seg]) -> bool {
         || (path.len() == 2 && key(0) == "execution" && (key(1) == "username" || key(1) == "hostname"))
 }
 
+/// Keys whose values are shell text run by `bash -c`: the only fields a
+/// config may use to run commands.
+const SHELL_KEYS: &[&str] = &["command", "base_command", "pre_cmd", "post_cmd"];
+/// Keys whose values are extra command-line arguments, as shell words.
+const ARGS_KEYS: &[&str] = &["extra_args"];
+
+fn last_key(path: &[Seg]) -> Option<&str> {
+    match path.last() {
+        Some(Seg::Key(k)) => Some(k.as_str()),
+        _ => None,
+    }
+}
+
+/// True for a shell field (see [`SHELL_KEYS`]).
+pub fn is_shell_path(path: &[Seg]) -> bool {
+    last_key(path).is_some_and(|k| SHELL_KEYS.contains(&k))
+}
+
+/// How a value interpolated into a shell field is written: shell text
+/// from another shell field as it is; arguments (`extra_args`) split into
+/// shell words, each quoted; anything else (a model name, a path, a port)
+/// as one quoted word. So `served_model_name: "m; touch /tmp/x #"` reaches
+/// the server as one argument, never as a command.
+fn splice(e: &Expr, value: &str, path: &[Seg], span: Span) -> Result<String, Fail> {
+    let key = match e {
+        Expr::Ref(r) => r.rsplit('.').next().unwrap_or(r),
+        Expr::Call { .. } => "",
+    };
+    if SHELL_KEYS.contains(&key) {
+        return Ok(value.to_owned());
+    }
+    if ARGS_KEYS.contains(&key) {
+        let words = shlex::split(value).ok_or_else(|| {
+            Diagnostic::error(
+                span,
+                format!(
+                    "`{key}` inserted into `{}` is not a list of shell words (unbalanced quotes?)",
+                    path_string(path)
+                ),
+            )
+        })?;
+        return Ok(words.iter().map(|w| crate::shell::quote(w)).collect::<Vec<_>>().join(" "));
+    }
+    Ok(crate::shell::quote(value))
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Part {
     Lit(String),
@@ -281,6 +327,8 @@ impl<'a> Resolver<'a> {
         }
         let mut out = String::new();
         let mut any_deferred = false;
+        // Text spliced into a shell field is quoted by what it is (see `splice`).
+        let shell = is_shell_path(path);
         for p in parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
@@ -290,6 +338,7 @@ impl<'a> Resolver<'a> {
                         out.push_str(&t);
                     }
                     Piece::Node(n) => match &n.value {
+                        Value::Str(s) if shell => out.push_str(&splice(e, s, path, span)?),
                         Value::Str(s) => out.push_str(s),
                         Value::Deferred(s) => {
                             any_deferred = true;

@@ -318,7 +318,9 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub gpu_memory_utilization: Option<f64>,
-    /// Extra command-line arguments appended to the server command.
+    /// Extra command-line arguments appended to the server command, as shell
+    /// words (quotes group words); each word reaches the server as one
+    /// argument, never as shell syntax.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_args: Option<String>,
     /// Environment of the server container (values: `host:`, `lit:`, `runtime:`).
@@ -327,7 +329,9 @@ pub struct Deployment {
     /// Paths of the server's HTTP endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
-    /// The command that starts the server inside its container.
+    /// The command that starts the server inside its container: shell text,
+    /// run with `bash -c`. Values interpolated into it (`${...}`) are inserted
+    /// as quoted words, except other shell fields and `extra_args`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// The plain server command, without multi-node wrapping.
