@@ -116,6 +116,9 @@ fn saved_plan_is_refused_when_the_config_changed() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
     assert_eq!(saved["kind"], "evalctl-plan");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("plan.json")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a saved plan is readable by its owner only");
     let cfg = dir.join("evals.yaml");
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("02:00:00", "03:00:00")).unwrap();
     let out = evalctl(&["apply", "plan.json"], &dir);

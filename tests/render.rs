@@ -84,12 +84,29 @@ fn rendering_is_deterministic() {
         v
     };
     let (la, lb) = (list(&a), list(&b));
-    assert_eq!(la.len(), 12);
+    assert_eq!(la.len(), 13, "12 files and the manifest");
     assert!(la == lb, "two renders differ");
-    // Rendering again into a directory with a stale script removes it.
-    std::fs::write(a.join("gone.sbatch"), "x").unwrap();
-    run(&a);
-    assert!(!a.join("gone.sbatch").exists());
+    // Rendering again removes what an earlier render wrote for a job that
+    // is gone, and nothing it did not write.
+    std::fs::write(a.join("mine.sbatch"), "x").unwrap();
+    let fewer = dir.join("slurm_llama_3_1_8b_instruct.yaml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/slurm_llama_3_1_8b_instruct.yaml"))
+            .unwrap()
+            .replace("    - name: winogrande\n", "");
+    std::fs::write(&fewer, text).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["render", "-q"])
+        .arg(&fewer)
+        .arg("--out")
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let names: Vec<String> = list(&a).into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().all(|n| !n.starts_with("winogrande")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("hellaswag")), "{names:?}");
+    assert!(a.join("mine.sbatch").exists(), "a file evalctl did not write is kept");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

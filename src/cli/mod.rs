@@ -46,8 +46,9 @@ pub enum Command {
     /// Write the sbatch script of every job to a directory.
     ///
     /// One `<node>.sbatch` per job, plus `<node>.<group>.secrets.env` templates
-    /// naming where `apply` reads each secret (never the values). Files of
-    /// jobs that no longer exist are removed from DIR.
+    /// naming where `apply` reads each secret (never the values). Files an
+    /// earlier render wrote for jobs that no longer exist are removed from
+    /// DIR (a manifest, `.evalctl-render`, says which); nothing else is.
     ///
     /// Example: evalctl render examples/slurm_llama_3_1_8b_instruct.yaml --out /tmp/scripts
     Render {

@@ -80,37 +80,49 @@ impl Stack {
     }
 }
 
+/// The file in a `render --out` folder that lists what the last render
+/// wrote there, one name a line.
+pub const MANIFEST: &str = ".evalctl-render";
+
 /// Writes every job script (`<job>.sbatch`) and secrets template
-/// (`<job>.<group>.secrets.env`) to `dir`, removing files of jobs that no
-/// longer exist so that two renders of one config leave the same folder.
-/// Returns the number of scripts.
+/// (`<job>.<group>.secrets.env`) to `dir`, then removes the files an
+/// earlier render wrote there (its manifest says which) that this one no
+/// longer writes, so two renders of one config leave the same folder.
+/// Files evalctl did not write are never touched. Returns the number of
+/// scripts.
 pub fn write_scripts(rendered: &Rendered, dir: &Path) -> Result<usize> {
-    let io =
-        |e: std::io::Error, what: &Path| crate::error::Error::msg(format!("cannot write `{}`: {e}", what.display()));
+    let io = |e: std::io::Error, what: &Path| Error::msg(format!("cannot write `{}`: {e}", what.display()));
     std::fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
     let mut written = std::collections::BTreeSet::new();
     for job in &rendered.jobs {
-        let path = dir.join(format!("{}.sbatch", job.id));
-        std::fs::write(&path, &job.script).map_err(|e| io(e, &path))?;
-        written.insert(path);
+        let name = format!("{}.sbatch", job.id);
+        std::fs::write(dir.join(&name), &job.script).map_err(|e| io(e, &dir.join(&name)))?;
+        written.insert(name);
         for group in job.secrets.keys() {
-            let path = dir.join(format!("{}.{group}.secrets.env", job.id));
-            std::fs::write(&path, job.secrets_template(group)).map_err(|e| io(e, &path))?;
-            written.insert(path);
+            let name = format!("{}.{group}.secrets.env", job.id);
+            std::fs::write(dir.join(&name), job.secrets_template(group)).map_err(|e| io(e, &dir.join(&name)))?;
+            written.insert(name);
         }
     }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            let ours = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".sbatch") || n.ends_with(".secrets.env"));
-            if ours && !written.contains(&p) {
-                std::fs::remove_file(&p).map_err(|e| io(e, &p))?;
+    let manifest = dir.join(MANIFEST);
+    let before = crate::config::files::read_regular(&manifest, 1 << 26).unwrap_or_default();
+    for name in before.lines() {
+        // Only plain file names this function writes: a manifest edited to
+        // name `../x` or another folder's file is ignored.
+        let ours = (name.ends_with(".sbatch") || name.ends_with(".secrets.env"))
+            && !name.contains('/')
+            && !name.starts_with('.');
+        if ours && !written.contains(name) {
+            let p = dir.join(name);
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(io(e, &p));
             }
         }
     }
+    let list: String = written.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(&manifest, list).map_err(|e| io(e, &manifest))?;
     Ok(rendered.jobs.len())
 }
 

@@ -44,9 +44,18 @@ impl PlanFile {
         }
     }
 
+    /// Writes the file readable by its owner only (mode 0600): a plan shows
+    /// every script, and a reviewer's copy is not everyone's.
     pub fn write(&self, path: &Path) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let text = serde_json::to_string_pretty(self).expect("plain data serializes") + "\n";
-        std::fs::write(path, text).map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))
+        let fail = |e: std::io::Error| Error::msg(format!("cannot write {}: {e}", path.display()));
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(fail)?;
+        // An existing file keeps its mode on open: set it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        f.write_all(text.as_bytes()).map_err(fail)
     }
 
     /// Reads `path` if it is a saved plan; `None` when it is something else
