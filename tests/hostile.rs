@@ -236,3 +236,38 @@ fn values_spliced_into_server_commands_stay_arguments() {
         assert!(argv.windows(tail.len()).any(|w| w == tail), "{group}: extra_args are words: {argv:?}");
     }
 }
+
+/// Small files that expand without bound: every one gets a located error at
+/// once, never an abort (a 2 KB config once asked for gigabytes).
+#[test]
+fn interpolation_is_bounded() {
+    let c = Case::new("bounds");
+    let head = "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n\
+                execution:\n  account: acct\n  output_dir: /shared/results\n\
+                target:\n  api_endpoint:\n    url: http://host:8000/v1/chat/completions\n    model_id: m\n\
+                evaluation:\n  tasks:\n    - name: gsm8k\n";
+    let mut laughs = format!("{head}x:\n  l0: \"aaaaaaaaaa\"\n");
+    for i in 1..10 {
+        laughs.push_str(&format!("  l{i}: \"{}\"\n", format!("${{x.l{}}}", i - 1).repeat(10)));
+    }
+    let nested = format!("{head}z: \"{}a,b{}\"\n", "${oc.select:".repeat(5000), "}".repeat(5000));
+    let mut chain = format!("{head}y:\n  k0: ${{y.k1}}\n");
+    for i in 1..400 {
+        chain.push_str(&format!("  k{i}: ${{y.k{}}}\n", i + 1));
+    }
+    chain.push_str("  k400: v\n");
+    for (name, body, message) in [
+        ("laughs", laughs, "expands to more than 1024 KiB"),
+        ("nested", nested, "interpolations nested more than 32 deep"),
+        ("chain", chain, "references chained more than 256 deep"),
+    ] {
+        let path = c.repo().join(format!("{name}.yaml"));
+        std::fs::write(&path, body).unwrap();
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_evalctl")).arg("validate").arg(&path).output().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("{}:", path.display())) && err.contains(message), "{name}: {err}");
+    }
+}

@@ -33,6 +33,7 @@ pub fn resolve(root: &Node, env: EnvLookup<'_>) -> Result<(Node, Origins), Vec<D
         errors: vec![],
         origins: HashMap::new(),
         last_target: None,
+        expanded: 0,
     };
     let out = r.deep(root, &mut vec![]);
     if r.errors.is_empty() { Ok((out, r.origins)) } else { Err(r.errors) }
@@ -52,6 +53,14 @@ pub fn is_deferred_path(path: &[Seg]) -> bool {
     path.iter().any(|s| matches!(s, Seg::Key(k) if k == "env_vars"))
         || (path.len() == 2 && key(0) == "execution" && (key(1) == "username" || key(1) == "hostname"))
 }
+
+/// How deep `${...}` may nest inside one value.
+const MAX_NESTING: usize = 32;
+/// How long a chain of references may be (`a: ${b}`, `b: ${c}`, ...).
+const MAX_CHAIN: usize = 256;
+/// The most text interpolation may produce for one value, and in all.
+const MAX_VALUE_BYTES: usize = 1 << 20;
+const MAX_TOTAL_BYTES: usize = 64 << 20;
 
 /// Keys whose values are shell text run by `bash -c`: the only fields a
 /// config may use to run commands.
@@ -113,6 +122,21 @@ enum Expr {
 
 /// Parses a template string into literal and interpolation parts.
 fn parse(s: &str) -> Result<Vec<Part>, String> {
+    // The parser recurses once per `${`: bound the nesting before parsing.
+    let mut depth = 0usize;
+    let bytes = s.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!("interpolations nested more than {MAX_NESTING} deep"));
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     let parts = parse_parts(&chars, &mut i, false)?;
@@ -219,6 +243,8 @@ struct Resolver<'a> {
     origins: Origins,
     /// Absolute path of the last reference looked up.
     last_target: Option<Vec<Seg>>,
+    /// Bytes of text interpolation has produced so far (bounded).
+    expanded: usize,
 }
 
 /// Why resolving failed: a new problem, or one already reported (a
@@ -290,6 +316,14 @@ impl<'a> Resolver<'a> {
         let Value::Str(text) = &node.value else {
             return Some(node.clone());
         };
+        if self.active.len() >= MAX_CHAIN {
+            self.errors.push(Diagnostic::error(
+                node.span,
+                format!("references chained more than {MAX_CHAIN} deep (at `{}`)", path_string(path)),
+            ));
+            self.memo.insert(path.to_vec(), None);
+            return None;
+        }
         self.active.push(path.to_vec());
         let result = self.template(text, path, node.span, is_deferred_path(path));
         self.active.pop();
@@ -332,6 +366,7 @@ impl<'a> Resolver<'a> {
         for p in parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
+                Part::Interp(_) if out.len() > MAX_VALUE_BYTES => break,
                 Part::Interp(e) => match self.eval(e, path, span, deferred)? {
                     Piece::Deferred(t) => {
                         any_deferred = true;
@@ -358,6 +393,21 @@ impl<'a> Resolver<'a> {
                     },
                 },
             }
+        }
+        if out.len() > MAX_VALUE_BYTES {
+            return Err(Diagnostic::error(
+                span,
+                format!("`{}` expands to more than {} KiB", path_string(path), MAX_VALUE_BYTES >> 10),
+            )
+            .into());
+        }
+        self.expanded += out.len();
+        if self.expanded > MAX_TOTAL_BYTES {
+            return Err(Diagnostic::error(
+                span,
+                format!("interpolation expands to more than {} MiB in all", MAX_TOTAL_BYTES >> 20),
+            )
+            .into());
         }
         Ok(Node::new(if any_deferred { Value::Deferred(out) } else { Value::Str(out) }, span))
     }
