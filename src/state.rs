@@ -40,7 +40,7 @@ pub struct UnitState {
     pub result_hash: String,
     /// The unit's scripts as submitted, with the shared runtime elided
     /// (for diffs), by file name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scripts: BTreeMap<String, String>,
     /// Job ids submitted by apply for the current attempt.
     #[serde(default)]
@@ -104,7 +104,7 @@ impl State {
     }
 
     pub fn to_text(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(self).expect("plain data serializes") + "\n"
     }
 
     /// [`State::to_text`] with the `jobs` of some units left as a slot: the
@@ -112,13 +112,13 @@ impl State {
     /// fill with ids it learns on the cluster. Built by the serializer, so
     /// the rest of the text is exactly what `to_text` writes.
     pub fn to_text_with_job_slots(&self, slots: &BTreeMap<String, usize>) -> String {
-        let Ok(mut v) = serde_json::to_value(self) else { return String::new() };
+        let mut v = serde_json::to_value(self).expect("plain data serializes");
         for (unit, n) in slots {
             if let Some(u) = v.get_mut("units").and_then(|u| u.get_mut(unit.as_str())).and_then(|u| u.as_object_mut()) {
                 u.insert("jobs".into(), serde_json::Value::String(job_slot(*n)));
             }
         }
-        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&v).expect("plain data serializes") + "\n"
     }
 }
 

@@ -7,7 +7,7 @@
 //! and, inside a group file, a bare option name of the same group. Without a
 //! `defaults` list a config gets `[execution: slurm/default, deployment: none, _self_]`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::files::{self, Confined, Found};
 use super::node::{Entry, Node, Value, merge};
@@ -43,7 +43,7 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Composes a parsed primary config. `dir` is the folder searched for user
 /// groups before the built-in ones.
 pub fn compose(primary: Node, dir: &Path, sources: &Sources) -> Result<Node, Vec<Diagnostic>> {
-    let mut c = Composer { dir: dir.to_path_buf(), files: Confined::new(dir), sources, errors: vec![], stack: vec![] };
+    let mut c = Composer { files: Confined::new(dir), sources, errors: vec![], stack: vec![] };
     let root_span = primary.span;
     let mut out = Node::empty_map(root_span);
     c.apply(&mut out, primary, &[], None, true, 0);
@@ -65,7 +65,6 @@ enum Item {
 }
 
 struct Composer<'a> {
-    dir: PathBuf,
     /// The config's folder tree: the only place user groups are read from.
     files: Confined,
     sources: &'a Sources,
@@ -235,7 +234,7 @@ impl Composer<'_> {
             choices.sort();
             choices.dedup();
             let msg = if group.is_empty() {
-                format!("config `{path}` not found (looked for {})", self.dir.join(format!("{path}.yaml")).display())
+                format!("config `{path}` not found (looked for {})", self.files.path(path, ".yaml").display())
             } else {
                 format!("unknown option `{option}` for config group `{group}`")
             };

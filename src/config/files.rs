@@ -98,11 +98,16 @@ impl Confined {
         Ok(())
     }
 
+    /// The path `name` + `ext` would have in the tree (unchecked: for messages).
+    pub fn path(&self, name: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{name}{ext}"))
+    }
+
     /// Where `name` + `ext` is in the tree, refusing names that are not
     /// plain and files whose real path is outside the tree.
     pub fn resolve(&self, name: &str, ext: &str) -> Result<Found, String> {
         Confined::check_name(name)?;
-        let path = self.dir.join(format!("{name}{ext}"));
+        let path = self.path(name, ext);
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(Found::Absent);
         }

@@ -1,15 +1,11 @@
 //! `state`: read a stack's recorded state, or remove its lock.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use super::Stack;
 use crate::cluster::Cluster;
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
 use crate::remote;
-use crate::state::{self, Observed, State, UnitKind};
+use crate::state::{self, State};
 
 /// Removes the lock if `id` holds it; an error when it does not.
 pub fn unlock(stack: &Stack, cluster: &dyn Cluster, id: &str) -> Result<()> {
@@ -33,54 +29,10 @@ pub fn read(stack: &Stack, cluster: Option<&dyn Cluster>) -> Result<Option<State
 
 /// A state without the scripts it keeps for diffs (long, and in the job
 /// directories anyway): what `state show` prints.
-#[derive(Debug, Serialize)]
-pub struct StateSummary<'a> {
-    pub version: u32,
-    pub stack: &'a str,
-    pub serial: u64,
-    pub created: u64,
-    pub runtime: &'a str,
-    pub units: BTreeMap<&'a str, UnitSummary<'a>>,
-}
-
-/// One unit of a [`StateSummary`].
-#[derive(Debug, Serialize)]
-pub struct UnitSummary<'a> {
-    pub kind: UnitKind,
-    pub script_hash: &'a str,
-    pub result_hash: &'a str,
-    pub jobs: &'a [u64],
-    pub attempts: u32,
-    pub observed: Observed,
-    pub serial: u64,
-}
-
-impl<'a> StateSummary<'a> {
-    pub fn of(s: &'a State) -> StateSummary<'a> {
-        StateSummary {
-            version: s.version,
-            stack: &s.stack,
-            serial: s.serial,
-            created: s.created,
-            runtime: &s.runtime,
-            units: s
-                .units
-                .iter()
-                .map(|(id, u)| {
-                    (
-                        id.as_str(),
-                        UnitSummary {
-                            kind: u.kind,
-                            script_hash: &u.script_hash,
-                            result_hash: &u.result_hash,
-                            jobs: &u.jobs,
-                            attempts: u.attempts,
-                            observed: u.observed,
-                            serial: u.serial,
-                        },
-                    )
-                })
-                .collect(),
-        }
+pub fn summary(state: &State) -> State {
+    let mut s = state.clone();
+    for u in s.units.values_mut() {
+        u.scripts.clear();
     }
+    s
 }

@@ -146,7 +146,7 @@ pub fn state(cmd: &StateCommand, p: &Printer) -> Result<ExitStatus> {
                 ops::Reporter::warnings(p, &[Diagnostic::warning(None, msg)]);
                 return Ok(ExitStatus::Failure);
             };
-            let summary = ops::state::StateSummary::of(&s);
+            let summary = ops::state::summary(&s);
             p.out(&(serde_json::to_string_pretty(&summary).expect("plain data serializes") + "\n"))?;
             Ok(ExitStatus::Success)
         }
