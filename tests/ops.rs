@@ -588,7 +588,7 @@ fn a_saved_plan_is_stale_once_the_cluster_or_the_config_changed() {
     let f = Fixture::new("stale", &["alpha", "beta"]);
     let stack = f.open(&[]);
     let saved_path = f.root.join("plan.json");
-    PlanFile::new(&f.config, &[], &[], &f.plan(&stack)).write(&saved_path).unwrap();
+    PlanFile::new(&f.config, &[], &[], &f.plan(&stack)).unwrap().write(&saved_path).unwrap();
     let saved = PlanFile::read(&saved_path).unwrap().expect("a saved plan");
 
     // The cluster changed: someone else applied in between.
@@ -602,7 +602,7 @@ fn a_saved_plan_is_stale_once_the_cluster_or_the_config_changed() {
     assert!(!f.lock_file().exists(), "the lock is released");
 
     // A plan saved now still holds...
-    let current = PlanFile::new(&f.config, &[], &[], &f.plan(&stack));
+    let current = PlanFile::new(&f.config, &[], &[], &f.plan(&stack)).unwrap();
     match f.try_apply(&stack, Some(&current)) {
         Ok(Applied::NoChanges(_)) => {}
         other => panic!("a current saved plan applies, got {}", brief(&other)),

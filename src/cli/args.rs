@@ -69,3 +69,56 @@ pub fn config_and_names(words: &[String]) -> (PathBuf, Vec<String>) {
         _ => (PathBuf::from("evalctl.yaml"), words.to_vec()),
     }
 }
+
+/// This process's command line as it is recorded (the lock's holder): the
+/// value of an override that sets an environment variable is masked.
+pub fn command_line() -> String {
+    redact_command(std::env::args())
+}
+
+fn redact_command(args: impl Iterator<Item = String>) -> String {
+    use crate::config::overrides::redacted;
+    let mut out = vec![];
+    let mut value_next = false;
+    for a in args {
+        let shown = if std::mem::take(&mut value_next) {
+            redacted(&a)
+        } else if a == "--override" {
+            value_next = true;
+            a
+        } else if let Some(v) = a.strip_prefix("--override=") {
+            format!("--override={}", redacted(v))
+        } else if let Some(flags) = a.strip_prefix('-').filter(|f| !f.starts_with('-'))
+            && let Some(at) = flags.find('o')
+        {
+            // Short flags may be clustered (`-qo KEY=VALUE`, `-oKEY=VALUE`).
+            let (before, value) = flags.split_at(at + 1);
+            value_next = value.is_empty();
+            format!("-{before}{}", redacted(value))
+        } else {
+            a
+        };
+        out.push(shown);
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recorded_command_lines_mask_variable_values() {
+        let line = |args: &[&str]| super::redact_command(args.iter().map(|s| (*s).to_owned()));
+        assert_eq!(
+            line(&["evalctl", "apply", "-o", "env_vars.T=sekrit", "-o", "execution.account=a"]),
+            "evalctl apply -o env_vars.T=****** -o execution.account=a"
+        );
+        assert_eq!(
+            line(&["evalctl", "-qoenv_vars.T=ab", "--override=env_vars.U=xy"]),
+            "evalctl -qoenv_vars.T=** --override=env_vars.U=**"
+        );
+        assert_eq!(
+            line(&["evalctl", "--override", "deployment.env_vars.T=abc"]),
+            "evalctl --override deployment.env_vars.T=***"
+        );
+    }
+}

@@ -123,8 +123,10 @@ fn read_section(map: &IndexMap<String, EnvValue>, base: &[Seg], bare: Bare, erro
 fn read_value(value: &EnvValue, bare: Bare) -> Result<(Source, bool), String> {
     let text = match value {
         EnvValue::Str(s) => s.as_str(),
+        // A number or a boolean is a value like any other: as secret as a
+        // string would be in the same place (`lit:` makes one visible).
         other => {
-            return Ok((Source::Literal { value: other.to_string() }, false));
+            return Ok((Source::Literal { value: other.to_string() }, true));
         }
     };
     let var = |v: &str| -> Result<String, String> {

@@ -34,6 +34,7 @@ pub fn resolve(root: &Node, env: EnvLookup<'_>) -> Result<(Node, Origins), Vec<D
         origins: HashMap::new(),
         last_target: None,
         expanded: 0,
+        copied: 0,
     };
     let out = r.deep(root, &mut vec![]);
     if r.errors.is_empty() { Ok((out, r.origins)) } else { Err(r.errors) }
@@ -61,6 +62,9 @@ const MAX_CHAIN: usize = 256;
 /// The most text interpolation may produce for one value, and in all.
 const MAX_VALUE_BYTES: usize = 1 << 20;
 const MAX_TOTAL_BYTES: usize = 64 << 20;
+/// The most mapping and list nodes references may copy in all (a mapping
+/// referenced ten times per level grows tenfold per level).
+const MAX_COPIED_NODES: usize = 200_000;
 
 /// Keys whose values are shell text run by `bash -c`: the only fields a
 /// config may use to run commands.
@@ -245,6 +249,8 @@ struct Resolver<'a> {
     last_target: Option<Vec<Seg>>,
     /// Bytes of text interpolation has produced so far (bounded).
     expanded: usize,
+    /// Nodes copied by references to mappings and lists so far (bounded).
+    copied: usize,
 }
 
 /// Why resolving failed: a new problem, or one already reported (a
@@ -401,7 +407,11 @@ impl<'a> Resolver<'a> {
             )
             .into());
         }
+        let reported = self.expanded > MAX_TOTAL_BYTES;
         self.expanded += out.len();
+        if reported {
+            return Err(Fail::Reported);
+        }
         if self.expanded > MAX_TOTAL_BYTES {
             return Err(Diagnostic::error(
                 span,
@@ -415,7 +425,20 @@ impl<'a> Resolver<'a> {
     fn eval(&mut self, e: &Expr, path: &[Seg], span: Span, deferred: bool) -> Result<Piece, Fail> {
         match e {
             Expr::Ref(r) => {
+                if self.copied > MAX_COPIED_NODES {
+                    return Err(Fail::Reported);
+                }
                 let target = self.lookup(r, path, span)?;
+                if matches!(target.value, Value::Map(_) | Value::Seq(_)) {
+                    self.copied += count_nodes(&target, MAX_COPIED_NODES + 1);
+                    if self.copied > MAX_COPIED_NODES {
+                        return Err(Diagnostic::error(
+                            span,
+                            format!("references copy more than {MAX_COPIED_NODES} values in all (at `${{{r}}}`)"),
+                        )
+                        .into());
+                    }
+                }
                 match target.value {
                     // The `???` itself is reported as a required value.
                     Value::Missing => Err(Fail::Reported),
@@ -530,30 +553,71 @@ impl<'a> Resolver<'a> {
             }
             d
         };
-        // Walk the original tree, resolving interpolated strings on the way.
-        let mut cur: Node = self.root.clone_shallow();
+        if !is_deferred_path(from) && target.iter().any(|s| matches!(s, Seg::Key(k) if k == "env_vars")) {
+            return Err(Diagnostic::error(
+                span,
+                format!(
+                    "`${{{r}}}` in `{}` refers to an environment variable, whose value may be a secret",
+                    path_string(from)
+                ),
+            )
+            .with_note(
+                "environment variables reach jobs only as variables, never as text of other fields; \
+                 a shell field (command, pre_cmd, post_cmd) can use `$NAME`",
+            )
+            .into());
+        }
+        // Walk the original tree by reference (no copies on the way),
+        // resolving an interpolated string where the walk meets one.
+        let root: &'a Node = self.root;
+        let mut original: Option<&'a Node> = Some(root);
+        let mut resolved: Option<Node> = None;
         let mut walked: Vec<Seg> = vec![];
-        let mut in_original = true;
         for seg in &target {
             walked.push(seg.clone());
-            let next = if in_original { self.root.get(&walked).cloned() } else { child_lenient(&cur, seg).cloned() };
-            let Some(next) = next else {
-                return Err(not_found(&walked).into());
-            };
-            cur = match &next.value {
-                Value::Str(s) if in_original && has_interpolation(s) => {
-                    in_original = false;
-                    self.string_at(&walked, &next).ok_or(Fail::Reported)?
+            if let Some(node) = original {
+                let Some(next) = node.child(seg) else {
+                    return Err(not_found(&walked).into());
+                };
+                match &next.value {
+                    Value::Str(s) if has_interpolation(s) => {
+                        original = None;
+                        resolved = Some(self.string_at(&walked, next).ok_or(Fail::Reported)?);
+                    }
+                    _ => original = Some(next),
                 }
-                _ => next,
-            };
+            } else {
+                let next = resolved.as_ref().and_then(|n| child_lenient(n, seg)).cloned();
+                resolved = Some(next.ok_or_else(|| not_found(&walked))?);
+            }
         }
-        if in_original {
-            let mut p = target.clone();
-            cur = self.deep(&cur, &mut p);
+        match (original, resolved) {
+            (Some(node), _) => {
+                let mut p = target;
+                Ok(self.deep(node, &mut p))
+            }
+            (None, Some(node)) => Ok(node),
+            (None, None) => Err(not_found(&walked).into()),
         }
-        Ok(cur)
     }
+}
+
+/// The nodes of a tree, counting no further than `limit`.
+fn count_nodes(n: &Node, limit: usize) -> usize {
+    let mut count = 0;
+    let mut stack = vec![n];
+    while let Some(n) = stack.pop() {
+        count += 1;
+        if count >= limit {
+            break;
+        }
+        match &n.value {
+            Value::Map(m) => stack.extend(m.values().map(|e| &e.node)),
+            Value::Seq(v) => stack.extend(v.iter()),
+            _ => {}
+        }
+    }
+    count
 }
 
 fn child_lenient<'n>(n: &'n Node, seg: &Seg) -> Option<&'n Node> {
@@ -561,16 +625,6 @@ fn child_lenient<'n>(n: &'n Node, seg: &Seg) -> Option<&'n Node> {
         (Seg::Index(i), Value::Map(m)) => m.get(&i.to_string()).map(|e| &e.node),
         _ => None,
     })
-}
-
-impl Node {
-    /// A copy without children (used as a walking cursor placeholder).
-    fn clone_shallow(&self) -> Node {
-        match &self.value {
-            Value::Map(_) | Value::Seq(_) => Node::new(Value::Null, self.span),
-            _ => self.clone(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,17 +9,55 @@ use super::node::{Entry, Node, Seg, Value};
 use super::yaml;
 use crate::diag::{Diagnostic, Sources, Span};
 
+/// No config is nested this deep; a longer key is refused before it is walked.
+const MAX_KEY_SEGMENTS: usize = 64;
+
 /// Applies every override in order; collects all errors.
 pub fn apply(root: &mut Node, overrides: &[String], sources: &Sources) -> Result<(), Vec<Diagnostic>> {
     let mut errors = vec![];
     for (i, raw) in overrides.iter().enumerate() {
-        let src = sources.add(format!("<-o #{}>", i + 1), raw.clone());
+        // Messages quote the override's text: never a variable's value.
+        let src = sources.add(format!("<-o #{}>", i + 1), redacted(raw));
         let whole = Span::new(src, 1, 1, raw.chars().count().max(1) as u32);
         if let Err(d) = apply_one(root, raw, src, whole) {
             errors.push(d);
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// True when an override may set an environment variable's value (its key
+/// or its value mentions `env_vars`): that value is treated as a secret.
+pub fn sets_env_value(raw: &str) -> bool {
+    let body = raw.trim_start_matches(['+', '~']);
+    let (key, value) = body.split_once('=').unwrap_or((body, ""));
+    key.split(['.', '[', ']']).any(|s| s == "env_vars") || value.contains("env_vars")
+}
+
+/// The override as it may be shown (messages, the lock's command line):
+/// the value of one that sets an environment variable masked, its length kept
+/// so that columns of messages still point at the right place.
+pub fn redacted(raw: &str) -> String {
+    match raw.split_once('=') {
+        Some((key, value)) if sets_env_value(raw) => format!("{key}={}", "*".repeat(value.chars().count())),
+        _ => raw.to_owned(),
+    }
+}
+
+/// True when an override that sets an environment variable names where its
+/// value comes from (`host:VAR`, `runtime:VAR`, `${oc.env:VAR}`) or gives a
+/// visible `lit:` value, rather than holding a secret itself.
+pub fn holds_no_secret(raw: &str) -> bool {
+    let Some((_, value)) = raw.split_once('=') else { return true };
+    if !sets_env_value(raw) {
+        return true;
+    }
+    let v = value.trim();
+    let name = |n: &str| super::env::is_var_name(n.trim());
+    v.strip_prefix("host:").is_some_and(name)
+        || v.strip_prefix("runtime:").is_some_and(name)
+        || v.starts_with("lit:")
+        || v.strip_prefix("${oc.env:").and_then(|r| r.strip_suffix('}')).is_some_and(name)
 }
 
 fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span) -> Result<(), Diagnostic> {
@@ -49,6 +87,7 @@ fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span
     if key.trim().is_empty() {
         return Err(Diagnostic::error(whole, "override has an empty key"));
     }
+
     let value_col = (offset + key.chars().count() + 2) as u32;
     let value_span = Span::new(src, 1, value_col, value_text.chars().count().max(1) as u32);
     let key_span = Span::new(src, 1, (offset + 1) as u32, key.chars().count().max(1) as u32);
@@ -95,6 +134,9 @@ fn respan(mut n: Node, span: Span) -> Node {
 /// that matches wins).
 fn resolve_path(root: &Node, key: &str, span: Span) -> Result<Vec<Seg>, Diagnostic> {
     const TASKS: &str = "evaluation.tasks.";
+    if key.split(['.', '[']).count() > MAX_KEY_SEGMENTS {
+        return Err(Diagnostic::error(span, format!("override key has more than {MAX_KEY_SEGMENTS} parts")));
+    }
     if let Some(rest) = key.strip_prefix(TASKS) {
         let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into())];
         let tasks = match root.get(&path).map(|n| &n.value) {

@@ -120,8 +120,14 @@ impl<'a> Builder<'a> {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| Diagnostic::error(span, "invalid YAML: alias to an unknown anchor"))?;
-                let size = count_nodes(&n);
+                let (size, height) = measure(&n);
                 self.count(span, size)?;
+                if depth + height - 1 > MAX_DEPTH {
+                    return Err(Diagnostic::error(
+                        span,
+                        format!("nesting too deep through this alias (more than {MAX_DEPTH} levels)"),
+                    ));
+                }
                 return Ok(n);
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -238,12 +244,24 @@ fn refine(text: &str, line: usize, col: usize, info: &str) -> (usize, usize, Str
     (line, col, format!("invalid YAML: {info}"))
 }
 
-fn count_nodes(n: &Node) -> usize {
-    match &n.value {
-        Value::Seq(v) => 1 + v.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(m) => 1 + m.values().map(|e| 1 + count_nodes(&e.node)).sum::<usize>(),
-        _ => 1,
+/// The values of a tree (keys included) and its height, without
+/// recursion: a tree built from aliases can be deeper than the stack allows.
+fn measure(n: &Node) -> (usize, usize) {
+    let (mut count, mut height) = (0, 0);
+    let mut todo = vec![(n, 1usize)];
+    while let Some((n, level)) = todo.pop() {
+        count += 1;
+        height = height.max(level);
+        match &n.value {
+            Value::Seq(v) => todo.extend(v.iter().map(|c| (c, level + 1))),
+            Value::Map(m) => {
+                count += m.len();
+                todo.extend(m.values().map(|e| (&e.node, level + 1)));
+            }
+            _ => {}
+        }
     }
+    (count, height)
 }
 
 fn typed_scalar(text: &str, suffix: &str, span: Span) -> Result<Value, Diagnostic> {

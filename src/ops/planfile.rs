@@ -34,14 +34,36 @@ pub struct PlanFile {
 }
 
 impl PlanFile {
-    pub fn new(config: &Path, overrides: &[String], replace: &[String], plan: &Plan) -> PlanFile {
-        PlanFile {
+    /// Refuses overrides that hold a variable's value: a saved plan keeps
+    /// where values come from, never the values.
+    pub fn new(config: &Path, overrides: &[String], replace: &[String], plan: &Plan) -> Result<PlanFile> {
+        PlanFile::check_overrides(overrides)?;
+        Ok(PlanFile {
             kind: KIND.into(),
             config: std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned()),
             overrides: overrides.to_vec(),
             replace: replace.to_vec(),
             plan: PlanDocument::of(plan),
-        }
+        })
+    }
+
+    /// Fails when an override gives an environment variable a value (see
+    /// [`crate::config::overrides::holds_no_secret`]): such a plan cannot be saved.
+    pub fn check_overrides(overrides: &[String]) -> Result<()> {
+        let Some((i, raw)) = overrides.iter().enumerate().find(|(_, o)| !crate::config::overrides::holds_no_secret(o))
+        else {
+            return Ok(());
+        };
+        let key = raw.split_once('=').map_or(raw.as_str(), |(k, _)| k);
+        Err(Diagnostic::error(
+            None,
+            format!(
+                "-o #{}: `{key}` is given a value on the command line; a saved plan keeps no variable values",
+                i + 1
+            ),
+        )
+        .with_note(format!("name its source instead, e.g. `-o {key}=host:VAR` with VAR exported where apply runs"))
+        .into())
     }
 
     /// Writes the file readable by its owner only (mode 0600): a plan shows

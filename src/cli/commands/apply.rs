@@ -54,7 +54,7 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
         plan: PlanOptions { replace },
         lock_timeout: a.lock_timeout.map(Duration::from_secs),
         confirm,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: super::super::args::command_line(),
     };
     match ops::apply(&stack, cluster.as_ref(), saved.as_ref(), &opts, p)? {
         Applied::Declined(_) => {

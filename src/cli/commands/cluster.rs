@@ -113,7 +113,7 @@ pub fn cancel(a: &CancelArgs, p: &Printer) -> Result<ExitStatus> {
     let (config, names) = config_and_names(&a.args);
     let stack = Stack::open(&config, &a.o.overrides, &p.sources, p)?;
     let cluster = p.connect(&stack, &a.cluster)?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let command = super::super::args::command_line();
     let timeout = a.lock_timeout.map(Duration::from_secs);
     let cancelled = ops::cancel(&stack, cluster.as_ref(), &names, timeout, &command, p)?;
     p.out(&if cancelled.is_empty() {

@@ -55,6 +55,9 @@ fn print(plan: &Plan, format: PlanFormat, p: &Printer) -> Result<()> {
 
 pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
     p.no_color(a.stack.color.no_color);
+    if a.out.is_some() {
+        PlanFile::check_overrides(&a.args.o.overrides)?;
+    }
     let stack = ops::Stack::open(&a.args.config, &a.args.o.overrides, &p.sources, p)?;
     let opts = PlanOptions { replace: a.stack.replace.clone() };
     let planned = if a.offline {
@@ -65,7 +68,7 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
     };
     print(&planned.plan, a.format, p)?;
     if let Some(path) = &a.out {
-        PlanFile::new(&a.args.config, &a.args.o.overrides, &a.stack.replace, &planned.plan).write(path)?;
+        PlanFile::new(&a.args.config, &a.args.o.overrides, &a.stack.replace, &planned.plan)?.write(path)?;
         p.note(&format!("Plan saved to {}; apply it with `evalctl apply {}`.", path.display(), path.display()));
     }
     Ok(if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
