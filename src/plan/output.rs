@@ -113,34 +113,42 @@ pub fn text(plan: &Plan, color: bool) -> String {
 /// inside `<details>` in a `diff` fence, cut to stay under `limit` characters.
 pub fn markdown(plan: &Plan, limit: usize) -> String {
     let mut head = format!("### evalctl plan: `{}`\n\n**{}**\n\n", plan.stack, plan.summary_line());
+    // The table, the lists and the diff share the limit: lines are added
+    // while they fit in the section's share (the table up to half of it,
+    // the units given up to five eighths, notes to three quarters), then one
+    // line says how many were left out; the diff gets what remains.
+    let share = |eighths: usize| limit / 8 * eighths;
     let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
     if !changed.is_empty() {
         head.push_str("| | job | action | why |\n|---|---|---|---|\n");
-        for c in &changed {
+        let rows = changed.iter().map(|c| {
             let warn = if c.interrupts_running { " ⚠️ cancels running work" } else { "" };
-            head.push_str(&format!(
+            format!(
                 "| `{}` | `{}` | {} | {}{warn} |\n",
                 c.action.symbol(),
                 c.unit.replace('|', "\\|"),
                 c.action.word(),
                 c.reason.replace('|', "\\|")
-            ));
-        }
+            )
+        });
+        push_bounded(&mut head, rows, share(4), |n| format!("| | … | | {n} more jobs: run `evalctl plan` for all |\n"));
         head.push('\n');
     }
-    for c in given_up(plan) {
-        head.push_str(&format!("- `{}`: {}\n", c.unit.replace('`', "'"), c.reason));
-    }
-    for n in &plan.notes {
-        head.push_str(&format!("> {n}\n"));
-    }
-    let diff: String = changed.iter().map(|c| unit_diff(c)).collect();
+    let given_up = given_up(plan).into_iter().map(|c| format!("- `{}`: {}\n", c.unit.replace('`', "'"), c.reason));
+    push_bounded(&mut head, given_up, share(5), |n| format!("- … {n} more units not retried\n"));
+    let notes = plan.notes.iter().map(|n| format!("> {n}\n"));
+    push_bounded(&mut head, notes, share(6), |n| format!("> … {n} more notes\n"));
+    // Fences inside scripts are broken up before anything is measured.
+    let diff: String = changed.iter().map(|c| unit_diff(c).replace("```", "` ` `")).collect();
     if diff.is_empty() {
         return head;
     }
     let open = "<details><summary>Script changes</summary>\n\n```diff\n";
     let close = "```\n\n</details>\n";
     let budget = limit.saturating_sub(head.len() + open.len() + close.len() + 200);
+    if budget < 1_000 {
+        return head + "_Script changes not shown (comment limit). Run `evalctl plan` for them._\n";
+    }
     let body = if diff.len() > budget {
         let mut cut = budget;
         while !diff.is_char_boundary(cut) {
@@ -151,12 +159,28 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         let total = diff.lines().count();
         format!(
             "{}```\n\n_Diff truncated: {shown} of {total} lines shown (comment limit). Run `evalctl plan` for the full diff._\n\n```diff\n",
-            diff[..cut].replace("```", "` ` `")
+            &diff[..cut]
         )
     } else {
-        diff.replace("```", "` ` `")
+        diff
     };
     format!("{head}{open}{body}{close}")
+}
+
+/// Appends `lines` to `out` while `out` stays within `budget` bytes (with
+/// room for the closing line), then `more(left out)`.
+fn push_bounded(out: &mut String, lines: impl Iterator<Item = String>, budget: usize, more: impl Fn(usize) -> String) {
+    let mut left_out = 0;
+    for line in lines {
+        if left_out > 0 || out.len() + line.len() + 100 > budget {
+            left_out += 1;
+        } else {
+            out.push_str(&line);
+        }
+    }
+    if left_out > 0 {
+        out.push_str(&more(left_out));
+    }
 }
 
 /// The versioned plan document: `plan --format json`, and the plan inside
@@ -247,5 +271,30 @@ mod tests {
         assert!(retry < given_up, "changes first, then units given up: {out}");
         let healthy = plan(vec![change("gsm8k", Action::None, "completed")]);
         assert!(!plain(&healthy).contains("not retried"));
+    }
+
+    #[test]
+    fn markdown_stays_within_the_comment_limit_at_any_number_of_units() {
+        for n in [10, 1_500, 10_000] {
+            let mut changes: Vec<Change> = (0..n)
+                .map(|i| {
+                    let mut c = change(&format!("task-{i}"), Action::Create, "not on the cluster");
+                    c.after.insert("job.sbatch".into(), format!("#!/bin/bash\n```\necho {i}\n").repeat(20));
+                    c
+                })
+                .collect();
+            changes.extend((0..n).map(|i| change(&format!("old-{i}"), Action::None, "failed 3 times: not retried")));
+            let mut p = plan(changes);
+            p.notes = (0..n).map(|i| format!("note {i}")).collect();
+            let out = markdown(&p, COMMENT_LIMIT);
+            assert!(out.len() <= COMMENT_LIMIT, "{n} units: {} bytes", out.len());
+            assert!(out.contains("`task-0`") && out.contains("- `old-0`") && out.contains("> note 0"), "{n}");
+            assert_eq!(out.matches("```").count() % 2, 0, "fences balanced");
+            if n > 10 {
+                assert!(out.contains(&format!("more jobs: run `evalctl plan` for all")), "{n}");
+            } else {
+                assert!(!out.contains("more jobs") && out.contains("</details>"), "{out}");
+            }
+        }
     }
 }
