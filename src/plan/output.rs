@@ -291,7 +291,7 @@ mod tests {
             assert!(out.contains("`task-0`") && out.contains("- `old-0`") && out.contains("> note 0"), "{n}");
             assert_eq!(out.matches("```").count() % 2, 0, "fences balanced");
             if n > 10 {
-                assert!(out.contains(&format!("more jobs: run `evalctl plan` for all")), "{n}");
+                assert!(out.contains("more jobs: run `evalctl plan` for all"), "{n}");
             } else {
                 assert!(!out.contains("more jobs") && out.contains("</details>"), "{out}");
             }
