@@ -41,6 +41,11 @@ const BY_HAND: &str = "rewrite this part in plain block style (one key per line,
 /// The two `execution.env_vars` groups and the sections they move to.
 const GROUPS: [&str; 2] = ["deployment", "evaluation"];
 
+/// A 1-based line or column as a 0-based index.
+fn at0(n: u32) -> usize {
+    (n as usize).saturating_sub(1)
+}
+
 fn key(k: &str) -> Seg {
     Seg::Key(k.to_owned())
 }
@@ -60,24 +65,19 @@ pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Di
     let mut ops: Vec<Op> = vec![];
     for (path, new) in &plan.renames {
         let s = root.get(path).map(|n| n.span).unwrap_or_default();
-        ops.push(Op::Splice {
-            line: s.line as usize - 1,
-            col: s.col as usize - 1,
-            width: s.width as usize,
-            with: scalar(new),
-        });
+        ops.push(Op::Splice { line: at0(s.line), col: at0(s.col), width: s.width as usize, with: scalar(new) });
     }
     let mut changes = plan.renames.len();
     if let Some(env) = plan.exec_env.as_ref() {
-        let first = env.key_span.line as usize - 1;
+        let first = at0(env.key_span.line);
         let last = block_end(&lines.text, first);
         ops.push(Op::Delete { first, last });
         if plan.exec_emptied {
             // `execution:` would read as null: keep it an empty mapping.
             let exec = &root.as_map().and_then(|m| m.get("execution")).map(|e| e.key_span).unwrap_or_default();
-            let line = lines.text.get(exec.line as usize - 1).map_or("", String::as_str);
-            if let Some(col) = colon_after(line, (exec.col + exec.width) as usize - 1) {
-                ops.push(Op::Splice { line: exec.line as usize - 1, col: col + 1, width: 0, with: " {}".into() });
+            let line = lines.text.get(at0(exec.line)).map_or("", String::as_str);
+            if let Some(col) = colon_after(line, at0(exec.col + exec.width)) {
+                ops.push(Op::Splice { line: at0(exec.line), col: col + 1, width: 0, with: " {}".into() });
             }
         }
         let moved: usize = plan.moved.iter().map(|(_, e)| e.len()).sum();
@@ -437,7 +437,9 @@ fn scan(text: &str, lines: &Lines, src: SourceId) -> Vec<Construct> {
         let (path, as_key) = match stack.last() {
             None => (vec![], false),
             Some(Frame { path, slot: Slot::Map(None) }) => (path.clone(), true),
-            Some(Frame { path, slot: Slot::Map(Some(k)) }) => ([path.as_slice(), &[k.clone()]].concat(), false),
+            Some(Frame { path, slot: Slot::Map(Some(k)) }) => {
+                ([path.as_slice(), std::slice::from_ref(k)].concat(), false)
+            }
             Some(Frame { path, slot: Slot::Seq(i) }) => ([path.as_slice(), &[Seg::Index(*i)]].concat(), false),
         };
         let mut record = |kind| out.push(Construct { path: path.clone(), span, kind });
@@ -600,10 +602,10 @@ impl<'a> Lines<'a> {
     /// Whether a collection starting at `span` is written in flow style
     /// (its text starts with `{` or `[`, after any `&anchor` or `!tag`).
     fn flow_starts_at(&self, span: Span) -> bool {
-        let Some(line) = self.text.get(span.line as usize - 1) else {
+        let Some(line) = self.text.get(at0(span.line)) else {
             return false;
         };
-        let mut rest = line.chars().skip(span.col as usize - 1).peekable();
+        let mut rest = line.chars().skip(at0(span.col)).peekable();
         loop {
             match rest.peek() {
                 Some('{' | '[') => return true,
@@ -654,9 +656,8 @@ impl<'a> Lines<'a> {
         let n = lines.len();
         for (i, (l, b)) in lines.into_iter().enumerate() {
             out.push_str(&l);
-            if i + 1 < n {
-                out.push_str(if b.is_empty() { nl } else { b });
-            } else if ends_with_break {
+            // Every line but the last ends with a break; the last one as before.
+            if i + 1 < n || ends_with_break {
                 out.push_str(if b.is_empty() { nl } else { b });
             }
         }
@@ -683,7 +684,7 @@ fn insert_entries(
         entries.iter().map(|(k, v)| format!("{}{}: {}", " ".repeat(pad), scalar(k), scalar(v))).collect()
     };
     let top = root.as_map();
-    let top_pad = top.and_then(|m| m.values().next()).map_or(0, |e| e.key_span.col as usize - 1);
+    let top_pad = top.and_then(|m| m.values().next()).map_or(0, |e| at0(e.key_span.col));
     let Some(sec) = top.and_then(|m| m.get(group)) else {
         let mut new = vec![format!("{}{group}:", " ".repeat(top_pad)), format!("{}env_vars:", " ".repeat(top_pad + 2))];
         new.extend(render(top_pad + 4));
@@ -693,31 +694,31 @@ fn insert_entries(
     let Some(m) = sec.node.as_map() else {
         return Err(refusal(sec.key_span, &format!("`{group}` is {}, not a mapping", sec.node.kind())));
     };
-    let child_pad = m.values().next().map_or(top_pad + 2, |e| e.key_span.col as usize - 1);
+    let child_pad = m.values().next().map_or(top_pad + 2, |e| at0(e.key_span.col));
     let Some(env) = m.get("env_vars") else {
-        let end = block_end(&lines.text, sec.key_span.line as usize - 1);
+        let end = block_end(&lines.text, at0(sec.key_span.line));
         let mut new = vec![format!("{}env_vars:", " ".repeat(child_pad))];
         new.extend(render(child_pad + 2));
         ops.push(Op::Insert { at: end + 1, lines: new });
         return Ok(());
     };
-    let env_line = env.key_span.line as usize - 1;
+    let env_line = at0(env.key_span.line);
     let pad = env
         .node
         .as_map()
         .and_then(|m| m.values().next())
-        .map_or(env.key_span.col as usize + 1, |e| e.key_span.col as usize - 1);
+        .map_or(env.key_span.col as usize + 1, |e| at0(e.key_span.col));
     if env.node.as_map().is_some_and(Map::is_empty) {
         // `env_vars: {}`: the braces go, the entries follow below.
         let s = env.node.span;
-        let line = lines.text.get(s.line as usize - 1).map_or("", String::as_str);
-        let rest: Vec<char> = line.chars().skip(s.col as usize - 1).collect();
+        let line = lines.text.get(at0(s.line)).map_or("", String::as_str);
+        let rest: Vec<char> = line.chars().skip(at0(s.col)).collect();
         let inner = rest.iter().skip(1).take_while(|c| **c == ' ').count();
-        if s.line as usize - 1 != env_line || rest.first() != Some(&'{') || rest.get(1 + inner) != Some(&'}') {
+        if at0(s.line) != env_line || rest.first() != Some(&'{') || rest.get(1 + inner) != Some(&'}') {
             return Err(refusal(s, &format!("flow style (`{{...}}`) where `{group}.env_vars` must change")));
         }
         // With the blanks before them, and after them when nothing follows.
-        let col = s.col as usize - 1;
+        let col = at0(s.col);
         let before = line.chars().take(col).collect::<Vec<_>>().iter().rev().take_while(|c| **c == ' ').count();
         let after = rest.iter().skip(inner + 2).collect::<String>();
         let trailing = if after.trim().is_empty() { after.chars().count() } else { 0 };
