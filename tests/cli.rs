@@ -159,6 +159,14 @@ fn migrate_in_place_refuses_and_leaves_the_file_untouched() {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), src);
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left");
+    // `\r`-only line endings: refused at the right line, snippet included.
+    let cr = dir.join("cr-flow.yaml");
+    std::fs::write(&cr, "deployment:\r  type: vllm\rexecution: {env_vars: {deployment: {A: b}}}\r").unwrap();
+    let out = evalctl(&["migrate", "-i", cr.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.starts_with(&format!("{}:3:12: error: cannot migrate safely: flow style", cr.display())), "{err}");
+    assert!(err.contains("\n3 | execution: {env_vars: {deployment: {A: b}}}\n"), "{err}");
     // Line endings of every kind: no panic, and they are kept.
     let cr = dir.join("cr.yaml");
     std::fs::write(&cr, "evaluation:\r  env_vars:\r    HF: HF_TOKEN\r").unwrap();

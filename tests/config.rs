@@ -263,6 +263,13 @@ fn migrate_keeps_block_scalars_whole() {
         "a block scalar (`|` or `>`)",
     );
     refused("evaluation:\n  env_vars:\n    HF: \"HF_\\\n      TOKEN\"\n", "3:9", "a value written over several lines");
+    // Whatever slips past those checks is caught by parsing the result
+    // again: here a kept (`|+`) trailing blank line would be cut off.
+    refused(
+        "execution:\n  account: a\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  command: |+\n    x\n\n",
+        "7:3",
+        "the rewritten text would change the data at `deployment.command`",
+    );
     // A block scalar beside the change keeps every line, `#` lines too.
     let src = "execution:\n  account: a\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  command: |\n    vllm serve\n    # tuned\n\n  # trailing comment\nevaluation: {}\n";
     assert_eq!(

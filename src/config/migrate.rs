@@ -37,6 +37,9 @@ pub struct Migrated {
 const UNTOUCHED: &str = "the file was left untouched";
 const BY_HAND: &str = "rewrite this part in plain block style (one key per line, no anchors or aliases, \
                        single-line values) or in the newer dialect by hand, then run migrate again";
+const MOVE_BY_HAND: &str = "move these entries to `deployment.env_vars` or `evaluation.env_vars` by hand \
+                            (`host:VAR` for a variable read where evalctl runs, `lit:VALUE` for a value), \
+                            then run migrate again";
 
 /// The two `execution.env_vars` groups and the sections they move to.
 const GROUPS: [&str; 2] = ["deployment", "evaluation"];
@@ -54,7 +57,8 @@ fn key(k: &str) -> Seg {
 /// located, why it cannot do so safely.
 pub fn migrate(name: &str, text: &str, sources: &Sources) -> Result<Migrated, Diagnostic> {
     let id = sources.add(name, text);
-    let root = yaml::parse(text, id)?;
+    let root =
+        yaml::parse(text, id).map_err(|e| e.with_note(format!("migrate reads only a valid config; {UNTOUCHED}")))?;
     let plan = Plan::of(&root);
     let lines = Lines::split(text);
     check_constructs(&plan, &scan(text, &lines, id), &root)?;
@@ -141,7 +145,7 @@ impl Plan {
         let mut warnings = vec![];
         let (moved, refused) = match moves(root, exec_env.as_ref(), &mut warnings) {
             Ok(m) => (m, None),
-            Err(e) => (vec![], Some(e)),
+            Err(e) => (vec![], Some(e.with_note(MOVE_BY_HAND))),
         };
         let first_edit = exec_env
             .as_ref()
@@ -351,7 +355,7 @@ struct Construct {
 }
 
 fn refusal(span: Span, why: &str) -> Diagnostic {
-    Diagnostic::error(span, format!("cannot migrate safely: {why}; {UNTOUCHED}")).with_note(BY_HAND)
+    Diagnostic::error(span, format!("cannot migrate safely: {why}; {UNTOUCHED}"))
 }
 
 /// Refuses when a construct lies where the rewrite would damage it.
@@ -392,7 +396,9 @@ fn check_constructs(plan: &Plan, found: &[Construct], root: &Node) -> Result<(),
                     Kind::MultiLine => "a value written over several lines",
                 };
                 let span = if c.kind == Kind::BlockScalar { root.span_of(&c.path) } else { c.span };
-                return Err(refusal(span, &format!("{what} where `{}` must change", path_string(path))));
+                return Err(
+                    refusal(span, &format!("{what} where `{}` must change", path_string(path))).with_note(BY_HAND)
+                );
             }
         }
     }
@@ -511,10 +517,12 @@ fn verify(
     let got = yaml::parse(text, id).map_err(|e| {
         refusal(first_edit, "the rewritten text would not parse as YAML")
             .with_note(format!("the parser said: {}", e.message))
+            .with_note(BY_HAND)
     })?;
     if let Some(path) = first_difference(expected, &got, &mut vec![]) {
         let span = if root.get(&path).is_some() { root.span_of(&path) } else { first_edit };
-        return Err(refusal(span, &format!("the rewritten text would change the data at `{}`", path_string(&path))));
+        return Err(refusal(span, &format!("the rewritten text would change the data at `{}`", path_string(&path)))
+            .with_note(BY_HAND));
     }
     Ok(())
 }
@@ -692,7 +700,9 @@ fn insert_entries(
         return Ok(());
     };
     let Some(m) = sec.node.as_map() else {
-        return Err(refusal(sec.key_span, &format!("`{group}` is {}, not a mapping", sec.node.kind())));
+        return Err(
+            refusal(sec.key_span, &format!("`{group}` is {}, not a mapping", sec.node.kind())).with_note(MOVE_BY_HAND)
+        );
     };
     let child_pad = m.values().next().map_or(top_pad + 2, |e| at0(e.key_span.col));
     let Some(env) = m.get("env_vars") else {
@@ -715,7 +725,9 @@ fn insert_entries(
         let rest: Vec<char> = line.chars().skip(at0(s.col)).collect();
         let inner = rest.iter().skip(1).take_while(|c| **c == ' ').count();
         if at0(s.line) != env_line || rest.first() != Some(&'{') || rest.get(1 + inner) != Some(&'}') {
-            return Err(refusal(s, &format!("flow style (`{{...}}`) where `{group}.env_vars` must change")));
+            return Err(
+                refusal(s, &format!("flow style (`{{...}}`) where `{group}.env_vars` must change")).with_note(BY_HAND)
+            );
         }
         // With the blanks before them, and after them when nothing follows.
         let col = at0(s.col);
@@ -858,6 +870,28 @@ evaluation:
 "
         );
         assert_eq!(m.changes, 3);
+    }
+
+    #[test]
+    fn differences_ignore_spans_and_key_order() {
+        let a = yaml::parse("a: {x: 1, y: .nan}\nb: [1, 2]\n", SourceId(0)).unwrap();
+        let b = yaml::parse("b:\n  - 1\n  - 2\na:\n  y: .NaN\n  x: 1\n", SourceId(1)).unwrap();
+        assert_eq!(first_difference(&a, &b, &mut vec![]), None);
+        let c = yaml::parse("a: {x: '1', y: .nan}\nb: [1, 2]\n", SourceId(2)).unwrap();
+        assert_eq!(first_difference(&a, &c, &mut vec![]), Some(vec![key("a"), key("x")]));
+        let d = yaml::parse("a: {x: 1, y: .nan}\nb: [1]\nc: 0\n", SourceId(3)).unwrap();
+        assert_eq!(first_difference(&a, &d, &mut vec![]), Some(vec![key("b")]));
+    }
+
+    #[test]
+    fn lines_keep_every_break() {
+        for text in ["", "a", "a\n", "a\r\nb\rc\n\n", "\r\r\n\n", "x\ry"] {
+            let l = Lines::split(text);
+            assert_eq!(l.apply(vec![]), text);
+        }
+        let l = Lines::split("a\r\nb");
+        assert_eq!(l.nl, "\r\n");
+        assert_eq!(l.apply(vec![Op::Insert { at: 2, lines: vec!["c".into()] }]), "a\r\nb\r\nc");
     }
 
     #[test]
