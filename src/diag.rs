@@ -71,7 +71,9 @@ impl Sources {
 
     fn line_text(&self, span: Span) -> Option<String> {
         let src = self.get(span.src)?;
-        src.text.lines().nth(span.line.checked_sub(1)? as usize).map(str::to_owned)
+        // Lines as YAML counts them: `\r\n`, `\r` and `\n` each end one.
+        let mut lines = src.text.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
+        lines.nth(span.line.checked_sub(1)? as usize).map(str::to_owned)
     }
 }
 

@@ -129,6 +129,84 @@ fn migrate_prints_the_new_dialect() {
     assert!(text(&out.stderr).contains("warning: `MODE` becomes the literal `lit:` value"));
 }
 
+/// A fresh folder for files a test lets `migrate -i` rewrite.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("evalctl-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn migrate_in_place_refuses_and_leaves_the_file_untouched() {
+    let dir = scratch("migrate-refuse");
+    let file = dir.join("flow.yaml");
+    let src =
+        "execution: {env_vars: {deployment: {TOKEN: '${oc.env:TOKEN}'}}, account: x}\ndeployment:\n  type: vllm\n";
+    std::fs::write(&file, src).unwrap();
+    let f = file.to_str().unwrap();
+    for args in [vec!["migrate", "-i", f], vec!["migrate", f]] {
+        let out = evalctl(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "{f}:1:12: error: cannot migrate safely: flow style (`{{...}}` or `[...]`) where `execution.env_vars` must change; the file was left untouched\n"
+            )),
+            "{err}"
+        );
+        assert_eq!(text(&out.stdout), "");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), src);
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left");
+    // `\r`-only line endings: refused at the right line, snippet included.
+    let cr = dir.join("cr-flow.yaml");
+    std::fs::write(&cr, "deployment:\r  type: vllm\rexecution: {env_vars: {deployment: {A: b}}}\r").unwrap();
+    let out = evalctl(&["migrate", "-i", cr.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.starts_with(&format!("{}:3:12: error: cannot migrate safely: flow style", cr.display())), "{err}");
+    assert!(err.contains("\n3 | execution: {env_vars: {deployment: {A: b}}}\n"), "{err}");
+    // Line endings of every kind: no panic, and they are kept.
+    let cr = dir.join("cr.yaml");
+    std::fs::write(&cr, "evaluation:\r  env_vars:\r    HF: HF_TOKEN\r").unwrap();
+    let out = evalctl(&["migrate", cr.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "evaluation:\r  env_vars:\r    HF: host:HF_TOKEN\r");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn migrate_in_place_replaces_the_file_atomically_keeping_its_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = scratch("migrate-atomic");
+    let file = dir.join("old.yaml");
+    std::fs::write(&file, "evaluation:\r\n  env_vars:\r\n    HF: HF_TOKEN\r\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.join("link.yaml");
+    std::os::unix::fs::symlink("old.yaml", &link).unwrap();
+    let before = std::fs::metadata(&file).unwrap().ino();
+    let out = evalctl(&["migrate", "-i", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 value(s) rewritten"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "evaluation:\r\n  env_vars:\r\n    HF: host:HF_TOKEN\r\n");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    assert_ne!(meta.ino(), before, "a new file renamed into place, not the old one truncated");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["link.yaml", "old.yaml"], "no temporary file is left");
+    // Already migrated: the file is not written again.
+    let again = std::fs::metadata(&file).unwrap().ino();
+    let out = evalctl(&["migrate", "-i", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {

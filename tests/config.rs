@@ -165,6 +165,156 @@ fn migrate_keeps_the_meaning_of_old_configs() {
     assert_eq!(again.changes, 0);
 }
 
+/// `migrate` on a text: the new text, or the refusal's headline.
+fn migrate(text: &str) -> Result<String, String> {
+    let sources = Sources::new();
+    config::migrate::migrate("m.yaml", text, &sources).map(|m| m.text).map_err(|d| d.headline(&sources))
+}
+
+fn refused(text: &str, at: &str, what: &str) {
+    let e = migrate(text).expect_err("refused");
+    assert!(e.starts_with(&format!("m.yaml:{at}: error: cannot migrate safely: {what}")), "{e}");
+    assert!(e.ends_with("the file was left untouched"), "{e}");
+}
+
+#[test]
+fn migrate_refuses_flow_style_where_lines_change() {
+    // The section whose lines go, and the section that receives them.
+    refused(
+        "execution: {env_vars: {deployment: {TOKEN: '${oc.env:TOKEN}'}}, account: x}\ndeployment:\n  type: vllm\n",
+        "1:12",
+        "flow style (`{...}` or `[...]`) where `execution.env_vars` must change",
+    );
+    refused(
+        "execution:\n  env_vars:\n    deployment:\n      A: b\ndeployment: {type: vllm}\n",
+        "5:13",
+        "flow style (`{...}` or `[...]`) where `deployment` must change",
+    );
+    refused(
+        "execution:\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  env_vars: {B: c}\n",
+        "6:13",
+        "flow style (`{...}` or `[...]`) where `deployment.env_vars` must change",
+    );
+    // As written in the issue (unquoted): an error, never a damaged file.
+    let e = migrate("execution: {env_vars: {deployment: {TOKEN: ${oc.env:TOKEN}}}, account: x}\n").unwrap_err();
+    assert!(e.starts_with("m.yaml:1:"), "{e}");
+    // A value rewritten in its place may sit in flow style; so may what is removed.
+    assert_eq!(
+        migrate("evaluation:\n  tasks: [{name: a, env_vars: {HF: HF_TOKEN, X: '${oc.env:X}'}}]\n").unwrap(),
+        "evaluation:\n  tasks: [{name: a, env_vars: {HF: host:HF_TOKEN, X: host:X}}]\n"
+    );
+    assert_eq!(
+        migrate(
+            "execution:\n  account: a\n  env_vars: {deployment: {A: b}, evaluation: {}}\ndeployment:\n  type: vllm\n"
+        )
+        .unwrap(),
+        "execution:\n  account: a\ndeployment:\n  type: vllm\n  env_vars:\n    A: lit:b\n"
+    );
+    assert_eq!(
+        migrate("execution:\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  type: vllm\n  env_vars: {}  # none yet\n")
+            .unwrap(),
+        "execution: {}\ndeployment:\n  type: vllm\n  env_vars:  # none yet\n    A: lit:b\n"
+    );
+}
+
+#[test]
+fn migrate_refuses_anchors_and_aliases_in_what_changes() {
+    refused(
+        "x: &tok HF_TOKEN\nevaluation:\n  env_vars:\n    HF: *tok\n",
+        "4:9",
+        "an alias (`*`) where `evaluation.env_vars.HF`",
+    );
+    refused(
+        "evaluation:\n  tasks:\n    - &t\n      name: a\n      env_vars: {HF: HF_TOKEN}\n    - *t\n",
+        "3:7",
+        "an anchor (`&`) where `evaluation.tasks.0.env_vars.HF`",
+    );
+    refused(
+        "execution:\n  env_vars: &e\n    deployment:\n      A: b\nother: *e\n",
+        "2:13",
+        "an anchor (`&`) where `execution.env_vars`",
+    );
+    refused(
+        "d: &d {C: c}\nexecution:\n  env_vars:\n    deployment:\n      <<: *d\n      A: b\n",
+        "5:11",
+        "an alias (`*`) where `execution.env_vars`",
+    );
+    refused(
+        "base: &b\n  type: vllm\ndeployment: *b\nexecution:\n  env_vars:\n    deployment:\n      A: b\n",
+        "3:13",
+        "an alias (`*`) where `deployment` must change",
+    );
+    // Elsewhere they stay: a merge key (an ordinary key to the loader) in a
+    // section that only receives a new block.
+    let src = "base: &b\n  type: vllm\ndeployment:\n  <<: *b\nexecution:\n  account: a\n  env_vars:\n    deployment:\n      A: b\n";
+    assert_eq!(
+        migrate(src).unwrap(),
+        "base: &b\n  type: vllm\ndeployment:\n  <<: *b\n  env_vars:\n    A: lit:b\nexecution:\n  account: a\n"
+    );
+}
+
+#[test]
+fn migrate_keeps_block_scalars_whole() {
+    // A value to rewrite written as a block scalar: refused at its key.
+    refused("evaluation:\n  env_vars:\n    HF: >-\n      HF_TOKEN\n", "3:5", "a block scalar (`|` or `>`)");
+    refused(
+        "execution:\n  env_vars:\n    deployment:\n      A: |\n        two\n        lines\n",
+        "4:7",
+        "a block scalar (`|` or `>`)",
+    );
+    refused("evaluation:\n  env_vars:\n    HF: \"HF_\\\n      TOKEN\"\n", "3:9", "a value written over several lines");
+    // Whatever slips past those checks is caught by parsing the result
+    // again: here a kept (`|+`) trailing blank line would be cut off.
+    refused(
+        "execution:\n  account: a\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  command: |+\n    x\n\n",
+        "7:3",
+        "the rewritten text would change the data at `deployment.command`",
+    );
+    // A block scalar beside the change keeps every line, `#` lines too.
+    let src = "execution:\n  account: a\n  env_vars:\n    deployment:\n      A: b\ndeployment:\n  command: |\n    vllm serve\n    # tuned\n\n  # trailing comment\nevaluation: {}\n";
+    assert_eq!(
+        migrate(src).unwrap(),
+        "execution:\n  account: a\ndeployment:\n  command: |\n    vllm serve\n    # tuned\n\n  # trailing comment\n  env_vars:\n    A: lit:b\nevaluation: {}\n"
+    );
+}
+
+#[test]
+fn migrate_keeps_line_endings() {
+    let old = "execution:\n  account: x\n  env_vars:\n    deployment:\n      A: b\n    evaluation:\n      C: d\ndeployment:\n  type: vllm\nevaluation:\n  env_vars:\n    HF: HF_TOKEN\n  tasks:\n    - name: t\n";
+    let new = "execution:\n  account: x\ndeployment:\n  type: vllm\n  env_vars:\n    A: lit:b\nevaluation:\n  env_vars:\n    HF: host:HF_TOKEN\n    C: lit:d\n  tasks:\n    - name: t\n";
+    assert_eq!(migrate(old).unwrap(), new);
+    for nl in ["\r\n", "\r"] {
+        let got = migrate(&old.replace('\n', nl)).unwrap();
+        assert_eq!(got, new.replace('\n', nl), "{nl:?}");
+        // Without a final line break, none is added.
+        let got = migrate(old.replace('\n', nl).trim_end()).unwrap();
+        assert_eq!(got, new.replace('\n', nl).trim_end(), "{nl:?}");
+    }
+    // `execution` holding only `env_vars` stays a mapping.
+    assert_eq!(
+        migrate("execution:\r  env_vars:\r    deployment:\r      A: b\r").unwrap(),
+        "execution: {}\rdeployment:\r  env_vars:\r    A: lit:b\r"
+    );
+}
+
+#[test]
+fn migrate_leaves_the_new_dialect_byte_for_byte() {
+    for text in [
+        "deployment:\r\n  type: vllm\r\n  env_vars: {A: lit:b}\r\nevaluation:\r\n  env_vars:\r\n    HF: host:HF\r\n  x: &a 1\r\n  y: *a",
+        "# only comments\r",
+        "a: |\n  text\n\n\n",
+        "",
+    ] {
+        let sources = Sources::new();
+        let m = config::migrate::migrate("m.yaml", text, &sources).unwrap();
+        assert_eq!(m.text, text);
+        assert_eq!(m.changes, 0);
+    }
+    let once = migrate("execution:\r\n  env_vars:\r\n    evaluation:\r\n      A: b\r\nevaluation:\r\n  tasks: []\r\n")
+        .unwrap();
+    assert_eq!(migrate(&once).unwrap(), once);
+}
+
 #[test]
 fn user_group_folder_and_shared_topology() {
     let l = load("tests/fixtures/user_groups.yaml", &[]);

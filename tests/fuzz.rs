@@ -8,6 +8,8 @@ use evalctl::diag::Sources;
 use proptest::prelude::*;
 
 const SEED: &str = include_str!("../examples/slurm_llama_3_1_8b_instruct.yaml");
+/// A config in the older env-var dialect, for `migrate`.
+const OLD: &str = include_str!("fixtures/old_dialect.yaml");
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -24,6 +26,42 @@ fn check(text: &str, overrides: &[String]) {
             }
         }
     }
+}
+
+/// `migrate` never panics; what it returns parses again, and a refusal is
+/// a located error.
+fn check_migrate(text: &str) {
+    let sources = Sources::new();
+    match config::migrate::migrate("fuzz.yaml", text, &sources) {
+        Ok(m) => {
+            if let Err(e) = config::yaml::parse(&m.text, Default::default()) {
+                panic!("migrate returned text that does not parse: {}\n{text:?}\n=>\n{:?}", e.message, m.text);
+            }
+        }
+        Err(d) => {
+            assert!(d.is_error() && d.span.is_some(), "{d:?}");
+            let _ = d.render(&sources);
+        }
+    }
+}
+
+/// Fragments of the older dialect and of what `migrate` must not damage.
+fn migrate_fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => fragment(),
+        1 => Just("\r".to_owned()),
+        1 => Just("\r\n".to_owned()),
+        1 => Just("|\n".to_owned()),
+        1 => Just(">-\n".to_owned()),
+        1 => Just("<<: *a\n".to_owned()),
+        1 => Just("env_vars:".to_owned()),
+        1 => Just("env_vars: {}".to_owned()),
+        1 => Just("\n  env_vars:\n    deployment:\n      ".to_owned()),
+        1 => Just("\n    evaluation:\n      ".to_owned()),
+        1 => Just("HF_TOKEN".to_owned()),
+        1 => Just("${oc.env:TOKEN}".to_owned()),
+        1 => Just("# c".to_owned()),
+    ]
 }
 
 /// Fragments that exercise YAML structure, interpolation and our keys.
@@ -82,6 +120,31 @@ proptest! {
         let end = (end..=s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
         s.replace_range(at..end, &insert);
         check(&s, &[]);
+    }
+
+    #[test]
+    fn migrate_never_panics_on_arbitrary_text(text in "\\PC{0,300}") {
+        check_migrate(&text);
+    }
+
+    #[test]
+    fn migrate_never_panics_on_fragments(parts in prop::collection::vec(migrate_fragment(), 0..40)) {
+        check_migrate(&parts.concat());
+    }
+
+    #[test]
+    fn migrate_never_panics_on_a_mutated_old_config(
+        cut in 0usize..OLD.len(),
+        insert in migrate_fragment(),
+        del in 0usize..20,
+        nl in prop_oneof![Just("\n"), Just("\r\n"), Just("\r")],
+    ) {
+        let mut s: String = OLD.to_owned();
+        let at = (0..=cut).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + del).min(s.len());
+        let end = (end..=s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+        s.replace_range(at..end, &insert);
+        check_migrate(&s.replace('\n', nl));
     }
 
     #[test]

@@ -130,13 +130,17 @@ pub enum Command {
     },
     /// Rewrite a config from the older env-var dialect into the newer one.
     ///
-    /// Prints the result; comments and layout are kept.
+    /// Prints the result; comments and layout are kept. The result must
+    /// parse to the same data in the newer dialect; what cannot be rewritten
+    /// safely (flow style, anchors, block scalars where values change) is
+    /// refused at its line, exit 1, and the file is left untouched.
     ///
     /// Example: evalctl migrate old.yaml > new.yaml
     Migrate {
         /// The config file to rewrite.
         file: PathBuf,
-        /// Write the result back to FILE instead of printing it.
+        /// Write the result back to FILE (atomically, keeping its
+        /// permissions) instead of printing it.
         #[arg(short, long)]
         in_place: bool,
     },

@@ -80,13 +80,46 @@ pub fn tasks(pattern: Option<&str>, json: bool, p: &Printer) -> Result<ExitStatu
 pub fn migrate(file: &Path, in_place: bool, p: &Printer) -> Result<ExitStatus> {
     let text =
         config::files::read(file).map_err(|why| Error::msg(format!("cannot read `{}`: {why}", file.display())))?;
+    // Checked before anything is written: the result parses to the
+    // original's data with the dialect change applied, or this refuses.
     let m = config::migrate::migrate(&file.display().to_string(), &text, &p.sources)?;
     ops::Reporter::warnings(p, &m.warnings);
     if in_place {
-        std::fs::write(file, &m.text).map_err(|e| Error::msg(format!("cannot write `{}`: {e}", file.display())))?;
+        if m.text != text {
+            replace_file(file, &m.text).map_err(|e| {
+                Error::msg(format!("cannot write `{}`: {e}; the file was left untouched", file.display()))
+            })?;
+        }
         p.err(&format!("{}: {} value(s) rewritten\n", file.display(), m.changes));
     } else {
         p.out(&m.text)?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// Replaces a file's content atomically: a temporary file in the same
+/// folder, given the file's permissions, renamed over it. A symlink is
+/// followed, so the file it points to is replaced and the link stays.
+fn replace_file(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let real = std::fs::canonicalize(file)?;
+    let perms = std::fs::metadata(&real)?.permissions();
+    let dir = real.parent().unwrap_or(Path::new("."));
+    let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.evalctl-migrate.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        // Readable by the owner only until it has the file's permissions.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, perms)?;
+        std::fs::rename(&tmp, &real)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
