@@ -52,6 +52,12 @@ fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span
     let value_col = (offset + key.chars().count() + 2) as u32;
     let value_span = Span::new(src, 1, value_col, value_text.chars().count().max(1) as u32);
     let key_span = Span::new(src, 1, (offset + 1) as u32, key.chars().count().max(1) as u32);
+    if key.split('.').count() > super::node::MAX_KEY_PATH {
+        return Err(Diagnostic::error(
+            key_span,
+            format!("override key has more than {} parts", super::node::MAX_KEY_PATH),
+        ));
+    }
     let value = parse_value(value_text, value_span);
     let path = resolve_path(root, key, key_span)?;
     set(root, &path, value, key_span)
