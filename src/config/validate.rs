@@ -482,6 +482,14 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         }
     }
 
+    // The endpoint's API key: a variable every task's job exports.
+    if let Some(key) = &cfg.target.api_endpoint.api_key_name
+        && !env::is_var_name(key)
+    {
+        let path = keys(&["target", "api_endpoint", "api_key_name"]);
+        err(diags, path, true, format!("`{}` is not a valid environment variable name", key.escape_debug()));
+    }
+
     // Tasks.
     if cfg.evaluation.tasks.is_empty() {
         err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());
