@@ -1,11 +1,33 @@
-//! Configs written by an attacker (a pull request): what evalctl may read.
+//! Configs written by an attacker (a pull request).
 //!
 //! CI runs `plan --format markdown` on a PR's config and posts the output,
-//! so a config that could make evalctl read a file of the CI runner would
-//! publish it. Composition stays inside the config's own folder tree, only
-//! regular files are read, and a size limit holds. Each case runs the real
-//! binary and asserts the exit code, where the error points, its message,
-//! and that nothing of the outside file appears anywhere in the output.
+//! and `apply` later runs it with cluster credentials. The hand-written tests
+//! below check what evalctl may read: composition stays inside the config's
+//! own folder tree, only regular files are read, and a size limit holds.
+//! Each runs the real binary and asserts the exit code, where the error
+//! points, its message, and that nothing of the outside file appears.
+//!
+//! The corpus under `tests/hostile/` covers the other classes of attack
+//! (values that try to become code, names that are paths or markup,
+//! composition escapes, inputs that explode). Every case is one file
+//! `NN-name.yaml`, or a folder `NN-name/` whose `config.yaml` is the case
+//! (for cases that need files beside them), with its expectation in its
+//! header comments:
+//!
+//! ```text
+//! # class: inject | names | compose | exhaust | limits   what it attacks
+//! # exit: 0 | 1                                  of `validate` and `plan --offline` alike
+//! # expect: LINE:COL: MESSAGE-SUBSTRING          an error in the case file, in order
+//! # expect-at: SOURCE:LINE:COL: MESSAGE          an error in another source (`<-o #1>`)
+//! # override: key.path=value                    passed as `-o key.path=value`
+//! # env: NAME=value                              the only variables visible (besides PATH)
+//! ```
+//!
+//! A case with `exit: 1` lists every error, each once; a case with
+//! `exit: 0` (accepted: the value is carried verbatim and inert) is also
+//! rendered, and every script it yields must be valid bash.
+
+mod corpus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -269,5 +291,166 @@ fn interpolation_is_bounded() {
         assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
         let err = text(&out.stderr);
         assert!(err.contains(&format!("{}:", path.display())) && err.contains(message), "{name}: {err}");
+    }
+}
+
+/// The hostile-config corpus folder, relative to the crate root.
+const CORPUS: &str = "tests/hostile";
+const MIN_CORPUS: usize = 60;
+const CLASSES: [&str; 5] = ["inject", "names", "compose", "exhaust", "limits"];
+
+/// What a corpus case expects, from its header.
+#[derive(Debug)]
+struct Expected {
+    exit: i32,
+    class: String,
+    /// `SOURCE:LINE:COL` and a message substring, in order.
+    errors: Vec<(String, String)>,
+}
+
+fn expected(rel: &str, text: &str) -> Result<Expected, String> {
+    let one = |name: &str| -> Result<String, String> {
+        match corpus::directive(text, name).as_slice() {
+            [v] => Ok((*v).to_owned()),
+            _ => Err(format!("needs exactly one `# {name}:` line")),
+        }
+    };
+    let exit = one("exit")?.parse::<i32>().map_err(|e| format!("`# exit:`: {e}"))?;
+    let class = one("class")?;
+    if !CLASSES.contains(&class.as_str()) {
+        return Err(format!("class `{class}` is not one of {CLASSES:?}"));
+    }
+    let mut errors = vec![];
+    for line in corpus::header(text) {
+        let (spec, local) = if let Some(s) = line.strip_prefix("expect:") {
+            (s.trim(), true)
+        } else if let Some(s) = line.strip_prefix("expect-at:") {
+            (s.trim(), false)
+        } else {
+            continue;
+        };
+        // `LINE:COL: MESSAGE`, or `SOURCE:LINE:COL: MESSAGE`.
+        let (place, message) = spec.split_once(": ").ok_or_else(|| format!("`{spec}` has no message"))?;
+        let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        let parts: Vec<&str> = place.rsplitn(3, ':').collect();
+        let well_formed = match (local, parts.as_slice()) {
+            (true, [col, line]) => numeric(col) && numeric(line),
+            (false, [col, line, _]) => numeric(col) && numeric(line),
+            _ => false,
+        };
+        if !well_formed || message.trim().is_empty() {
+            return Err(format!("`{spec}` is not `{}LINE:COL: MESSAGE`", if local { "" } else { "SOURCE:" }));
+        }
+        let place = if local { format!("{rel}:{place}") } else { place.to_owned() };
+        errors.push((place, message.trim().to_owned()));
+    }
+    match (exit, errors.is_empty()) {
+        (0, true) | (1, false) => Ok(Expected { exit, class, errors }),
+        (0, false) => Err("`exit: 0` with expected errors".into()),
+        (1, true) => Err("`exit: 1` needs `# expect:` lines".into()),
+        _ => Err(format!("exit {exit} is neither 0 nor 1")),
+    }
+}
+
+/// Runs one case; describes every way it differs from its expectation.
+fn check_hostile(rel: &str, scratch: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(corpus::root().join(rel)).map_err(|e| format!("cannot read: {e}"))?;
+    let want = expected(rel, &text).map_err(|e| format!("malformed header: {e}"))?;
+    let overrides = corpus::directive(&text, "override");
+    let env = corpus::env_pairs(&text);
+    let validate = corpus::evalctl(&["validate"], rel, &overrides, &env);
+    let plan = corpus::evalctl(&["plan", "--offline"], rel, &overrides, &env);
+    let mut problems = vec![];
+    for (what, run) in [("validate", &validate), ("plan --offline", &plan)] {
+        if run.code != Some(want.exit) {
+            problems.push(format!("{what} exited {:?}, not {}", run.code, want.exit));
+        }
+        if run.took > Duration::from_secs(10) {
+            problems.push(format!("{what} took {:?}", run.took));
+        }
+        if run.stderr.contains("panicked") || run.stderr.contains("overflowed its stack") {
+            problems.push(format!("{what} crashed"));
+        }
+    }
+    let (got, plan_got) = (validate.errors(), plan.errors());
+    if got != plan_got {
+        problems
+            .push(format!("plan --offline reports other errors than validate:\n      {}", plan_got.join("\n      ")));
+    }
+    let matches = |(place, message): &(String, String), headline: &String| {
+        headline.strip_prefix(&format!("{place}: error: ")).is_some_and(|m| m.contains(message.as_str()))
+    };
+    if got.len() != want.errors.len() || !want.errors.iter().zip(&got).all(|(w, g)| matches(w, g)) {
+        let wanted: Vec<String> = want.errors.iter().map(|(p, m)| format!("{p}: error: ...{m}...")).collect();
+        problems.push(format!(
+            "errors differ\n    expected:\n      {}\n    actual:\n      {}",
+            wanted.join("\n      "),
+            if got.is_empty() { "(none)".to_owned() } else { got.join("\n      ") }
+        ));
+    }
+    if want.exit == 0 && problems.is_empty() {
+        let out = scratch.join(rel.replace('/', "_"));
+        let out_s = out.display().to_string();
+        let render = corpus::evalctl(&["render", "--out", &out_s], rel, &overrides, &env);
+        if render.code != Some(0) {
+            problems.push(format!("render failed: {}", render.stderr));
+        }
+        for script in std::fs::read_dir(&out).into_iter().flatten().flatten() {
+            let path = script.path();
+            if path.extension().is_some_and(|e| e == "sbatch") {
+                let ok = Command::new("bash").arg("-n").arg(&path).status().is_ok_and(|s| s.success());
+                if !ok {
+                    problems.push(format!("{} is not valid bash", path.display()));
+                }
+            }
+        }
+    }
+    if problems.is_empty() { Ok(want.class) } else { Err(problems.join("\n  ")) }
+}
+
+#[test]
+fn hostile_corpus_cases_meet_their_expectations() {
+    let (cases, others) = corpus::cases(CORPUS);
+    let scratch = corpus::scratch("hostile-corpus");
+    let mut failures: Vec<String> = others.iter().map(|o| format!("{o}: not NN-name.yaml or NN-name/")).collect();
+    let mut per_class = std::collections::BTreeMap::new();
+    for rel in &cases {
+        match check_hostile(rel, &scratch) {
+            Ok(class) => *per_class.entry(class).or_insert(0) += 1,
+            Err(why) => failures.push(format!("{rel}:\n  {why}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(cases.len() >= MIN_CORPUS, "the corpus has {} cases, fewer than {MIN_CORPUS}", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile cases do not match:\n\n{}\n",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+    for class in CLASSES {
+        assert!(per_class.contains_key(class), "no case of class `{class}`: {per_class:?}");
+    }
+}
+
+#[test]
+fn corpus_headers_are_read() {
+    let ok = "# class: inject\n# exit: 1\n# expect: 3:5: bad `x`\n# expect-at: <-o #1>:1:4: no: task\nx: 1\n";
+    let e = expected("t/01-x.yaml", ok).unwrap();
+    assert_eq!(
+        e.errors,
+        [("t/01-x.yaml:3:5".to_owned(), "bad `x`".to_owned()), ("<-o #1>:1:4".into(), "no: task".into())]
+    );
+    for bad in [
+        "# class: inject\n# exit: 0\n# expect: 3:5: m\n",
+        "# class: inject\n# exit: 1\n",
+        "# class: other\n# exit: 0\n",
+        "# exit: 0\n",
+        "# class: inject\n# exit: 1\n# expect: <-o #1>:1:1: m\n",
+        "# class: inject\n# exit: 1\n# expect: 3: m\n",
+        "# class: inject\n# exit: 1\n# expect-at: 3:4: m\n",
+    ] {
+        assert!(expected("t/01-x.yaml", bad).is_err(), "{bad}");
     }
 }

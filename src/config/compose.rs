@@ -118,6 +118,11 @@ impl Composer<'_> {
                     }
                 }
                 Item::Include { file: path, package: pkg, group, span, .. } => {
+                    if pkg.len() > super::node::MAX_KEY_PATH {
+                        let msg = format!("package of `{path}` has more than {} parts", super::node::MAX_KEY_PATH);
+                        self.errors.push(Diagnostic::error(span, msg));
+                        continue;
+                    }
                     if depth >= MAX_INCLUDE_DEPTH || self.stack.contains(&path) {
                         let chain = [self.stack.clone(), vec![path.clone()]].concat().join(" -> ");
                         self.errors.push(Diagnostic::error(span, format!("defaults include themselves: {chain}")));

@@ -213,6 +213,10 @@ impl Node {
     }
 }
 
+/// The most steps in a key path written as text (an `-o` key, a defaults
+/// package): a tree stays shallow enough to walk, whatever the input.
+pub const MAX_KEY_PATH: usize = 64;
+
 /// Parses `a.b.0.c` into path steps; all-digit steps become list indices.
 pub fn parse_dotted(path: &str) -> Vec<Seg> {
     path.split('.')

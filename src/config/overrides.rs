@@ -9,9 +9,6 @@ use super::node::{Entry, Node, Seg, Value};
 use super::yaml;
 use crate::diag::{Diagnostic, Sources, Span};
 
-/// No config is nested this deep; a longer key is refused before it is walked.
-const MAX_KEY_SEGMENTS: usize = 64;
-
 /// Applies every override in order; collects all errors.
 pub fn apply(root: &mut Node, overrides: &[String], sources: &Sources) -> Result<(), Vec<Diagnostic>> {
     let mut errors = vec![];
@@ -87,7 +84,6 @@ fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span
     if key.trim().is_empty() {
         return Err(Diagnostic::error(whole, "override has an empty key"));
     }
-
     let value_col = (offset + key.chars().count() + 2) as u32;
     let value_span = Span::new(src, 1, value_col, value_text.chars().count().max(1) as u32);
     let key_span = Span::new(src, 1, (offset + 1) as u32, key.chars().count().max(1) as u32);
@@ -134,8 +130,9 @@ fn respan(mut n: Node, span: Span) -> Node {
 /// that matches wins).
 fn resolve_path(root: &Node, key: &str, span: Span) -> Result<Vec<Seg>, Diagnostic> {
     const TASKS: &str = "evaluation.tasks.";
-    if key.split(['.', '[']).count() > MAX_KEY_SEGMENTS {
-        return Err(Diagnostic::error(span, format!("override key has more than {MAX_KEY_SEGMENTS} parts")));
+    // No config is nested this deep; a longer key is refused before it is walked.
+    if key.split(['.', '[']).count() > super::node::MAX_KEY_PATH {
+        return Err(Diagnostic::error(span, format!("override key has more than {} parts", super::node::MAX_KEY_PATH)));
     }
     if let Some(rest) = key.strip_prefix(TASKS) {
         let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into())];

@@ -74,10 +74,11 @@ impl SlurmTime {
 }
 
 impl Duration {
-    /// Length in seconds: an integer as it is, text as a Slurm time.
+    /// Length in seconds: an integer as it is, text as a Slurm time; at
+    /// most the longest time Slurm can hold.
     pub fn seconds(&self) -> Result<u64, TimeError> {
         match self {
-            Duration::Seconds(s) => Ok(*s),
+            Duration::Seconds(s) => within_slurm(Some(*s), &s.to_string()),
             Duration::Text(t) => slurm_time_seconds(t),
         }
     }

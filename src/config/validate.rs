@@ -10,12 +10,13 @@ use serde_json::Value as J;
 
 use super::env::{self, EnvModel};
 use super::interpolate::Origins;
-use super::model::{Config, DeploymentType, SlurmTime};
+use super::model::{Config, DeploymentType};
 use super::names;
 use super::node::{Node, Seg, Value, path_string};
 use super::schema::{self, Draft};
 use crate::catalog::{self, Resolution, TaskInfo};
 use crate::diag::Diagnostic;
+use crate::render::sbatch::{FlagName, SbatchValue};
 
 /// A task of the config with its catalog entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -428,11 +429,32 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             ),
         );
     }
+    for (name, d) in &cfg.auxiliary_deployments {
+        let (nodes, instances) = (d.num_nodes.unwrap_or(1), d.num_instances.unwrap_or(1));
+        if instances > 0 && !nodes.is_multiple_of(instances) {
+            let base = keys(&["auxiliary_deployments", name]);
+            // At `num_instances` when it is written, else at `num_nodes`.
+            let at = if d.num_instances.is_some() { "num_instances" } else { "num_nodes" };
+            err(
+                diags,
+                [base, keys(&[at])].concat(),
+                true,
+                format!(
+                    "`auxiliary_deployments.{name}.num_nodes` ({nodes}) must be a multiple of its `num_instances` ({instances})"
+                ),
+            );
+        }
+    }
+
+    sbatch_values(tree, exec, diags);
 
     // Time limits.
-    let wall = check_time(tree, diags, &exec.walltime, &["execution", "walltime"]);
+    let wall = check_time(tree, diags, exec.walltime.seconds(), &["execution", "walltime"]);
+    if let Some(t) = &exec.endpoint_readiness_timeout {
+        check_time(tree, diags, t.seconds(), &["execution", "endpoint_readiness_timeout"]);
+    }
     if let Some(max) = &exec.max_walltime {
-        let max_s = check_time(tree, diags, max, &["execution", "max_walltime"]);
+        let max_s = check_time(tree, diags, max.seconds(), &["execution", "max_walltime"]);
         if let (Some(w), Some(m)) = (wall, max_s)
             && w > m
         {
@@ -458,6 +480,14 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         if exec.topology == super::model::Topology::Shared {
             err(diags, keys(&["execution", "topology"]), true, "`shared` topology needs a deployment to share".into());
         }
+    }
+
+    // The endpoint's API key: a variable every task's job exports.
+    if let Some(key) = &cfg.target.api_endpoint.api_key_name
+        && !env::is_var_name(key)
+    {
+        let path = keys(&["target", "api_endpoint", "api_key_name"]);
+        err(diags, path, true, format!("`{}` is not a valid environment variable name", key.escape_debug()));
     }
 
     // Tasks.
@@ -553,9 +583,61 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
     resolved
 }
 
+/// Values that become `#SBATCH` lines, checked with the types the job
+/// script is written with, so a value `render` would refuse is refused here,
+/// at its line.
+fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Diagnostic>) {
+    let mut err = |path: Vec<Seg>, value: bool, msg: String| {
+        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
+        diags.push(Diagnostic::error(span, msg));
+    };
+    let fields = [
+        ("account", &exec.account),
+        ("partition", &exec.partition),
+        ("qos", &exec.qos),
+        ("gres", &exec.gres),
+        ("sbatch_comment", &exec.sbatch_comment),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value
+            && let Err(why) = SbatchValue::new(v)
+        {
+            err(keys(&["execution", key]), true, format!("`execution.{key}`: {why}"));
+        }
+    }
+    // Part of every job's `--output` pattern.
+    if let Err(why) = SbatchValue::new(&exec.output_dir) {
+        err(keys(&["execution", "output_dir"]), true, format!("`execution.output_dir`: {why}"));
+    }
+    for (flag, value) in &exec.sbatch_extra_flags {
+        let path = keys(&["execution", "sbatch_extra_flags", flag]);
+        if let Err(why) = FlagName::user(flag) {
+            err(path, false, why);
+            continue;
+        }
+        let text = match value {
+            J::String(s) => s.clone(),
+            J::Number(n) => n.to_string(),
+            J::Bool(_) | J::Null => continue,
+            _ => {
+                err(path, true, format!("sbatch flag `{flag}` needs a string, number or boolean"));
+                continue;
+            }
+        };
+        if let Err(why) = SbatchValue::new(&text) {
+            err(path, true, format!("`execution.sbatch_extra_flags.{flag}`: {why}"));
+        }
+    }
+}
+
 /// Validates a time field's ranges; returns its length in seconds.
-fn check_time(tree: &Node, diags: &mut Vec<Diagnostic>, t: &SlurmTime, path: &[&str]) -> Option<u64> {
-    match t.seconds() {
+fn check_time(
+    tree: &Node,
+    diags: &mut Vec<Diagnostic>,
+    seconds: Result<u64, super::model::TimeError>,
+    path: &[&str],
+) -> Option<u64> {
+    match seconds {
         Ok(s) => Some(s),
         // The schema's pattern already reported a malformed time.
         Err(super::model::TimeError::Format(_)) => None,

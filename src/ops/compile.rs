@@ -14,28 +14,31 @@ use crate::error::{Error, Result};
 use crate::graph::{self, JobGraph};
 use crate::render::Rendered;
 
-/// A config compiled as far as its job graph.
+/// A config compiled as far as its rendered job scripts: it passed every
+/// check that needs no cluster.
 pub struct Compiled {
     pub loaded: Loaded,
     pub graph: JobGraph,
+    pub rendered: Rendered,
 }
 
-/// Loads, composes, interpolates and validates a config, then builds its
-/// job graph. Warnings go to the reporter; errors come back all at once.
+/// Loads, composes, interpolates and validates a config, builds its job
+/// graph and renders every job script. Warnings go to the reporter; errors
+/// come back all at once.
+///
+/// This is the one path every command that reads a config takes
+/// (`validate`, `render`, `graph`, `plan`, `diff`, `apply`...), so a config
+/// `validate` accepts is one they all accept.
 pub fn compile(path: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Compiled> {
     let loaded = config::load(path, overrides, sources).map_err(|f| f.diagnostics)?;
     reporter.warnings(&loaded.warnings);
     let (graph, warnings) = graph::build(&loaded)?;
     reporter.warnings(&warnings);
-    Ok(Compiled { loaded, graph })
+    let rendered = crate::render::render(&loaded, &graph)?;
+    Ok(Compiled { loaded, graph, rendered })
 }
 
 impl Compiled {
-    /// Renders every job script.
-    pub fn render(&self) -> Result<Rendered> {
-        Ok(crate::render::render(&self.loaded, &self.graph)?)
-    }
-
     pub fn max_attempts(&self) -> u32 {
         self.loaded.config.execution.max_attempts
     }
@@ -53,8 +56,7 @@ pub struct Stack {
 
 impl Stack {
     pub fn open(config: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Stack> {
-        let Compiled { loaded, graph } = compile(config, overrides, sources, reporter)?;
-        let rendered = crate::render::render(&loaded, &graph)?;
+        let Compiled { loaded, graph, rendered } = compile(config, overrides, sources, reporter)?;
         Ok(Stack { config: config.to_owned(), loaded, graph, rendered })
     }
 

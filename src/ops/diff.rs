@@ -23,11 +23,10 @@ pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, rep
         named.push(format!("+name={}", new_c.loaded.stack));
         old_c = compile(old, &named, sources, &Silent)?;
     }
-    let old_r = old_c.render()?;
-    let new_r = new_c.render()?;
+    let (old_r, new_r) = (&old_c.rendered, &new_c.rendered);
     let mut st = State::new(&new_r.stack);
     let mut obs = BTreeMap::new();
-    for u in plan::units(&old_r) {
+    for u in plan::units(old_r) {
         st.units.insert(
             u.id.clone(),
             UnitState {
@@ -44,5 +43,5 @@ pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, rep
     }
     let max = new_c.max_attempts();
     let seen = Seen { observations: obs, state: st, target: "diff".into(), offline: true, notes: vec![] };
-    Ok(plan::make(&new_r, max, &[], seen).plan)
+    Ok(plan::make(new_r, max, &[], seen).plan)
 }

@@ -154,7 +154,11 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
         }
     }
     if !lower.errors.is_empty() {
-        return Err(lower.errors);
+        // A value every job carries is reported once, not once per job.
+        let mut seen = std::collections::HashSet::new();
+        let mut errors = lower.errors;
+        errors.retain(|d| seen.insert((d.span, d.message.clone())));
+        return Err(errors);
     }
     let walltime_s = lower.walltime_s();
     Ok(Rendered { stack: loaded.stack.clone(), stack_dir: lower.stack_dir, jobs, walltime_s })

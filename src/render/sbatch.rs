@@ -42,11 +42,14 @@ impl fmt::Display for SbatchValue {
 pub struct FlagName(String);
 
 impl FlagName {
-    /// A flag of the user's (`sbatch_extra_flags`): letters, digits, `-`
-    /// and `_` (written as `-`).
+    /// A flag of the user's (`sbatch_extra_flags`): a letter, then letters,
+    /// digits, `-` and `_` (written as `-`); the dashes are evalctl's.
     pub fn user(name: &str) -> Result<FlagName, String> {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(format!("`{name}` is not an sbatch flag name"));
+        let mut chars = name.chars();
+        if !chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            || !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!("`{}` is not an sbatch flag name", name.escape_debug()));
         }
         Ok(FlagName(name.replace('_', "-")))
     }
@@ -121,5 +124,6 @@ mod tests {
         assert_eq!(FlagName::user("mail_type").unwrap().to_string(), "mail-type");
         assert!(FlagName::user("x y").is_err());
         assert!(FlagName::user("").is_err());
+        assert!(FlagName::user("-wrap").is_err() && FlagName::user("_x").is_err() && FlagName::user("9x").is_err());
     }
 }

@@ -41,7 +41,7 @@ pub fn validate(a: &ConfigArgs, p: &Printer) -> Result<ExitStatus> {
 }
 
 pub fn render(a: &ConfigArgs, out: &Path, p: &Printer) -> Result<ExitStatus> {
-    let rendered = compile(a, p)?.render()?;
+    let rendered = compile(a, p)?.rendered;
     let n = ops::compile::write_scripts(&rendered, out)?;
     p.note(&format!("{}: {n} job script(s) written to {}", a.config.display(), out.display()));
     Ok(ExitStatus::Success)
