@@ -297,7 +297,7 @@ fn interpolation_is_bounded() {
 /// The hostile-config corpus folder, relative to the crate root.
 const CORPUS: &str = "tests/hostile";
 const MIN_CORPUS: usize = 60;
-const CLASSES: [&str; 5] = ["inject", "names", "compose", "exhaust", "limits"];
+const CLASSES: [&str; 6] = ["inject", "names", "compose", "exhaust", "limits", "secrets"];
 
 /// What a corpus case expects, from its header.
 #[derive(Debug)]
