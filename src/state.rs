@@ -29,6 +29,10 @@ pub struct State {
     /// Digest of the job runtime the recorded scripts carried.
     #[serde(default)]
     pub runtime: String,
+    /// The config that manages the stack: its path from the root of its
+    /// repository (absolute outside one). Two configs may not share a stack.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config: String,
     pub units: BTreeMap<String, UnitState>,
 }
 

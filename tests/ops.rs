@@ -915,3 +915,38 @@ fn a_forged_comment_does_not_make_a_job_ours() {
         assert_eq!(f.job(id).state, "PENDING", "job {id} is left alone");
     }
 }
+
+#[test]
+fn two_configs_cannot_share_a_stack_but_a_moved_config_takes_it_over() {
+    let f = Fixture::new("owner", &["gsm8k"]);
+    let first = f.open(&[]);
+    f.apply_done(&first);
+    assert_eq!(f.remote_state().config, f.config.canonicalize().unwrap().to_string_lossy(), "recorded owner");
+    // A second config (a copy, same `name:`) beside the first.
+    let copy = f.config.with_file_name("copy.yaml");
+    std::fs::copy(&f.config, &copy).unwrap();
+    let second = Stack::open(&copy, &[], &Sources::new(), &Silent).unwrap();
+    let submitted = f.calls_of("sbatch").len();
+    let refused = |r: Result<(), Error>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.exit_status(), ExitStatus::Failure, "{what}");
+        let d = e.diagnostics();
+        let msg = &d[0].message;
+        assert!(
+            msg.contains(&format!("stack `{STACK}` is managed by `")) && msg.contains("evals.yaml"),
+            "{what}: {msg}"
+        );
+        assert!(msg.contains("copy.yaml` maps to the same stack name"), "{what}: {msg}");
+        assert_eq!(d[0].span.map(|s| (s.line, s.col)), Some((2, 7)), "{what}: at `name:`");
+    };
+    refused(ops::plan(&second, Observe::Cluster(&f.cluster), &PlanOptions::default(), &Silent).map(|_| ()), "plan");
+    refused(ops::plan(&second, Observe::Recorded, &PlanOptions::default(), &Silent).map(|_| ()), "offline plan");
+    refused(f.try_apply(&second, None).map(|_| ()), "apply");
+    refused(ops::cancel(&second, &f.cluster, &[], None, "evalctl cancel", &Silent).map(|_| ()), "cancel");
+    assert_eq!(f.calls_of("sbatch").len(), submitted, "nothing submitted");
+    assert!(!f.lock_file().exists(), "the lock is released");
+    // The first config renamed: the copy now manages the stack.
+    std::fs::remove_file(&f.config).unwrap();
+    let moved = Stack::open(&copy, &[], &Sources::new(), &Silent).unwrap();
+    assert_eq!(actions(&f.plan(&moved)), expect(&[("gsm8k", Action::None)]));
+}

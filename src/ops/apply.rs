@@ -15,6 +15,7 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::plan::{Action, Plan};
 use crate::remote::{self, LockInfo, submit::Inputs};
+use crate::state::State;
 
 /// How to apply.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +91,9 @@ fn locked(
     refreshed: &remote::refresh::Refreshed,
     lock: &LockInfo,
 ) -> Result<Applied> {
+    if let Some(st) = &refreshed.state {
+        stack.check_owner(st)?;
+    }
     let planned = from_refresh(stack, &opts.plan, refreshed, cluster);
     if let Some(s) = saved {
         s.check_cluster(&planned.plan)?;
@@ -106,12 +110,14 @@ fn locked(
         planned.plan.changes.iter().filter(|c| c.action.submits()).map(|c| c.unit.clone()).collect();
     let secret_values =
         secrets::resolve(&stack.loaded, &stack.rendered, Some(&submitting), &crate::config::process_env)?;
+    // The state records which config manages the stack from now on.
+    let owned = State { config: stack.id.name.clone(), ..planned.state.clone() };
     let inputs = Inputs {
         plan: &planned.plan,
         rendered: &stack.rendered,
         units: &planned.units,
         observations: &planned.observations,
-        state: &planned.state,
+        state: &owned,
         secrets: &secret_values,
         lock_id: &lock.id,
         now: super::now(),

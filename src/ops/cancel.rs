@@ -40,6 +40,9 @@ fn locked(
     refreshed: &Refreshed,
     lock: &LockInfo,
 ) -> Result<Vec<String>> {
+    if let Some(st) = &refreshed.state {
+        stack.check_owner(st)?;
+    }
     let r = &stack.rendered;
     let obs = plan::observe::observe(refreshed);
     let units = plan::units(r);

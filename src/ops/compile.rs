@@ -49,6 +49,8 @@ impl Compiled {
 pub struct Stack {
     /// The config file (the local state copy lives beside it).
     pub config: PathBuf,
+    /// Who manages the stack, as the state records it (see [`ConfigId`]).
+    pub id: ConfigId,
     pub loaded: Loaded,
     pub graph: JobGraph,
     pub rendered: Rendered,
@@ -57,7 +59,35 @@ pub struct Stack {
 impl Stack {
     pub fn open(config: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Stack> {
         let Compiled { loaded, graph, rendered } = compile(config, overrides, sources, reporter)?;
-        Ok(Stack { config: config.to_owned(), loaded, graph, rendered })
+        Ok(Stack { config: config.to_owned(), id: ConfigId::of(config), loaded, graph, rendered })
+    }
+
+    /// Fails when the state says another config manages this stack and
+    /// that config still exists: two configs would share one lock, one
+    /// state and one set of jobs. A config that was moved or renamed (the
+    /// recorded file is gone) takes the stack over.
+    pub fn check_owner(&self, state: &crate::state::State) -> Result<()> {
+        if state.config.is_empty() || state.config == self.id.name {
+            return Ok(());
+        }
+        let other = self.id.root.join(&state.config);
+        let same = |a: &Path, b: &Path| {
+            std::fs::canonicalize(a).ok().zip(std::fs::canonicalize(b).ok()).is_some_and(|(a, b)| a == b)
+        };
+        if !other.is_file() || same(&other, &self.config) {
+            return Ok(());
+        }
+        // At `name:` when the config sets it, else the name comes from the file's.
+        let span = self.loaded.config.name.as_ref().map(|_| self.loaded.tree.value_span_of(&[Seg::Key("name".into())]));
+        Err(Diagnostic::error(
+            span,
+            format!(
+                "stack `{}` is managed by `{}`; `{}` maps to the same stack name",
+                self.loaded.stack, state.config, self.id.name
+            ),
+        )
+        .with_note("two configs would share one lock, one state and the same jobs: give one of them its own `name:`")
+        .into())
     }
 
     /// Where the config's cluster is, with `execution.hostname`/`username`
@@ -79,6 +109,29 @@ impl Stack {
 
     pub fn max_attempts(&self) -> u32 {
         self.loaded.config.execution.max_attempts
+    }
+}
+
+/// A config as the state of its stack records it: the path from the root
+/// of the repository holding it (the nearest folder up with `.git`), so
+/// that a checkout in CI and one on a laptop agree; the absolute path
+/// outside a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigId {
+    /// The repository's root (or `/`).
+    pub root: PathBuf,
+    /// The config's path from `root`.
+    pub name: String,
+}
+
+impl ConfigId {
+    pub fn of(config: &Path) -> ConfigId {
+        let path = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned());
+        let root = path.ancestors().skip(1).find(|d| d.join(".git").exists()).map(Path::to_path_buf);
+        match root.and_then(|r| Some((path.strip_prefix(&r).ok()?.to_string_lossy().into_owned(), r))) {
+            Some((name, root)) => ConfigId { root, name },
+            None => ConfigId { root: PathBuf::from("/"), name: path.to_string_lossy().into_owned() },
+        }
     }
 }
 

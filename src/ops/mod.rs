@@ -21,7 +21,7 @@ pub mod status;
 
 pub use apply::{Applied, ApplyOptions, ApplyReport, apply};
 pub use cancel::cancel;
-pub use compile::{Compiled, Stack, compile};
+pub use compile::{Compiled, ConfigId, Stack, compile};
 pub use diff::diff;
 pub use logs::LogFollower;
 pub use plan::{Observe, PlanOptions, plan};

@@ -40,6 +40,7 @@ pub fn plan<'a>(
             let st = state::read_local(&stack.config, &stack.loaded.stack)
                 .map_err(|e| vec![Diagnostic::error(None, e)])?
                 .unwrap_or_else(|| State::new(&stack.loaded.stack));
+            stack.check_owner(&st)?;
             let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
             let obs = plan::observations_from_state(&st);
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
@@ -47,6 +48,9 @@ pub fn plan<'a>(
         }
         Observe::Cluster(cluster) => {
             let r = remote::refresh::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
+            if let Some(st) = &r.state {
+                stack.check_owner(st)?;
+            }
             let planned = from_refresh(stack, opts, &r, cluster);
             record_locally(stack, &planned, reporter);
             Ok(planned)
