@@ -175,3 +175,20 @@ fn the_time_limit_warning_comes_late_enough_for_short_links() {
         assert!(r.jobs.iter().all(|j| j.script.contains(&want)), "walltime {walltime}: every job has {want}");
     }
 }
+
+#[test]
+fn endpoint_settings_without_a_field_reach_the_run_config() {
+    let r = render_file(
+        "tests/fixtures/old_dialect.yaml",
+        &["target.api_endpoint.stream=true", "target.api_endpoint.request_timeout=600"],
+    );
+    let clients: Vec<_> = r.jobs.iter().filter(|j| j.script.contains("run_config.yml")).collect();
+    assert!(!clients.is_empty());
+    for j in clients {
+        let start = j.script.find("<<'EVALCTL_RUN_CONFIG_END'\n").expect("the run config") + 27;
+        let end = start + j.script[start..].find("\nEVALCTL_RUN_CONFIG_END").expect("its end");
+        let doc: serde_json::Value = serde_json::from_str(&j.script[start..end]).expect("JSON");
+        let endpoint = &doc["target"]["api_endpoint"];
+        assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
+    }
+}

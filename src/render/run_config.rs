@@ -73,6 +73,10 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
     if let Some(ac) = &cfg.target.api_endpoint.adapter_config {
         endpoint["adapter_config"] = J::Object(ac.clone());
     }
+    // Settings evalctl has no field for reach the harness unchanged.
+    for (key, value) in &cfg.target.api_endpoint.extra {
+        endpoint[key] = value.clone();
+    }
     let mut base = json!({
         "config": { "type": rt.info.name, "output_dir": "/results" },
         "target": { "api_endpoint": endpoint },
