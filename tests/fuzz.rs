@@ -1,13 +1,31 @@
-//! Property tests over the loader: no input, however malformed, panics; a
-//! failure always carries at least one error.
+//! Property tests over the whole offline pipeline (load, compose,
+//! interpolate, validate, graph, render) and `migrate`: no input, however
+//! malformed, panics or takes long; a failure always carries at least one
+//! error. Cases start from every example and fixture config.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use evalctl::config;
 use evalctl::diag::Sources;
 use proptest::prelude::*;
 
 const SEED: &str = include_str!("../examples/slurm_llama_3_1_8b_instruct.yaml");
+/// Configs to mutate, by their path (group files beside them are found).
+const SEEDS: &[(&str, &str)] = &[
+    ("examples/slurm_llama_3_1_8b_instruct.yaml", SEED),
+    (
+        "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml",
+        include_str!("../examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml"),
+    ),
+    ("tests/fixtures/launcher_features.yaml", include_str!("fixtures/launcher_features.yaml")),
+    ("tests/fixtures/new_dialect_judge.yaml", include_str!("fixtures/new_dialect_judge.yaml")),
+    ("tests/fixtures/nim.yaml", include_str!("fixtures/nim.yaml")),
+    ("tests/fixtures/old_dialect.yaml", include_str!("fixtures/old_dialect.yaml")),
+    ("tests/fixtures/user_groups.yaml", include_str!("fixtures/user_groups.yaml")),
+];
+/// The longest one case may take (debug build, a loaded machine).
+const CASE_LIMIT: Duration = Duration::from_secs(3);
 /// A config in the older env-var dialect, for `migrate`.
 const OLD: &str = include_str!("fixtures/old_dialect.yaml");
 
@@ -16,16 +34,31 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 fn check(text: &str, overrides: &[String]) {
+    check_at("fuzz.yaml", text, overrides);
+}
+
+/// Runs the pipeline on `text` as if it were the file `path`.
+fn check_at(path: &str, text: &str, overrides: &[String]) {
+    let started = Instant::now();
     let sources = Sources::new();
-    match config::load_text(Path::new("fuzz.yaml"), text, overrides, &sources, &no_env) {
-        Ok(_) => {}
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let errors = match config::load_text(&path, text, overrides, &sources, &no_env) {
+        Ok(loaded) => match evalctl::graph::build(&loaded) {
+            Ok((graph, _)) => evalctl::render::render(&loaded, &graph).err().unwrap_or_default(),
+            Err(d) => d,
+        },
         Err(f) => {
-            assert!(f.diagnostics.iter().any(|d| d.is_error()), "failure without an error");
-            for d in &f.diagnostics {
-                let _ = d.render(&sources);
-            }
+            assert!(!f.diagnostics.is_empty(), "failure without an error");
+            f.diagnostics
+        }
+    };
+    if !errors.is_empty() {
+        assert!(errors.iter().any(|d| d.is_error()), "failure without an error");
+        for d in &errors {
+            let _ = d.render(&sources);
         }
     }
+    assert!(started.elapsed() < CASE_LIMIT, "took {:?}:\n{text}", started.elapsed());
 }
 
 /// `migrate` never panics; what it returns parses again, and a refusal is
@@ -120,6 +153,22 @@ proptest! {
         let end = (end..=s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
         s.replace_range(at..end, &insert);
         check(&s, &[]);
+    }
+
+    #[test]
+    fn every_seed_mutated_never_panics(
+        seed in 0usize..SEEDS.len(),
+        cut in 0usize..4096,
+        insert in fragment(),
+        del in 0usize..20,
+    ) {
+        let (path, text) = SEEDS[seed];
+        let mut s: String = text.to_owned();
+        let at = (0..=cut.min(s.len())).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        let end = (at + del).min(s.len());
+        let end = (end..=s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+        s.replace_range(at..end, &insert);
+        check_at(path, &s, &[]);
     }
 
     #[test]
