@@ -33,6 +33,36 @@ impl Span {
 struct Source {
     name: String,
     text: String,
+    /// Byte ranges of the lines, computed the first time a message quotes
+    /// one (a file with many errors is scanned once, not once per error).
+    lines: std::sync::OnceLock<Vec<(usize, usize)>>,
+}
+
+impl Source {
+    /// Lines as YAML counts them: `\r\n`, `\r` and `\n` each end one.
+    fn lines(&self) -> &[(usize, usize)] {
+        self.lines.get_or_init(|| {
+            let b = self.text.as_bytes();
+            let (mut out, mut start, mut i) = (vec![], 0, 0);
+            while i < b.len() {
+                match b[i] {
+                    b'\n' => {
+                        out.push((start, i));
+                        i += 1;
+                        start = i;
+                    }
+                    b'\r' => {
+                        out.push((start, i));
+                        i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                        start = i;
+                    }
+                    _ => i += 1,
+                }
+            }
+            out.push((start, b.len()));
+            out
+        })
+    }
 }
 
 /// The table of every text a diagnostic may point into.
@@ -50,7 +80,7 @@ impl Sources {
     /// print before `:LINE:COL`.
     pub fn add(&self, name: impl Into<String>, text: impl Into<String>) -> SourceId {
         let mut v = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        v.push(Arc::new(Source { name: name.into(), text: text.into() }));
+        v.push(Arc::new(Source { name: name.into(), text: text.into(), lines: Default::default() }));
         SourceId((v.len() - 1) as u32)
     }
 
@@ -71,9 +101,8 @@ impl Sources {
 
     fn line_text(&self, span: Span) -> Option<String> {
         let src = self.get(span.src)?;
-        // Lines as YAML counts them: `\r\n`, `\r` and `\n` each end one.
-        let mut lines = src.text.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
-        lines.nth(span.line.checked_sub(1)? as usize).map(str::to_owned)
+        let &(start, end) = src.lines().get(span.line.checked_sub(1)? as usize)?;
+        Some(src.text[start..end].to_owned())
     }
 }
 

@@ -29,7 +29,7 @@ fn snapshot_text(r: &Rendered) -> String {
     for j in &r.jobs {
         let deps: Vec<String> = j.deps.iter().map(|(id, d)| format!("{}:{id}", d.slurm())).collect();
         out.push_str(&format!("===== {} ({}/{}) deps=[{}]\n", j.id, j.dir, j.script_name, deps.join(", ")));
-        out.push_str(&j.script.replace(RUNTIME, "<runtime: src/render/lib.sh>\n"));
+        out.push_str(&j.script.text().replace(RUNTIME, "<runtime: src/render/lib.sh>\n"));
         for group in j.secrets.keys() {
             out.push_str(&format!("----- secrets {group}\n{}", j.secrets_template(group)));
         }
@@ -127,7 +127,7 @@ fn shellcheck_finds_nothing_above_info() {
         let r = render_file(path, &overrides);
         for j in &r.jobs {
             let f = dir.join(format!("{}-{}.sbatch", files.len(), j.id));
-            std::fs::write(&f, &j.script).unwrap();
+            std::fs::write(&f, j.script.text()).unwrap();
             files.push(f);
         }
     }
@@ -172,7 +172,7 @@ fn the_time_limit_warning_comes_late_enough_for_short_links() {
     for (walltime, lead) in [("00:01:00", 30), ("00:10:00", 60), ("01:00:00", 300), ("10:00:00", 300)] {
         let r = render_file("examples/slurm_llama_3_1_8b_instruct.yaml", &[&format!("execution.walltime={walltime}")]);
         let want = format!("#SBATCH --signal=B:USR1@{lead}\n");
-        assert!(r.jobs.iter().all(|j| j.script.contains(&want)), "walltime {walltime}: every job has {want}");
+        assert!(r.jobs.iter().all(|j| j.script.text().contains(&want)), "walltime {walltime}: every job has {want}");
     }
 }
 
@@ -182,12 +182,13 @@ fn endpoint_settings_without_a_field_reach_the_run_config() {
         "tests/fixtures/old_dialect.yaml",
         &["target.api_endpoint.stream=true", "target.api_endpoint.request_timeout=600"],
     );
-    let clients: Vec<_> = r.jobs.iter().filter(|j| j.script.contains("run_config.yml")).collect();
+    let clients: Vec<_> = r.jobs.iter().filter(|j| j.script.text().contains("run_config.yml")).collect();
     assert!(!clients.is_empty());
     for j in clients {
-        let start = j.script.find("<<'EVALCTL_RUN_CONFIG_END'\n").expect("the run config") + 27;
-        let end = start + j.script[start..].find("\nEVALCTL_RUN_CONFIG_END").expect("its end");
-        let doc: serde_json::Value = serde_json::from_str(&j.script[start..end]).expect("JSON");
+        let script = j.script.text();
+        let start = script.find("<<'EVALCTL_RUN_CONFIG_END'\n").expect("the run config") + 27;
+        let end = start + script[start..].find("\nEVALCTL_RUN_CONFIG_END").expect("its end");
+        let doc: serde_json::Value = serde_json::from_str(&script[start..end]).expect("JSON");
         let endpoint = &doc["target"]["api_endpoint"];
         assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
     }

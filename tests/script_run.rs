@@ -82,7 +82,7 @@ impl Sandbox {
     fn run(&self, job: &RenderedJob, env: &[(&str, &str)]) -> (i32, String) {
         std::fs::create_dir_all(&job.dir).unwrap();
         let script = Path::new(&job.dir).join(&job.script_name);
-        std::fs::write(&script, &job.script).unwrap();
+        std::fs::write(&script, job.script.text()).unwrap();
         let path = format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new("timeout");
         cmd.arg("60").arg("bash").arg(&script);
@@ -448,7 +448,7 @@ proptest! {
         );
         let (_, r) = compile(&text, &[]);
         for j in &r.jobs {
-            let check = Command::new("bash").arg("-n").arg("-c").arg(&j.script).output().unwrap();
+            let check = Command::new("bash").arg("-n").arg("-c").arg(j.script.text()).output().unwrap();
             prop_assert!(check.status.success(), "{}: {}", j.id, String::from_utf8_lossy(&check.stderr));
         }
         let task = job(&r, "gsm8k");

@@ -30,6 +30,7 @@ pub fn resolve(root: &Node, env: EnvLookup<'_>) -> Result<(Node, Origins), Vec<D
         env,
         memo: HashMap::new(),
         active: vec![],
+        resolving: std::collections::HashSet::new(),
         errors: vec![],
         origins: HashMap::new(),
         last_target: None,
@@ -243,6 +244,8 @@ struct Resolver<'a> {
     /// Resolved strings by path; `None` when resolving failed (reported once).
     memo: HashMap<Vec<Seg>, Option<Node>>,
     active: Vec<Vec<Seg>>,
+    /// The paths of `active`, for a cycle check in constant time.
+    resolving: std::collections::HashSet<Vec<Seg>>,
     errors: Vec<Diagnostic>,
     origins: Origins,
     /// Absolute path of the last reference looked up.
@@ -308,7 +311,8 @@ impl<'a> Resolver<'a> {
         if let Some(done) = self.memo.get(path) {
             return done.clone();
         }
-        if let Some(pos) = self.active.iter().position(|p| p == path) {
+        let cycle_at = if self.resolving.contains(path) { self.active.iter().position(|p| p == path) } else { None };
+        if let Some(pos) = cycle_at {
             let mut chain: Vec<String> = self.active[pos..].iter().map(|p| path_string(p)).collect();
             chain.push(path_string(path));
             self.errors.push(Diagnostic::error(node.span, format!("interpolation cycle: {}", chain.join(" -> "))));
@@ -331,8 +335,10 @@ impl<'a> Resolver<'a> {
             return None;
         }
         self.active.push(path.to_vec());
+        self.resolving.insert(path.to_vec());
         let result = self.template(text, path, node.span, is_deferred_path(path));
         self.active.pop();
+        self.resolving.remove(path);
         let result = match result {
             Ok(n) => Some(n),
             Err(Fail::New(d)) => {

@@ -151,7 +151,7 @@ pub fn write_scripts(rendered: &Rendered, dir: &Path) -> Result<usize> {
     let mut written = std::collections::BTreeSet::new();
     for job in &rendered.jobs {
         let name = format!("{}.sbatch", job.id);
-        std::fs::write(dir.join(&name), &job.script).map_err(|e| io(e, &dir.join(&name)))?;
+        std::fs::write(dir.join(&name), job.script.text()).map_err(|e| io(e, &dir.join(&name)))?;
         written.insert(name);
         for group in job.secrets.keys() {
             let name = format!("{}.{group}.secrets.env", job.id);

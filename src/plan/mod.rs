@@ -84,15 +84,13 @@ pub struct Unit<'a> {
 impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
     pub fn scripts(&self) -> BTreeMap<String, String> {
-        self.jobs.iter().map(|j| (j.script_name.clone(), elide_runtime(&j.script))).collect()
+        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided(RUNTIME_ELIDED))).collect()
     }
 }
 
-/// The shared runtime, replaced by a marker line (it is the same in every
-/// script; its changes are shown once).
-pub fn elide_runtime(script: &str) -> String {
-    script.replace(crate::render::RUNTIME, "# <evalctl runtime>\n")
-}
+/// What stands for the shared runtime in the scripts a plan shows and a
+/// state records.
+pub const RUNTIME_ELIDED: &str = "# <evalctl runtime>\n";
 
 fn sha(parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -172,16 +172,11 @@ fn files_phase(inp: &Inputs<'_>) -> Snippet {
         // A running job may read these (update): replace them atomically.
         let write = if c.action == Action::Update { Code("evalctl_write_atomic") } else { Code("evalctl_write") };
         for j in &u.jobs {
-            let (head, tail) = split_runtime(&j.script);
+            let (head, tail) = j.script.parts();
             s.push(raw_var(Code("H"), head));
+            s.push(raw_var(Code("T"), tail));
             let name = ShellWord::from(&j.script_name);
-            match tail {
-                Some(t) => {
-                    s.push(raw_var(Code("T"), t));
-                    s.push(snippet!("{} \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", write, name));
-                }
-                None => s.push(snippet!("{} \"$U\"/{} \"$H\"\n", write, name)),
-            }
+            s.push(snippet!("{} \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", write, name));
         }
         if c.action.submits() {
             for ((_, group), values) in inp.secrets.iter().filter(|((d, _), _)| *d == dir) {
@@ -199,14 +194,6 @@ fn files_phase(inp: &Inputs<'_>) -> Snippet {
         s.push(protocol::updated(&ShellWord::from(&c.unit)));
     }
     s
-}
-
-/// A script cut around the shared runtime: (before, after).
-fn split_runtime(script: &str) -> (&str, Option<&str>) {
-    match script.find(crate::render::RUNTIME) {
-        Some(i) => (&script[..i], Some(&script[i + crate::render::RUNTIME.len()..])),
-        None => (script, None),
-    }
 }
 
 /// `"$J<n>"`: the id of the n-th rendered job, once submitted.

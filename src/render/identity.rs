@@ -7,7 +7,7 @@
 use serde_json::{Value as J, json};
 use sha2::{Digest, Sha256};
 
-use super::{RUNTIME, placeholder, script::RUNTIME_MARK};
+use super::{RUNTIME, Script, placeholder};
 use crate::config::env::{EnvVar, Source};
 use crate::config::model::Deployment;
 
@@ -34,19 +34,12 @@ pub fn runtime_digest() -> String {
 /// Hash of a script. The shared runtime, the same in every script, is
 /// hashed once and counted by its digest, so hashing stays cheap for
 /// thousands of jobs while any change of the script changes the hash.
-pub(super) fn script_hash(script: &str) -> String {
-    let digest = runtime_digest_bytes();
+pub(super) fn script_hash(script: &Script) -> String {
+    let (before, after) = script.parts();
     let mut h = Sha256::new();
-    // The runtime follows the header's `set` line (see `script::preamble`).
-    let start = script.find(RUNTIME_MARK).map(|i| i + RUNTIME_MARK.len());
-    match start.filter(|&i| script[i..].starts_with(RUNTIME)) {
-        Some(i) => {
-            h.update(&script.as_bytes()[..i]);
-            h.update(digest);
-            h.update(&script.as_bytes()[i + RUNTIME.len()..]);
-        }
-        None => h.update(script.as_bytes()),
-    }
+    h.update(before.as_bytes());
+    h.update(runtime_digest_bytes());
+    h.update(after.as_bytes());
     hex(&h.finalize())
 }
 
@@ -84,10 +77,16 @@ mod tests {
     #[test]
     fn the_runtime_counts_by_its_digest() {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
-        let a = format!("#!/bin/bash{RUNTIME_MARK}{RUNTIME}echo a\n");
-        let b = format!("#!/bin/bash{RUNTIME_MARK}{RUNTIME}echo b\n");
+        let script = |after: &str| Script { before: "#!/bin/bash\nset -uo pipefail\n\n".into(), after: after.into() };
+        let (a, b) = (script("echo a\n"), script("echo b\n"));
         assert_ne!(script_hash(&a), script_hash(&b));
         assert_eq!(script_hash(&a), script_hash(&a.clone()));
+        // The same bytes as hashing the text with the runtime's digest in its place.
+        let mut h = Sha256::new();
+        h.update(b"#!/bin/bash\nset -uo pipefail\n\n");
+        h.update(Sha256::digest(RUNTIME.as_bytes()));
+        h.update(b"echo a\n");
+        assert_eq!(script_hash(&a), hex(&h.finalize()));
         assert_eq!(runtime_digest().len(), 64);
     }
 }

@@ -45,6 +45,45 @@ pub const RUNTIME: &str = include_str!("lib.sh");
 /// Start of the ownership tag in a job's comment.
 pub const TAG_PREFIX: &str = "evalctl:";
 
+/// A job's script, kept around the shared runtime: the full text is
+/// `before`, then [`RUNTIME`], then `after`. The runtime (~10 KB, the same
+/// in every script) is not copied into each job, so thousands of jobs cost
+/// what their own lines cost; it is joined in where a script is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// `#!`, the `#SBATCH` header, up to [`script::RUNTIME_MARK`].
+    before: String,
+    /// The job's variables, functions and work.
+    after: String,
+}
+
+impl Script {
+    /// The text around the runtime: (before, after).
+    pub fn parts(&self) -> (&str, &str) {
+        (&self.before, &self.after)
+    }
+
+    /// The whole script, as it is written to the cluster.
+    pub fn text(&self) -> String {
+        [self.before.as_str(), RUNTIME, &self.after].concat()
+    }
+
+    /// The script with the runtime replaced by `marker` (for diffs).
+    pub fn elided(&self, marker: &str) -> String {
+        [self.before.as_str(), marker, &self.after].concat()
+    }
+
+    /// Length of the whole script, in bytes.
+    pub fn len(&self) -> usize {
+        self.before.len() + RUNTIME.len() + self.after.len()
+    }
+
+    /// Never: every script has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// One rendered job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderedJob {
@@ -55,7 +94,7 @@ pub struct RenderedJob {
     pub dir: String,
     /// File name of the script inside `dir`.
     pub script_name: String,
-    pub script: String,
+    pub script: Script,
     /// Secrets files the job reads, by container group: variable names and
     /// where their values come from (never the values).
     pub secrets: IndexMap<String, Vec<EnvVar>>,
@@ -166,11 +205,12 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
 
 /// A job's script and hashes from its spec (`work`: its work already spelled).
 fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
-    let mut script = script::head(&spec);
+    let (before, mut after) = script::head(&spec);
     match work {
-        Some(w) => script.push_str(w),
-        None => script.push_str(&script::work(&spec.work)),
+        Some(w) => after.push_str(w),
+        None => after.push_str(&script::work(&spec.work)),
     }
+    let script = Script { before, after };
     let secrets = spec
         .env
         .iter()

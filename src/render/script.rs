@@ -7,7 +7,6 @@ use std::fmt;
 
 use serde_json::Value as J;
 
-use super::RUNTIME;
 use super::run_config::URL_PLACEHOLDER;
 use super::sbatch::SbatchHeader;
 use super::spec::{
@@ -21,10 +20,12 @@ pub const RUNTIME_MARK: &str = "\nset -uo pipefail\n\n";
 
 /// Everything before the job's work: header, runtime, the job's variables,
 /// its groups' variable functions and, for a task link, its chain step.
-/// Both links of a task differ only here.
-pub fn head(job: &JobSpec) -> String {
-    let mut s = header(job);
-    s.push_str(&preamble(job));
+/// Both links of a task differ only here. Returned around the runtime:
+/// (the header up to [`RUNTIME_MARK`], what follows the runtime).
+pub fn head(job: &JobSpec) -> (String, String) {
+    let mut before = header(job);
+    before.push_str(RUNTIME_MARK);
+    let mut s = preamble(job);
     for g in &job.env {
         s.push_str(&public_env_fn(g));
     }
@@ -35,7 +36,7 @@ pub fn head(job: &JobSpec) -> String {
         ),
         Role::Server => {}
     }
-    s
+    (before, s)
 }
 
 /// The job's work: serving a model, or one evaluation.
@@ -80,13 +81,11 @@ fn header(job: &JobSpec) -> String {
     s
 }
 
-/// The runtime and the variables and traps every script sets before its body.
+/// The variables and traps every script sets after the runtime, before its body.
 fn preamble(job: &JobSpec) -> String {
     let c = &job.context;
     let dir = ShellWord::from(&job.dir);
-    let mut s = String::from(RUNTIME_MARK);
-    s.push_str(RUNTIME);
-    s.push_str(&shell!(
+    let mut s = shell!(
         "\n# ---- this job ----\nexport EVALCTL_STACK={}\nexport EVALCTL_NODE={}\nexport EVALCTL_ROLE={}\nexport EVALCTL_STACK_DIR={}\nexport EVALCTL_DIR={}\nexport EVALCTL_ARTIFACTS={}/artifacts\nexport EVALCTL_LOGS={}/logs\n",
         ShellWord::from(&c.stack),
         ShellWord::from(&c.node),
@@ -95,7 +94,7 @@ fn preamble(job: &JobSpec) -> String {
         dir,
         dir,
         dir
-    ));
+    );
     s.push_str(&shell!(
         "export EVALCTL_WALLTIME_S={}\nexport EVALCTL_MAX_WALLTIME_S={}\nexport EVALCTL_MAX_LINKS={}\n",
         c.walltime_s,
