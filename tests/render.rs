@@ -142,7 +142,7 @@ fn shellcheck_finds_nothing_above_info() {
 #[test]
 fn values_a_script_cannot_carry_are_refused_with_their_location() {
     let sources = Sources::new();
-    let text = "execution: {output_dir: /x, account: 'acct\"x', partition: \"a\\nb\", mounts: {evaluation: {'/a,b': /data}}}\n\
+    let text = "execution: {output_dir: /x, account: 'acct\"x', partition: \"a\\nb\"}\n\
                 target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\nevaluation: {tasks: [{name: gsm8k}]}\n";
     let loaded = config::load_text(Path::new("bad.yaml"), text, &[], &sources, &|_| None).unwrap();
     let (graph, _) = evalctl::graph::build(&loaded).unwrap();
@@ -158,8 +158,17 @@ fn values_a_script_cannot_carry_are_refused_with_their_location() {
         ),
         "{heads:#?}"
     );
+    // Mount paths, endpoint paths and URLs are refused earlier, when the config is checked.
+    let text = "execution: {output_dir: /x, mounts: {evaluation: {'/a,b': '/data:ro,/etc:/etc'}}}\n\
+                target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\nevaluation: {tasks: [{name: gsm8k}]}\n";
+    let failed = config::load_text(Path::new("bad.yaml"), text, &[], &sources, &|_| None).unwrap_err();
+    let heads: Vec<String> = failed.diagnostics.iter().map(|d| d.headline(&sources)).collect();
     assert!(
         heads.iter().any(|h| h.starts_with("bad.yaml:1:") && h.contains("mount path `/a,b` contains ','")),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.iter().any(|h| h.starts_with("bad.yaml:1:") && h.contains("mount flags `ro,/etc:/etc`")),
         "{heads:#?}"
     );
 }
