@@ -218,7 +218,7 @@ evalctl_json_string() {
   s=${s//\"/\\\"}
   for ((i = 1; i < 32; i++)); do
     printf -v hex '%02x' "$i"
-    printf -v c "\\x$hex"
+    printf -v c '%b' "\\x$hex"
     s=${s//"$c"/\\u00$hex}
   done
   printf -v "$1" '"%s"' "$s"
