@@ -154,17 +154,22 @@ fn values_a_script_cannot_carry_are_refused_with_their_location() {
             "bad.yaml:1:59: error: `execution.partition`: a newline cannot appear in an #SBATCH value",
         ]
     );
-    // A mount path every task's job carries is refused once, at its line.
+    // Mount paths are refused when the config is checked, once each, at their line.
     let sources = Sources::new();
-    let text = "execution: {output_dir: /x, account: a, mounts: {evaluation: {'/a,b': /data}}}\n\
+    let text = "execution: {output_dir: /x, account: a, mounts: {evaluation: {'/a,b': '/data:ro,/etc:/etc'}}}\n\
                 target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\n\
                 evaluation: {tasks: [{name: gsm8k}, {name: gsm8k, id: again}]}\n";
-    let loaded = config::load_text(Path::new("bad.yaml"), text, &[], &sources, &|_| None).unwrap();
-    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
-    let errs = render::render(&loaded, &graph).unwrap_err();
-    let heads: Vec<String> = errs.iter().map(|d| d.headline(&sources)).collect();
-    assert_eq!(heads.len(), 1, "{heads:#?}");
-    assert!(heads[0].starts_with("bad.yaml:1:") && heads[0].contains("mount path `/a,b` contains ','"), "{heads:#?}");
+    let failed = config::load_text(Path::new("bad.yaml"), text, &[], &sources, &|_| None).unwrap_err();
+    let heads: Vec<String> = failed.diagnostics.iter().map(|d| d.headline(&sources)).collect();
+    assert_eq!(heads.len(), 2, "{heads:#?}");
+    assert!(
+        heads.iter().any(|h| h.starts_with("bad.yaml:1:") && h.contains("mount path `/a,b` contains ','")),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.iter().any(|h| h.starts_with("bad.yaml:1:") && h.contains("mount flags `ro,/etc:/etc`")),
+        "{heads:#?}"
+    );
 }
 
 #[test]

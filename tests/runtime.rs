@@ -292,6 +292,22 @@ printf '%s' "$EVALCTL_RUN_CONFIG""#;
 }
 
 #[test]
+fn run_config_substitution_writes_json_strings() {
+    // Only the whole JSON string is replaced, and the value is encoded:
+    // quotes, backslashes and control characters cannot end the string.
+    let j = Job::new();
+    let code = r#"EVALCTL_RUN_CONFIG='{"url":"@@U@@","keep":"x@@U@@","judge":"aux.j.url"}'
+evalctl_subst '@@U@@' $'http://h/"},"x":{"y":"\\\n\t\x01'
+evalctl_subst_url aux.j.url 'http://j:2' '/v1/"'
+printf '%s' "$EVALCTL_RUN_CONFIG""#;
+    let r = j.run(code, &[], None);
+    let v: serde_json::Value = serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out));
+    assert_eq!(v["url"], "http://h/\"},\"x\":{\"y\":\"\\\n\t\u{1}");
+    assert_eq!(v["keep"], "x@@U@@");
+    assert_eq!(v["judge"], "http://j:2/v1/\"");
+}
+
+#[test]
 fn endpoints_and_serving() {
     let j = Job::new();
     std::fs::create_dir_all(j.root.join("server")).unwrap();

@@ -13,12 +13,14 @@ pub mod files;
 pub mod interpolate;
 pub mod migrate;
 pub mod model;
+pub mod mounts;
 pub mod names;
 pub mod node;
 pub mod overrides;
 pub mod reference;
 pub mod schema;
 pub mod time;
+pub mod urls;
 pub mod validate;
 pub mod yaml;
 

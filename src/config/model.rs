@@ -206,7 +206,8 @@ pub struct ExecutionDeployment {
 }
 
 /// Bind mounts, `{host_path: container_path}` (append `:ro` to the container
-/// path for read-only).
+/// path for read-only). Paths cannot hold `,` or `:` (they separate mounts
+/// and their fields); flags after the container path's `:` are one word.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mounts {
@@ -270,7 +271,8 @@ pub struct Proxy {
     /// Container image of the proxy. Default: `haproxy:latest`.
     #[serde(default)]
     pub image: Option<String>,
-    /// Proxy settings (`haproxy_port`, `health_check_path`, `health_check_status`).
+    /// Proxy settings (`haproxy_port`, `health_check_path` (a URL path, as in
+    /// `deployment.endpoints`), `health_check_status`).
     #[serde(default)]
     pub config: Open,
 }
@@ -389,7 +391,8 @@ impl DeploymentType {
     }
 }
 
-/// HTTP paths of a model server.
+/// HTTP paths of a model server: each `/` followed by letters, digits,
+/// `-._~!$&()*+,;=:@/` and `%XX` escapes (percent-encode anything else).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoints {
@@ -422,7 +425,9 @@ pub struct Target {
 /// An OpenAI-compatible endpoint.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct ApiEndpoint {
-    /// Full URL, e.g. `https://host/v1/chat/completions`. Set automatically when a model is deployed.
+    /// Full `http://` or `https://` URL, e.g. `https://host/v1/chat/completions`,
+    /// of RFC 3986 characters only (percent-encode spaces, quotes and the
+    /// like). Set automatically when a model is deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Model name sent in requests. Default: the deployment's `served_model_name`.

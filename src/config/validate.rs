@@ -63,7 +63,7 @@ pub fn check(tree: &Node, origins: &Origins, diags: &mut Vec<Diagnostic>) -> Opt
         Ok(c) => c,
         Err(e) => {
             if diags.iter().filter(|d| d.is_error()).count() == before {
-                let path = pointer_to_path(tree, &e.path().to_string().replace('.', "/"));
+                let path = pointer_to_path(tree, &serde_pointer(e.path()));
                 diags.push(Diagnostic::error(tree.value_span_of(&path), e.inner().to_string()));
             }
             return None;
@@ -108,7 +108,8 @@ fn missing_values(tree: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Vec<Seg>> {
 fn pointer_to_path(tree: &Node, pointer: &str) -> Vec<Seg> {
     let mut path = vec![];
     let mut cur = Some(tree);
-    for raw in pointer.split('/').skip(1).filter(|s| !s.is_empty()) {
+    // An empty segment is the empty key (`{"": x}`), not nothing.
+    for raw in pointer.split('/').skip(1) {
         let key = raw.replace("~1", "/").replace("~0", "~");
         let seg = match (cur.map(|n| &n.value), key.parse::<usize>()) {
             (Some(Value::Seq(_)), Ok(i)) => Seg::Index(i),
@@ -341,6 +342,7 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
     }
 
     // Paths.
+    endpoint_and_mount_grammar(tree, cfg, diags);
     if !exec.output_dir.starts_with('/') {
         err(
             diags,
@@ -657,5 +659,102 @@ fn kind_name(k: DeploymentType) -> &'static str {
         DeploymentType::Nim => "NIM",
         DeploymentType::Generic => "generic",
         DeploymentType::None => "none",
+    }
+}
+
+/// A JSON pointer to where deserialization failed.
+fn serde_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        out.push('/');
+        match seg {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } => out.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => out.push_str(&variant.replace('~', "~0").replace('/', "~1")),
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+/// Endpoint paths and URLs (`config::urls`) and mount paths
+/// (`config::mounts`), each checked at its own line: values that would
+/// change the HAProxy configuration, the run config or the container
+/// mounts they are written into are refused here, not encoded later.
+fn endpoint_and_mount_grammar(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
+    use super::{mounts, urls};
+    let mut at = |path: Vec<Seg>, value: bool, msg: String| {
+        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
+        diags.push(Diagnostic::error(span, msg));
+    };
+    let named = |path: &[Seg], why: String| format!("`{}`: {why}", path_string(path));
+    let mut deployments = vec![(keys(&["deployment"]), &cfg.deployment)];
+    deployments.extend(cfg.auxiliary_deployments.iter().map(|(n, d)| (keys(&["auxiliary_deployments", n]), d)));
+    for (base, d) in &deployments {
+        if let Some(eps) = &d.endpoints {
+            let fields = [
+                ("chat", &eps.chat),
+                ("completions", &eps.completions),
+                ("health", &eps.health),
+                ("embedding", &eps.embedding),
+                ("ranking", &eps.ranking),
+            ];
+            for (k, v) in fields {
+                if let Some(p) = v
+                    && let Err(why) = urls::check_path(p)
+                {
+                    let path = [base.clone(), keys(&["endpoints", k])].concat();
+                    at(path.clone(), true, named(&path, why));
+                }
+            }
+        }
+        if let Some(cp) = &d.checkpoint_path
+            && let Err(why) = mounts::check_path(cp)
+        {
+            let path = [base.clone(), keys(&["checkpoint_path"])].concat();
+            at(path.clone(), true, named(&path, why));
+        }
+    }
+    if let Some(proxy) = &cfg.execution.proxy
+        && let Some(v) = proxy.config.get("health_check_path")
+    {
+        let path = keys(&["execution", "proxy", "config", "health_check_path"]);
+        match v.as_str() {
+            Some(p) => {
+                if let Err(why) = urls::check_path(p) {
+                    at(path.clone(), true, named(&path, why));
+                }
+            }
+            None => at(path.clone(), true, named(&path, "must be a URL path (a string)".into())),
+        }
+    }
+    if let Some(url) = &cfg.target.api_endpoint.url
+        && let Err(why) = urls::check_url(url)
+    {
+        let path = keys(&["target", "api_endpoint", "url"]);
+        at(path.clone(), true, named(&path, why));
+    }
+    let exec = &cfg.execution;
+    // A value that cannot be an #SBATCH value is reported as such, once.
+    if SbatchValue::new(&exec.output_dir).is_ok()
+        && let Err(why) = mounts::check_path(&exec.output_dir)
+    {
+        let path = keys(&["execution", "output_dir"]);
+        at(path.clone(), true, named(&path, format!("{why} (job folders below it are mounted)")));
+    }
+    let mut maps = vec![(keys(&["execution", "mounts", "deployment"]), &exec.mounts.deployment)];
+    maps.push((keys(&["execution", "mounts", "evaluation"]), &exec.mounts.evaluation));
+    maps.extend(exec.mounts.auxiliary.iter().map(|(n, m)| (keys(&["execution", "mounts", "auxiliary", n]), m)));
+    for (base, map) in maps {
+        for (src, dst) in map {
+            let p = [base.clone(), vec![Seg::Key(src.clone())]].concat();
+            if let Err(why) = mounts::check_path(src) {
+                at(p.clone(), false, why);
+            }
+            if let Err(why) = mounts::check_target(dst) {
+                at(p, true, why);
+            }
+        }
     }
 }

@@ -210,10 +210,29 @@ evalctl_submit_next() {
   fi
 }
 
-# Replaces every occurrence of a literal text in the task's run config.
-evalctl_subst() { EVALCTL_RUN_CONFIG=${EVALCTL_RUN_CONFIG//"$1"/"$2"}; }
-# Replaces the JSON string "NAME" by the JSON string "BASE_URL PATH".
-evalctl_subst_url() { evalctl_subst "\"$1\"" "\"$2$3\""; }
+# Sets variable $1 to the JSON string of $2, quotes included: `\`, `"` and
+# control characters escaped, so no value can end the string.
+evalctl_json_string() {
+  local s=$2 i hex c
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  for ((i = 1; i < 32; i++)); do
+    printf -v hex '%02x' "$i"
+    printf -v c '%b' "\\x$hex"
+    s=${s//"$c"/\\u00$hex}
+  done
+  printf -v "$1" '"%s"' "$s"
+}
+# Replaces the JSON string "NAME" (a whole string, never part of one) in
+# the task's run config by the JSON string of VALUE.
+# Usage: evalctl_subst NAME VALUE
+evalctl_subst() {
+  local json
+  evalctl_json_string json "$2"
+  EVALCTL_RUN_CONFIG=${EVALCTL_RUN_CONFIG//"\"$1\""/"$json"}
+}
+# Replaces the JSON string "NAME" by the JSON string of BASE_URL PATH.
+evalctl_subst_url() { evalctl_subst "$1" "$2$3"; }
 
 # A signal before the link recorded its end marks it interrupted (the
 # first one says why: the time limit's warning comes before its TERM).

@@ -20,6 +20,7 @@ use super::spec::{
 use crate::config::env::{EnvVar, Source};
 use crate::config::model::{Config, Deployment, DeploymentType, Topology};
 use crate::config::node::Seg;
+use crate::config::urls::UrlPath;
 use crate::config::{Loaded, ResolvedTask};
 use crate::diag::Diagnostic;
 use crate::graph::{JobGraph, NodeKind};
@@ -60,6 +61,15 @@ impl<'a> Lower<'a> {
         SbatchValue::new(value).unwrap_or_else(|e| {
             self.err(path, format!("`{}`: {e}", crate::config::node::path_string(path)));
             SbatchValue::default()
+        })
+    }
+
+    /// A URL path, or an error at `path` (validation already refused what
+    /// the grammar does not allow; this is where the type is made).
+    fn url_path(&mut self, value: &str, path: &[Seg]) -> UrlPath {
+        UrlPath::new(value).unwrap_or_else(|e| {
+            self.err(path, e);
+            UrlPath::default()
         })
     }
 
@@ -247,15 +257,16 @@ impl<'a> Lower<'a> {
     fn mounts(&mut self, pairs: Vec<(String, String, Vec<Seg>)>) -> Vec<Mount> {
         let mut out = vec![];
         for (source, dst, path) in pairs {
-            let (target, flags) = match dst.split_once(':') {
-                Some((t, f)) => (t.to_owned(), Some(f.to_owned())),
-                None => (dst.clone(), None),
-            };
-            for p in [source.as_str(), target.as_str()] {
+            let (target, flags) = crate::config::mounts::split_target(&dst);
+            for p in [source.as_str(), target] {
                 if let Err(e) = mount_path(p) {
                     self.err(&path, e);
                 }
             }
+            if let Some(Err(e)) = flags.map(crate::config::mounts::check_flags) {
+                self.err(&path, e);
+            }
+            let (target, flags) = (target.to_owned(), flags.map(str::to_owned));
             out.push(Mount { source, target, flags });
         }
         out
@@ -290,6 +301,7 @@ impl<'a> Lower<'a> {
             cmd = format!("{pre}\n{cmd}");
         }
         let health = d.endpoints.as_ref().and_then(|x| x.health.clone());
+        let health = health.map(|h| self.url_path(&h, &[base.to_vec(), keys(&["endpoints", "health"])].concat()));
         let wait = match &health {
             Some(_) => self.readiness_s(),
             None => d.server_timeout.unwrap_or(60),
@@ -418,25 +430,31 @@ impl<'a> Lower<'a> {
         let (endpoint_type, path) = endpoint_for(cfg, rt, task);
         let endpoint = if !deployed {
             Endpoint::External { url: path }
-        } else if shared {
-            let health = cfg.deployment.endpoints.as_ref().and_then(|x| x.health.clone()).unwrap_or_default();
-            Endpoint::Shared { node: crate::graph::SERVER.to_owned(), health, wait: self.readiness_s(), path }
         } else {
-            let server = self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None);
-            Endpoint::Own { server, path }
+            let path = self.url_path(&path, &keys(&["deployment", "endpoints", &endpoint_type]));
+            if shared {
+                let health = cfg.deployment.endpoints.as_ref().and_then(|x| x.health.clone());
+                let health = health.map(|h| self.url_path(&h, &keys(&["deployment", "endpoints", "health"])));
+                Endpoint::Shared { node: crate::graph::SERVER.to_owned(), health, wait: self.readiness_s(), path }
+            } else {
+                let server = self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None);
+                Endpoint::Own { server, path }
+            }
         };
         let auxiliary = cfg
             .auxiliary_deployments
             .iter()
             .map(|(name, aux)| {
-                let eps = aux.endpoints.as_ref();
+                let eps = aux.endpoints.clone().unwrap_or_default();
+                let at = |k: &str| keys(&["auxiliary_deployments", name, "endpoints", k]);
                 AuxEndpoint {
                     name: name.clone(),
                     node: format!("{}.{name}", crate::graph::SERVER),
-                    health: eps.and_then(|x| x.health.clone()).unwrap_or_default(),
+                    health: eps.health.map(|h| self.url_path(&h, &at("health"))),
                     wait: self.readiness_s(),
-                    chat: eps.and_then(|x| x.chat.clone()).unwrap_or_else(|| "/v1/chat/completions".into()),
-                    completions: eps.and_then(|x| x.completions.clone()).unwrap_or_else(|| "/v1/completions".into()),
+                    chat: self.url_path(eps.chat.as_deref().unwrap_or("/v1/chat/completions"), &at("chat")),
+                    completions: self
+                        .url_path(eps.completions.as_deref().unwrap_or("/v1/completions"), &at("completions")),
                 }
             })
             .collect();

@@ -8,8 +8,17 @@ use crate::config::ResolvedTask;
 use crate::config::env::EnvVar;
 use crate::config::model::{Config, DeploymentType, Task};
 
-/// Placeholder in a task's run config for the endpoint URL known only when the job runs.
+/// Placeholder in a task's run config for the endpoint URL known only when
+/// the job runs: the whole JSON string at `target.api_endpoint.url`. When a
+/// value of the config contains this text, a numbered variant that none
+/// contains is used instead (see [`url_placeholder`]), so the job replaces
+/// the URL and nothing else.
 pub const URL_PLACEHOLDER: &str = "@@EVALCTL_ENDPOINT_URL@@";
+
+/// The placeholder a run config made by [`run_config`] holds for its URL.
+pub fn url_placeholder(run_config: &J) -> &str {
+    run_config["target"]["api_endpoint"]["url"].as_str().unwrap_or(URL_PLACEHOLDER)
+}
 
 /// The endpoint type of a task and the URL path (with a deployment) or
 /// full URL (without one) it calls.
@@ -86,7 +95,7 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
     deep_merge(&mut base, merged);
     base["config"]["type"] = json!(rt.info.name);
     base["config"]["output_dir"] = json!("/results");
-    base["target"]["api_endpoint"]["url"] = json!(URL_PLACEHOLDER);
+    base["target"]["api_endpoint"]["url"] = J::Null;
     for (name, aux) in &cfg.auxiliary_deployments {
         replace_strings(
             &mut base,
@@ -94,6 +103,12 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
             aux.served_model_name.as_deref().unwrap_or(""),
         );
     }
+    let text = base.to_string();
+    let placeholder = std::iter::once(URL_PLACEHOLDER.to_owned())
+        .chain((1..).map(|i| format!("@@EVALCTL_ENDPOINT_URL_{i}@@")))
+        .find(|p| !text.contains(p.as_str()))
+        .unwrap_or_default();
+    base["target"]["api_endpoint"]["url"] = json!(placeholder);
     base
 }
 
@@ -136,5 +151,31 @@ mod tests {
         let mut v = json!({"k": ["judge", {"m": "judge"}], "n": "other"});
         replace_strings(&mut v, "judge", "model");
         assert_eq!(v, json!({"k": ["model", {"m": "model"}], "n": "other"}));
+    }
+
+    #[test]
+    fn the_url_placeholder_is_in_no_value() {
+        let mut cfg: Config = serde_json::from_value(json!({
+            "execution": {"output_dir": "/x"},
+            "target": {"api_endpoint": {"url": "http://h/v1"}},
+            "evaluation": {"tasks": [{"name": "t"}], "nemo_evaluator_config": {
+                "a": "@@EVALCTL_ENDPOINT_URL@@", "@@EVALCTL_ENDPOINT_URL_1@@": "x"}},
+        }))
+        .unwrap();
+        let info = crate::catalog::TaskInfo {
+            harness: "h".into(),
+            name: "t".into(),
+            task_type: "t".into(),
+            endpoint_types: vec!["chat".into()],
+            container: "c".into(),
+        };
+        let rt = ResolvedTask { index: 0, name: "t".into(), info };
+        let task = cfg.evaluation.tasks[0].clone();
+        let rc = run_config(&cfg, &rt, &task, "chat", &[]);
+        assert_eq!(url_placeholder(&rc), "@@EVALCTL_ENDPOINT_URL_2@@");
+        assert_eq!(rc["a"], "@@EVALCTL_ENDPOINT_URL@@");
+        cfg.evaluation.nemo_evaluator_config = None;
+        let rc = run_config(&cfg, &rt, &task, "chat", &[]);
+        assert_eq!(url_placeholder(&rc), URL_PLACEHOLDER);
     }
 }

@@ -7,11 +7,12 @@ use std::fmt;
 
 use serde_json::Value as J;
 
-use super::run_config::URL_PLACEHOLDER;
+use super::run_config::url_placeholder;
 use super::sbatch::SbatchHeader;
 use super::spec::{
     AuxEndpoint, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PublicValue, Role, ServerSpec, Work,
 };
+use crate::config::urls::UrlPath;
 use crate::shell;
 use crate::shell::{Code, CommentText, Shell, ShellWord, Words};
 
@@ -167,7 +168,7 @@ fn server_block(sv: &ServerSpec) -> String {
     s.push_str(&shell!(
         "if ! evalctl_servers_ready {} {} {} {} {}; then\n",
         sv.port,
-        ShellWord::from(sv.health.as_deref().unwrap_or("")),
+        ShellWord::from(sv.health.as_ref().map_or("", UrlPath::as_str)),
         sv.wait,
         sv.proxy_port,
         ShellWord::from(&sv.proxy_image)
@@ -190,12 +191,12 @@ fn serve(server: &ServerSpec, tasks: &[String]) -> String {
 }
 
 /// Waits for another job's published endpoint into `var`, or ends the link.
-fn endpoint_of(var: Code, node: &str, health: &str, wait: u64) -> String {
+fn endpoint_of(var: Code, node: &str, health: Option<&UrlPath>, wait: u64) -> String {
     shell!(
         "if ! {}=$(evalctl_endpoint_of {} {} {}); then\n  evalctl_status failed no-endpoint\n  evalctl_chain end no-endpoint\n  exit 1\nfi\n",
         var,
         ShellWord::from(node),
-        ShellWord::from(health),
+        ShellWord::from(health.map_or("", UrlPath::as_str)),
         wait
     )
 }
@@ -218,12 +219,12 @@ fn evaluate(eval: &EvalSpec) -> String {
         Endpoint::Own { server, path } => {
             s.push_str("\n# ---- model server ----\n");
             s.push_str(&server_block(server));
-            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path)));
+            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path.as_str())));
         }
         Endpoint::Shared { node, health, wait, path } => {
             s.push_str("\n# ---- the stack's shared model server ----\n");
-            s.push_str(&endpoint_of(Code("EVALCTL_BASE_URL"), node, health, *wait));
-            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path)));
+            s.push_str(&endpoint_of(Code("EVALCTL_BASE_URL"), node, health.as_ref(), *wait));
+            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path.as_str())));
         }
         Endpoint::External { url } => {
             s.push_str(&shell!("\n# ---- endpoint under evaluation ----\nEVALCTL_URL={}\n", ShellWord::from(url)));
@@ -233,7 +234,7 @@ fn evaluate(eval: &EvalSpec) -> String {
     s.push_str(&shell!(
         "\n# ---- evaluation ----\nEVALCTL_RUN_CONFIG=$(cat <<'EVALCTL_RUN_CONFIG_END'\n{}\nEVALCTL_RUN_CONFIG_END\n)\nevalctl_subst {} \"$EVALCTL_URL\"\n",
         JsonLine(&client.run_config),
-        ShellWord::from(URL_PLACEHOLDER)
+        ShellWord::from(url_placeholder(&client.run_config))
     ));
     for aux in &eval.auxiliary {
         s.push_str(&aux_endpoint(aux));
@@ -251,7 +252,7 @@ fn evaluate(eval: &EvalSpec) -> String {
 
 /// Fills an auxiliary deployment's URLs into the run config.
 fn aux_endpoint(aux: &AuxEndpoint) -> String {
-    let mut s = endpoint_of(Code("EVALCTL_AUX_URL"), &aux.node, &aux.health, aux.wait);
+    let mut s = endpoint_of(Code("EVALCTL_AUX_URL"), &aux.node, aux.health.as_ref(), aux.wait);
     for (suffix, path) in [("chat_url", aux.chat.as_str()), ("completions_url", aux.completions.as_str()), ("url", "")]
     {
         s.push_str(&shell!(

@@ -28,14 +28,10 @@ pub fn sbatch_value(s: &str) -> Result<String, String> {
     Ok(format!("\"{s}\""))
 }
 
-/// A path usable inside `--container-mounts`, or why not.
+/// A path usable inside `--container-mounts`, or why not (the grammar of
+/// `config::mounts`, checked again where the argument is made).
 pub fn mount_path(s: &str) -> Result<&str, String> {
-    match s.chars().find(|c| matches!(c, ',' | ':') || c.is_control()) {
-        Some(c) => {
-            Err(format!("mount path `{}` contains {c:?}, which --container-mounts cannot express", s.escape_debug()))
-        }
-        None => Ok(s),
-    }
+    crate::config::mounts::check_path(s).map(|()| s)
 }
 
 /// A path for Slurm's `--output`, with `%` escaped.

@@ -9,6 +9,7 @@ use serde_json::Value as J;
 
 use super::sbatch::{FlagName, SbatchValue};
 use crate::config::env::EnvVar;
+use crate::config::urls::UrlPath;
 use crate::graph::NodeKind;
 use crate::shell::VarName;
 
@@ -167,7 +168,7 @@ pub struct ServerSpec {
     pub nodes_per_instance: u32,
     pub tasks_per_instance: u32,
     pub port: u32,
-    pub health: Option<String>,
+    pub health: Option<UrlPath>,
     /// Seconds to wait for health (or, without a health path, to wait blindly).
     pub wait: u64,
     pub proxy_port: u64,
@@ -187,9 +188,9 @@ pub struct EvalSpec {
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     /// A server the job starts itself; `path` is appended to its URL.
-    Own { server: ServerSpec, path: String },
+    Own { server: ServerSpec, path: UrlPath },
     /// The stack's shared deployment job, found by its node id.
-    Shared { node: String, health: String, wait: u64, path: String },
+    Shared { node: String, health: Option<UrlPath>, wait: u64, path: UrlPath },
     /// An endpoint outside the stack.
     External { url: String },
 }
@@ -199,10 +200,10 @@ pub enum Endpoint {
 pub struct AuxEndpoint {
     pub name: String,
     pub node: String,
-    pub health: String,
+    pub health: Option<UrlPath>,
     pub wait: u64,
-    pub chat: String,
-    pub completions: String,
+    pub chat: UrlPath,
+    pub completions: UrlPath,
 }
 
 /// The evaluation harness's step.
