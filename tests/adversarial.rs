@@ -726,27 +726,7 @@ fn settle(base: &J, wanted: &[(Field, String)], out: &str) -> Result<Accepted, S
         for d in diags.iter().filter(|d| d.is_error()) {
             let h = headline(d, &sources);
             let Some(span) = d.span.filter(|s| sources.name(s.src) == name) else {
-                // A value interpolated into a built-in group's shell field is
-                // refused where it is inserted; the message names the field.
-                let named: Vec<usize> = placed
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (pl, _))| {
-                        d.span.is_some()
-                            && pl.field.pat.last().is_some_and(
-                                |k| matches!(k, Pat::Key(k) if d.message.contains(&format!("`{k}` inserted into"))),
-                            )
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                if named.is_empty() {
-                    return Err(format!("an error without a place in the config: {h}\nconfig:\n{text}"));
-                }
-                for i in named {
-                    remove.insert(i);
-                    refused.push((placed[i].0.field.label(), h.clone()));
-                }
-                continue;
+                return Err(format!("an error without a place in the config: {h}\nconfig:\n{text}"));
             };
             let mut hits: Vec<usize> = placed
                 .iter()

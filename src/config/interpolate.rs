@@ -87,7 +87,8 @@ pub fn is_shell_path(path: &[Seg]) -> bool {
 
 /// How a value interpolated into a shell field is written: shell text
 /// from another shell field as it is; arguments (`extra_args`) split into
-/// shell words, each quoted; anything else (a model name, a path, a port)
+/// shell words, each quoted (an error points at the inserted value, `span`);
+/// anything else (a model name, a path, a port)
 /// as one quoted word. So `served_model_name: "m; touch /tmp/x #"` reaches
 /// the server as one argument, never as a command.
 fn splice(e: &Expr, value: &str, path: &[Seg], span: Span) -> Result<String, Fail> {
@@ -385,7 +386,7 @@ impl<'a> Resolver<'a> {
                         out.push_str(&t);
                     }
                     Piece::Node(n) => match &n.value {
-                        Value::Str(s) if shell => out.push_str(&splice(e, s, path, span)?),
+                        Value::Str(s) if shell => out.push_str(&splice(e, s, path, n.span)?),
                         Value::Str(s) => out.push_str(s),
                         Value::Deferred(s) => {
                             any_deferred = true;
