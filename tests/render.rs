@@ -198,3 +198,50 @@ fn endpoint_settings_without_a_field_reach_the_run_config() {
         assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
     }
 }
+
+/// The multi-node Ray group run under bash with stand-ins for `ray` and
+/// `vllm` (and the real `python3`): the head and a worker start Ray on the
+/// fixed ports, and each exports its own `VLLM_HOST_IP`.
+#[test]
+fn the_ray_group_fixes_ports_and_host_addresses() {
+    let r = render_file("tests/fixtures/user_groups.yaml", &[]);
+    let script = r.jobs.iter().map(|j| j.script.text()).find(|s| s.contains("EVALCTL_SRV_CMD=")).expect("a server job");
+    let line = script.lines().find(|l| l.starts_with("EVALCTL_SRV_CMD=")).unwrap();
+    let dir = std::env::temp_dir().join(format!("evalctl-ray-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let stub = |name: &str, body: &str| {
+        let p = dir.join("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    stub("ray", "echo \"ray $* host=${VLLM_HOST_IP:-}\" >>\"$LOG\"\n[ \"$1\" = status ] && printf 'node_1\\nnode_2\\n'\nexit 0");
+    stub("vllm", "echo \"vllm host=$VLLM_HOST_IP\" >>\"$LOG\"");
+    for (rank, want_host) in [("0", "10.1.2.3"), ("1", "127.0.0.1")] {
+        let log = dir.join(format!("log{rank}"));
+        let master = if rank == "0" { "10.1.2.3" } else { "127.0.0.1" };
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("{line}\nbash -c \"$EVALCTL_SRV_CMD\""))
+            .env("PATH", format!("{}:{}", dir.join("bin").display(), std::env::var("PATH").unwrap()))
+            .env("LOG", &log)
+            .env("PROC_ID", rank)
+            .env("MASTER_IP", master)
+            .env("NODES_PER_INSTANCE", "2")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rank {rank}: {}", String::from_utf8_lossy(&out.stderr));
+        let log = std::fs::read_to_string(&log).unwrap();
+        let start = log.lines().find(|l| l.starts_with("ray start")).expect("ray start");
+        for port in ["--node-manager-port=8266", "--object-manager-port=8267", "--runtime-env-agent-port=8272"] {
+            assert!(start.contains(port), "rank {rank}: {start}");
+        }
+        if rank == "0" {
+            assert!(start.contains("--head --port=6379"), "{start}");
+            assert!(log.contains(&format!("vllm host={want_host}")), "{log}");
+        } else {
+            assert!(start.contains("--address=127.0.0.1:6379") && start.ends_with(&format!("host={want_host}")), "{log}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
