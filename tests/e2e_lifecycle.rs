@@ -31,6 +31,8 @@
 //!     included (local backend, the failing `sacct` first in evalctl's PATH).
 //! 11. a server listening on 127.0.0.1 only: reached on the loopback
 //!     address of its node, the link completes at once.
+//! 12. (11) in shared topology: the deployment fails at once
+//!     (`endpoint-unreachable`) instead of publishing an unreachable endpoint.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, also the prefix of
 //! its job names) and output directory, so the tests run in parallel: cargo's
@@ -39,7 +41,7 @@
 //! once (about 5 minutes). Per-task configs keep the default
 //! `exclusive: true` (the stub servers of one node would share a port), so
 //! one link runs per node: scenarios 1, 3, 4, 5, 9, 10 and 11 use the `cpu`
-//! partition (n1, n2), 2, 6, 7 and 8 the `gpu` partition (g1, no GPUs asked).
+//! partition (n1, n2), 2, 6, 7, 8 and 12 the `gpu` partition (g1, no GPUs asked).
 //! Scenarios 4 and 5 disturb a node (the one their own exclusive link runs
 //! on): they take the `DISRUPT` lock so that only one of them does at a time,
 //! and a guard resumes the node / cancels the urgent job whatever happens.
@@ -1307,5 +1309,37 @@ fn loopback_only_server_is_reached_on_its_node() {
     let took = at("end") - at("start");
     s.log(&format!("link {first} ran {took} s"));
     assert!(took < 30, "the link took {took} s: it waited for the readiness timeout\n{batch}");
+    s.wait_no_live();
+}
+
+/// 12. shared topology with a server that listens on 127.0.0.1 only: the
+///     task jobs, elsewhere, could never reach it, so the deployment fails at
+///     once (`endpoint-unreachable`, saying why) instead of publishing an
+///     endpoint nobody answers on; its tasks fail without one.
+#[test]
+fn loopback_only_shared_server_is_not_published() {
+    let s = Stack::new(
+        "loopshared",
+        &Spec {
+            partition: "gpu",
+            stub: "{requests: 2, delay: 0.5}",
+            execution: "topology: shared, sbatch_extra_flags: {exclusive: false}, endpoint_readiness_timeout: 20",
+            server: "port: 8092, command: \"evalctl-model-server --host 127.0.0.1 --port 8092 --startup-delay 2\"",
+            ..BASE
+        },
+    );
+    let out = s.apply_wait();
+    assert!(!out.ok(), "apply --wait fails when units failed\n{}", out.show());
+    let status = s.file("server", "status");
+    let job: u64 = status
+        .strip_prefix("failed ")
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the server's status should be `failed <job> endpoint-unreachable`: {status:?}"));
+    assert!(status.trim_end().ends_with(" endpoint-unreachable"), "{status:?}");
+    let batch = s.batch_log("server", job);
+    assert!(batch.contains("http://127.0.0.1:8092/health is healthy"), "healthy on loopback first:\n{batch}");
+    assert!(batch.contains("must listen on all interfaces"), "the log says why:\n{batch}");
+    assert!(s.file("server", "endpoint").is_empty(), "no endpoint published");
+    assert_eq!(str_of(&s.unit("gsm8k"), "state"), "failed", "the task has no endpoint");
     s.wait_no_live();
 }
