@@ -29,6 +29,10 @@
 //!    accounting;
 //! 10. (9 again) with `sacct` failing everywhere, evalctl's own refresh
 //!     included (local backend, the failing `sacct` first in evalctl's PATH).
+//! 11. a server listening on 127.0.0.1 only: reached on the loopback
+//!     address of its node, the link completes at once.
+//! 12. (11) in shared topology: the deployment fails at once
+//!     (`endpoint-unreachable`) instead of publishing an unreachable endpoint.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, also the prefix of
 //! its job names) and output directory, so the tests run in parallel: cargo's
@@ -36,8 +40,8 @@
 //! machine: about 9 minutes for all); `--test-threads=10` runs them all at
 //! once (about 5 minutes). Per-task configs keep the default
 //! `exclusive: true` (the stub servers of one node would share a port), so
-//! one link runs per node: scenarios 1, 3, 4, 5, 9 and 10 use the `cpu`
-//! partition (n1, n2), 2, 6, 7 and 8 the `gpu` partition (g1, no GPUs asked).
+//! one link runs per node: scenarios 1, 3, 4, 5, 9, 10 and 11 use the `cpu`
+//! partition (n1, n2), 2, 6, 7, 8 and 12 the `gpu` partition (g1, no GPUs asked).
 //! Scenarios 4 and 5 disturb a node (the one their own exclusive link runs
 //! on): they take the `DISRUPT` lock so that only one of them does at a time,
 //! and a guard resumes the node / cancels the urgent job whatever happens.
@@ -297,10 +301,19 @@ struct Spec<'a> {
     /// The local backend (`hostname: localhost`: Slurm commands run here, as
     /// root) instead of SSH.
     local: bool,
+    /// The deployment's `port` and `command`, YAML flow-mapping entries.
+    server: &'a str,
 }
 
 /// The common part of the specs.
-const BASE: Spec<'static> = Spec { partition: "cpu", tasks: &["gsm8k"], stub: "{}", execution: "", local: false };
+const BASE: Spec<'static> = Spec {
+    partition: "cpu",
+    tasks: &["gsm8k"],
+    stub: "{}",
+    execution: "",
+    local: false,
+    server: "command: \"evalctl-model-server --port 8000 --startup-delay 2\"",
+};
 
 /// A line of a unit's `chain` file: "<job id> <event> <epoch> [detail]".
 #[derive(Clone, Debug)]
@@ -340,8 +353,7 @@ impl Stack {
              name: {name}\n\
              execution: {{{target}, account: research, partition: {partition}, \
              output_dir: {out}, gres: null, walltime: \"00:01:00\", mounts: {{mount_home: false}}{extra}}}\n\
-             deployment: {{image: stub-server:latest, served_model_name: stub, \
-             command: \"evalctl-model-server --port 8000 --startup-delay 2\"}}\n\
+             deployment: {{image: stub-server:latest, served_model_name: stub, {server}}}\n\
              evaluation:\n  \
                nemo_evaluator_config: {{config: {{params: {{extra: {{stub: {stub}}}}}}}}}\n  \
                tasks: [{tasks}]\n",
@@ -358,6 +370,7 @@ impl Stack {
             out = out_dir.display(),
             stub = spec.stub,
             tasks = tasks.join(", "),
+            server = spec.server,
         );
         let config = cfg_dir.join(format!("{name}.yaml"));
         std::fs::write(&config, yaml).expect("write the config");
@@ -1247,4 +1260,86 @@ fn resume_works_without_accounting_anywhere() {
     let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
     assert!(plan.ok(), "{}", plan.show());
     assert!(plan.both().contains("accounting (sacct) is not available"), "the plan notes it\n{}", plan.show());
+}
+
+/// 11. per_task with a server that listens on 127.0.0.1 only (SGLang's
+///     default): the link reaches it on the loopback address (the client runs
+///     on the server's node) and completes within seconds, not after the
+///     readiness timeout. (Port 8091: every node of the test cluster is this
+///     one machine, whose loopback address they share; no other scenario
+///     listens there.)
+#[test]
+fn loopback_only_server_is_reached_on_its_node() {
+    const UNIT: &str = "gsm8k";
+    let s = Stack::new(
+        "loopback",
+        &Spec {
+            stub: "{requests: 5, delay: 0.5}",
+            // The readiness timeout (default: the walltime) must not be what ends the wait.
+            execution: "endpoint_readiness_timeout: 45",
+            server: "port: 8091, command: \"evalctl-model-server --host 127.0.0.1 --port 8091 --startup-delay 2\"",
+            ..BASE
+        },
+    );
+    let out = s.apply_wait();
+    assert!(out.ok(), "apply --wait exits 0 when the unit completed\n{}", out.show());
+    let row = s.unit(UNIT);
+    assert_eq!((str_of(&row, "state"), str_of(&row, "progress")), ("completed", "5/5"), "{row}");
+    let (first, _) = s.applied_jobs(UNIT);
+    assert_eq!(acct_final(first, Duration::from_secs(60)).state, "COMPLETED", "the first link");
+    let server_log = s.file(UNIT, &format!("logs/server-{first}-0.log"));
+    assert!(server_log.contains("on 127.0.0.1:8091"), "the server listens on loopback only:\n{server_log}");
+    let batch = s.batch_log(UNIT, first);
+    assert!(batch.contains("http://127.0.0.1:8091/health is healthy"), "healthy on the loopback address:\n{batch}");
+    let run_config = s.file(UNIT, "artifacts/run_config.yml");
+    assert!(run_config.contains("\"http://127.0.0.1:8091/v1/"), "the client used the loopback address: {run_config}");
+    // Start to end of the link, from its chain file: seconds (2 s startup,
+    // one 5 s poll, 5 requests of 0.5 s), not the 45 s readiness timeout.
+    let at = |event: &str| -> u64 {
+        let line = s.file(UNIT, "chain");
+        line.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.first() == Some(&first.to_string().as_str()) && f.get(1) == Some(&event))
+                    .then(|| f.get(2)?.parse().ok())
+                    .flatten()
+            })
+            .unwrap_or_else(|| panic!("no `{event}` of job {first} in the chain file:\n{line}"))
+    };
+    let took = at("end") - at("start");
+    s.log(&format!("link {first} ran {took} s"));
+    assert!(took < 30, "the link took {took} s: it waited for the readiness timeout\n{batch}");
+    s.wait_no_live();
+}
+
+/// 12. shared topology with a server that listens on 127.0.0.1 only: the
+///     task jobs, elsewhere, could never reach it, so the deployment fails at
+///     once (`endpoint-unreachable`, saying why) instead of publishing an
+///     endpoint nobody answers on; its tasks fail without one.
+#[test]
+fn loopback_only_shared_server_is_not_published() {
+    let s = Stack::new(
+        "loopshared",
+        &Spec {
+            partition: "gpu",
+            stub: "{requests: 2, delay: 0.5}",
+            execution: "topology: shared, sbatch_extra_flags: {exclusive: false}, endpoint_readiness_timeout: 20",
+            server: "port: 8092, command: \"evalctl-model-server --host 127.0.0.1 --port 8092 --startup-delay 2\"",
+            ..BASE
+        },
+    );
+    let out = s.apply_wait();
+    assert!(!out.ok(), "apply --wait fails when units failed\n{}", out.show());
+    let status = s.file("server", "status");
+    let job: u64 = status
+        .strip_prefix("failed ")
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the server's status should be `failed <job> endpoint-unreachable`: {status:?}"));
+    assert!(status.trim_end().ends_with(" endpoint-unreachable"), "{status:?}");
+    let batch = s.batch_log("server", job);
+    assert!(batch.contains("http://127.0.0.1:8092/health is healthy"), "healthy on loopback first:\n{batch}");
+    assert!(batch.contains("must listen on all interfaces"), "the log says why:\n{batch}");
+    assert!(s.file("server", "endpoint").is_empty(), "no endpoint published");
+    assert_eq!(str_of(&s.unit("gsm8k"), "state"), "failed", "the task has no endpoint");
+    s.wait_no_live();
 }

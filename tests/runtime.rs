@@ -19,7 +19,14 @@ const STUBS: &[(&str, &str)] = &[
         "sbatch",
         "#!/bin/bash\nprintf '%s\\n' \"$*\" >>\"$EVALCTL_DIR/sbatch.args\"\n[ -n \"${STUB_SBATCH_FAILS:-}\" ] && exit 1\necho '4242;cluster'\n",
     ),
-    ("curl", "#!/bin/bash\nprintf '%s' \"${STUB_HTTP:-200}\"\n"),
+    // Records the URL asked for; with STUB_LISTEN (words `host:port`), only
+    // those answer (200), as a server bound to those addresses would.
+    (
+        "curl",
+        "#!/bin/bash\nurl=${!#}\nprintf '%s\\n' \"$url\" >>\"$EVALCTL_DIR/curl.urls\"\nif [ -n \"${STUB_LISTEN:-}\" ]; then\n  hp=${url#http://}; hp=${hp%%/*}\n  case \" $STUB_LISTEN \" in *\" $hp \"*) printf 200 ;; *) printf 000 ;; esac\n  exit 0\nfi\nprintf '%s' \"${STUB_HTTP:-200}\"\n",
+    ),
+    // The load balancer's step: records its arguments.
+    ("srun", "#!/bin/bash\nprintf '%s\\n' \"$*\" >>\"$EVALCTL_DIR/srun.args\"\n"),
     // Retries and polls wait for nothing.
     ("sleep", "#!/bin/bash\nexit 0\n"),
 ];
@@ -329,6 +336,109 @@ fn endpoints_and_serving() {
     let r = j.run("sh -c 'exit 0' & EVALCTL_SERVER_PIDS=($!); wait; evalctl_serve_until_done a b", &[], None);
     assert_eq!(r.rc, 1, "{}", r.out);
     assert!(r.out.contains("a model server exited"), "{}", r.out);
+}
+
+/// Runs `evalctl_servers_ready` for instances whose heads are `heads` (the
+/// job's first node is `node1`, where the batch shell runs) against servers
+/// answering at `listen` (`host:port` words); its output, the URLs
+/// `evalctl_servers_ready` set, the load balancer's configuration and
+/// `srun` arguments, and the URLs the health checks asked for.
+fn servers_ready(heads: &[&str], listen: &str, args: &str) -> (Ran, String, Vec<String>) {
+    let j = Job::new();
+    let heads = heads.join(" ");
+    let code = format!(
+        "mkdir -p \"$EVALCTL_LOGS\"\nEVALCTL_NODES=(node1 node2 node3 node4)\nEVALCTL_HEADS=({heads})\nEVALCTL_SERVER_PIDS=()\n\
+         for _ in \"${{EVALCTL_HEADS[@]}}\"; do EVALCTL_SERVER_PIDS+=($$); done\n\
+         evalctl_servers_ready {args} || exit 1\nwait\necho \"base=$EVALCTL_BASE_URL public=$EVALCTL_PUBLIC_URL\""
+    );
+    let r = j.run(&code, &[("STUB_LISTEN", listen)], None);
+    let urls = j.read("curl.urls").lines().map(str::to_owned).collect();
+    let cfg = j.read("haproxy-77.cfg") + &j.read("srun.args");
+    (r, cfg, urls)
+}
+
+#[test]
+fn a_server_on_this_node_is_reached_on_the_loopback_address() {
+    // A server listening on 127.0.0.1 only (SGLang's default) is healthy at
+    // once, and the client on this node uses the loopback address; other
+    // jobs would use the node's.
+    let (r, _, urls) = servers_ready(&["node1"], "127.0.0.1:8000", "8000 /health 30");
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert!(r.out.contains("base=http://127.0.0.1:8000 public=http://node1:8000"), "{}", r.out);
+    assert_eq!(urls, ["http://127.0.0.1:8000/health"]);
+    // One listening on all interfaces: the same.
+    let (r, _, _) = servers_ready(&["node1"], "127.0.0.1:8000 node1:8000", "8000 /health 30");
+    assert!(r.out.contains("base=http://127.0.0.1:8000 public=http://node1:8000"), "{}", r.out);
+    // One listening on its node's address only is still reached there.
+    let (r, _, urls) = servers_ready(&["node1"], "node1:8000", "8000 /health 30");
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert!(r.out.contains("base=http://node1:8000 public=http://node1:8000"), "{}", r.out);
+    assert_eq!(urls, ["http://127.0.0.1:8000/health", "http://node1:8000/health"]);
+    // Nothing answers: the wait ends at the timeout.
+    let (r, _, _) = servers_ready(&["node1"], "elsewhere:1", "8000 /health 0");
+    assert_eq!(r.rc, 1, "{}", r.out);
+    assert!(r.out.contains("not healthy after 0 s"), "{}", r.out);
+    // No health endpoint: after the wait, the loopback address unless only
+    // the node's accepts connections.
+    let (r, _, urls) = servers_ready(&["node1"], "", "8000 '' 1");
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert!(r.out.contains("base=http://127.0.0.1:8000 public=http://node1:8000"), "{}", r.out);
+    assert!(urls.is_empty(), "{urls:?}");
+}
+
+#[test]
+fn instances_on_other_nodes_are_reached_on_their_node_addresses() {
+    // Three instances, the first on this node: its health check and its
+    // load-balancer backend use the loopback address, the others their
+    // nodes' names; the client reaches the balancer on the loopback address,
+    // other jobs on this node's name.
+    let listen = "127.0.0.1:8000 node3:8000 node4:8000 127.0.0.1:5009";
+    let (r, cfg, urls) = servers_ready(&["node1", "node3", "node4"], listen, "8000 /health 30 5009 haproxy:lts");
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert_eq!(
+        urls,
+        [
+            "http://127.0.0.1:8000/health",
+            "http://node3:8000/health",
+            "http://node4:8000/health",
+            "http://127.0.0.1:5009/health"
+        ]
+    );
+    assert!(r.out.contains("base=http://127.0.0.1:5009 public=http://node1:5009"), "{}", r.out);
+    let servers: Vec<&str> = cfg.lines().filter(|l| l.trim_start().starts_with("server ")).map(str::trim).collect();
+    assert_eq!(
+        servers,
+        [
+            "server instance0 127.0.0.1:8000 check",
+            "server instance1 node3:8000 check",
+            "server instance2 node4:8000 check"
+        ]
+    );
+    assert!(cfg.contains("bind *:5009"), "{cfg}");
+    assert!(cfg.contains("--nodelist=node1 --container-image=haproxy:lts"), "{cfg}");
+    // An instance on another node listening on 127.0.0.1 only is never
+    // reached there (node3's loopback is not this node's), and the log says why.
+    let (r, _, urls) = servers_ready(&["node1", "node3"], "127.0.0.1:8000", "8000 /health 0 5009 haproxy:lts");
+    assert_eq!(r.rc, 1, "{}", r.out);
+    assert_eq!(urls, ["http://127.0.0.1:8000/health", "http://node3:8000/health"]);
+    assert!(r.out.contains("instance 1 runs on another node (node3)"), "{}", r.out);
+}
+
+#[test]
+fn a_shared_server_publishes_its_node_address_only_when_it_answers_there() {
+    let publish = "EVALCTL_BASE_URL=http://127.0.0.1:8000 EVALCTL_PUBLIC_URL=http://node1:8000 \
+                   evalctl_publish_endpoint /health";
+    let j = Job::new();
+    let r = j.run(publish, &[("STUB_LISTEN", "127.0.0.1:8000 node1:8000")], None);
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert_eq!(j.read("endpoint"), "http://node1:8000\n");
+    assert!(r.out.contains("endpoint published: http://node1:8000"), "{}", r.out);
+    // Listening on 127.0.0.1 only: other jobs could not reach it.
+    let j = Job::new();
+    let r = j.run(publish, &[("STUB_LISTEN", "127.0.0.1:8000")], None);
+    assert_eq!(r.rc, 1, "{}", r.out);
+    assert_eq!(j.read("endpoint"), "");
+    assert!(r.out.contains("must listen on all interfaces"), "{}", r.out);
 }
 
 /// The runtime alone is shellcheck-clean down to style findings. It has no

@@ -49,12 +49,26 @@ evalctl_http_ok() {
   case $line in "HTTP/"*" 200"*) return 0 ;; *) return 1 ;; esac
 }
 
-# Waits until URL is healthy; fails when process PID (if given) exits first
+# Succeeds when something accepts connections on HOST:PORT.
+evalctl_listening() { (: <>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits until one of URLs is healthy (tried in turn, every 5 s) and sets
+# EVALCTL_HEALTHY_URL to it; fails when process PID (if given) exits first
 # or after TIMEOUT seconds.
+# Usage: evalctl_wait_healthy PID TIMEOUT URL...
 evalctl_wait_healthy() {
-  local url=$1 pid=$2 timeout=$3 deadline=$((SECONDS + $3))
-  evalctl_log "waiting for $url (up to ${timeout} s)"
-  until evalctl_http_ok "$url" 2>/dev/null; do
+  local pid=$1 timeout=$2 deadline=$((SECONDS + $2)) url
+  shift 2
+  EVALCTL_HEALTHY_URL=
+  evalctl_log "waiting for $* (up to ${timeout} s)"
+  while :; do
+    for url in "$@"; do
+      if evalctl_http_ok "$url" 2>/dev/null; then
+        EVALCTL_HEALTHY_URL=$url
+        evalctl_log "$url is healthy"
+        return 0
+      fi
+    done
     if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
       evalctl_log "the model server exited before it became healthy"
       return 1
@@ -65,7 +79,6 @@ evalctl_wait_healthy() {
     fi
     sleep 5
   done
-  evalctl_log "$url is healthy"
 }
 
 # Waits for a background process; signals handled by traps do not end the wait.
@@ -272,34 +285,77 @@ evalctl_start_servers() {
 }
 
 # Waits until every instance answers on PORT/HEALTH; with several instances,
-# starts a load balancer in front of them. Sets EVALCTL_BASE_URL.
+# starts a load balancer in front of them. The batch shell runs on the
+# allocation's first node, the first instance's head, where the client
+# (per_task) and the load balancer run too: an instance there is reached on
+# the loopback address (a server listening on 127.0.0.1 only is reached),
+# else on its node's name, as are instances on other nodes. Sets
+# EVALCTL_BASE_URL, the endpoint seen from this node, and EVALCTL_PUBLIC_URL,
+# the endpoint other jobs reach (a node address).
 # Usage: evalctl_servers_ready PORT HEALTH_PATH TIMEOUT_S [PROXY_PORT PROXY_IMAGE]
 evalctl_servers_ready() {
-  local port=$1 health=$2 timeout=$3 proxy_port=${4:-} proxy_image=${5:-} i cfg
+  local port=$1 health=$2 timeout=$3 proxy_port=${4:-} proxy_image=${5:-} i a head cfg
+  local -a addrs urls reached=()
   for i in "${!EVALCTL_HEADS[@]}"; do
+    head=${EVALCTL_HEADS[$i]}
+    addrs=()
+    [ "$head" = "${EVALCTL_NODES[0]}" ] && addrs+=(127.0.0.1)
+    addrs+=("$head")
     if [ -n "$health" ]; then
-      evalctl_wait_healthy "http://${EVALCTL_HEADS[$i]}:$port$health" "${EVALCTL_SERVER_PIDS[$i]}" "$timeout" || return 1
+      urls=()
+      for a in "${addrs[@]}"; do urls+=("http://$a:$port$health"); done
+      if ! evalctl_wait_healthy "${EVALCTL_SERVER_PIDS[$i]}" "$timeout" "${urls[@]}"; then
+        [ "${addrs[0]}" = "$head" ] &&
+          evalctl_log "instance $i runs on another node ($head), reached on that node's address: a server listening on 127.0.0.1 only is not (use e.g. --host 0.0.0.0)"
+        return 1
+      fi
+      a=${EVALCTL_HEALTHY_URL#http://}
+      a=${a%%:*}
     else
       evalctl_log "no health endpoint: waiting ${timeout} s for instance $i"
       sleep "$timeout"
+      # The first address unless only the node's accepts connections.
+      a=${addrs[0]}
+      if ! evalctl_listening "$a" "$port" && evalctl_listening "$head" "$port"; then a=$head; fi
     fi
+    reached+=("$a")
   done
-  EVALCTL_BASE_URL="http://${EVALCTL_HEADS[0]}:$port"
+  EVALCTL_BASE_URL="http://${reached[0]}:$port"
+  EVALCTL_PUBLIC_URL="http://${EVALCTL_HEADS[0]}:$port"
   if [ "${#EVALCTL_HEADS[@]}" -gt 1 ]; then
     cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}.cfg"
     {
       printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 3600s\n  timeout server 3600s\n'
       printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n' "$proxy_port"
       [ -n "$health" ] && printf '  option httpchk GET %s\n' "$health"
-      for i in "${!EVALCTL_HEADS[@]}"; do printf '  server instance%s %s:%s check\n' "$i" "${EVALCTL_HEADS[$i]}" "$port"; done
+      for i in "${!reached[@]}"; do printf '  server instance%s %s:%s check\n' "$i" "${reached[$i]}" "$port"; done
     } >"$cfg"
     srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_HEADS[0]}" --container-image="$proxy_image" \
       --container-mounts="$cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" \
       haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-${SLURM_JOB_ID:-0}.log" 2>&1 &
     EVALCTL_SERVER_PIDS+=("$!")
-    EVALCTL_BASE_URL="http://${EVALCTL_HEADS[0]}:$proxy_port"
-    evalctl_wait_healthy "$EVALCTL_BASE_URL${health:-/}" "$!" "$timeout" || return 1
+    evalctl_wait_healthy "$!" "$timeout" "http://127.0.0.1:$proxy_port${health:-/}" || return 1
+    EVALCTL_BASE_URL="http://127.0.0.1:$proxy_port"
+    EVALCTL_PUBLIC_URL="http://${EVALCTL_HEADS[0]}:$proxy_port"
   fi
+}
+
+# Publishes EVALCTL_PUBLIC_URL as this deployment's endpoint, once it answers
+# there: other jobs reach it on its node's address, which a server listening
+# on 127.0.0.1 only does not answer.
+# Usage: evalctl_publish_endpoint HEALTH_PATH
+evalctl_publish_endpoint() {
+  local hostport=${EVALCTL_PUBLIC_URL#http://}
+  if [ -n "$1" ]; then
+    evalctl_http_ok "$EVALCTL_PUBLIC_URL$1" 2>/dev/null
+  else
+    evalctl_listening "${hostport%%:*}" "${hostport##*:}"
+  fi || {
+    evalctl_log "the model server answers on $EVALCTL_BASE_URL but not on $EVALCTL_PUBLIC_URL, where other jobs reach it: a shared or auxiliary server must listen on all interfaces (e.g. --host 0.0.0.0)"
+    return 1
+  }
+  printf '%s\n' "$EVALCTL_PUBLIC_URL" >"$EVALCTL_DIR/endpoint.tmp" && mv -f "$EVALCTL_DIR/endpoint.tmp" "$EVALCTL_DIR/endpoint"
+  evalctl_log "endpoint published: $EVALCTL_PUBLIC_URL"
 }
 
 # Waits for a deployment job of the stack to publish a healthy endpoint.

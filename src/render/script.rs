@@ -154,7 +154,8 @@ impl Shell for ContainerArgs<'_> {
 }
 
 /// Starts a model server's instances and waits until they are ready;
-/// leaves `EVALCTL_BASE_URL` set.
+/// leaves `EVALCTL_BASE_URL` (the endpoint seen from the job's first node:
+/// loopback there) and `EVALCTL_PUBLIC_URL` (a node address) set.
 fn server_block(sv: &ServerSpec) -> String {
     let mut s = shell!(
         "EVALCTL_SRV_ARGS=({})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {}\n",
@@ -182,8 +183,11 @@ fn serve(server: &ServerSpec, tasks: &[String]) -> String {
     let mut s = String::from("\n# ---- serve the model for the stack's tasks ----\n");
     s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_chain start server\nevalctl_status running\n");
     s.push_str(&server_block(server));
-    s.push_str("printf '%s\\n' \"$EVALCTL_BASE_URL\" >\"$EVALCTL_DIR/endpoint.tmp\" && mv -f \"$EVALCTL_DIR/endpoint.tmp\" \"$EVALCTL_DIR/endpoint\"\n");
-    s.push_str("evalctl_log \"endpoint published: $EVALCTL_BASE_URL\"\n");
+    // Other jobs reach the server on its node's address, never the loopback one.
+    s.push_str(&shell!(
+        "if ! evalctl_publish_endpoint {}; then\n  evalctl_stop \"${{EVALCTL_SERVER_PIDS[@]}}\"\n  evalctl_status failed endpoint-unreachable\n  evalctl_chain end endpoint-unreachable\n  exit 1\nfi\n",
+        ShellWord::from(server.health.as_ref().map_or("", UrlPath::as_str))
+    ));
     s.push_str(&shell!("evalctl_serve_until_done {}\nrc=$?\n", tasks.iter().collect::<Words>()));
     s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     s.push_str("if [ \"$rc\" -eq 0 ]; then evalctl_status completed; evalctl_chain end completed; else evalctl_status failed server-exited; evalctl_chain end server-exited; fi\nexit \"$rc\"\n");
