@@ -182,11 +182,8 @@ fn the_time_limit_warning_comes_late_enough_for_short_links() {
 }
 
 #[test]
-fn endpoint_settings_without_a_field_reach_the_run_config() {
-    let r = render_file(
-        "tests/fixtures/old_dialect.yaml",
-        &["target.api_endpoint.stream=true", "target.api_endpoint.request_timeout=600"],
-    );
+fn stream_reaches_the_run_config() {
+    let r = render_file("tests/fixtures/old_dialect.yaml", &["target.api_endpoint.stream=true"]);
     let clients: Vec<_> = r.jobs.iter().filter(|j| j.script.text().contains("run_config.yml")).collect();
     assert!(!clients.is_empty());
     for j in clients {
@@ -195,6 +192,21 @@ fn endpoint_settings_without_a_field_reach_the_run_config() {
         let end = start + script[start..].find("\nEVALCTL_RUN_CONFIG_END").expect("its end");
         let doc: serde_json::Value = serde_json::from_str(&script[start..end]).expect("JSON");
         let endpoint = &doc["target"]["api_endpoint"];
-        assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
+        assert_eq!(endpoint["stream"], true, "{doc}");
     }
+}
+
+#[test]
+fn endpoint_settings_the_harness_lacks_are_warned_about_and_not_passed() {
+    let path = "tests/fixtures/old_dialect.yaml";
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    let overrides = vec!["target.api_endpoint.request_timeout=600".to_owned()];
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new(path), &text, &overrides, &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let warned = evalctl::diag::render_all(&loaded.warnings, &sources);
+    assert!(warned.contains("`target.api_endpoint.request_timeout` is not an endpoint setting"), "{warned}");
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let r = render::render(&loaded, &graph).unwrap();
+    assert!(r.jobs.iter().all(|j| !j.script.text().contains("request_timeout")));
 }

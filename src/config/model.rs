@@ -424,6 +424,7 @@ pub struct Target {
 
 /// An OpenAI-compatible endpoint.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-other-keys" = "Other keys are not endpoint settings of the harness: they are left out of its run config, with a warning."))]
 pub struct ApiEndpoint {
     /// Full `http://` or `https://` URL, e.g. `https://host/v1/chat/completions`,
     /// of RFC 3986 characters only (percent-encode spaces, quotes and the
@@ -439,10 +440,14 @@ pub struct ApiEndpoint {
     /// Endpoint type (`chat`, `completions`, ...). Default: from the task.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Whether the harness streams responses. Default: the harness's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
     /// Adapter (interceptor) settings; passed to the harness unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_config: Option<Open>,
-    /// Any other endpoint setting, passed to the harness unchanged.
+    /// Any other key (accepted for configs the launcher accepts, which
+    /// ignores them too): not written to the run config; `validate` warns.
     #[serde(flatten)]
     pub extra: Open,
 }
