@@ -296,6 +296,15 @@ fn every_run_config_evalctl_writes_is_valid_for_the_harness() {
             configs.extend(found);
         }
     }
+    // Every endpoint type evalctl accepts, deployed and not.
+    for kind in render::run_config::HARNESS_ENDPOINT_TYPES {
+        for path in ["examples/slurm_llama_3_1_8b_instruct.yaml", "tests/fixtures/old_dialect.yaml"] {
+            let label = format!("{path} of type {kind}");
+            let overrides = [format!("target.api_endpoint.type={kind}")];
+            configs
+                .extend(run_configs(&label, Path::new(path), &overrides).unwrap_or_else(|e| panic!("{label}:\n{e}")));
+        }
+    }
     // An auxiliary judge the task's settings refer to.
     let judge = [
         "evaluation.nemo_evaluator_config.config.params.extra.judge.url=auxiliary_deployments.judge.chat_url",

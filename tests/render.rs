@@ -210,3 +210,18 @@ fn endpoint_settings_the_harness_lacks_are_warned_about_and_not_passed() {
     let r = render::render(&loaded, &graph).unwrap();
     assert!(r.jobs.iter().all(|j| !j.script.text().contains("request_timeout")));
 }
+
+#[test]
+fn endpoint_types_the_harness_lacks_are_refused_at_their_line() {
+    let text = "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n\
+                execution: {account: a, output_dir: /r}\n\
+                target:\n  api_endpoint:\n    type: ranking\n    url: http://h:8000/v1/chat/completions\n    model_id: m\n\
+                evaluation:\n  tasks:\n    - name: gsm8k\n      endpoint_type: chat_completions\n";
+    let sources = Sources::new();
+    let failed = config::load_text(Path::new("types.yaml"), text, &[], &sources, &|_| None).expect_err("refused");
+    let shown = evalctl::diag::render_all(&failed.diagnostics, &sources);
+    for (at, kind) in [("types.yaml:8:11", "ranking"), ("types.yaml:14:22", "chat_completions")] {
+        let want = format!("`{kind}` is not an endpoint type of the harness");
+        assert!(shown.contains(&want) && shown.contains(at), "{at} {want}:\n{shown}");
+    }
+}

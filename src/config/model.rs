@@ -437,7 +437,8 @@ pub struct ApiEndpoint {
     /// Name of the environment variable holding the API key (read where evalctl runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_name: Option<String>,
-    /// Endpoint type (`chat`, `completions`, ...). Default: from the task.
+    /// Endpoint type: `chat`, `completions`, `completions_logprob`, `embedding`
+    /// or `vlm` (which the harness reads as `chat`). Default: from the task.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Whether the harness streams responses. Default: the harness's.
@@ -489,7 +490,7 @@ pub struct Task {
     /// Harness container image, overriding the catalog's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Endpoint type to evaluate (`chat`, `completions`, ...). Default: the catalog's.
+    /// Endpoint type to evaluate (as `target.api_endpoint.type`). Default: the catalog's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_type: Option<String>,
     /// Environment of this task's container (values as in `evaluation.env_vars`).

@@ -517,6 +517,32 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         );
     }
 
+    // Endpoint types: the harness refuses others at start.
+    let types = crate::render::run_config::HARNESS_ENDPOINT_TYPES;
+    let mut typed = vec![(keys(&["target", "api_endpoint", "type"]), &cfg.target.api_endpoint.kind)];
+    for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
+        let path = vec![
+            Seg::Key("evaluation".into()),
+            Seg::Key("tasks".into()),
+            Seg::Index(i),
+            Seg::Key("endpoint_type".into()),
+        ];
+        typed.push((path, &t.endpoint_type));
+    }
+    for (path, kind) in typed {
+        if let Some(kind) = kind
+            && !types.contains(&kind.as_str())
+        {
+            let why = format!(
+                "`{}` is not an endpoint type of the harness (nemo-evaluator {}): one of {}",
+                kind.escape_debug(),
+                crate::render::run_config::HARNESS_VERSION,
+                types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            );
+            err(diags, path, true, why);
+        }
+    }
+
     // Tasks.
     if cfg.evaluation.tasks.is_empty() {
         err(diags, keys(&["evaluation", "tasks"]), false, "`evaluation.tasks` is empty: nothing to evaluate".into());

@@ -20,6 +20,11 @@ pub const URL_PLACEHOLDER: &str = "@@EVALCTL_ENDPOINT_URL@@";
 /// `tests/harness_models.rs` validates rendered run configs with it.
 pub const HARNESS_VERSION: &str = "0.2.8";
 
+/// The endpoint types the harness accepts at `target.api_endpoint.type`
+/// (its `EndpointType`; `vlm`, which the launcher's task catalog still
+/// uses, it reads as `chat`).
+pub const HARNESS_ENDPOINT_TYPES: &[&str] = &["chat", "completions", "completions_logprob", "embedding", "vlm"];
+
 /// The placeholder a run config made by [`run_config`] holds for its URL.
 pub fn url_placeholder(run_config: &J) -> &str {
     run_config["target"]["api_endpoint"]["url"].as_str().unwrap_or(URL_PLACEHOLDER)
@@ -56,7 +61,7 @@ pub fn endpoint_for(cfg: &Config, rt: &ResolvedTask, task: &Task) -> (String, St
     let eps = cfg.deployment.endpoints.clone().unwrap_or_default();
     let path = match kind.as_str() {
         "chat" | "vlm" => eps.chat,
-        "completions" => eps.completions,
+        "completions" | "completions_logprob" => eps.completions,
         "embedding" => eps.embedding,
         "ranking" => eps.ranking,
         _ => None,
