@@ -183,7 +183,7 @@ fn check(configs: &[(String, String)]) -> Vec<String> {
     let stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || serde_json::to_writer(stdin, &input));
     let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let wrote = writer.join().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
     // Exit 1 with problem lines is a verdict; anything else broke the check.
@@ -193,6 +193,7 @@ fn check(configs: &[(String, String)]) -> Vec<String> {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    wrote.expect("the run configs written to the check");
     lines
 }
 
