@@ -962,9 +962,9 @@ fn run_and_check(sb: &Sandbox, acc: &Accepted, all_tasks: bool) -> Vec<String> {
                     }
                 }
                 if let Some(k) = &cfg.target.api_endpoint.api_key_name
-                    && ep["api_key"] != json!(k)
+                    && ep["api_key_name"] != json!(k)
                 {
-                    errs.push(format!("{}: api_key {}, want the name {k:?}", j.id, ep["api_key"]));
+                    errs.push(format!("{}: api_key_name {}, want {k:?}", j.id, ep["api_key_name"]));
                 }
                 for label in ["target.api_endpoint.model_id", "deployment.served_model_name"] {
                     if let Some(p) = by_label(label)

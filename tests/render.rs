@@ -182,11 +182,8 @@ fn the_time_limit_warning_comes_late_enough_for_short_links() {
 }
 
 #[test]
-fn endpoint_settings_without_a_field_reach_the_run_config() {
-    let r = render_file(
-        "tests/fixtures/old_dialect.yaml",
-        &["target.api_endpoint.stream=true", "target.api_endpoint.request_timeout=600"],
-    );
+fn stream_reaches_the_run_config() {
+    let r = render_file("tests/fixtures/old_dialect.yaml", &["target.api_endpoint.stream=true"]);
     let clients: Vec<_> = r.jobs.iter().filter(|j| j.script.text().contains("run_config.yml")).collect();
     assert!(!clients.is_empty());
     for j in clients {
@@ -195,7 +192,37 @@ fn endpoint_settings_without_a_field_reach_the_run_config() {
         let end = start + script[start..].find("\nEVALCTL_RUN_CONFIG_END").expect("its end");
         let doc: serde_json::Value = serde_json::from_str(&script[start..end]).expect("JSON");
         let endpoint = &doc["target"]["api_endpoint"];
-        assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
+        assert_eq!(endpoint["stream"], true, "{doc}");
+    }
+}
+
+#[test]
+fn endpoint_settings_the_harness_lacks_are_warned_about_and_not_passed() {
+    let path = "tests/fixtures/old_dialect.yaml";
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    let overrides = vec!["target.api_endpoint.request_timeout=600".to_owned()];
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new(path), &text, &overrides, &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let warned = evalctl::diag::render_all(&loaded.warnings, &sources);
+    assert!(warned.contains("`target.api_endpoint.request_timeout` is not an endpoint setting"), "{warned}");
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let r = render::render(&loaded, &graph).unwrap();
+    assert!(r.jobs.iter().all(|j| !j.script.text().contains("request_timeout")));
+}
+
+#[test]
+fn endpoint_types_the_harness_lacks_are_refused_at_their_line() {
+    let text = "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n\
+                execution: {account: a, output_dir: /r}\n\
+                target:\n  api_endpoint:\n    type: ranking\n    url: http://h:8000/v1/chat/completions\n    model_id: m\n\
+                evaluation:\n  tasks:\n    - name: gsm8k\n      endpoint_type: chat_completions\n";
+    let sources = Sources::new();
+    let failed = config::load_text(Path::new("types.yaml"), text, &[], &sources, &|_| None).expect_err("refused");
+    let shown = evalctl::diag::render_all(&failed.diagnostics, &sources);
+    for (at, kind) in [("types.yaml:8:11", "ranking"), ("types.yaml:14:22", "chat_completions")] {
+        let want = format!("`{kind}` is not an endpoint type of the harness");
+        assert!(shown.contains(&want) && shown.contains(at), "{at} {want}:\n{shown}");
     }
 }
 

@@ -424,6 +424,7 @@ pub struct Target {
 
 /// An OpenAI-compatible endpoint.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(extend("x-other-keys" = "Other keys are not endpoint settings of the harness: they are left out of its run config, with a warning."))]
 pub struct ApiEndpoint {
     /// Full `http://` or `https://` URL, e.g. `https://host/v1/chat/completions`,
     /// of RFC 3986 characters only (percent-encode spaces, quotes and the
@@ -436,13 +437,18 @@ pub struct ApiEndpoint {
     /// Name of the environment variable holding the API key (read where evalctl runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_name: Option<String>,
-    /// Endpoint type (`chat`, `completions`, ...). Default: from the task.
+    /// Endpoint type: `chat`, `completions`, `completions_logprob`, `embedding`
+    /// or `vlm` (which the harness reads as `chat`). Default: from the task.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Whether the harness streams responses. Default: the harness's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
     /// Adapter (interceptor) settings; passed to the harness unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_config: Option<Open>,
-    /// Any other endpoint setting, passed to the harness unchanged.
+    /// Any other key (accepted for configs the launcher accepts, which
+    /// ignores them too): not written to the run config; `validate` warns.
     #[serde(flatten)]
     pub extra: Open,
 }
@@ -484,7 +490,7 @@ pub struct Task {
     /// Harness container image, overriding the catalog's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// Endpoint type to evaluate (`chat`, `completions`, ...). Default: the catalog's.
+    /// Endpoint type to evaluate (as `target.api_endpoint.type`). Default: the catalog's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_type: Option<String>,
     /// Environment of this task's container (values as in `evaluation.env_vars`).

@@ -114,7 +114,9 @@ fn section(out: &mut String, name: &str, d: &J) {
             ));
         }
     }
-    if d.get("additionalProperties") == Some(&J::Bool(true)) || d.get("additionalProperties").is_none() {
+    if let Some(other) = d.get("x-other-keys").and_then(J::as_str) {
+        out.push_str(&format!("\n{other}\n"));
+    } else if d.get("additionalProperties") == Some(&J::Bool(true)) || d.get("additionalProperties").is_none() {
         out.push_str("\nOther keys are passed through unchanged.\n");
     }
     out.push('\n');

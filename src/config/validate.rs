@@ -491,6 +491,57 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
         let path = keys(&["target", "api_endpoint", "api_key_name"]);
         err(diags, path, true, format!("`{}` is not a valid environment variable name", key.escape_debug()));
     }
+    // Other keys under `target.api_endpoint`: the harness's endpoint model
+    // refuses fields it lacks (failing every task at start), so they are
+    // not written to the run config; the launcher accepts and ignores them.
+    for key in cfg.target.api_endpoint.extra.keys() {
+        let span = tree.span_of(&keys(&["target", "api_endpoint", key]));
+        let note = match key.as_str() {
+            "api_key" => "name the variable holding the key with `api_key_name`",
+            _ => "request settings go under `evaluation.nemo_evaluator_config.config.params`",
+        };
+        diags.push(
+            Diagnostic::warning(
+                span,
+                format!(
+                    "`target.api_endpoint.{}` is not an endpoint setting of the harness (nemo-evaluator {}): \
+                     it is not passed to it",
+                    key.escape_debug(),
+                    crate::render::run_config::HARNESS_VERSION,
+                ),
+            )
+            .with_note(format!(
+                "the harness's endpoint settings are `url`, `model_id`, `type`, `api_key_name`, `stream` and \
+                 `adapter_config`; {note}"
+            )),
+        );
+    }
+
+    // Endpoint types: the harness refuses others at start.
+    let types = crate::render::run_config::HARNESS_ENDPOINT_TYPES;
+    let mut typed = vec![(keys(&["target", "api_endpoint", "type"]), &cfg.target.api_endpoint.kind)];
+    for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
+        let path = vec![
+            Seg::Key("evaluation".into()),
+            Seg::Key("tasks".into()),
+            Seg::Index(i),
+            Seg::Key("endpoint_type".into()),
+        ];
+        typed.push((path, &t.endpoint_type));
+    }
+    for (path, kind) in typed {
+        if let Some(kind) = kind
+            && !types.contains(&kind.as_str())
+        {
+            let why = format!(
+                "`{}` is not an endpoint type of the harness (nemo-evaluator {}): one of {}",
+                kind.escape_debug(),
+                crate::render::run_config::HARNESS_VERSION,
+                types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            );
+            err(diags, path, true, why);
+        }
+    }
 
     // Tasks.
     if cfg.evaluation.tasks.is_empty() {

@@ -15,6 +15,16 @@ use crate::config::model::{Config, DeploymentType, Task};
 /// the URL and nothing else.
 pub const URL_PLACEHOLDER: &str = "@@EVALCTL_ENDPOINT_URL@@";
 
+/// The version of nemo-evaluator (the harness's run-config models) the run
+/// config is written for: the one nemo-evaluator-launcher 0.2.6 installs.
+/// `tests/harness_models.rs` validates rendered run configs with it.
+pub const HARNESS_VERSION: &str = "0.2.8";
+
+/// The endpoint types the harness accepts at `target.api_endpoint.type`
+/// (its `EndpointType`; `vlm`, which the launcher's task catalog still
+/// uses, it reads as `chat`).
+pub const HARNESS_ENDPOINT_TYPES: &[&str] = &["chat", "completions", "completions_logprob", "embedding", "vlm"];
+
 /// The placeholder a run config made by [`run_config`] holds for its URL.
 pub fn url_placeholder(run_config: &J) -> &str {
     run_config["target"]["api_endpoint"]["url"].as_str().unwrap_or(URL_PLACEHOLDER)
@@ -51,7 +61,7 @@ pub fn endpoint_for(cfg: &Config, rt: &ResolvedTask, task: &Task) -> (String, St
     let eps = cfg.deployment.endpoints.clone().unwrap_or_default();
     let path = match kind.as_str() {
         "chat" | "vlm" => eps.chat,
-        "completions" => eps.completions,
+        "completions" | "completions_logprob" => eps.completions,
         "embedding" => eps.embedding,
         "ranking" => eps.ranking,
         _ => None,
@@ -74,18 +84,20 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
         .or_else(|| cfg.deployment.served_model_name.clone())
         .unwrap_or_default();
     let mut endpoint = json!({ "url": URL_PLACEHOLDER, "model_id": model_id, "type": endpoint_type });
+    // The harness reads the key from the variable named here (it exports it).
     if let Some(key) = &cfg.target.api_endpoint.api_key_name
         && vars.iter().any(|v| &v.name == key)
     {
-        endpoint["api_key"] = json!(key);
+        endpoint["api_key_name"] = json!(key);
     }
     if let Some(ac) = &cfg.target.api_endpoint.adapter_config {
         endpoint["adapter_config"] = J::Object(ac.clone());
     }
-    // Settings evalctl has no field for reach the harness unchanged.
-    for (key, value) in &cfg.target.api_endpoint.extra {
-        endpoint[key] = value.clone();
+    if let Some(stream) = cfg.target.api_endpoint.stream {
+        endpoint["stream"] = json!(stream);
     }
+    // Nothing else: the harness's endpoint model refuses fields it lacks
+    // (`config::validate` warns of other keys under `target.api_endpoint`).
     let mut base = json!({
         "config": { "type": rt.info.name, "output_dir": "/results" },
         "target": { "api_endpoint": endpoint },
