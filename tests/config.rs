@@ -357,7 +357,6 @@ fn launcher_feature_fixture() {
     assert_eq!(c.execution.num_instances, 2);
     assert_eq!(c.execution.gres.as_deref(), Some("gpu:0"));
     assert_eq!(c.execution.mounts.evaluation.get("./hf_cache").map(String::as_str), Some("/root/.cache/huggingface"));
-    assert_eq!(c.execution.auto_export.as_ref().unwrap().destinations, ["mlflow"]);
     assert_eq!(c.export.as_ref().unwrap()["mlflow"]["tags"]["backend"], "sglang");
     assert_eq!(l.tasks[0].info.qualified(), "simple_evals.gpqa_diamond");
 }

@@ -51,6 +51,7 @@ fn snapshots() {
         ("ray_shared", "tests/fixtures/user_groups.yaml", vec![]),
         ("no_deployment", "tests/fixtures/old_dialect.yaml", vec![]),
         ("auxiliary_judge", "tests/fixtures/new_dialect_judge.yaml", vec![]),
+        ("launcher_keys", "tests/fixtures/launcher_keys.yaml", vec![]),
     ];
     for (name, path, overrides) in cases {
         let r = render_file(path, &overrides);
@@ -197,4 +198,72 @@ fn endpoint_settings_without_a_field_reach_the_run_config() {
         let endpoint = &doc["target"]["api_endpoint"];
         assert_eq!((&endpoint["stream"], &endpoint["request_timeout"]), (&true.into(), &600.into()), "{doc}");
     }
+}
+
+fn job(r: &Rendered, id: &str) -> String {
+    r.jobs.iter().find(|j| j.id == id).unwrap_or_else(|| panic!("no job {id}")).script.text()
+}
+
+#[test]
+fn launcher_keys_reach_the_jobs() {
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &[]);
+    let gsm8k = job(&r, "gsm8k");
+    // The built-in TensorRT-LLM group's parallelism is the launcher's.
+    assert!(gsm8k.contains("--tp_size 8 "), "{gsm8k}");
+    // deployment.cache_path: read-write at /cache in the server container.
+    assert!(
+        gsm8k.contains(
+            "'--container-mounts=/lustre/models/llama-3.1-8b-instruct:/checkpoint:ro,/lustre/cache/trtllm:/cache'"
+        ),
+        "{gsm8k}"
+    );
+    // dataset_dir: at /datasets (or dataset_mount_path) in the harness
+    // container, which is told where by NEMO_EVALUATOR_DATASET_DIR.
+    assert!(gsm8k.contains("/artifacts:/results,/lustre/datasets/gsm8k:/datasets'"), "{gsm8k}");
+    assert!(gsm8k.contains("export NEMO_EVALUATOR_DATASET_DIR=/datasets\n"), "{gsm8k}");
+    let hellaswag = job(&r, "hellaswag");
+    assert!(hellaswag.contains("/artifacts:/results,/lustre/datasets/hellaswag:/data:ro'"), "{hellaswag}");
+    assert!(hellaswag.contains("export NEMO_EVALUATOR_DATASET_DIR=/data\n"), "{hellaswag}");
+    // evaluation_gpu_visible: true gives the harness every GPU.
+    for j in [&gsm8k, &hellaswag] {
+        assert!(j.contains("export NVIDIA_VISIBLE_DEVICES=all\n"), "{j}");
+    }
+    // subproject labels the jobs after the name refresh finds them by.
+    assert!(gsm8k.contains("#SBATCH --job-name=launcher_keys.gsm8k.nightly\n"), "{gsm8k}");
+    assert!(job(&r, "gsm8k.resume").contains("#SBATCH --job-name=launcher_keys.gsm8k.resume.nightly\n"));
+    // A device list is passed verbatim; false exports nothing.
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &["execution.evaluation_gpu_visible=0,1"]);
+    assert!(job(&r, "gsm8k").contains("export NVIDIA_VISIBLE_DEVICES='0,1'\n"));
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &["execution.evaluation_gpu_visible=false"]);
+    assert!(!job(&r, "gsm8k").contains("NVIDIA_VISIBLE_DEVICES"));
+}
+
+#[test]
+fn a_shared_topology_task_that_sees_gpus_asks_for_them() {
+    let shared = ["execution.topology=shared"];
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &shared);
+    let task = job(&r, "gsm8k");
+    assert!(task.contains("#SBATCH --gres=gpu:8\n") && task.contains("#SBATCH --exclusive\n"), "{task}");
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &[shared[0], "execution.evaluation_gpu_visible=false"]);
+    let task = job(&r, "gsm8k");
+    assert!(!task.contains("--gres") && !task.contains("--exclusive"), "{task}");
+}
+
+#[test]
+fn the_resume_link_limit_follows_max_walltime() {
+    let links = |overrides: &[&str]| {
+        let r = render_file("examples/slurm_llama_3_1_8b_instruct.yaml", overrides);
+        let text = r.jobs[0].script.text();
+        let line = text.lines().find_map(|l| l.strip_prefix("export EVALCTL_MAX_LINKS=")).expect("the limit");
+        line.parse::<u32>().unwrap()
+    };
+    // Default max_walltime 120 h: the links it takes at full walltime, plus 20.
+    assert_eq!(links(&[]), 60 + 20, "walltime 2 h");
+    assert_eq!(links(&["execution.walltime=00:30:00"]), 240 + 20);
+    assert_eq!(links(&["execution.walltime=07:00:00"]), 18 + 20, "a partial last link counts");
+    // No max_walltime: unlimited, as in the launcher (0 in the script).
+    assert_eq!(links(&["execution.max_walltime=null"]), 0);
+    // An explicit limit wins.
+    assert_eq!(links(&["execution.max_resume_links=5"]), 5);
+    assert_eq!(links(&["execution.max_walltime=null", "execution.max_resume_links=50"]), 50);
 }
