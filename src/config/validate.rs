@@ -733,6 +733,19 @@ fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
         }
     }
 
+    // Nothing deployed: the server's settings have no server (the model name
+    // still names the model in requests).
+    if cfg.deployment.kind == DeploymentType::None
+        && let Ok(J::Object(set)) = serde_json::to_value(&cfg.deployment)
+    {
+        for k in set.keys().filter(|k| !matches!(k.as_str(), "type" | "served_model_name")) {
+            diags.push(Diagnostic::warning(
+                at_key(&keys(&["deployment", k])),
+                format!("`deployment.{k}` is unused: nothing is deployed (`deployment.type: none`)"),
+            ));
+        }
+    }
+
     // The main deployment's nodes and instances are execution's.
     for k in ["num_nodes", "num_instances"] {
         let set = if k == "num_nodes" { cfg.deployment.num_nodes } else { cfg.deployment.num_instances };
