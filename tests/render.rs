@@ -267,3 +267,18 @@ fn the_resume_link_limit_follows_max_walltime() {
     assert_eq!(links(&["execution.max_resume_links=5"]), 5);
     assert_eq!(links(&["execution.max_walltime=null", "execution.max_resume_links=50"]), 50);
 }
+
+#[test]
+fn an_auxiliary_deployment_has_its_own_task_count() {
+    let start = |overrides: &[&str]| {
+        let r = render_file("tests/fixtures/new_dialect_judge.yaml", overrides);
+        let text = job(&r, "server.judge");
+        text.lines().find(|l| l.starts_with("evalctl_start_servers ")).expect("a server").to_owned()
+    };
+    // Group, instances, nodes and tasks per instance.
+    assert_eq!(start(&["auxiliary_deployments.judge.num_nodes=2"]), "evalctl_start_servers aux_judge 1 2 2");
+    assert_eq!(
+        start(&["auxiliary_deployments.judge.num_nodes=2", "auxiliary_deployments.judge.n_tasks=16"]),
+        "evalctl_start_servers aux_judge 1 2 16"
+    );
+}

@@ -451,6 +451,12 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub num_instances: Option<u32>,
+    /// `srun` tasks of an auxiliary deployment's server across its instances.
+    /// Default: its `num_nodes` (the model's is `execution.deployment.n_tasks`;
+    /// setting this there is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub n_tasks: Option<u32>,
     /// Commands run in the server container before the server starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_cmd: Option<String>,

@@ -747,12 +747,16 @@ fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
     }
 
     // The main deployment's nodes and instances are execution's.
-    for k in ["num_nodes", "num_instances"] {
-        let set = if k == "num_nodes" { cfg.deployment.num_nodes } else { cfg.deployment.num_instances };
+    let d = &cfg.deployment;
+    for (k, set, theirs) in [
+        ("num_nodes", d.num_nodes, "execution.num_nodes"),
+        ("num_instances", d.num_instances, "execution.num_instances"),
+        ("n_tasks", d.n_tasks, "execution.deployment.n_tasks"),
+    ] {
         if set.is_some() {
             diags.push(Diagnostic::error(
                 at_key(&keys(&["deployment", k])),
-                format!("`deployment.{k}` is for auxiliary deployments: the model's is `execution.{k}`"),
+                format!("`deployment.{k}` is for auxiliary deployments: the model's is `{theirs}`"),
             ));
         }
     }

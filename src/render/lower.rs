@@ -307,7 +307,7 @@ impl<'a> Lower<'a> {
             None => (e.num_nodes, e.num_instances),
         };
         let instances = instances.max(1);
-        let n_tasks = if aux.is_some() { nodes } else { e.deployment.n_tasks.unwrap_or(nodes) };
+        let n_tasks = if aux.is_some() { d.n_tasks.unwrap_or(nodes) } else { e.deployment.n_tasks.unwrap_or(nodes) };
         let mut pairs = vec![];
         if let Some(cp) = &d.checkpoint_path {
             pairs.push((cp.clone(), "/checkpoint:ro".to_owned(), key_then(base, "checkpoint_path")));
