@@ -447,7 +447,7 @@ fn scenarios() -> Vec<Scenario> {
         json!({
             "execution": {
                 "num_nodes": 2, "num_instances": 2,
-                "proxy": { "image": "haproxy:lts", "config": { "haproxy_port": 5009, "health_check_path": "/health" } },
+                "proxy": { "image": "haproxy:lts", "config": { "haproxy_port": 5009 } },
                 "mounts": { "deployment": { "/adv/hf": "/root/.cache/huggingface" }, "evaluation": { "./data": "/data:ro" } },
             },
             "deployment": { "checkpoint_path": "/adv/ckpt", "hf_model_handle": null },
@@ -914,6 +914,16 @@ fn run_and_check(sb: &Sandbox, acc: &Accepted, all_tasks: bool) -> Vec<String> {
         {
             errs.push(format!("{}: --comment is {:?}", j.id, h.get("comment")));
         }
+        if let Some(p) = by_label("execution.subproject")
+            && h.get("job-name") != Some(&format!("{}.{}.{}", acc.loaded.stack, j.id, p.value))
+        {
+            errs.push(format!(
+                "{}: --job-name is {:?}, want the subproject {:?} last",
+                j.id,
+                h.get("job-name"),
+                p.value
+            ));
+        }
     }
 
     // Run the deployment jobs, publish endpoints, then each task's first link.
@@ -999,6 +1009,14 @@ fn run_and_check(sb: &Sandbox, acc: &Accepted, all_tasks: bool) -> Vec<String> {
     for d in std::iter::once(&cfg.deployment).chain(cfg.auxiliary_deployments.values()) {
         if let Some(cp) = &d.checkpoint_path {
             allowed.insert(format!("{cp}:/checkpoint:ro"));
+        }
+        if let Some(cache) = &d.cache_path {
+            allowed.insert(format!("{cache}:/cache"));
+        }
+    }
+    for t in &cfg.evaluation.tasks {
+        if let Some(dir) = &t.dataset_dir {
+            allowed.insert(format!("{dir}:{}", t.dataset_mount_path.as_deref().unwrap_or("/datasets")));
         }
     }
     for j in &r.jobs {
@@ -1198,7 +1216,7 @@ fn the_schema_enumeration_finds_the_fields() {
         "auxiliary_deployments.<key>.served_model_name",
         "evaluation.tasks[].container",
         "evaluation.nemo_evaluator_config.<any>",
-        "execution.proxy.config.<any>",
+        "execution.proxy.config.health_check_path",
         "env_vars.<key>(lit:)",
     ] {
         assert!(labels.iter().any(|l| l == want), "{want} not in {labels:#?}");

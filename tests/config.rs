@@ -357,7 +357,6 @@ fn launcher_feature_fixture() {
     assert_eq!(c.execution.num_instances, 2);
     assert_eq!(c.execution.gres.as_deref(), Some("gpu:0"));
     assert_eq!(c.execution.mounts.evaluation.get("./hf_cache").map(String::as_str), Some("/root/.cache/huggingface"));
-    assert_eq!(c.execution.auto_export.as_ref().unwrap().destinations, ["mlflow"]);
     assert_eq!(c.export.as_ref().unwrap()["mlflow"]["tags"]["backend"], "sglang");
     assert_eq!(l.tasks[0].info.qualified(), "simple_evals.gpqa_diamond");
 }
@@ -369,4 +368,42 @@ fn nim_fixture() {
     assert_eq!(l.config.deployment.endpoints.as_ref().unwrap().health.as_deref(), Some("/v1/health/ready"));
     assert_eq!(l.env.deployment[0].source, Source::Host { var: "NGC_API_KEY".into(), default: None });
     assert_eq!(l.config.execution.mounts.deployment["/lustre/nim/cache"], "/opt/nim/.cache");
+}
+
+#[test]
+fn launcher_keys_without_an_effect_are_accepted_with_a_warning() {
+    let sources = Sources::new();
+    let text = "execution: {output_dir: /x, account: a, cpu_partition: cpu, auto_export: {destinations: []}}\n\
+                target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\n\
+                evaluation: {tasks: [{name: gsm8k, dataset_mount_path: /data}]}\n\
+                export: {mlflow: {tracking_uri: 'http://m:5000'}}\n";
+    let l = config::load_text(Path::new("inline.yaml"), text, &[], &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let heads: Vec<String> = l.warnings.iter().map(|d| d.headline(&sources)).collect();
+    assert_eq!(
+        heads,
+        [
+            "inline.yaml:1:56: warning: `execution.cpu_partition` (cpu) is the partition of export jobs, which evalctl does not run yet: unused",
+            "inline.yaml:4:1: warning: `export`: evalctl does not export results yet: these exporter settings are unused",
+            "inline.yaml:3:36: warning: `dataset_mount_path` without `dataset_dir`: nothing is mounted there",
+        ]
+    );
+    // Nothing deployed: the server's settings are unused.
+    let o = vec!["deployment.image=vllm/vllm-openai:latest".to_owned(), "deployment.served_model_name=m".to_owned()];
+    let l = config::load_text(Path::new("inline.yaml"), text, &o, &sources, &|_| None).unwrap();
+    let heads: Vec<String> = l.warnings.iter().map(|d| d.headline(&sources)).collect();
+    assert!(
+        heads.contains(
+            &"<-o #1>:1:1: warning: `deployment.image` is unused: nothing is deployed (`deployment.type: none`)"
+                .to_owned()
+        ),
+        "{heads:#?}"
+    );
+    assert!(!heads.iter().any(|h| h.contains("served_model_name")), "the model name names the model in requests");
+    // Nothing to export: a list or a mapping without destinations, or null.
+    for v in ["[]", "null", "{destinations: []}"] {
+        let o = format!("execution.auto_export={v}");
+        let l = config::load_text(Path::new("inline.yaml"), text, &[o], &sources, &|_| None);
+        assert!(l.is_ok(), "auto_export: {v}");
+    }
 }

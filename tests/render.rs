@@ -51,6 +51,7 @@ fn snapshots() {
         ("ray_shared", "tests/fixtures/user_groups.yaml", vec![]),
         ("no_deployment", "tests/fixtures/old_dialect.yaml", vec![]),
         ("auxiliary_judge", "tests/fixtures/new_dialect_judge.yaml", vec![]),
+        ("launcher_keys", "tests/fixtures/launcher_keys.yaml", vec![]),
     ];
     for (name, path, overrides) in cases {
         let r = render_file(path, &overrides);
@@ -242,7 +243,10 @@ fn the_ray_group_fixes_ports_and_host_addresses() {
         std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
-    stub("ray", "echo \"ray $* host=${VLLM_HOST_IP:-}\" >>\"$LOG\"\n[ \"$1\" = status ] && printf 'node_1\\nnode_2\\n'\nexit 0");
+    stub(
+        "ray",
+        "echo \"ray $* host=${VLLM_HOST_IP:-}\" >>\"$LOG\"\n[ \"$1\" = status ] && printf 'node_1\\nnode_2\\n'\nexit 0",
+    );
     stub("vllm", "echo \"vllm host=$VLLM_HOST_IP\" >>\"$LOG\"");
     for (rank, want_host) in [("0", "10.1.2.3"), ("1", "127.0.0.1")] {
         let log = dir.join(format!("log{rank}"));
@@ -267,8 +271,94 @@ fn the_ray_group_fixes_ports_and_host_addresses() {
             assert!(start.contains("--head --port=6379"), "{start}");
             assert!(log.contains(&format!("vllm host={want_host}")), "{log}");
         } else {
-            assert!(start.contains("--address=127.0.0.1:6379") && start.ends_with(&format!("host={want_host}")), "{log}");
+            assert!(
+                start.contains("--address=127.0.0.1:6379") && start.ends_with(&format!("host={want_host}")),
+                "{log}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn job(r: &Rendered, id: &str) -> String {
+    r.jobs.iter().find(|j| j.id == id).unwrap_or_else(|| panic!("no job {id}")).script.text()
+}
+
+#[test]
+fn launcher_keys_reach_the_jobs() {
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &[]);
+    let gsm8k = job(&r, "gsm8k");
+    // The built-in TensorRT-LLM group's parallelism is the launcher's.
+    assert!(gsm8k.contains("--tp_size 8 "), "{gsm8k}");
+    // deployment.cache_path: read-write at /cache in the server container.
+    assert!(
+        gsm8k.contains(
+            "'--container-mounts=/lustre/models/llama-3.1-8b-instruct:/checkpoint:ro,/lustre/cache/trtllm:/cache'"
+        ),
+        "{gsm8k}"
+    );
+    // dataset_dir: at /datasets (or dataset_mount_path) in the harness
+    // container, which is told where by NEMO_EVALUATOR_DATASET_DIR.
+    assert!(gsm8k.contains("/artifacts:/results,/lustre/datasets/gsm8k:/datasets'"), "{gsm8k}");
+    assert!(gsm8k.contains("export NEMO_EVALUATOR_DATASET_DIR=/datasets\n"), "{gsm8k}");
+    let hellaswag = job(&r, "hellaswag");
+    assert!(hellaswag.contains("/artifacts:/results,/lustre/datasets/hellaswag:/data:ro'"), "{hellaswag}");
+    assert!(hellaswag.contains("export NEMO_EVALUATOR_DATASET_DIR=/data\n"), "{hellaswag}");
+    // evaluation_gpu_visible: true gives the harness every GPU.
+    for j in [&gsm8k, &hellaswag] {
+        assert!(j.contains("export NVIDIA_VISIBLE_DEVICES=all\n"), "{j}");
+    }
+    // subproject labels the jobs after the name refresh finds them by.
+    assert!(gsm8k.contains("#SBATCH --job-name=launcher_keys.gsm8k.nightly\n"), "{gsm8k}");
+    assert!(job(&r, "gsm8k.resume").contains("#SBATCH --job-name=launcher_keys.gsm8k.resume.nightly\n"));
+    // A device list is passed verbatim; false exports nothing.
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &["execution.evaluation_gpu_visible=0,1"]);
+    assert!(job(&r, "gsm8k").contains("export NVIDIA_VISIBLE_DEVICES='0,1'\n"));
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &["execution.evaluation_gpu_visible=false"]);
+    assert!(!job(&r, "gsm8k").contains("NVIDIA_VISIBLE_DEVICES"));
+}
+
+#[test]
+fn a_shared_topology_task_that_sees_gpus_asks_for_them() {
+    let shared = ["execution.topology=shared"];
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &shared);
+    let task = job(&r, "gsm8k");
+    assert!(task.contains("#SBATCH --gres=gpu:8\n") && task.contains("#SBATCH --exclusive\n"), "{task}");
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &[shared[0], "execution.evaluation_gpu_visible=false"]);
+    let task = job(&r, "gsm8k");
+    assert!(!task.contains("--gres") && !task.contains("--exclusive"), "{task}");
+}
+
+#[test]
+fn the_resume_link_limit_follows_max_walltime() {
+    let links = |overrides: &[&str]| {
+        let r = render_file("examples/slurm_llama_3_1_8b_instruct.yaml", overrides);
+        let text = r.jobs[0].script.text();
+        let line = text.lines().find_map(|l| l.strip_prefix("export EVALCTL_MAX_LINKS=")).expect("the limit");
+        line.parse::<u32>().unwrap()
+    };
+    // Default max_walltime 120 h: the links it takes at full walltime, plus 20.
+    assert_eq!(links(&[]), 60 + 20, "walltime 2 h");
+    assert_eq!(links(&["execution.walltime=00:30:00"]), 240 + 20);
+    assert_eq!(links(&["execution.walltime=07:00:00"]), 18 + 20, "a partial last link counts");
+    // No max_walltime: unlimited, as in the launcher (0 in the script).
+    assert_eq!(links(&["execution.max_walltime=null"]), 0);
+    // An explicit limit wins.
+    assert_eq!(links(&["execution.max_resume_links=5"]), 5);
+    assert_eq!(links(&["execution.max_walltime=null", "execution.max_resume_links=50"]), 50);
+}
+
+#[test]
+fn an_auxiliary_deployment_has_its_own_task_count() {
+    let start = |overrides: &[&str]| {
+        let r = render_file("tests/fixtures/new_dialect_judge.yaml", overrides);
+        let text = job(&r, "server.judge");
+        text.lines().find(|l| l.starts_with("evalctl_start_servers ")).expect("a server").to_owned()
+    };
+    // Group, instances, nodes and tasks per instance.
+    assert_eq!(start(&["auxiliary_deployments.judge.num_nodes=2"]), "evalctl_start_servers aux_judge 1 2 2");
+    assert_eq!(
+        start(&["auxiliary_deployments.judge.num_nodes=2", "auxiliary_deployments.judge.n_tasks=16"]),
+        "evalctl_start_servers aux_judge 1 2 16"
+    );
 }

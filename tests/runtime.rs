@@ -217,6 +217,14 @@ fn the_resume_gate_decides_from_status_state_and_limits() {
             "70 submit 101 77",
             "interrupted 70 USR1\n",
         ),
+        // A limit of 0 links: unlimited (no max_walltime, no max_resume_links).
+        (
+            "interrupted 70 USR1\n",
+            &[("STUB_SACCT", "TIMEOUT\n"), ("EVALCTL_MAX_LINKS", "0")],
+            true,
+            "70 submit 101 77",
+            "interrupted 70 USR1\n",
+        ),
     ];
     for (status, env, resumes, last, status_after) in cases {
         let j = Job::new();

@@ -50,7 +50,9 @@ pub struct Config {
     pub target: Target,
     /// The benchmarks to run and their settings.
     pub evaluation: Evaluation,
-    /// Result exporters (mlflow, wandb, ...); passed through unchanged.
+    /// Result exporter settings (mlflow, wandb, ...), read by the launcher's
+    /// `export` command and its `execution.auto_export`. evalctl does not
+    /// export results yet: accepted and unused (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<Open>,
 }
@@ -123,7 +125,9 @@ pub struct Execution {
     /// job's walltime. Seconds, or a Slurm time string.
     #[serde(default)]
     pub endpoint_readiness_timeout: Option<Duration>,
-    /// Label recorded with the jobs (the launcher puts it in job names).
+    /// Label of the jobs: when set, every job's name is
+    /// `<stack>.<node>.<subproject>` (the launcher puts it in its job names
+    /// too). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subproject: Option<String>,
     /// Comment attached to every job (`--comment`); evalctl appends its ownership tag.
@@ -145,9 +149,22 @@ pub struct Execution {
     /// (`evalctl migrate` rewrites them).
     #[serde(default)]
     pub env_vars: ExecutionEnvVars,
-    /// Launcher auto-export settings (accepted for compatibility).
+    /// Launcher auto-export: exporters run after each task. evalctl does not
+    /// export results yet, so a config that names destinations is refused;
+    /// without destinations (null, `[]`, `{destinations: []}`) nothing is
+    /// exported, as with the launcher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_export: Option<AutoExport>,
+    pub auto_export: Option<AutoExportSetting>,
+    /// Partition of the launcher's export jobs. evalctl runs no export jobs
+    /// yet: accepted and unused (a warning says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_partition: Option<String>,
+    /// Give the evaluation (harness) container the job's GPUs, for benchmarks
+    /// that compile or run CUDA code: `true` sets `NVIDIA_VISIBLE_DEVICES=all`
+    /// in it, a string (`"0"`, `"0,1"`, `all`) sets that value. In the
+    /// `shared` topology the task jobs then ask for GPUs too. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_gpu_visible: Option<GpuVisible>,
     /// Load balancer in front of several instances (`num_instances` > 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Proxy>,
@@ -161,10 +178,13 @@ pub struct Execution {
     #[serde(default = "default_attempts")]
     #[schemars(range(min = 1))]
     pub max_attempts: u32,
-    /// Most auto-resume links (jobs) one attempt may use. Default: 20.
-    #[serde(default = "default_links")]
+    /// Most auto-resume links (jobs) one attempt may use. Default: derived
+    /// from `max_walltime`: the links it takes at full `walltime`, plus 20
+    /// for links cut short (preemption, node failure); with `max_walltime:
+    /// null`, unlimited (the launcher has no link limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_resume_links: u32,
+    pub max_resume_links: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -248,33 +268,101 @@ pub struct ExecutionEnvVars {
     pub evaluation: IndexMap<String, EnvValue>,
 }
 
+/// Launcher auto-export: a list of destinations, or its settings.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AutoExportSetting {
+    /// Exporters to run after each task, e.g. `[mlflow]`.
+    Destinations(Vec<String>),
+    /// Settings with `destinations`.
+    Settings(AutoExport),
+}
+
+impl AutoExportSetting {
+    /// The exporters named.
+    pub fn destinations(&self) -> &[String] {
+        match self {
+            AutoExportSetting::Destinations(d) => d,
+            AutoExportSetting::Settings(s) => &s.destinations,
+        }
+    }
+}
+
 /// Launcher auto-export settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct AutoExport {
     /// Exporters to run after each task (e.g. `mlflow`).
     #[serde(default)]
     pub destinations: Vec<String>,
-    /// Partition of export jobs.
-    #[serde(default)]
-    pub partition: Option<String>,
+    /// Other export settings (`launcher_install_cmd`, `export_image`,
+    /// `export_mounts`, ...), used only with destinations.
     #[serde(flatten)]
     pub extra: Open,
+}
+
+/// `execution.evaluation_gpu_visible`: a switch or a device list.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum GpuVisible {
+    /// `true`: every GPU of the node (`NVIDIA_VISIBLE_DEVICES=all`).
+    Switch(bool),
+    /// The value of `NVIDIA_VISIBLE_DEVICES`, e.g. `"0,1"`; empty: none.
+    Devices(String),
+}
+
+impl GpuVisible {
+    /// The value of `NVIDIA_VISIBLE_DEVICES` in the harness container, if any.
+    pub fn devices(&self) -> Option<&str> {
+        match self {
+            GpuVisible::Switch(true) => Some("all"),
+            GpuVisible::Switch(false) => None,
+            GpuVisible::Devices(d) if d.is_empty() => None,
+            GpuVisible::Devices(d) => Some(d),
+        }
+    }
 }
 
 /// Load balancer settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Proxy {
-    /// Proxy kind. Default: `haproxy`.
+    /// Proxy kind; only `haproxy` exists. Default: `haproxy`.
     #[serde(default, rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<ProxyType>,
     /// Container image of the proxy. Default: `haproxy:latest`.
     #[serde(default)]
     pub image: Option<String>,
-    /// Proxy settings (`haproxy_port`, `health_check_path` (a URL path, as in
-    /// `deployment.endpoints`), `health_check_status`).
+    /// Proxy settings.
     #[serde(default)]
-    pub config: Open,
+    pub config: ProxyConfig,
+}
+
+/// Load balancer kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyType {
+    /// HAProxy, in its container.
+    #[default]
+    Haproxy,
+}
+
+/// HAProxy settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Port the load balancer listens on. Default: 5009.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub haproxy_port: Option<u32>,
+    /// Path at which the load balancer checks each instance. evalctl checks
+    /// instances at the deployment's `endpoints.health`, so a different path
+    /// is refused. Default: `endpoints.health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    /// HTTP status of a healthy instance. Only 200 is accepted (evalctl's
+    /// check takes any 2xx or 3xx answer as healthy). Default: 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_status: Option<u32>,
 }
 
 /// A model server.
@@ -293,6 +381,11 @@ pub struct Deployment {
     /// Hugging Face model id the server downloads (instead of `checkpoint_path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_model_handle: Option<String>,
+    /// Absolute path of a cache folder on the cluster, mounted read-write at
+    /// `/cache` in the server container (e.g. for downloaded weights or
+    /// compiled engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_path: Option<String>,
     /// Model name the server exposes and the evaluation requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model_name: Option<String>,
@@ -300,7 +393,10 @@ pub struct Deployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u32>,
-    /// Tensor parallelism (GPUs per model replica).
+    /// Tensor parallelism (GPUs per model replica). This and the other
+    /// server settings below (parallelism, memory, `extra_args`,
+    /// `distributed_executor_backend`) are inputs to `command`: they take
+    /// effect where the command refers to them, as the built-in groups' do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub tensor_parallel_size: Option<u32>,
@@ -345,14 +441,22 @@ pub struct Deployment {
     /// Seconds to wait for the server when it has no health endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timeout: Option<u64>,
-    /// Nodes of an auxiliary deployment.
+    /// Nodes of an auxiliary deployment (the main deployment's are
+    /// `execution.num_nodes`; setting this there is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub num_nodes: Option<u32>,
-    /// Instances of an auxiliary deployment.
+    /// Instances of an auxiliary deployment (the main deployment's are
+    /// `execution.num_instances`; setting this there is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub num_instances: Option<u32>,
+    /// `srun` tasks of an auxiliary deployment's server across its instances.
+    /// Default: its `num_nodes` (the model's is `execution.deployment.n_tasks`;
+    /// setting this there is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub n_tasks: Option<u32>,
     /// Commands run in the server container before the server starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_cmd: Option<String>,
@@ -499,6 +603,15 @@ pub struct Task {
     /// Task settings merged over `evaluation.nemo_evaluator_config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemo_evaluator_config: Option<Open>,
+    /// Absolute path of a dataset folder on the cluster, mounted in the
+    /// harness container at `dataset_mount_path`; `NEMO_EVALUATOR_DATASET_DIR`
+    /// is set to that path there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_dir: Option<String>,
+    /// Where `dataset_dir` is mounted in the harness container (append `:ro`
+    /// for read-only). Default: `/datasets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_mount_path: Option<String>,
     /// Shell commands run in the container before the harness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_cmd: Option<String>,
@@ -537,9 +650,6 @@ fn yes() -> bool {
 }
 fn default_attempts() -> u32 {
     3
-}
-fn default_links() -> u32 {
-    20
 }
 pub(super) fn default_walltime() -> SlurmTime {
     SlurmTime::Text("01:00:00".into())

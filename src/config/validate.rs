@@ -132,7 +132,10 @@ fn show(v: &J) -> String {
 
 fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], origins: &Origins, diags: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
-    let errors: Vec<_> = validator().iter_errors(json).collect();
+    let mut errors = vec![];
+    for e in validator().iter_errors(json) {
+        expand_optional(e.to_owned(), &mut errors);
+    }
     let paths: Vec<Vec<Seg>> = errors.iter().map(|e| pointer_to_path(tree, e.instance_path().as_str())).collect();
     for (err, path) in errors.iter().zip(paths.iter().cloned()) {
         if missing.iter().any(|m| path.starts_with(m)) {
@@ -217,6 +220,34 @@ fn schema_errors(tree: &Node, json: &J, missing: &[Vec<Seg>], origins: &Origins,
         };
         if seen.insert(d.headline(&Default::default())) {
             diags.push(d);
+        }
+    }
+}
+
+/// An optional value's schema is `anyOf [schema, null]`; given a value
+/// that is not null, the errors are those of its one fitting branch, each
+/// at its own place, not "an invalid value" at the whole value.
+fn expand_optional(err: jsonschema::ValidationError<'static>, out: &mut Vec<jsonschema::ValidationError<'static>>) {
+    let here = err.instance_path().as_str().to_owned();
+    let fits = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+        !branch.is_empty()
+            && !branch
+                .iter()
+                .any(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.instance_path().as_str() == here)
+    };
+    let one_fits = match err.kind() {
+        ValidationErrorKind::AnyOf { context } => context.iter().filter(|b| fits(b)).count() == 1,
+        _ => false,
+    };
+    if !one_fits {
+        out.push(err);
+        return;
+    }
+    if let ValidationErrorKind::AnyOf { context } = err.into_parts().kind {
+        for branch in context.into_iter().filter(|b| fits(b)) {
+            for e in branch {
+                expand_optional(e, out);
+            }
         }
     }
 }
@@ -357,15 +388,12 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
     }
     for (base, d) in &deployments {
         let at = |k: &str| [base.clone(), keys(&[k])].concat();
-        if let Some(cp) = &d.checkpoint_path
-            && !cp.starts_with('/')
-        {
-            err(
-                diags,
-                at("checkpoint_path"),
-                true,
-                format!("`{}` must be an absolute path, found `{cp}`", path_string(&at("checkpoint_path"))),
-            );
+        for (k, v) in [("checkpoint_path", &d.checkpoint_path), ("cache_path", &d.cache_path)] {
+            if let Some(p) = v
+                && !p.starts_with('/')
+            {
+                err(diags, at(k), true, format!("`{}` must be an absolute path, found `{p}`", path_string(&at(k))));
+            }
         }
         let needs_model = matches!(d.kind, DeploymentType::Vllm | DeploymentType::Sglang | DeploymentType::Trtllm);
         match (&d.checkpoint_path, &d.hf_model_handle) {
@@ -449,6 +477,7 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
     }
 
     sbatch_values(tree, exec, diags);
+    launcher_keys(tree, cfg, diags);
 
     // Time limits.
     let wall = check_time(tree, diags, exec.walltime.seconds(), &["execution", "walltime"]);
@@ -650,6 +679,7 @@ fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Di
         ("qos", &exec.qos),
         ("gres", &exec.gres),
         ("sbatch_comment", &exec.sbatch_comment),
+        ("subproject", &exec.subproject),
     ];
     for (key, value) in fields {
         if let Some(v) = value
@@ -680,6 +710,142 @@ fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Di
         if let Err(why) = SbatchValue::new(&text) {
             err(path, true, format!("`execution.sbatch_extra_flags.{flag}`: {why}"));
         }
+    }
+}
+
+/// Launcher keys evalctl accepts but does not act on the way the launcher
+/// does: each is refused at its line with the reason, or, when ignoring it
+/// changes nothing the launcher would do by default, a warning says so.
+fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
+    let exec = &cfg.execution;
+    let at_key = |path: &[Seg]| tree.span_of(path);
+    let at_value = |path: &[Seg]| tree.value_span_of(path);
+
+    // Export: results stay in each task's `artifacts/` folder.
+    if let Some(ae) = &exec.auto_export
+        && !ae.destinations().is_empty()
+    {
+        let path = keys(&["execution", "auto_export"]);
+        diags.push(
+            Diagnostic::error(
+                at_key(&path),
+                format!(
+                    "`execution.auto_export`: evalctl does not export results yet (export comes in a later version); remove it (destinations: {})",
+                    ae.destinations().join(", ")
+                ),
+            )
+            .with_note("results stay in each task's `artifacts/` folder under `execution.output_dir`"),
+        );
+    }
+    if let Some(p) = &exec.cpu_partition {
+        let path = keys(&["execution", "cpu_partition"]);
+        diags.push(Diagnostic::warning(
+            at_value(&path),
+            format!("`execution.cpu_partition` ({p}) is the partition of export jobs, which evalctl does not run yet: unused"),
+        ));
+    }
+    if cfg.export.as_ref().is_some_and(|e| !e.is_empty()) {
+        diags.push(
+            Diagnostic::warning(
+                at_key(&keys(&["export"])),
+                "`export`: evalctl does not export results yet: these exporter settings are unused",
+            )
+            .with_note("the launcher reads them only in `nel export` and `execution.auto_export`"),
+        );
+    }
+
+    // The load balancer checks instances at the deployment's health path.
+    if let Some(proxy) = &exec.proxy {
+        let health = cfg.deployment.endpoints.as_ref().and_then(|e| e.health.as_deref());
+        if let Some(p) = &proxy.config.health_check_path
+            && Some(p.as_str()) != health
+        {
+            let path = keys(&["execution", "proxy", "config", "health_check_path"]);
+            let why = match health {
+                Some(h) => format!("evalctl's load balancer checks each instance at `deployment.endpoints.health` (`{h}`)"),
+                None => "the deployment has no health endpoint (`deployment.endpoints.health` is null), so evalctl's load balancer does not check instances".into(),
+            };
+            diags.push(
+                Diagnostic::error(
+                    at_value(&path),
+                    format!("`execution.proxy.config.health_check_path` (`{p}`): {why}"),
+                )
+                .with_note("remove it, or set `deployment.endpoints.health` to the path"),
+            );
+        }
+        if let Some(status) = proxy.config.health_check_status
+            && status != 200
+        {
+            let path = keys(&["execution", "proxy", "config", "health_check_status"]);
+            diags.push(Diagnostic::error(
+                at_value(&path),
+                format!("`execution.proxy.config.health_check_status`: evalctl's load balancer takes an instance answering 2xx or 3xx as healthy; {status} cannot be chosen (remove it, or write 200)"),
+            ));
+        }
+    }
+
+    // Nothing deployed: the server's settings have no server (the model name
+    // still names the model in requests).
+    if cfg.deployment.kind == DeploymentType::None
+        && let Ok(J::Object(set)) = serde_json::to_value(&cfg.deployment)
+    {
+        for k in set.keys().filter(|k| !matches!(k.as_str(), "type" | "served_model_name")) {
+            diags.push(Diagnostic::warning(
+                at_key(&keys(&["deployment", k])),
+                format!("`deployment.{k}` is unused: nothing is deployed (`deployment.type: none`)"),
+            ));
+        }
+    }
+
+    // The main deployment's nodes and instances are execution's.
+    let d = &cfg.deployment;
+    for (k, set, theirs) in [
+        ("num_nodes", d.num_nodes, "execution.num_nodes"),
+        ("num_instances", d.num_instances, "execution.num_instances"),
+        ("n_tasks", d.n_tasks, "execution.deployment.n_tasks"),
+    ] {
+        if set.is_some() {
+            diags.push(Diagnostic::error(
+                at_key(&keys(&["deployment", k])),
+                format!("`deployment.{k}` is for auxiliary deployments: the model's is `{theirs}`"),
+            ));
+        }
+    }
+    for name in exec.mounts.auxiliary.keys() {
+        if !cfg.auxiliary_deployments.contains_key(name) {
+            diags.push(Diagnostic::error(
+                at_key(&keys(&["execution", "mounts", "auxiliary", name])),
+                format!("`execution.mounts.auxiliary.{name}`: there is no auxiliary deployment `{name}` to mount into"),
+            ));
+        }
+    }
+
+    // A task's dataset and the harness container's GPUs.
+    for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
+        if t.dataset_mount_path.is_some() && t.dataset_dir.is_none() {
+            let path = vec![
+                Seg::Key("evaluation".into()),
+                Seg::Key("tasks".into()),
+                Seg::Index(i),
+                Seg::Key("dataset_mount_path".into()),
+            ];
+            diags.push(Diagnostic::warning(
+                at_key(&path),
+                "`dataset_mount_path` without `dataset_dir`: nothing is mounted there",
+            ));
+        }
+    }
+    if let Some(super::model::GpuVisible::Devices(d)) = &exec.evaluation_gpu_visible
+        && !d.chars().all(|c| c.is_ascii_alphanumeric() || ",-_:/".contains(c))
+    {
+        let path = keys(&["execution", "evaluation_gpu_visible"]);
+        diags.push(Diagnostic::error(
+            at_value(&path),
+            format!(
+                "`execution.evaluation_gpu_visible`: `{}` is not a device list (`all`, GPU indexes or UUIDs separated by `,`)",
+                d.escape_debug()
+            ),
+        ));
     }
 }
 
@@ -760,25 +926,42 @@ fn endpoint_and_mount_grammar(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnos
                 }
             }
         }
-        if let Some(cp) = &d.checkpoint_path
-            && let Err(why) = mounts::check_path(cp)
-        {
-            let path = [base.clone(), keys(&["checkpoint_path"])].concat();
-            at(path.clone(), true, named(&path, why));
+        for (k, v) in [("checkpoint_path", &d.checkpoint_path), ("cache_path", &d.cache_path)] {
+            if let Some(p) = v
+                && let Err(why) = mounts::check_path(p)
+            {
+                let path = [base.clone(), keys(&[k])].concat();
+                at(path.clone(), true, named(&path, why));
+            }
+        }
+    }
+    for (i, t) in cfg.evaluation.tasks.iter().enumerate() {
+        let at_task =
+            |k: &str| vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i), Seg::Key(k.into())];
+        if let Some(dir) = &t.dataset_dir {
+            let path = at_task("dataset_dir");
+            if !dir.starts_with('/') {
+                at(path.clone(), true, named(&path, format!("must be an absolute path, found `{dir}`")));
+            } else if let Err(why) = mounts::check_path(dir) {
+                at(path.clone(), true, named(&path, why));
+            }
+        }
+        if let Some(target) = &t.dataset_mount_path {
+            let path = at_task("dataset_mount_path");
+            if !target.starts_with('/') {
+                let why = format!("must be an absolute path in the container, found `{target}`");
+                at(path.clone(), true, named(&path, why));
+            } else if let Err(why) = mounts::check_target(target) {
+                at(path.clone(), true, named(&path, why));
+            }
         }
     }
     if let Some(proxy) = &cfg.execution.proxy
-        && let Some(v) = proxy.config.get("health_check_path")
+        && let Some(p) = &proxy.config.health_check_path
+        && let Err(why) = urls::check_path(p)
     {
         let path = keys(&["execution", "proxy", "config", "health_check_path"]);
-        match v.as_str() {
-            Some(p) => {
-                if let Err(why) = urls::check_path(p) {
-                    at(path.clone(), true, named(&path, why));
-                }
-            }
-            None => at(path.clone(), true, named(&path, "must be a URL path (a string)".into())),
-        }
+        at(path.clone(), true, named(&path, why));
     }
     if let Some(url) = &cfg.target.api_endpoint.url
         && let Err(why) = urls::check_url(url)

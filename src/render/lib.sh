@@ -174,7 +174,7 @@ evalctl_resume_gate() {
       ;;
   esac
   links=$(evalctl_links)
-  if [ "$links" -ge "$EVALCTL_MAX_LINKS" ]; then
+  if [ "$EVALCTL_MAX_LINKS" -gt 0 ] && [ "$links" -ge "$EVALCTL_MAX_LINKS" ]; then
     evalctl_log "resume limit reached: $links links (max_resume_links = $EVALCTL_MAX_LINKS)"
     evalctl_chain stop max_resume_links
     evalctl_status stopped max_resume_links

@@ -35,6 +35,10 @@ pub struct Lower<'a> {
     pub errors: Vec<Diagnostic>,
 }
 
+/// Links beyond those `max_walltime` allows at full length (see
+/// [`Lower::max_links`]).
+pub const SPARE_LINKS: u32 = 20;
+
 fn keys(path: &[&str]) -> Vec<Seg> {
     path.iter().map(|k| Seg::Key((*k).into())).collect()
 }
@@ -134,7 +138,10 @@ impl<'a> Lower<'a> {
     fn sbatch(&mut self, id: &str, dir: &str, role: Role, comment: &str, client_only: bool) -> Sbatch {
         let e = &self.cfg.execution;
         let k = |s: &str| keys(&["execution", s]);
-        let job_name = self.sb(&format!("{}.{}", self.loaded.stack, id), &keys(&["name"]));
+        let job_name = match &e.subproject {
+            Some(sub) => self.sb(&format!("{}.{id}.{sub}", self.loaded.stack), &k("subproject")),
+            None => self.sb(&format!("{}.{id}", self.loaded.stack), &keys(&["name"])),
+        };
         let (account, partition, qos) = (e.account.clone(), e.partition.clone(), e.qos.clone());
         let account = account.map(|v| self.sb(&v, &k("account")));
         let partition = partition.map(|v| self.sb(&v, &k("partition")));
@@ -184,7 +191,26 @@ impl<'a> Lower<'a> {
             stack_dir: self.stack_dir.clone(),
             walltime_s: self.walltime_s(),
             max_walltime_s: e.max_walltime.as_ref().and_then(|m| m.seconds().ok()).unwrap_or(0),
-            max_links: e.max_resume_links,
+            max_links: self.max_links(),
+        }
+    }
+
+    /// Most links of one attempt; 0: unlimited. `max_resume_links` when
+    /// set; else the links `max_walltime` allows at full `walltime` plus
+    /// [`SPARE_LINKS`] cut short (preempted, failed node), so the time limit
+    /// stops the chain first; with no `max_walltime`, unlimited, as in the
+    /// launcher.
+    pub fn max_links(&self) -> u32 {
+        let e = &self.cfg.execution;
+        if let Some(n) = e.max_resume_links {
+            return n;
+        }
+        match e.max_walltime.as_ref().and_then(|m| m.seconds().ok()) {
+            Some(max) if max > 0 => {
+                let full = max.div_ceil(self.walltime_s().max(1));
+                u32::try_from(full).unwrap_or(u32::MAX).saturating_add(SPARE_LINKS)
+            }
+            _ => 0,
         }
     }
 
@@ -281,10 +307,13 @@ impl<'a> Lower<'a> {
             None => (e.num_nodes, e.num_instances),
         };
         let instances = instances.max(1);
-        let n_tasks = if aux.is_some() { nodes } else { e.deployment.n_tasks.unwrap_or(nodes) };
+        let n_tasks = if aux.is_some() { d.n_tasks.unwrap_or(nodes) } else { e.deployment.n_tasks.unwrap_or(nodes) };
         let mut pairs = vec![];
         if let Some(cp) = &d.checkpoint_path {
             pairs.push((cp.clone(), "/checkpoint:ro".to_owned(), key_then(base, "checkpoint_path")));
+        }
+        if let Some(cache) = &d.cache_path {
+            pairs.push((cache.clone(), "/cache".to_owned(), key_then(base, "cache_path")));
         }
         let (user_mounts, mbase) = match aux {
             Some(a) => {
@@ -323,7 +352,7 @@ impl<'a> Lower<'a> {
             port: d.port.unwrap_or(8000),
             health,
             wait,
-            proxy_port: proxy.config.get("haproxy_port").and_then(J::as_u64).unwrap_or(5009),
+            proxy_port: proxy.config.haproxy_port.map_or(5009, u64::from),
             proxy_image: proxy.image.clone().unwrap_or_else(|| "haproxy:latest".into()),
         }
     }
@@ -353,9 +382,30 @@ impl<'a> Lower<'a> {
         job
     }
 
-    /// The evaluation variables of a task: its own, plus the endpoint's API key.
+    /// The evaluation variables of a task: its own, plus the endpoint's API
+    /// key, the dataset folder and the visible GPUs (these two replace a
+    /// variable of the same name, as in the launcher).
     fn eval_vars(&mut self, index: usize) -> Vec<EnvVar> {
         let mut vars: Vec<EnvVar> = self.loaded.env.tasks.get(index).cloned().unwrap_or_default();
+        let task = &self.cfg.evaluation.tasks[index];
+        let task_key = |k: &str| {
+            vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(index), Seg::Key(k.into())]
+        };
+        let mut set = |name: &str, value: &str, path: Vec<Seg>| {
+            vars.retain(|v| v.name != name);
+            let source = Source::Literal { value: value.to_owned() };
+            vars.push(EnvVar { name: name.to_owned(), source, secret: false, path });
+        };
+        if task.dataset_dir.is_some() {
+            set(
+                "NEMO_EVALUATOR_DATASET_DIR",
+                dataset_target(task.dataset_mount_path.as_deref()),
+                task_key("dataset_dir"),
+            );
+        }
+        if let Some(devices) = self.cfg.execution.evaluation_gpu_visible.as_ref().and_then(|g| g.devices()) {
+            set("NVIDIA_VISIBLE_DEVICES", devices, keys(&["execution", "evaluation_gpu_visible"]));
+        }
         if let Some(key) = &self.cfg.target.api_endpoint.api_key_name
             && !vars.iter().any(|v| &v.name == key)
         {
@@ -387,6 +437,9 @@ impl<'a> Lower<'a> {
         let deployed = cfg.deployment.kind != DeploymentType::None;
         let shared = deployed && cfg.execution.topology == Topology::Shared;
         let own_server = deployed && !shared;
+        // A harness that sees GPUs needs them allocated.
+        let gpus = cfg.execution.evaluation_gpu_visible.as_ref().and_then(|g| g.devices()).is_some();
+        let client_only = shared && !gpus;
 
         let eval_vars = self.eval_vars(index);
         let eval_group = self.env_group("evaluation", &eval_vars);
@@ -407,7 +460,7 @@ impl<'a> Lower<'a> {
         ];
         let [first, resume] = links.map(|(id, kind, role)| {
             let work = Work::Evaluate(eval.clone());
-            let mut job = self.job(&id, &task_id, kind, role, &dir, nodes, shared, env.clone(), work);
+            let mut job = self.job(&id, &task_id, kind, role, &dir, nodes, client_only, env.clone(), work);
             job.result = result.clone();
             job
         });
@@ -463,6 +516,11 @@ impl<'a> Lower<'a> {
         for (src, dst) in &cfg.execution.mounts.evaluation {
             pairs.push((src.clone(), dst.clone(), keys(&["execution", "mounts", "evaluation", src])));
         }
+        if let Some(data) = &task.dataset_dir {
+            let at = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(index)];
+            let target = task.dataset_mount_path.clone().unwrap_or_else(|| DATASET_TARGET.to_owned());
+            pairs.push((data.clone(), target, key_then(&at, "dataset_dir")));
+        }
         let eval_group = env.last().expect("the evaluation group");
         let container = Container {
             image: rt.info.container.clone(),
@@ -487,7 +545,7 @@ impl<'a> Lower<'a> {
         let deployed = cfg.deployment.kind != DeploymentType::None;
         let own_server = deployed && cfg.execution.topology != Topology::Shared;
         let [pre, post] = pre_post(cfg, index);
-        json!({
+        let mut identity = json!({
             "kind": "task",
             "task": rt.info.qualified(),
             "container": rt.info.container,
@@ -496,8 +554,21 @@ impl<'a> Lower<'a> {
             "env": env_identity(eval_vars),
             "server_env": if own_server { env_identity(&self.loaded.env.deployment) } else { J::Null },
             "pre": pre, "post": post,
-        })
+        });
+        // Only when set, so that the identity of every other task stays the same.
+        if let Some(data) = &cfg.evaluation.tasks[index].dataset_dir {
+            identity["dataset_dir"] = json!(data);
+        }
+        identity
     }
+}
+
+/// Where a task's `dataset_dir` is mounted by default.
+const DATASET_TARGET: &str = "/datasets";
+
+/// The container path of a task's dataset (`dataset_mount_path` without its flags).
+fn dataset_target(mount_path: Option<&str>) -> &str {
+    crate::config::mounts::split_target(mount_path.unwrap_or(DATASET_TARGET)).0
 }
 
 /// A task's commands before (evaluation-wide first) and after (task first) the harness.
