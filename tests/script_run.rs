@@ -469,7 +469,7 @@ proptest! {
         prop_assert!(client.contains(&want_container));
         let mounts = format!("--container-mounts={}/run/gsm8k/artifacts:/results,/mnt/{mount}:/data", sb.out().display());
         prop_assert!(client.contains(&mounts), "{:?}", client);
-        let want_pre = format!("true {}\n", render::shell::quote(&pre));
+        let want_pre = format!("{{\ntrue {}\n}} || exit $?\n", render::shell::quote(&pre));
         prop_assert!(client.last().unwrap().starts_with(&want_pre));
         prop_assert_eq!(client_env.get("LITERAL"), Some(&lit));
         let cfg: serde_json::Value = serde_json::from_str(
@@ -479,4 +479,54 @@ proptest! {
         prop_assert_eq!(&cfg["target"]["api_endpoint"]["model_id"], &serde_json::json!(model));
         prop_assert!(!Path::new("/tmp/evalctl-pwned").exists());
     }
+}
+
+/// The harness step's own command, run with bash and stand-ins for the
+/// harness: as in the launcher, the task's `pre_cmd`/`post_cmd` replace the
+/// evaluation's, a failing `pre_cmd` stops the step before the harness,
+/// `post_cmd` runs whatever the harness's outcome, the step exits with the
+/// harness's status, and an image without `nemo-evaluator` gets
+/// `eval-factory`.
+#[test]
+fn the_harness_step_runs_pre_and_post_commands_like_the_launcher() {
+    let sb = Sandbox::new();
+    let cfg = base_config(&sb.out()).replace("  tasks:\n    - name: gsm8k\n", "  pre_cmd: echo eval-pre >>\"$LOG\"\n  post_cmd: echo eval-post >>\"$LOG\"\n  tasks:\n    - {name: gsm8k, pre_cmd: \"echo task-pre >>\\\"$LOG\\\"; test -z \\\"$PRE_FAILS\\\"\"}\n");
+    let (_, r) = compile(&cfg, &[]);
+    let task = job(&r, "gsm8k");
+    let (rc, log) = sb.run(task, &[]);
+    assert_eq!(rc, 0, "{log}");
+    let client = sb.sruns().pop().expect("the client's srun").0;
+    let step = client.last().unwrap().clone();
+    let bin = sb.dir.join("harness-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let run = |harness: &str, env: &[(&str, &str)]| {
+        let _ = std::fs::remove_dir_all(&bin);
+        std::fs::create_dir_all(&bin).unwrap();
+        let p = bin.join(harness);
+        std::fs::write(&p, format!("#!/bin/bash\necho \"{harness} $*\" >>\"$LOG\"\nexit \"${{HARNESS_RC:-0}}\"\n"))
+            .unwrap();
+        Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        let log = sb.dir.join("step.log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(&step).env("PATH", format!("{}:/usr/bin:/bin", bin.display())).env("LOG", &log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let code = cmd.status().unwrap().code();
+        (code, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    let run_eval = "run_eval --run_config /results/run_config.yml";
+    assert_eq!(run("nemo-evaluator", &[]), (Some(0), format!("task-pre\nnemo-evaluator {run_eval}\neval-post\n")));
+    assert_eq!(run("eval-factory", &[]), (Some(0), format!("task-pre\neval-factory {run_eval}\neval-post\n")));
+    assert_eq!(
+        run("nemo-evaluator", &[("HARNESS_RC", "3")]),
+        (Some(3), format!("task-pre\nnemo-evaluator {run_eval}\neval-post\n")),
+        "post_cmd runs after a failed harness, whose status is the step's"
+    );
+    assert_eq!(
+        run("nemo-evaluator", &[("PRE_FAILS", "1")]),
+        (Some(1), "task-pre\n".to_owned()),
+        "a failing pre_cmd stops"
+    );
 }

@@ -571,13 +571,20 @@ fn dataset_target(mount_path: Option<&str>) -> &str {
     crate::config::mounts::split_target(mount_path.unwrap_or(DATASET_TARGET)).0
 }
 
-/// A task's commands before (evaluation-wide first) and after (task first) the harness.
-fn pre_post(cfg: &Config, index: usize) -> [[Option<&str>; 2]; 2] {
+/// A task's commands before and after the harness: the task's own, else
+/// the evaluation's (as in the launcher, a task's replaces the evaluation's;
+/// an empty one counts as unset).
+fn pre_post(cfg: &Config, index: usize) -> [[Option<&str>; 1]; 2] {
     let task = &cfg.evaluation.tasks[index];
     [
-        [cfg.evaluation.pre_cmd.as_deref(), task.pre_cmd.as_deref()],
-        [task.post_cmd.as_deref(), cfg.evaluation.post_cmd.as_deref()],
+        [pick(task.pre_cmd.as_deref(), cfg.evaluation.pre_cmd.as_deref())],
+        [pick(task.post_cmd.as_deref(), cfg.evaluation.post_cmd.as_deref())],
     ]
+}
+
+/// `own` unless it is unset or empty, else `all` (likewise).
+fn pick<'a>(own: Option<&'a str>, all: Option<&'a str>) -> Option<&'a str> {
+    own.filter(|c| !c.is_empty()).or(all.filter(|c| !c.is_empty()))
 }
 
 /// The container group of an auxiliary deployment.

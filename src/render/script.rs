@@ -268,17 +268,22 @@ fn aux_endpoint(aux: &AuxEndpoint) -> String {
     s
 }
 
-/// The harness step, in the background with its own log.
+/// The harness step, in the background with its own log. As in the
+/// launcher: a failing `pre_cmd` stops the task before the harness runs,
+/// `post_cmd` runs whatever the harness's outcome and the step exits with
+/// the harness's status, and images without `nemo-evaluator` get
+/// `eval-factory`.
 fn client_step(client: &ClientSpec) -> String {
     let mut cmd = String::new();
     for p in &client.pre {
-        cmd.push_str(p);
-        cmd.push('\n');
+        cmd.push_str(&format!("{{\n{p}\n}} || exit $?\n"));
     }
-    cmd.push_str("nemo-evaluator run_eval --run_config /results/run_config.yml\nrc=$?\n");
+    cmd.push_str(
+        "if command -v nemo-evaluator >/dev/null 2>&1; then harness=nemo-evaluator; else harness=eval-factory; fi\n\
+         \"$harness\" run_eval --run_config /results/run_config.yml\nrc=$?\n",
+    );
     for p in &client.post {
-        cmd.push_str(p);
-        cmd.push('\n');
+        cmd.push_str(&format!("{{\n{p}\n}}\n"));
     }
     cmd.push_str("exit $rc");
     let head = Code(if client.on_server_head { " --nodelist=\"${EVALCTL_HEADS[0]}\"" } else { "" });
