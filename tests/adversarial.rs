@@ -1157,12 +1157,14 @@ fn run_and_check(sb: &Sandbox, acc: &Accepted, all_tasks: bool) -> Vec<String> {
                 "defaults",
                 "  mode http",
                 "  timeout connect 10s",
-                "  timeout client 3600s",
-                "  timeout server 3600s",
+                "  timeout client 100000s",
+                "  timeout server 100000s",
                 "frontend evalctl",
                 "  default_backend models",
                 "backend models",
                 "  balance leastconn",
+                "  option http-server-close",
+                "  http-check expect status 200",
             ]
             .contains(&line)
                 || line.strip_prefix("  bind *:").is_some_and(|p| p.parse::<u16>().is_ok())

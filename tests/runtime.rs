@@ -423,6 +423,11 @@ fn instances_on_other_nodes_are_reached_on_their_node_addresses() {
         ]
     );
     assert!(cfg.contains("bind *:5009"), "{cfg}");
+    // As the launcher's: long requests are not cut, health means status 200.
+    for line in ["timeout client 100000s", "timeout server 100000s", "option http-server-close"] {
+        assert!(cfg.contains(line), "{line}: {cfg}");
+    }
+    assert!(cfg.contains("option httpchk GET /health\n  http-check expect status 200\n"), "{cfg}");
     assert!(cfg.contains("--nodelist=node1 --container-image=haproxy:lts"), "{cfg}");
     // An instance on another node listening on 127.0.0.1 only is never
     // reached there (node3's loopback is not this node's), and the log says why.

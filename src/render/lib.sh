@@ -325,9 +325,9 @@ evalctl_servers_ready() {
   if [ "${#EVALCTL_HEADS[@]}" -gt 1 ]; then
     cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}.cfg"
     {
-      printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 3600s\n  timeout server 3600s\n'
-      printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n' "$proxy_port"
-      [ -n "$health" ] && printf '  option httpchk GET %s\n' "$health"
+      printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 100000s\n  timeout server 100000s\n'
+      printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n  option http-server-close\n' "$proxy_port"
+      [ -n "$health" ] && printf '  option httpchk GET %s\n  http-check expect status 200\n' "$health"
       for i in "${!reached[@]}"; do printf '  server instance%s %s:%s check\n' "$i" "${reached[$i]}" "$port"; done
     } >"$cfg"
     srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_HEADS[0]}" --container-image="$proxy_image" \
