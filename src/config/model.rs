@@ -360,7 +360,7 @@ pub struct ProxyConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_path: Option<String>,
     /// HTTP status of a healthy instance. Only 200 is accepted (evalctl's
-    /// check takes any 2xx or 3xx answer as healthy). Default: 200.
+    /// checks take an instance as healthy when it answers 200). Default: 200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_status: Option<u32>,
 }

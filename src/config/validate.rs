@@ -779,7 +779,7 @@ fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
             let path = keys(&["execution", "proxy", "config", "health_check_status"]);
             diags.push(Diagnostic::error(
                 at_value(&path),
-                format!("`execution.proxy.config.health_check_status`: evalctl's load balancer takes an instance answering 2xx or 3xx as healthy; {status} cannot be chosen (remove it, or write 200)"),
+                format!("`execution.proxy.config.health_check_status`: evalctl's load balancer takes an instance as healthy when it answers 200; {status} cannot be chosen (remove it, or write 200)"),
             ));
         }
     }
