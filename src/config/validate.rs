@@ -74,8 +74,7 @@ pub fn check(tree: &Node, origins: &Origins, diags: &mut Vec<Diagnostic>) -> Opt
         Ok(m) => Some(m),
         Err(errs) => {
             for (path, msg, at_value) in errs {
-                let span = if at_value { tree.value_span_of(&path) } else { tree.span_of(&path) };
-                diags.push(Diagnostic::error(span, msg));
+                diags.push(error_at(tree, &path, at_value, msg));
             }
             None
         }
@@ -352,11 +351,16 @@ fn keys(ks: &[&str]) -> Vec<Seg> {
     ks.iter().map(|k| Seg::Key((*k).to_owned())).collect()
 }
 
+/// An error at `path`: its value's span when the value is wrong, else its
+/// key's.
+fn error_at(tree: &Node, path: &[Seg], at_value: bool, msg: String) -> Diagnostic {
+    Diagnostic::error(if at_value { tree.value_span_of(path) } else { tree.span_of(path) }, msg)
+}
+
 /// Checks a schema cannot express. Returns the resolved tasks.
 fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Diagnostic>) -> Vec<ResolvedTask> {
     let err = |diags: &mut Vec<Diagnostic>, path: Vec<Seg>, value: bool, msg: String| {
-        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
-        diags.push(Diagnostic::error(span, msg));
+        diags.push(error_at(tree, &path, value, msg));
     };
     let exec = &cfg.execution;
 
@@ -669,10 +673,7 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
 /// script is written with, so a value `render` would refuse is refused here,
 /// at its line.
 fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Diagnostic>) {
-    let mut err = |path: Vec<Seg>, value: bool, msg: String| {
-        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
-        diags.push(Diagnostic::error(span, msg));
-    };
+    let mut err = |path: Vec<Seg>, value: bool, msg: String| diags.push(error_at(tree, &path, value, msg));
     let fields = [
         ("account", &exec.account),
         ("partition", &exec.partition),
@@ -901,10 +902,7 @@ fn serde_pointer(path: &serde_path_to_error::Path) -> String {
 /// mounts they are written into are refused here, not encoded later.
 fn endpoint_and_mount_grammar(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
     use super::{mounts, urls};
-    let mut at = |path: Vec<Seg>, value: bool, msg: String| {
-        let span = if value { tree.value_span_of(&path) } else { tree.span_of(&path) };
-        diags.push(Diagnostic::error(span, msg));
-    };
+    let mut at = |path: Vec<Seg>, value: bool, msg: String| diags.push(error_at(tree, &path, value, msg));
     let named = |path: &[Seg], why: String| format!("`{}`: {why}", path_string(path));
     let mut deployments = vec![(keys(&["deployment"]), &cfg.deployment)];
     deployments.extend(cfg.auxiliary_deployments.iter().map(|(n, d)| (keys(&["auxiliary_deployments", n]), d)));

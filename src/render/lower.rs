@@ -531,8 +531,8 @@ impl<'a> Lower<'a> {
         let [pre, post] = pre_post(cfg, index);
         let client = ClientSpec {
             container,
-            pre: pre.into_iter().flatten().map(str::to_owned).collect(),
-            post: post.into_iter().flatten().map(str::to_owned).collect(),
+            pre: pre.map(str::to_owned).into_iter().collect(),
+            post: post.map(str::to_owned).into_iter().collect(),
             run_config: run_config(cfg, rt, task, &endpoint_type, eval_vars),
             on_server_head: deployed && !shared,
         };
@@ -553,7 +553,8 @@ impl<'a> Lower<'a> {
             "deployment": if deployed { model_identity(&cfg.deployment) } else { json!({"url": cfg.target.api_endpoint.url}) },
             "env": env_identity(eval_vars),
             "server_env": if own_server { env_identity(&self.loaded.env.deployment) } else { J::Null },
-            "pre": pre, "post": post,
+            // As one-element lists: the identity of every existing result stays the same.
+            "pre": [pre], "post": [post],
         });
         // Only when set, so that the identity of every other task stays the same.
         if let Some(data) = &cfg.evaluation.tasks[index].dataset_dir {
@@ -574,11 +575,11 @@ fn dataset_target(mount_path: Option<&str>) -> &str {
 /// A task's commands before and after the harness: the task's own, else
 /// the evaluation's (as in the launcher, a task's replaces the evaluation's;
 /// an empty one counts as unset).
-fn pre_post(cfg: &Config, index: usize) -> [[Option<&str>; 1]; 2] {
+fn pre_post(cfg: &Config, index: usize) -> [Option<&str>; 2] {
     let task = &cfg.evaluation.tasks[index];
     [
-        [pick(task.pre_cmd.as_deref(), cfg.evaluation.pre_cmd.as_deref())],
-        [pick(task.post_cmd.as_deref(), cfg.evaluation.post_cmd.as_deref())],
+        pick(task.pre_cmd.as_deref(), cfg.evaluation.pre_cmd.as_deref()),
+        pick(task.post_cmd.as_deref(), cfg.evaluation.post_cmd.as_deref()),
     ]
 }
 
