@@ -524,8 +524,24 @@ for a in "$@"; do
       ;;
   esac
 done
+# The container's /results is the folder mounted there (paths below it
+# in the command are read on the host).
+results=
+for a in "$@"; do
+  case $a in
+    --container-mounts=*)
+      IFS=, read -r -a ms <<<"${a#--container-mounts=}"
+      for m in "${ms[@]}"; do [ "${m#*:}" = /results ] && results=${m%%:*}; done
+      ;;
+  esac
+done
 while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done
 export SLURM_PROCID=0
+if [ -n "$results" ]; then
+  args=()
+  for a in "$@"; do args+=("${a//\/results\//$results/}"); done
+  set -- "${args[@]}"
+fi
 "$@"
 rc=$?
 : >"$STUB_DIR/srun.$n.done"

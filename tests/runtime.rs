@@ -88,6 +88,7 @@ impl Job {
             .env("EVALCTL_DIR", self.dir())
             .env("EVALCTL_STACK_DIR", &self.root)
             .env("EVALCTL_LOGS", self.root.join("logs"))
+            .env("EVALCTL_ARTIFACTS", self.dir())
             .env("SLURM_JOB_ID", "77")
             .env("EVALCTL_WALLTIME_S", "3600")
             .env("EVALCTL_MAX_WALLTIME_S", "0")
@@ -238,24 +239,42 @@ fn the_resume_gate_decides_from_status_state_and_limits() {
 
 #[test]
 fn finish_records_how_the_link_ended() {
-    // (rc, own job state, status, last chain line)
+    // (step's rc, the harness's recorded exit code, own job state, status,
+    // last chain line, the code the job exits with)
     let cases = [
-        ("0", "RUNNING", "completed 77 \n", Some("77 end 900 completed")),
-        ("2", "RUNNING", "failed 77 exit 2\n", Some("77 end 900 failed 2")),
-        ("0", "", "completed 77 \n", Some("77 end 900 completed")),
-        ("1", "", "failed 77 exit 1\n", Some("77 end 900 failed 1")),
-        // Slurm is ending the job, or a signal killed the client: cut short,
-        // no end record (the next link resumes).
-        ("0", "TIMEOUT", "interrupted 77 TIMEOUT exit 0\n", None),
-        ("1", "COMPLETING", "interrupted 77 COMPLETING exit 1\n", None),
-        ("143", "", "interrupted 77 exit 143\n", None),
+        ("0", Some("0"), "RUNNING", "completed 77 \n", Some("77 end 900 completed"), "0"),
+        ("2", Some("2"), "RUNNING", "failed 77 exit 2\n", Some("77 end 900 failed 2"), "2"),
+        ("0", Some("0"), "", "completed 77 \n", Some("77 end 900 completed"), "0"),
+        ("1", Some("1"), "", "failed 77 exit 1\n", Some("77 end 900 failed 1"), "1"),
+        // The harness's record wins over the step's code.
+        ("1", Some("0"), "RUNNING", "completed 77 \n", Some("77 end 900 completed"), "0"),
+        ("0", Some("3"), "RUNNING", "failed 77 exit 3\n", Some("77 end 900 failed 3"), "3"),
+        // The step failed before the harness ended (pre_cmd, container).
+        ("4", None, "RUNNING", "failed 77 exit 4\n", Some("77 end 900 failed 4"), "4"),
+        // A record that is not a number is no record.
+        ("0", Some("x1"), "RUNNING", "interrupted 77 no-exit-record exit 0\n", None, "75"),
+        // Slurm is ending the job, or the step ended without the harness's
+        // record (lost with its node: srun may say 0), or a signal killed
+        // the client when Slurm cannot tell: cut short, no end record (the
+        // next link resumes).
+        ("0", Some("0"), "TIMEOUT", "interrupted 77 TIMEOUT exit 0\n", None, "0"),
+        ("1", None, "COMPLETING", "interrupted 77 COMPLETING exit 1\n", None, "1"),
+        ("0", None, "RUNNING", "interrupted 77 no-exit-record exit 0\n", None, "75"),
+        ("143", None, "", "interrupted 77 no-exit-record exit 143\n", None, "143"),
+        ("143", None, "RUNNING", "failed 77 exit 143\n", Some("77 end 900 failed 143"), "143"),
     ];
-    for (rc, own, status, last) in cases {
+    for (rc, record, own, status, last, exit) in cases {
         let j = Job::new();
-        let r = j.run(&format!("evalctl_finish {rc}"), &[("STUB_JOB_STATE", own)], Some(900));
+        if let Some(code) = record {
+            j.write(".evalctl-exit-77", &format!("{code}\n"));
+        }
+        let r =
+            j.run(&format!("evalctl_finish {rc}; echo \"exit=$EVALCTL_RC\""), &[("STUB_JOB_STATE", own)], Some(900));
+        let case = format!("rc {rc}, record {record:?}, state {own:?}");
         assert_eq!(r.rc, 0, "{}", r.out);
-        assert_eq!(r.status, status, "rc {rc}, state {own:?}");
-        assert_eq!(r.chain.lines().last(), last, "rc {rc}, state {own:?}");
+        assert_eq!(r.status, status, "{case}");
+        assert_eq!(r.chain.lines().last(), last, "{case}");
+        assert!(r.out.contains(&format!("exit={exit}\n")), "{case}: {}", r.out);
     }
 }
 

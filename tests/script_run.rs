@@ -33,7 +33,13 @@ for a in "$@"; do
 done
 last=${!#}
 case $last in
-  *nemo-evaluator*) exit "${STUB_CLIENT_RC:-0}" ;;
+  *nemo-evaluator*)
+    # The harness's exit code, as the step records it in /results (the
+    # artifacts folder), unless the step was killed (a signal) or lost.
+    rc=${STUB_HARNESS_RC:-${STUB_CLIENT_RC:-0}}
+    [ "$rc" -le 128 ] && [ -z "${STUB_NO_EXIT_RECORD:-}" ] &&
+      printf '%s\n' "$rc" >"$EVALCTL_ARTIFACTS/.evalctl-exit-$SLURM_JOB_ID"
+    exit "${STUB_CLIENT_RC:-0}" ;;
   *) : >"$STUB_DIR/server-up"; exec sleep 300 ;;
 esac
 "#,
@@ -232,32 +238,50 @@ fn failing_harness_fails_the_job_and_stops_the_server() {
 
 #[test]
 fn a_link_whose_job_is_ending_is_cut_short_whatever_its_exit_code() {
-    // (client exit code, the job's own state in slurmctld, recorded status)
-    let cases: [(&str, Option<&str>, &str); 7] = [
+    // (client step's exit code, the harness's recorded one, the job's own
+    // state in slurmctld, recorded status, the job's exit code)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, i32);
+    let cases: [Case; 11] = [
         // Slurm is ending the job (time limit, node failure, preemption):
         // even a client that exits 0 did not finish its work.
-        ("0", Some("COMPLETING"), "interrupted 77 COMPLETING exit 0"),
-        ("0", Some("NODE_FAIL"), "interrupted 77 NODE_FAIL exit 0"),
-        ("1", Some("TIMEOUT"), "interrupted 77 TIMEOUT exit 1"),
+        ("0", Some("0"), Some("COMPLETING"), "interrupted 77 COMPLETING exit 0", 0),
+        ("0", Some("0"), Some("NODE_FAIL"), "interrupted 77 NODE_FAIL exit 0", 0),
+        ("1", Some("1"), Some("TIMEOUT"), "interrupted 77 TIMEOUT exit 1", 1),
         // No answer from Slurm: a client killed by a signal was cut short.
-        ("143", None, "interrupted 77 exit 143"),
+        ("143", None, None, "interrupted 77 no-exit-record exit 143", 143),
+        // A step lost with its node can end with srun's exit code 0 while
+        // slurmctld still says RUNNING: without the harness's record the
+        // work is not done (it was recorded as completed and never resumed).
+        ("0", None, Some("RUNNING"), "interrupted 77 no-exit-record exit 0", 75),
+        ("0", None, None, "interrupted 77 no-exit-record exit 0", 75),
         // The job still runs: the exit code is the evaluation's own.
-        ("137", Some("RUNNING"), "failed 77 exit 137"),
-        ("0", Some("RUNNING"), "completed 77 "),
-        ("0", None, "completed 77 "),
+        ("137", None, Some("RUNNING"), "failed 77 exit 137", 137),
+        ("0", Some("0"), Some("RUNNING"), "completed 77 ", 0),
+        ("0", Some("0"), None, "completed 77 ", 0),
+        // The harness's record decides, not srun's code (a post_cmd or the
+        // step's teardown may fail after the harness succeeded) ...
+        ("1", Some("0"), Some("RUNNING"), "completed 77 ", 0),
+        // ... and a step that failed before the harness ended (a failing
+        // pre_cmd, a container that did not start) fails the link.
+        ("5", None, Some("RUNNING"), "failed 77 exit 5", 5),
     ];
-    for (client_rc, own, want) in cases {
+    for (client_rc, harness_rc, own, want, job_rc) in cases {
         let sb = Sandbox::new();
         let (_, r) = compile(&base_config(&sb.out()), &[]);
         let task = job(&r, "gsm8k");
         let mut env = vec![("STUB_CLIENT_RC", client_rc)];
+        match harness_rc {
+            Some(h) => env.push(("STUB_HARNESS_RC", h)),
+            None => env.push(("STUB_NO_EXIT_RECORD", "1")),
+        }
         if let Some(s) = own {
             env.push(("STUB_JOB_STATE", s));
         }
         let (rc, log) = sb.run(task, &env);
-        assert_eq!(rc.to_string(), client_rc, "{log}");
+        let case = format!("client {client_rc}, harness {harness_rc:?}, job {own:?}");
+        assert_eq!(rc, job_rc, "{case}:\n{log}");
         let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
-        assert_eq!(status.trim_end_matches('\n'), want, "client {client_rc}, job {own:?}:\n{log}");
+        assert_eq!(status.trim_end_matches('\n'), want, "{case}:\n{log}");
         let chain = std::fs::read_to_string(Path::new(&task.dir).join("chain")).unwrap();
         assert_eq!(
             chain.contains(" end "),

@@ -190,23 +190,39 @@ evalctl_resume_gate() {
   evalctl_log "job ${prev:-?} ended ${state:-?}: resuming (link $((links + 1)), ${used} s used)"
 }
 
-# Records how this link's evaluation ended, from its exit code RC. A link
+# Records how this link's evaluation ended. RC is the client step's exit
+# code; the harness's own exit code is what the step wrote to
+# artifacts/.evalctl-exit-<job> inside the container as it ended. A link
 # whose job Slurm is already ending (time limit, preemption, node failure:
-# the job is no longer RUNNING) was cut short whatever RC says, as is one
-# whose client was killed by a signal when Slurm cannot tell: the next link
-# resumes it. Otherwise RC 0 completes the chain and any other RC fails it.
+# the job is no longer RUNNING) was cut short whatever RC says, and so was
+# one whose step ended without that record while srun reported success (a
+# step lost with its node can make srun exit 0) or, when Slurm cannot tell,
+# a signal: the next link
+# resumes it. Otherwise the recorded code 0 completes the chain, and any
+# other code, or a step that failed before the harness ended (a failing
+# pre_cmd, a container that did not start), fails it. Sets EVALCTL_RC to
+# the code the job exits with.
 evalctl_finish() {
-  local rc=$1 own
+  local rc=$1 own code=""
   own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
-  if { [ -n "$own" ] && [ "$own" != RUNNING ]; } || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; then
-    evalctl_status interrupted "${own:+$own }exit $rc"
-    evalctl_log "the evaluation ended (exit $rc) while the job was ending (${own:-state unknown}): link cut short"
-  elif [ "$rc" -eq 0 ]; then
+  read -r code _ 2>/dev/null <"$EVALCTL_ARTIFACTS/.evalctl-exit-${SLURM_JOB_ID:-0}"
+  case $code in *[!0-9]*) code="" ;; esac
+  EVALCTL_RC=$rc
+  if [ -n "$own" ] && [ "$own" != RUNNING ]; then
+    evalctl_status interrupted "$own exit $rc"
+    evalctl_log "the evaluation ended (exit $rc) while the job was ending ($own): link cut short"
+  elif [ -z "$code" ] && { [ "$rc" -eq 0 ] || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; }; then
+    [ "$rc" -eq 0 ] && EVALCTL_RC=75
+    evalctl_status interrupted "no-exit-record exit $rc"
+    evalctl_log "the evaluation step ended (exit $rc) before the harness recorded its exit code: link cut short"
+  elif [ -n "$code" ] && [ "$code" -eq 0 ]; then
+    EVALCTL_RC=0
     evalctl_status completed
     evalctl_chain end completed
   else
-    evalctl_status failed "exit $rc"
-    evalctl_chain end "failed $rc"
+    [ -n "$code" ] && EVALCTL_RC=$code
+    evalctl_status failed "exit $EVALCTL_RC"
+    evalctl_chain end "failed $EVALCTL_RC"
   fi
 }
 

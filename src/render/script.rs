@@ -250,7 +250,7 @@ fn evaluate(eval: &EvalSpec) -> String {
     if matches!(eval.endpoint, Endpoint::Own { .. }) {
         s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     }
-    s.push_str("evalctl_finish \"$rc\"\nexit \"$rc\"\n");
+    s.push_str("evalctl_finish \"$rc\"\nexit \"$EVALCTL_RC\"\n");
     s
 }
 
@@ -280,7 +280,8 @@ fn client_step(client: &ClientSpec) -> String {
     }
     cmd.push_str(
         "if command -v nemo-evaluator >/dev/null 2>&1; then harness=nemo-evaluator; else harness=eval-factory; fi\n\
-         \"$harness\" run_eval --run_config /results/run_config.yml\nrc=$?\n",
+         \"$harness\" run_eval --run_config /results/run_config.yml\nrc=$?\n\
+         printf '%s\\n' \"$rc\" >\"/results/.evalctl-exit-${SLURM_JOB_ID:-0}\"\n",
     );
     for p in &client.post {
         cmd.push_str(&format!("{{\n{p}\n}}\n"));
