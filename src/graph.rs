@@ -5,8 +5,10 @@
 //! a task does not rename the others: a task's id is its `id:` or its name;
 //! a name used by several tasks gives `name.1`, `name.2`, ... in order
 //! (a warning recommends explicit ids there). Other nodes: `server` (the
-//! shared deployment), `server.<aux>` (auxiliary deployments) and
-//! `<task>.resume` (the next link of a task's auto-resume chain).
+//! shared deployment), `server.<aux>` (auxiliary deployments with
+//! `topology: shared`; the others run inside each task's job) and
+//! `<job>.resume` (the next link of the auto-resume chain of a task or of a
+//! shared deployment).
 //!
 //! Edges point from a job to the jobs that wait for it, so a topological
 //! order is a submission order.
@@ -31,8 +33,13 @@ pub enum NodeKind {
     Deployment { aux: Option<String> },
     /// Runs one evaluation task (`task`: index in `evaluation.tasks`).
     EvalTask { task: usize },
-    /// The next link of a task's auto-resume chain.
-    Resume { of: String, task: usize },
+    /// The next link of the auto-resume chain of a task (`task`: its
+    /// index) or of a shared deployment (`task`: none).
+    Resume {
+        of: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task: Option<usize>,
+    },
 }
 
 /// One job of the graph.
@@ -243,18 +250,33 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
         }
     };
     let shared = cfg.execution.topology == Topology::Shared && cfg.deployment.kind != DeploymentType::None;
+    // Shared deployments, each with its resume link.
+    let mut servers: Vec<String> = vec![];
     if shared {
         add(
             &mut g,
             JobNode { id: SERVER.into(), kind: NodeKind::Deployment { aux: None } },
             &[Seg::Key("deployment".into())],
         );
+        servers.push(SERVER.into());
     }
-    for name in cfg.auxiliary_deployments.keys() {
-        let path = [Seg::Key("auxiliary_deployments".into()), Seg::Key(name.clone())];
+    // An auxiliary deployment runs inside each task's job unless it is shared.
+    let shared_aux: Vec<&String> =
+        cfg.auxiliary_deployments.iter().filter(|(_, d)| d.shared_aux()).map(|(n, _)| n).collect();
+    for name in &shared_aux {
+        let path = [Seg::Key("auxiliary_deployments".into()), Seg::Key((*name).clone())];
         add(
             &mut g,
-            JobNode { id: format!("{SERVER}.{name}"), kind: NodeKind::Deployment { aux: Some(name.clone()) } },
+            JobNode { id: format!("{SERVER}.{name}"), kind: NodeKind::Deployment { aux: Some((*name).clone()) } },
+            &path,
+        );
+        servers.push(format!("{SERVER}.{name}"));
+    }
+    for id in &servers {
+        let path = [Seg::Key("deployment".into())];
+        add(
+            &mut g,
+            JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: None } },
             &path,
         );
     }
@@ -264,18 +286,25 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
             path.push(Seg::Key("id".into()));
         }
         add(&mut g, JobNode { id: id.clone(), kind: NodeKind::EvalTask { task: i } }, &path);
-        add(&mut g, JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: i } }, &path);
+        add(
+            &mut g,
+            JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: Some(i) } },
+            &path,
+        );
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     let mut edges: Vec<(String, String, Dep)> = vec![];
+    for id in &servers {
+        edges.push((id.clone(), format!("{id}.resume"), Dep::AfterNotOk));
+    }
     for id in &ids {
         for waits_for in [id.clone(), format!("{id}.resume")] {
             if shared {
                 edges.push((SERVER.into(), waits_for.clone(), Dep::After));
             }
-            for name in cfg.auxiliary_deployments.keys() {
+            for name in &shared_aux {
                 edges.push((format!("{SERVER}.{name}"), waits_for.clone(), Dep::After));
             }
         }

@@ -293,7 +293,7 @@ fn launcher_keys_reach_the_jobs() {
     // deployment.cache_path: read-write at /cache in the server container.
     assert!(
         gsm8k.contains(
-            "'--container-mounts=/lustre/models/llama-3.1-8b-instruct:/checkpoint:ro,/lustre/cache/trtllm:/cache'"
+            "/artifacts:/results,/lustre/models/llama-3.1-8b-instruct:/checkpoint:ro,/lustre/cache/trtllm:/cache'"
         ),
         "{gsm8k}"
     );
@@ -352,13 +352,17 @@ fn the_resume_link_limit_follows_max_walltime() {
 fn an_auxiliary_deployment_has_its_own_task_count() {
     let start = |overrides: &[&str]| {
         let r = render_file("tests/fixtures/new_dialect_judge.yaml", overrides);
-        let text = job(&r, "server.judge");
-        text.lines().find(|l| l.starts_with("evalctl_start_servers ")).expect("a server").to_owned()
+        let task = &r.jobs.iter().find(|j| j.role == render::Role::First).expect("a task").script.text();
+        task.lines().find(|l| l.starts_with("evalctl_start_servers aux-judge ")).expect("the judge").to_owned()
     };
-    // Group, instances, nodes and tasks per instance.
-    assert_eq!(start(&["auxiliary_deployments.judge.num_nodes=2"]), "evalctl_start_servers aux_judge 1 2 2");
+    // Key, group, first node (after the model's), instances, nodes and
+    // tasks per instance, variable prefix.
+    assert_eq!(
+        start(&["auxiliary_deployments.judge.num_nodes=2"]),
+        "evalctl_start_servers aux-judge aux_judge 1 1 2 2 JUDGE"
+    );
     assert_eq!(
         start(&["auxiliary_deployments.judge.num_nodes=2", "auxiliary_deployments.judge.n_tasks=16"]),
-        "evalctl_start_servers aux_judge 1 2 16"
+        "evalctl_start_servers aux-judge aux_judge 1 1 2 16 JUDGE"
     );
 }

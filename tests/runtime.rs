@@ -374,9 +374,10 @@ fn servers_ready(heads: &[&str], listen: &str, args: &str) -> (Ran, String, Vec<
     let j = Job::new();
     let heads = heads.join(" ");
     let code = format!(
-        "mkdir -p \"$EVALCTL_LOGS\"\nEVALCTL_NODES=(node1 node2 node3 node4)\nEVALCTL_HEADS=({heads})\nEVALCTL_SERVER_PIDS=()\n\
-         for _ in \"${{EVALCTL_HEADS[@]}}\"; do EVALCTL_SERVER_PIDS+=($$); done\n\
-         evalctl_servers_ready {args} || exit 1\nwait\necho \"base=$EVALCTL_BASE_URL public=$EVALCTL_PUBLIC_URL\""
+        "mkdir -p \"$EVALCTL_LOGS\"\nEVALCTL_NODES=(node1 node2 node3 node4)\nheads=({heads})\nEVALCTL_SERVER_PIDS=()\n\
+         EVALCTL_SRV_COUNT[model]=${{#heads[@]}}\n\
+         for i in \"${{!heads[@]}}\"; do EVALCTL_SRV_HEAD[model.$i]=${{heads[$i]}}; EVALCTL_SRV_PROC[model.$i]=$$; done\n\
+         evalctl_servers_ready model {args} || exit 1\nwait\necho \"base=$EVALCTL_BASE_URL public=$EVALCTL_PUBLIC_URL\""
     );
     let r = j.run(&code, &[("STUB_LISTEN", listen)], None);
     let urls = j.read("curl.urls").lines().map(str::to_owned).collect();

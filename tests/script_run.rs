@@ -411,6 +411,72 @@ fn shared_topology_tasks_use_the_published_endpoint() {
     assert!(!Path::new(&server.dir).join("endpoint").exists(), "endpoint withdrawn when done");
 }
 
+/// A judge in the task's job: on the node after the model's, started with
+/// the model, reached by its node's name; the harness is told where.
+#[test]
+fn a_judge_runs_on_its_own_nodes_inside_the_task_job() {
+    let sb = Sandbox::new();
+    let text = base_config(&sb.out())
+        + "auxiliary_deployments:\n  judge:\n    type: vllm\n    image: vllm/judge:1\n    hf_model_handle: org/judge\n    served_model_name: judge-model\n    port: 8001\n    command: vllm serve org/judge --port 8001\n    endpoints: {chat: /v1/chat/completions, health: /health}\n";
+    let (_, r) = compile(&text, &[]);
+    assert!(!r.jobs.iter().any(|j| j.id.starts_with("server")), "no judge job of its own");
+    let task = job(&r, "gsm8k");
+    assert!(task.script.text().contains("#SBATCH --nodes=2\n"), "the model's node and the judge's");
+    write_secrets(task, &[]);
+    let (rc, log) = sb.run(task, &[("SLURM_JOB_NODELIST", "node1,node2")]);
+    assert_eq!(rc, 0, "{log}");
+    let calls = sb.sruns();
+    assert_eq!(calls.len(), 3, "model, judge, harness: {calls:?}");
+    let (model, model_env) = &calls[0];
+    let (judge, judge_env) = &calls[1];
+    let (client, client_env) = &calls[2];
+    assert!(model.contains(&"--nodelist=node1".to_owned()), "{model:?}");
+    assert!(judge.contains(&"--nodelist=node2".to_owned()), "{judge:?}");
+    assert!(judge.contains(&"--container-image=vllm/judge:1".to_owned()), "{judge:?}");
+    // The launcher's server variables (getent finds no address here: names).
+    assert_eq!(model_env.get("MASTER_IP").map(String::as_str), Some("node1"));
+    assert_eq!(model_env.get("ALL_NODE_IPS").map(String::as_str), Some("node1"));
+    assert_eq!(judge_env.get("JUDGE_MASTER_IP").map(String::as_str), Some("node2"));
+    assert_eq!(judge_env.get("JUDGE_ALL_NODE_IPS").map(String::as_str), Some("node2"));
+    // The model's server sees the task's results at /results; the judge's does not.
+    let mounts =
+        |argv: &[String]| argv.iter().find(|a| a.starts_with("--container-mounts=")).cloned().unwrap_or_default();
+    assert!(mounts(model).contains(&format!("{}/artifacts:/results", task.dir)), "{model:?}");
+    assert!(!mounts(judge).contains(":/results"), "{judge:?}");
+    assert!(client.contains(&"--nodelist=node1".to_owned()), "{client:?}");
+    assert_eq!(client_env.get("JUDGE_CHAT_URL").map(String::as_str), Some("http://node2:8001/v1/chat/completions"));
+    assert_eq!(client_env.get("JUDGE_MODEL_ID").map(String::as_str), Some("judge-model"));
+    assert!(!client_env.contains_key("JUDGE_HEALTH_URL"), "{client_env:?}");
+    // Its log names it.
+    assert!(log.contains("aux-judge-server instance 0 starting on node2"), "{log}");
+}
+
+/// A task waiting for a shared server whose chain has ended fails at once,
+/// without a resume; one that is only between links is waited for.
+#[test]
+fn a_task_fails_at_once_when_its_shared_server_has_ended() {
+    let sb = Sandbox::new();
+    let text = base_config(&sb.out()).replace("walltime: '00:10:00'", "walltime: '00:10:00', topology: shared");
+    let (_, r) = compile(&text, &[]);
+    assert!(
+        r.jobs
+            .iter()
+            .any(|j| j.id == "server.resume" && j.deps == [("server".to_owned(), evalctl::graph::Dep::AfterNotOk)])
+    );
+    let server = job(&r, "server");
+    let task = job(&r, "gsm8k");
+    std::fs::create_dir_all(&server.dir).unwrap();
+    std::fs::write(Path::new(&server.dir).join("status"), "failed 12 server-not-ready\n").unwrap();
+    let started = std::time::Instant::now();
+    let (rc, log) = sb.run(task, &[]);
+    assert_eq!(rc, 1, "{log}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "no waiting: {log}");
+    assert!(log.contains("deployment server has ended (failed 12 server-not-ready)"), "{log}");
+    let status = std::fs::read_to_string(Path::new(&task.dir).join("status")).unwrap();
+    assert_eq!(status, "failed 77 no-endpoint\n");
+    assert!(sb.sruns().is_empty(), "the harness never ran");
+}
+
 /// Strings that break naive quoting.
 fn nasty() -> impl Strategy<Value = String> {
     let piece = prop_oneof![

@@ -460,6 +460,32 @@ pub struct Deployment {
     /// Commands run in the server container before the server starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_cmd: Option<String>,
+    /// Prefix of the variables that describe an auxiliary deployment to the
+    /// harness (`<PREFIX>_CHAT_URL`, `<PREFIX>_MODEL_ID`, ...) and to its own
+    /// server (`<PREFIX>_MASTER_IP`, `<PREFIX>_ALL_NODE_IPS`). Default: the
+    /// deployment's name in capitals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_prefix: Option<String>,
+    /// Where an auxiliary deployment runs. `per_task` (default, as in the
+    /// launcher): inside every task's job, on nodes of its own added to the
+    /// job's allocation. `shared`: one job of its own serves every task of
+    /// the stack; tasks wait for it up to `endpoint_readiness_timeout`, it
+    /// resumes like a task when cut short, and a task fails at once (without
+    /// resuming) when it is gone. The model's is `execution.topology`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+}
+
+impl Deployment {
+    /// Whether an auxiliary deployment runs as one job shared by the tasks.
+    pub fn shared_aux(&self) -> bool {
+        self.topology == Some(Topology::Shared)
+    }
+
+    /// The variable prefix of an auxiliary deployment named `name`.
+    pub fn env_prefix_of(&self, name: &str) -> String {
+        self.env_prefix.clone().unwrap_or_else(|| name.to_ascii_uppercase())
+    }
 }
 
 /// Serving framework of a deployment.

@@ -463,6 +463,7 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             ),
         );
     }
+    aux_prefixes(tree, cfg, diags);
     for (name, d) in &cfg.auxiliary_deployments {
         let (nodes, instances) = (d.num_nodes.unwrap_or(1), d.num_instances.unwrap_or(1));
         if instances > 0 && !nodes.is_multiple_of(instances) {
@@ -801,14 +802,16 @@ fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
     // The main deployment's nodes and instances are execution's.
     let d = &cfg.deployment;
     for (k, set, theirs) in [
-        ("num_nodes", d.num_nodes, "execution.num_nodes"),
-        ("num_instances", d.num_instances, "execution.num_instances"),
-        ("n_tasks", d.n_tasks, "execution.deployment.n_tasks"),
+        ("num_nodes", d.num_nodes.is_some(), "the model's is `execution.num_nodes`"),
+        ("num_instances", d.num_instances.is_some(), "the model's is `execution.num_instances`"),
+        ("n_tasks", d.n_tasks.is_some(), "the model's is `execution.deployment.n_tasks`"),
+        ("topology", d.topology.is_some(), "the model's is `execution.topology`"),
+        ("env_prefix", d.env_prefix.is_some(), "the model's server variables have no prefix"),
     ] {
-        if set.is_some() {
+        if set {
             diags.push(Diagnostic::error(
                 at_key(&keys(&["deployment", k])),
-                format!("`deployment.{k}` is for auxiliary deployments: the model's is `{theirs}`"),
+                format!("`deployment.{k}` is for auxiliary deployments: {theirs}"),
             ));
         }
     }
@@ -987,6 +990,48 @@ fn endpoint_and_mount_grammar(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnos
             if let Err(why) = mounts::check_target(dst) {
                 at(p, true, why);
             }
+        }
+    }
+}
+
+/// Prefixes the launcher reserves for its own variables.
+const RESERVED_PREFIXES: [&str; 4] = ["SLURM", "PRIMARY", "MODEL", "SERVER"];
+
+/// Each auxiliary deployment's variable prefix (its `env_prefix`, else its
+/// name in capitals) is a variable name, not reserved, and its own.
+fn aux_prefixes(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for (name, d) in &cfg.auxiliary_deployments {
+        // A name outside the grammar is reported once, as a name.
+        if d.env_prefix.is_none() && !names::is_valid(name) {
+            continue;
+        }
+        let prefix = d.env_prefix_of(name);
+        let at = if d.env_prefix.is_some() {
+            keys(&["auxiliary_deployments", name, "env_prefix"])
+        } else {
+            keys(&["auxiliary_deployments", name])
+        };
+        let problem = if !crate::config::env::is_var_name(&prefix) {
+            Some(match d.env_prefix {
+                Some(_) => format!("`env_prefix` `{prefix}` is not a variable name (letters, digits, `_`)"),
+                None => format!(
+                    "auxiliary deployment `{name}` needs an `env_prefix`: its name in capitals (`{prefix}`) is not a variable name"
+                ),
+            })
+        } else if RESERVED_PREFIXES.contains(&prefix.as_str()) {
+            Some(format!(
+                "variable prefix `{prefix}` of auxiliary deployment `{name}` is reserved; set another `env_prefix`"
+            ))
+        } else {
+            seen.insert(prefix.clone(), name).map(|other| {
+                format!(
+                    "auxiliary deployments `{other}` and `{name}` have the same variable prefix `{prefix}`; set an `env_prefix`"
+                )
+            })
+        };
+        if let Some(p) = problem {
+            diags.push(error_at(tree, &at, d.env_prefix.is_some(), p));
         }
     }
 }

@@ -275,52 +275,70 @@ evalctl_on_signal() {
   evalctl_log "received SIG$1"
 }
 
-# Starts the instances of a model server in the background.
-# Usage: evalctl_start_servers GROUP INSTANCES NODES_PER_INSTANCE TASKS_PER_INSTANCE
+# The model servers of this job, by key (`model`, or `aux-<name>` for an
+# auxiliary deployment): instances, and each instance's head node and srun
+# process ("<key>.<instance>").
+declare -A EVALCTL_SRV_COUNT=() EVALCTL_SRV_HEAD=() EVALCTL_SRV_PROC=()
+
+# Starts the instances of a model server in the background, on the job's
+# nodes from index FIRST_NODE on. Each instance's container gets MASTER_IP
+# (and MASTER_ADDR: its head's address), ALL_NODE_IPS (the addresses of all
+# the server's nodes, comma-separated), NODES_PER_INSTANCE, INSTANCE_ID and
+# PROC_ID; with PREFIX, also <PREFIX>_MASTER_IP and <PREFIX>_ALL_NODE_IPS.
+# Usage: evalctl_start_servers KEY GROUP FIRST_NODE INSTANCES NODES_PER_INSTANCE TASKS_PER_INSTANCE [PREFIX]
 # with EVALCTL_SRV_ARGS (srun container options) and EVALCTL_SRV_CMD set.
 evalctl_start_servers() {
-  local group=$1 instances=$2 npi=$3 tpi=$4 i ip head nodelist
-  local -a nodes
-  EVALCTL_SERVER_PIDS=()
-  EVALCTL_HEADS=()
+  local key=$1 group=$2 first=$3 instances=$4 npi=$5 tpi=$6 prefix=${7:-} i n ip head nodelist all tag="" log
+  local -a nodes ips=()
+  [ "$key" = model ] || tag="$key-"
+  for n in "${EVALCTL_NODES[@]:first:instances*npi}"; do
+    ip=$(getent ahostsv4 "$n" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    ips+=("${ip:-$n}")
+  done
+  all=$(IFS=,; printf '%s' "${ips[*]}")
+  EVALCTL_SRV_COUNT[$key]=$instances
   for ((i = 0; i < instances; i++)); do
-    nodes=("${EVALCTL_NODES[@]:i*npi:npi}")
+    nodes=("${EVALCTL_NODES[@]:first+i*npi:npi}")
     head=${nodes[0]}
     nodelist=$(IFS=,; printf '%s' "${nodes[*]}")
-    ip=$(getent ahostsv4 "$head" 2>/dev/null | awk 'NR == 1 { print $1 }')
-    EVALCTL_HEADS+=("$head")
+    ip=${ips[i*npi]}
+    log="$EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$tag$i.log"
     (
       evalctl_env "$group"
-      export MASTER_IP=${ip:-$head} MASTER_ADDR=${ip:-$head} NODES_PER_INSTANCE=$npi INSTANCE_ID=$i
+      export MASTER_IP=$ip MASTER_ADDR=$ip ALL_NODE_IPS=$all NODES_PER_INSTANCE=$npi INSTANCE_ID=$i
+      [ -n "$prefix" ] && export "${prefix}_MASTER_IP=$ip" "${prefix}_ALL_NODE_IPS=$all"
       exec srun --overlap --nodes="$npi" --ntasks="$tpi" --nodelist="$nodelist" "${EVALCTL_SRV_ARGS[@]}" \
         bash -c 'export PROC_ID=$SLURM_PROCID; '"$EVALCTL_SRV_CMD"
-    ) >"$EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$i.log" 2>&1 &
+    ) >"$log" 2>&1 &
+    EVALCTL_SRV_HEAD[$key.$i]=$head
+    EVALCTL_SRV_PROC[$key.$i]=$!
     EVALCTL_SERVER_PIDS+=("$!")
-    evalctl_log "server instance $i starting on $nodelist (log: $EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$i.log)"
+    evalctl_log "${tag}server instance $i starting on $nodelist (log: $log)"
   done
 }
 
-# Waits until every instance answers on PORT/HEALTH; with several instances,
-# starts a load balancer in front of them. The batch shell runs on the
-# allocation's first node, the first instance's head, where the client
-# (per_task) and the load balancer run too: an instance there is reached on
-# the loopback address (a server listening on 127.0.0.1 only is reached),
-# else on its node's name, as are instances on other nodes. Sets
-# EVALCTL_BASE_URL, the endpoint seen from this node, and EVALCTL_PUBLIC_URL,
-# the endpoint other jobs reach (a node address).
-# Usage: evalctl_servers_ready PORT HEALTH_PATH TIMEOUT_S [PROXY_PORT PROXY_IMAGE]
+# Waits until every instance of server KEY answers on PORT/HEALTH; with
+# several instances, starts a load balancer in front of them on the job's
+# first node. The batch shell and the harness run on the job's first node:
+# an instance there is reached on the loopback address (a server listening
+# on 127.0.0.1 only is reached), else on its node's name, as are instances
+# on other nodes. Sets EVALCTL_BASE_URL, the endpoint seen from this node,
+# and EVALCTL_PUBLIC_URL, the endpoint other jobs reach (a node address).
+# Usage: evalctl_servers_ready KEY PORT HEALTH_PATH TIMEOUT_S [PROXY_PORT PROXY_IMAGE]
 evalctl_servers_ready() {
-  local port=$1 health=$2 timeout=$3 proxy_port=${4:-} proxy_image=${5:-} i a head cfg
+  local key=$1 port=$2 health=$3 timeout=$4 proxy_port=${5:-} proxy_image=${6:-} i a head cfg tag="" n
   local -a addrs urls reached=()
-  for i in "${!EVALCTL_HEADS[@]}"; do
-    head=${EVALCTL_HEADS[$i]}
+  [ "$key" = model ] || tag="-$key"
+  n=${EVALCTL_SRV_COUNT[$key]:-0}
+  for ((i = 0; i < n; i++)); do
+    head=${EVALCTL_SRV_HEAD[$key.$i]}
     addrs=()
     [ "$head" = "${EVALCTL_NODES[0]}" ] && addrs+=(127.0.0.1)
     addrs+=("$head")
     if [ -n "$health" ]; then
       urls=()
       for a in "${addrs[@]}"; do urls+=("http://$a:$port$health"); done
-      if ! evalctl_wait_healthy "${EVALCTL_SERVER_PIDS[$i]}" "$timeout" "${urls[@]}"; then
+      if ! evalctl_wait_healthy "${EVALCTL_SRV_PROC[$key.$i]}" "$timeout" "${urls[@]}"; then
         [ "${addrs[0]}" = "$head" ] &&
           evalctl_log "instance $i runs on another node ($head), reached on that node's address: a server listening on 127.0.0.1 only is not (use e.g. --host 0.0.0.0)"
         return 1
@@ -337,22 +355,22 @@ evalctl_servers_ready() {
     reached+=("$a")
   done
   EVALCTL_BASE_URL="http://${reached[0]}:$port"
-  EVALCTL_PUBLIC_URL="http://${EVALCTL_HEADS[0]}:$port"
-  if [ "${#EVALCTL_HEADS[@]}" -gt 1 ]; then
-    cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}.cfg"
+  EVALCTL_PUBLIC_URL="http://${EVALCTL_SRV_HEAD[$key.0]}:$port"
+  if [ "$n" -gt 1 ]; then
+    cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}$tag.cfg"
     {
       printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 100000s\n  timeout server 100000s\n'
       printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n  option http-server-close\n' "$proxy_port"
       [ -n "$health" ] && printf '  option httpchk GET %s\n  http-check expect status 200\n' "$health"
       for i in "${!reached[@]}"; do printf '  server instance%s %s:%s check\n' "$i" "${reached[$i]}" "$port"; done
     } >"$cfg"
-    srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_HEADS[0]}" --container-image="$proxy_image" \
+    srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_NODES[0]}" --container-image="$proxy_image" \
       --container-mounts="$cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" \
-      haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-${SLURM_JOB_ID:-0}.log" 2>&1 &
+      haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-${SLURM_JOB_ID:-0}$tag.log" 2>&1 &
     EVALCTL_SERVER_PIDS+=("$!")
     evalctl_wait_healthy "$!" "$timeout" "http://127.0.0.1:$proxy_port${health:-/}" || return 1
     EVALCTL_BASE_URL="http://127.0.0.1:$proxy_port"
-    EVALCTL_PUBLIC_URL="http://${EVALCTL_HEADS[0]}:$proxy_port"
+    EVALCTL_PUBLIC_URL="http://${EVALCTL_NODES[0]}:$proxy_port"
   fi
 }
 
@@ -374,16 +392,26 @@ evalctl_publish_endpoint() {
   evalctl_log "endpoint published: $EVALCTL_PUBLIC_URL"
 }
 
-# Waits for a deployment job of the stack to publish a healthy endpoint.
+# Waits for a shared deployment of the stack to publish a healthy endpoint,
+# through its resume links; fails at once (status 2) when its chain has
+# ended (it failed, was stopped, or served every task), as no endpoint will
+# come, and after TIMEOUT_S.
 # Usage: evalctl_endpoint_of NODE_ID HEALTH_PATH TIMEOUT_S; prints the base URL.
 evalctl_endpoint_of() {
-  local file="$EVALCTL_STACK_DIR/$1/endpoint" deadline=$((SECONDS + $3)) url
+  local file="$EVALCTL_STACK_DIR/$1/endpoint" deadline=$((SECONDS + $3)) url state=""
   while :; do
     url=$(cat "$file" 2>/dev/null)
     if [ -n "$url" ] && evalctl_http_ok "$url${2:-/}" 2>/dev/null; then
       printf '%s' "$url"
       return 0
     fi
+    read -r state _ 2>/dev/null <"$EVALCTL_STACK_DIR/$1/status"
+    case $state in
+      completed | failed | stopped)
+        evalctl_log "deployment $1 has ended ($(cat "$EVALCTL_STACK_DIR/$1/status" 2>/dev/null)): no endpoint will come" >&2
+        return 2
+        ;;
+    esac
     if [ "$SECONDS" -ge "$deadline" ]; then
       evalctl_log "no healthy endpoint from $1 after $3 s" >&2
       return 1

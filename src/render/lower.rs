@@ -14,8 +14,8 @@ use super::run_config::{endpoint_for, run_config};
 use super::sbatch::{FlagName, SbatchValue};
 use super::shell::{mount_path, output_pattern};
 use super::spec::{
-    AuxEndpoint, ClientSpec, Container, Context, Endpoint, EnvGroup, EvalSpec, JobSpec, Mount, PublicValue, Resources,
-    Role, Sbatch, ServerSpec, Work,
+    AuxEndpoint, AuxPlacement, ClientSpec, Container, Context, Endpoint, EnvGroup, EvalSpec, JobSpec, Mount,
+    PublicValue, Resources, Role, Sbatch, ServerSpec, Work,
 };
 use crate::config::env::{EnvVar, Source};
 use crate::config::model::{Config, Deployment, DeploymentType, Topology};
@@ -299,8 +299,18 @@ impl<'a> Lower<'a> {
     }
 
     /// A deployment's server: `aux` names an auxiliary deployment (its own
-    /// node and instance counts and mounts), `None` the main one.
-    fn server(&mut self, d: &Deployment, base: &[Seg], group: &EnvGroup, aux: Option<&str>) -> ServerSpec {
+    /// node and instance counts, mounts and variable prefix), `None` the
+    /// main one. It runs on the job's nodes from `first_node` on; `results`:
+    /// the folder mounted at `/results` (the model's, as in the launcher).
+    fn server(
+        &mut self,
+        d: &Deployment,
+        base: &[Seg],
+        group: &EnvGroup,
+        aux: Option<&str>,
+        first_node: u32,
+        results: Option<&str>,
+    ) -> ServerSpec {
         let e = &self.cfg.execution;
         let (nodes, instances) = match aux {
             Some(_) => (d.num_nodes.unwrap_or(1), d.num_instances.unwrap_or(1)),
@@ -309,6 +319,9 @@ impl<'a> Lower<'a> {
         let instances = instances.max(1);
         let n_tasks = if aux.is_some() { d.n_tasks.unwrap_or(nodes) } else { e.deployment.n_tasks.unwrap_or(nodes) };
         let mut pairs = vec![];
+        if let Some(dir) = results {
+            pairs.push((format!("{dir}/artifacts"), "/results".to_owned(), keys(&["execution", "output_dir"])));
+        }
         if let Some(cp) = &d.checkpoint_path {
             pairs.push((cp.clone(), "/checkpoint:ro".to_owned(), key_then(base, "checkpoint_path")));
         }
@@ -337,13 +350,37 @@ impl<'a> Lower<'a> {
         };
         let proxy = e.proxy.clone().unwrap_or_default();
         let mount_home = e.mounts.mount_home;
+        // The launcher's server variables, always given to the container.
+        let prefix = aux.and_then(|a| VarName::new(&d.env_prefix_of(a)));
+        let mut env = group.names.clone();
+        let launcher_vars = match &prefix {
+            Some(p) => vec![format!("{}_MASTER_IP", p.as_str()), format!("{}_ALL_NODE_IPS", p.as_str())],
+            None => vec!["MASTER_IP".to_owned(), "ALL_NODE_IPS".to_owned()],
+        };
+        for v in launcher_vars {
+            if !env.contains(&v) {
+                env.push(v);
+            }
+        }
+        // Auxiliary deployments take their proxy ports from 5010 on, in
+        // order, as in the launcher.
+        let proxy_port = match aux {
+            Some(a) => {
+                let multi = self.cfg.auxiliary_deployments.iter().filter(|(_, x)| x.num_instances.unwrap_or(1) > 1);
+                5010 + multi.take_while(|(n, _)| n.as_str() != a).count() as u64
+            }
+            None => proxy.config.haproxy_port.map_or(5009, u64::from),
+        };
         ServerSpec {
+            key: aux.map_or_else(|| "model".to_owned(), |a| format!("aux-{a}")),
+            first_node,
+            prefix,
             group: group.name.clone(),
             container: Container {
                 image: d.image.clone().unwrap_or_default(),
                 mounts: self.mounts(pairs),
                 mount_home,
-                env: group.names.clone(),
+                env,
             },
             cmd,
             instances,
@@ -352,13 +389,14 @@ impl<'a> Lower<'a> {
             port: d.port.unwrap_or(8000),
             health,
             wait,
-            proxy_port: proxy.config.haproxy_port.map_or(5009, u64::from),
+            proxy_port,
             proxy_image: proxy.image.clone().unwrap_or_else(|| "haproxy:latest".into()),
         }
     }
 
-    /// A shared or auxiliary deployment job.
-    pub fn deployment(&mut self, id: &str, aux: Option<&str>) -> JobSpec {
+    /// A shared deployment job (the model's, or an auxiliary deployment's)
+    /// and its resume link.
+    pub fn deployment(&mut self, id: &str, aux: Option<&str>) -> (JobSpec, JobSpec) {
         let cfg = self.cfg;
         let (d, base, vars): (&Deployment, Vec<Seg>, &[EnvVar]) = match aux {
             Some(a) => (
@@ -374,12 +412,20 @@ impl<'a> Lower<'a> {
             Some(_) => d.num_nodes.unwrap_or(1),
             None => cfg.execution.num_nodes,
         };
-        let server = self.server(d, &base, &group, aux);
+        let results = if aux.is_none() { Some(dir.as_str()) } else { None };
+        let server = self.server(d, &base, &group, aux, 0, results);
         let work = Work::Serve { server: Box::new(server), tasks: self.graph.task_ids.clone() };
-        let kind = NodeKind::Deployment { aux: aux.map(str::to_owned) };
-        let mut job = self.job(id, id, kind, Role::Server, &dir, nodes, false, vec![group], work);
-        job.result = json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) });
-        job
+        let result = json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) });
+        let links = [
+            (id.to_owned(), NodeKind::Deployment { aux: aux.map(str::to_owned) }, Role::Server),
+            (format!("{id}.resume"), NodeKind::Resume { of: id.to_owned(), task: None }, Role::Resume),
+        ];
+        let [first, resume] = links.map(|(job_id, kind, role)| {
+            let mut job = self.job(&job_id, id, kind, role, &dir, nodes, false, vec![group.clone()], work.clone());
+            job.result = result.clone();
+            job
+        });
+        (first, resume)
     }
 
     /// The evaluation variables of a task: its own, plus the endpoint's API
@@ -437,9 +483,14 @@ impl<'a> Lower<'a> {
         let deployed = cfg.deployment.kind != DeploymentType::None;
         let shared = deployed && cfg.execution.topology == Topology::Shared;
         let own_server = deployed && !shared;
-        // A harness that sees GPUs needs them allocated.
+        // Auxiliary deployments that run inside the task's job, on nodes
+        // added after the model's (as in the launcher).
+        let own_aux: Vec<(&String, &Deployment)> =
+            cfg.auxiliary_deployments.iter().filter(|(_, d)| !d.shared_aux()).collect();
+        let aux_nodes: u32 = own_aux.iter().map(|(_, d)| d.num_nodes.unwrap_or(1)).sum();
+        // A harness that sees GPUs needs them allocated, and so does a judge.
         let gpus = cfg.execution.evaluation_gpu_visible.as_ref().and_then(|g| g.devices()).is_some();
-        let client_only = shared && !gpus;
+        let client_only = shared && !gpus && aux_nodes == 0;
 
         let eval_vars = self.eval_vars(index);
         let eval_group = self.env_group("evaluation", &eval_vars);
@@ -447,8 +498,12 @@ impl<'a> Lower<'a> {
         if own_server {
             env.push(self.env_group("deployment", &self.loaded.env.deployment));
         }
+        for (name, _) in &own_aux {
+            let vars = self.loaded.env.auxiliary.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            env.push(self.env_group(&aux_group_name(name), vars));
+        }
         env.push(eval_group);
-        let nodes = if own_server { cfg.execution.num_nodes } else { 1 };
+        let nodes = if own_server { cfg.execution.num_nodes } else { 1 } + aux_nodes;
         let resume_id = format!("{task_id}.resume");
 
         let eval = self.evaluation(&rt, index, &dir, &env, &eval_vars);
@@ -456,7 +511,7 @@ impl<'a> Lower<'a> {
         let eval = Rc::new(eval);
         let links = [
             (task_id.clone(), NodeKind::EvalTask { task: index }, Role::First),
-            (resume_id, NodeKind::Resume { of: task_id.clone(), task: index }, Role::Resume),
+            (resume_id, NodeKind::Resume { of: task_id.clone(), task: Some(index) }, Role::Resume),
         ];
         let [first, resume] = links.map(|(id, kind, role)| {
             let work = Work::Evaluate(eval.clone());
@@ -490,27 +545,56 @@ impl<'a> Lower<'a> {
                 let health = health.map(|h| self.url_path(&h, &keys(&["deployment", "endpoints", "health"])));
                 Endpoint::Shared { node: crate::graph::SERVER.to_owned(), health, wait: self.readiness_s(), path }
             } else {
-                let server = self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None);
-                Endpoint::Own { server, path }
+                let server = self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None, 0, Some(dir));
+                Endpoint::Own { server: Box::new(server), path }
             }
         };
-        let auxiliary = cfg
-            .auxiliary_deployments
-            .iter()
-            .map(|(name, aux)| {
-                let eps = aux.endpoints.clone().unwrap_or_default();
-                let at = |k: &str| keys(&["auxiliary_deployments", name, "endpoints", k]);
-                AuxEndpoint {
-                    name: name.clone(),
+        let mut next_node = if deployed && !shared { cfg.execution.num_nodes } else { 1 };
+        let mut auxiliary = vec![];
+        for (name, d) in &cfg.auxiliary_deployments {
+            let eps = d.endpoints.clone().unwrap_or_default();
+            let base = keys(&["auxiliary_deployments", name]);
+            let at = |k: &str| [base.clone(), keys(&["endpoints", k])].concat();
+            let placement = if d.shared_aux() {
+                AuxPlacement::Shared {
                     node: format!("{}.{name}", crate::graph::SERVER),
-                    health: eps.health.map(|h| self.url_path(&h, &at("health"))),
+                    health: eps.health.as_ref().map(|h| self.url_path(h, &at("health"))),
                     wait: self.readiness_s(),
-                    chat: self.url_path(eps.chat.as_deref().unwrap_or("/v1/chat/completions"), &at("chat")),
-                    completions: self
-                        .url_path(eps.completions.as_deref().unwrap_or("/v1/completions"), &at("completions")),
                 }
-            })
-            .collect();
+            } else {
+                let group_name = aux_group_name(name);
+                let Some(group) = env.iter().find(|g| g.name.as_str() == group_name) else { continue };
+                let server = self.server(d, &base, group, Some(name), next_node, None);
+                next_node += d.num_nodes.unwrap_or(1);
+                AuxPlacement::Own(Box::new(server))
+            };
+            // Validation checked the prefix; without one there are no variables.
+            let prefix = VarName::new(&d.env_prefix_of(name));
+            let mut url_vars = vec![];
+            let endpoints = [
+                ("CHAT", &eps.chat),
+                ("COMPLETIONS", &eps.completions),
+                ("EMBEDDING", &eps.embedding),
+                ("RANKING", &eps.ranking),
+            ];
+            for (ep, path) in endpoints {
+                let (Some(p), Some(path)) = (&prefix, path) else { continue };
+                let var = VarName::new(&format!("{}_{ep}_URL", p.as_str())).expect("a prefix and letters make a name");
+                url_vars.push((var, self.url_path(path, &at(&ep.to_ascii_lowercase()))));
+            }
+            let model_id = match (&prefix, &d.served_model_name) {
+                (Some(p), Some(m)) => VarName::new(&format!("{}_MODEL_ID", p.as_str())).map(|v| (v, m.clone())),
+                _ => None,
+            };
+            auxiliary.push(AuxEndpoint {
+                name: name.clone(),
+                placement,
+                chat: self.url_path(eps.chat.as_deref().unwrap_or("/v1/chat/completions"), &at("chat")),
+                completions: self.url_path(eps.completions.as_deref().unwrap_or("/v1/completions"), &at("completions")),
+                url_vars,
+                model_id,
+            });
+        }
 
         let mut pairs = vec![(format!("{dir}/artifacts"), "/results".to_owned(), keys(&["execution", "output_dir"]))];
         for (src, dst) in &cfg.execution.mounts.evaluation {
@@ -522,11 +606,21 @@ impl<'a> Lower<'a> {
             pairs.push((data.clone(), target, key_then(&at, "dataset_dir")));
         }
         let eval_group = env.last().expect("the evaluation group");
+        // The harness also sees where each auxiliary deployment is.
+        let mut names = eval_group.names.clone();
+        for aux in &auxiliary {
+            let vars = aux.url_vars.iter().map(|(v, _)| v).chain(aux.model_id.as_ref().map(|(v, _)| v));
+            for v in vars {
+                if !names.iter().any(|n| n == v.as_str()) {
+                    names.push(v.as_str().to_owned());
+                }
+            }
+        }
         let container = Container {
             image: rt.info.container.clone(),
             mounts: self.mounts(pairs),
             mount_home: cfg.execution.mounts.mount_home,
-            env: eval_group.names.clone(),
+            env: names,
         };
         let [pre, post] = pre_post(cfg, index);
         let client = ClientSpec {
@@ -534,7 +628,6 @@ impl<'a> Lower<'a> {
             pre: pre.map(str::to_owned).into_iter().collect(),
             post: post.map(str::to_owned).into_iter().collect(),
             run_config: run_config(cfg, rt, task, &endpoint_type, eval_vars),
-            on_server_head: deployed && !shared,
         };
         EvalSpec { endpoint, auxiliary, client }
     }
@@ -559,6 +652,12 @@ impl<'a> Lower<'a> {
         // Only when set, so that the identity of every other task stays the same.
         if let Some(data) = &cfg.evaluation.tasks[index].dataset_dir {
             identity["dataset_dir"] = json!(data);
+        }
+        // A judge's model decides scores: another judge reruns the task.
+        if !cfg.auxiliary_deployments.is_empty() {
+            let aux: serde_json::Map<String, J> =
+                cfg.auxiliary_deployments.iter().map(|(n, d)| (n.clone(), model_identity(d))).collect();
+            identity["auxiliary"] = J::Object(aux);
         }
         identity
     }

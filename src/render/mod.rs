@@ -11,8 +11,8 @@
 //! Remote layout: `<output_dir>/<stack>/<node>/` holds a task's `task.sbatch`
 //! and `resume.sbatch` (both links share the directory, so the harness's
 //! response cache in `artifacts/` carries over), `secrets/`, `logs/`,
-//! `artifacts/`, `status` and `chain`; a deployment job's directory holds
-//! `server.sbatch` and the `endpoint` file it publishes.
+//! `artifacts/`, `status` and `chain`; a shared deployment's directory holds
+//! `server.sbatch`, its `resume.sbatch` and the `endpoint` file it publishes.
 //!
 //! Rendering is two steps: [`lower`] decides what each job is (a
 //! [`spec::JobSpec`]: resources, container groups, servers, endpoints, run
@@ -36,8 +36,8 @@ use crate::diag::Diagnostic;
 use crate::graph::{Dep, JobGraph, NodeKind};
 use crate::shell::{CommentText, ShellWord, VarName};
 pub use identity::{hex, runtime_digest};
+use spec::JobSpec;
 pub use spec::Role;
-use spec::{JobSpec, Work};
 
 /// The shared runtime every script carries.
 pub const RUNTIME: &str = include_str!("lib.sh");
@@ -177,7 +177,13 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
     let mut resume_links: std::collections::HashMap<String, RenderedJob> = std::collections::HashMap::new();
     for node in order {
         let job = match &node.kind {
-            NodeKind::Deployment { aux } => Some(finish(lower.deployment(&node.id, aux.as_deref()), None)),
+            NodeKind::Deployment { aux } => {
+                let (first, resume) = lower.deployment(&node.id, aux.as_deref());
+                let work = script::work(&first.work);
+                let resume = finish(resume, Some(&work));
+                resume_links.insert(resume.id.clone(), resume);
+                Some(finish(first, Some(&work)))
+            }
             NodeKind::EvalTask { task } => lower.task(&node.id, *task).map(|(first, resume)| {
                 // Both links run the same work: spell it once.
                 let work = script::work(&first.work);
@@ -217,7 +223,6 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         .filter(|g| !g.secret.is_empty())
         .map(|g| (g.name.as_str().to_owned(), g.secret.clone()))
         .collect();
-    debug_assert!(matches!(spec.work, Work::Serve { .. }) == (spec.role == Role::Server));
     RenderedJob {
         id: spec.id,
         kind: spec.kind,

@@ -10,7 +10,8 @@ use serde_json::Value as J;
 use super::run_config::url_placeholder;
 use super::sbatch::SbatchHeader;
 use super::spec::{
-    AuxEndpoint, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PublicValue, Role, ServerSpec, Work,
+    AuxEndpoint, AuxPlacement, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PublicValue, Role,
+    ServerSpec, Work,
 };
 use crate::config::urls::UrlPath;
 use crate::shell;
@@ -35,7 +36,7 @@ pub fn head(job: &JobSpec) -> (String, String) {
         Role::Resume => s.push_str(
             "\n# ---- auto-resume chain ----\nevalctl_resume_gate || exit 0\nevalctl_chain start resume\nevalctl_status running\nevalctl_submit_next\n",
         ),
-        Role::Server => {}
+        Role::Server => s.push_str("\n# ---- auto-resume chain ----\nevalctl_chain start server\nevalctl_status running\n"),
     }
     (before, s)
 }
@@ -153,27 +154,39 @@ impl Shell for ContainerArgs<'_> {
     }
 }
 
-/// Starts a model server's instances and waits until they are ready;
-/// leaves `EVALCTL_BASE_URL` (the endpoint seen from the job's first node:
-/// loopback there) and `EVALCTL_PUBLIC_URL` (a node address) set.
-fn server_block(sv: &ServerSpec) -> String {
+/// Starts a model server's instances in the background.
+fn start_server(sv: &ServerSpec) -> String {
     let mut s = shell!(
-        "EVALCTL_SRV_ARGS=({})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {}\n",
+        "EVALCTL_SRV_ARGS=({})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {} {} {}",
         ContainerArgs(&sv.container),
         ShellWord::from(&sv.cmd),
+        ShellWord::from(&sv.key),
         ShellWord::from(sv.group.as_str()),
+        sv.first_node,
         sv.instances,
         sv.nodes_per_instance,
         sv.tasks_per_instance
     );
-    s.push_str(&shell!(
-        "if ! evalctl_servers_ready {} {} {} {} {}; then\n",
+    if let Some(p) = &sv.prefix {
+        s.push_str(&shell!(" {}", p));
+    }
+    s.push('\n');
+    s
+}
+
+/// Waits until a started server is ready; leaves `EVALCTL_BASE_URL` (the
+/// endpoint seen from the job's first node: loopback there) and
+/// `EVALCTL_PUBLIC_URL` (a node address) set, or ends the job.
+fn server_ready(sv: &ServerSpec) -> String {
+    let mut s = shell!(
+        "if ! evalctl_servers_ready {} {} {} {} {} {}; then\n",
+        ShellWord::from(&sv.key),
         sv.port,
         ShellWord::from(sv.health.as_ref().map_or("", UrlPath::as_str)),
         sv.wait,
         sv.proxy_port,
         ShellWord::from(&sv.proxy_image)
-    ));
+    );
     s.push_str("  evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n  evalctl_status failed server-not-ready\n  evalctl_chain end server-not-ready\n  exit 1\nfi\n");
     s
 }
@@ -181,8 +194,9 @@ fn server_block(sv: &ServerSpec) -> String {
 /// A deployment job's work: serve until every task of the stack is done.
 fn serve(server: &ServerSpec, tasks: &[String]) -> String {
     let mut s = String::from("\n# ---- serve the model for the stack's tasks ----\n");
-    s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_chain start server\nevalctl_status running\n");
-    s.push_str(&server_block(server));
+    s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\n");
+    s.push_str(&start_server(server));
+    s.push_str(&server_ready(server));
     // Other jobs reach the server on its node's address, never the loopback one.
     s.push_str(&shell!(
         "if ! evalctl_publish_endpoint {}; then\n  evalctl_stop \"${{EVALCTL_SERVER_PIDS[@]}}\"\n  evalctl_status failed endpoint-unreachable\n  evalctl_chain end endpoint-unreachable\n  exit 1\nfi\n",
@@ -195,7 +209,7 @@ fn serve(server: &ServerSpec, tasks: &[String]) -> String {
 }
 
 /// Waits for another job's published endpoint into `var`, or ends the link.
-fn endpoint_of(var: Code, node: &str, health: Option<&UrlPath>, wait: u64) -> String {
+fn endpoint_of(var: impl Shell, node: &str, health: Option<&UrlPath>, wait: u64) -> String {
     shell!(
         "if ! {}=$(evalctl_endpoint_of {} {} {}); then\n  evalctl_status failed no-endpoint\n  evalctl_chain end no-endpoint\n  exit 1\nfi\n",
         var,
@@ -215,14 +229,29 @@ impl Shell for JsonLine<'_> {
     }
 }
 
-/// A task link's work: reach the endpoint, write the run config, run the
-/// harness and record how it ended.
+/// A task link's work: start its servers (the model's and the auxiliary
+/// deployments' that run in the job, all at once), reach the endpoints,
+/// write the run config, run the harness and record how it ended.
 fn evaluate(eval: &EvalSpec) -> String {
     let mut s = String::new();
+    let own_aux = || {
+        eval.auxiliary.iter().filter_map(|a| match &a.placement {
+            AuxPlacement::Own(sv) => Some((a.name.as_str(), sv.as_ref())),
+            AuxPlacement::Shared { .. } => None,
+        })
+    };
+    if let Endpoint::Own { server, .. } = &eval.endpoint {
+        s.push_str("\n# ---- model server ----\n");
+        s.push_str(&start_server(server));
+    }
+    for (name, sv) in own_aux() {
+        s.push_str(&shell!("\n# ---- auxiliary deployment `{}` ----\n", CommentText(name)));
+        s.push_str(&start_server(sv));
+    }
     match &eval.endpoint {
         Endpoint::Own { server, path } => {
-            s.push_str("\n# ---- model server ----\n");
-            s.push_str(&server_block(server));
+            s.push_str("\n# ---- the model server is ready ----\n");
+            s.push_str(&server_ready(server));
             s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path.as_str())));
         }
         Endpoint::Shared { node, health, wait, path } => {
@@ -234,34 +263,65 @@ fn evaluate(eval: &EvalSpec) -> String {
             s.push_str(&shell!("\n# ---- endpoint under evaluation ----\nEVALCTL_URL={}\n", ShellWord::from(url)));
         }
     }
+    for (i, aux) in eval.auxiliary.iter().enumerate() {
+        s.push_str(&aux_ready(i, aux));
+    }
     let client = &eval.client;
     s.push_str(&shell!(
         "\n# ---- evaluation ----\nEVALCTL_RUN_CONFIG=$(cat <<'EVALCTL_RUN_CONFIG_END'\n{}\nEVALCTL_RUN_CONFIG_END\n)\nevalctl_subst {} \"$EVALCTL_URL\"\n",
         JsonLine(&client.run_config),
         ShellWord::from(url_placeholder(&client.run_config))
     ));
-    for aux in &eval.auxiliary {
-        s.push_str(&aux_endpoint(aux));
+    for (i, aux) in eval.auxiliary.iter().enumerate() {
+        s.push_str(&aux_subst(i, aux));
     }
     s.push_str("printf '%s\\n' \"$EVALCTL_RUN_CONFIG\" >\"$EVALCTL_ARTIFACTS/run_config.yml\"\n");
-    s.push_str(&client_step(client));
+    s.push_str(&client_step(client, &eval.auxiliary));
     s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-${SLURM_JOB_ID:-0}.log)\"\n");
     s.push_str("evalctl_wait \"$EVALCTL_CLIENT_PID\"\nrc=$?\nEVALCTL_CLIENT_PID=\n");
-    if matches!(eval.endpoint, Endpoint::Own { .. }) {
+    if matches!(eval.endpoint, Endpoint::Own { .. }) || own_aux().next().is_some() {
         s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     }
     s.push_str("evalctl_finish \"$rc\"\nexit \"$EVALCTL_RC\"\n");
     s
 }
 
+/// The variable holding the base URL of a task's `i`th auxiliary deployment.
+struct AuxVar(usize);
+
+impl Shell for AuxVar {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EVALCTL_AUX_URL_{}", self.0)
+    }
+}
+
+/// Waits until an auxiliary deployment is ready and keeps its base URL.
+fn aux_ready(i: usize, aux: &AuxEndpoint) -> String {
+    let var = AuxVar(i);
+    match &aux.placement {
+        AuxPlacement::Own(sv) => {
+            let mut s = shell!("\n# ---- auxiliary deployment `{}` is ready ----\n", CommentText(&aux.name));
+            s.push_str(&server_ready(sv));
+            s.push_str(&shell!("{}=$EVALCTL_BASE_URL\n", var));
+            s
+        }
+        AuxPlacement::Shared { node, health, wait } => {
+            let mut s = shell!("\n# ---- the stack's auxiliary deployment `{}` ----\n", CommentText(&aux.name));
+            s.push_str(&endpoint_of(var, node, health.as_ref(), *wait));
+            s
+        }
+    }
+}
+
 /// Fills an auxiliary deployment's URLs into the run config.
-fn aux_endpoint(aux: &AuxEndpoint) -> String {
-    let mut s = endpoint_of(Code("EVALCTL_AUX_URL"), &aux.node, aux.health.as_ref(), aux.wait);
+fn aux_subst(i: usize, aux: &AuxEndpoint) -> String {
+    let mut s = String::new();
     for (suffix, path) in [("chat_url", aux.chat.as_str()), ("completions_url", aux.completions.as_str()), ("url", "")]
     {
         s.push_str(&shell!(
-            "evalctl_subst_url {} \"$EVALCTL_AUX_URL\" {}\n",
+            "evalctl_subst_url {} \"${}\" {}\n",
             ShellWord::new(format!("auxiliary_deployments.{}.{suffix}", aux.name)),
+            AuxVar(i),
             ShellWord::from(path)
         ));
     }
@@ -273,7 +333,7 @@ fn aux_endpoint(aux: &AuxEndpoint) -> String {
 /// `post_cmd` runs whatever the harness's outcome and the step exits with
 /// the harness's status, and images without `nemo-evaluator` get
 /// `eval-factory`.
-fn client_step(client: &ClientSpec) -> String {
+fn client_step(client: &ClientSpec, auxiliary: &[AuxEndpoint]) -> String {
     let mut cmd = String::new();
     for p in &client.pre {
         cmd.push_str(&format!("{{\n{p}\n}} || exit $?\n"));
@@ -287,11 +347,25 @@ fn client_step(client: &ClientSpec) -> String {
         cmd.push_str(&format!("{{\n{p}\n}}\n"));
     }
     cmd.push_str("exit $rc");
-    let head = Code(if client.on_server_head { " --nodelist=\"${EVALCTL_HEADS[0]}\"" } else { "" });
-    shell!(
-        "(\n  evalctl_env evaluation\n  exec srun --overlap --nodes=1 --ntasks=1{} {} bash -c {}\n) >\"$EVALCTL_LOGS/client-${{SLURM_JOB_ID:-0}}.log\" 2>&1 &\n",
-        head,
+    // Where the auxiliary deployments are, as the launcher tells the
+    // harness (after the group's variables: these win).
+    let mut aux_env = String::new();
+    for (i, aux) in auxiliary.iter().enumerate() {
+        for (var, path) in &aux.url_vars {
+            aux_env.push_str(&shell!("  export {}=\"${}\"{}\n", var, AuxVar(i), ShellWord::from(path.as_str())));
+        }
+        if let Some((var, model)) = &aux.model_id {
+            aux_env.push_str(&shell!("  export {}={}\n", var, ShellWord::from(model)));
+        }
+    }
+    // The harness runs on the job's first node, as the batch shell does
+    // (loopback reaches a server there).
+    let mut s = String::from("(\n  evalctl_env evaluation\n");
+    s.push_str(&aux_env);
+    s.push_str(&shell!(
+        "  exec srun --overlap --nodes=1 --ntasks=1 --nodelist=\"${{EVALCTL_NODES[0]}}\" {} bash -c {}\n) >\"$EVALCTL_LOGS/client-${{SLURM_JOB_ID:-0}}.log\" 2>&1 &\n",
         ContainerArgs(&client.container),
         ShellWord::new(cmd)
-    )
+    ));
+    s
 }

@@ -160,6 +160,12 @@ pub enum Work {
 /// A model server: instances started together, behind a proxy when several.
 #[derive(Clone, Debug)]
 pub struct ServerSpec {
+    /// Names the server in its job: `model`, or `aux-<name>`.
+    pub key: String,
+    /// Index of its first node in the job's allocation.
+    pub first_node: u32,
+    /// An auxiliary deployment's variable prefix (`<PREFIX>_MASTER_IP`, ...).
+    pub prefix: Option<VarName>,
     /// The container group its variables come from.
     pub group: VarName,
     pub container: Container,
@@ -188,22 +194,34 @@ pub struct EvalSpec {
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     /// A server the job starts itself; `path` is appended to its URL.
-    Own { server: ServerSpec, path: UrlPath },
+    Own { server: Box<ServerSpec>, path: UrlPath },
     /// The stack's shared deployment job, found by its node id.
     Shared { node: String, health: Option<UrlPath>, wait: u64, path: UrlPath },
     /// An endpoint outside the stack.
     External { url: String },
 }
 
-/// An auxiliary deployment's endpoint as a task waits for it.
+/// An auxiliary deployment (a judge) as a task uses it.
 #[derive(Clone, Debug)]
 pub struct AuxEndpoint {
     pub name: String,
-    pub node: String,
-    pub health: Option<UrlPath>,
-    pub wait: u64,
+    pub placement: AuxPlacement,
     pub chat: UrlPath,
     pub completions: UrlPath,
+    /// The harness's `<PREFIX>_<ENDPOINT>_URL` variables: name and path
+    /// (every endpoint of the deployment but `health`).
+    pub url_vars: Vec<(VarName, UrlPath)>,
+    /// `<PREFIX>_MODEL_ID` and the served model name.
+    pub model_id: Option<(VarName, String)>,
+}
+
+/// Where an auxiliary deployment runs.
+#[derive(Clone, Debug)]
+pub enum AuxPlacement {
+    /// Inside the task's job, on nodes of its own.
+    Own(Box<ServerSpec>),
+    /// A deployment job of the stack, found by its node id.
+    Shared { node: String, health: Option<UrlPath>, wait: u64 },
 }
 
 /// The evaluation harness's step.
@@ -214,6 +232,4 @@ pub struct ClientSpec {
     pub pre: Vec<String>,
     pub post: Vec<String>,
     pub run_config: J,
-    /// Runs on the head node of the job's own server.
-    pub on_server_head: bool,
 }
