@@ -33,6 +33,9 @@
 //!     address of its node, the link completes at once.
 //! 12. (11) in shared topology: the deployment fails at once
 //!     (`endpoint-unreachable`) instead of publishing an unreachable endpoint.
+//! 13. a judge (auxiliary deployment) inside the task's job, as in the
+//!     launcher: one two-node job, the model on the first node, the judge on
+//!     the second; the harness reaches both and is told where the judge is.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, also the prefix of
 //! its job names) and output directory, so the tests run in parallel: cargo's
@@ -40,8 +43,9 @@
 //! machine: about 9 minutes for all); `--test-threads=10` runs them all at
 //! once (about 5 minutes). Per-task configs keep the default
 //! `exclusive: true` (the stub servers of one node would share a port), so
-//! one link runs per node: scenarios 1, 3, 4, 5, 9, 10 and 11 use the `cpu`
-//! partition (n1, n2), 2, 6, 7, 8 and 12 the `gpu` partition (g1, no GPUs asked).
+//! one link runs per node: scenarios 1, 3, 4, 5, 9, 10, 11 and 13 use the
+//! `cpu` partition (n1, n2; 13 takes both), 2, 6, 7, 8 and 12 the `gpu`
+//! partition (g1, no GPUs asked).
 //! Scenarios 4 and 5 disturb a node (the one their own exclusive link runs
 //! on): they take the `DISRUPT` lock so that only one of them does at a time,
 //! and a guard resumes the node / cancels the urgent job whatever happens.
@@ -303,6 +307,8 @@ struct Spec<'a> {
     local: bool,
     /// The deployment's `port` and `command`, YAML flow-mapping entries.
     server: &'a str,
+    /// More top-level YAML (may be empty).
+    more: &'a str,
 }
 
 /// The common part of the specs.
@@ -313,6 +319,7 @@ const BASE: Spec<'static> = Spec {
     execution: "",
     local: false,
     server: "command: \"evalctl-model-server --port 8000 --startup-delay 2\"",
+    more: "",
 };
 
 /// A line of a unit's `chain` file: "<job id> <event> <epoch> [detail]".
@@ -356,7 +363,7 @@ impl Stack {
              deployment: {{image: stub-server:latest, served_model_name: stub, {server}}}\n\
              evaluation:\n  \
                nemo_evaluator_config: {{config: {{params: {{extra: {{stub: {stub}}}}}}}}}\n  \
-               tasks: [{tasks}]\n",
+               tasks: [{tasks}]\n{more}",
             target = if spec.local {
                 "hostname: localhost".to_owned()
             } else {
@@ -371,6 +378,7 @@ impl Stack {
             stub = spec.stub,
             tasks = tasks.join(", "),
             server = spec.server,
+            more = spec.more,
         );
         let config = cfg_dir.join(format!("{name}.yaml"));
         std::fs::write(&config, yaml).expect("write the config");
@@ -1342,4 +1350,55 @@ fn loopback_only_shared_server_is_not_published() {
     assert!(s.file("server", "endpoint").is_empty(), "no endpoint published");
     assert_eq!(str_of(&s.unit("gsm8k"), "state"), "failed", "the task has no endpoint");
     s.wait_no_live();
+}
+
+/// 13. a judge inside the task's job (the launcher's layout): one job of two
+///     nodes, no judge job of its own; the model serves on the first node,
+///     the judge on the second; the harness reaches the judge at the URL
+///     that replaced `auxiliary_deployments.judge.chat_url` in its settings
+///     and is given `JUDGE_CHAT_URL` and `JUDGE_MODEL_ID`.
+#[test]
+fn judge_runs_inside_the_task_job() {
+    const UNIT: &str = "gsm8k";
+    let s = Stack::new(
+        "judge",
+        &Spec {
+            partition: "cpu",
+            stub: "{requests: 3, judge_url: auxiliary_deployments.judge.chat_url}",
+            server: "port: 8093, command: \"evalctl-model-server --port 8093 --startup-delay 2\"",
+            more: "auxiliary_deployments:\n  judge:\n    type: generic\n    image: stub-server:latest\n    \
+                   served_model_name: stub-judge\n    port: 8094\n    \
+                   command: \"evalctl-model-server --port 8094 --served-model-name stub-judge --startup-delay 1\"\n    \
+                   endpoints: {chat: /v1/chat/completions, health: /health}\n",
+            ..BASE
+        },
+    );
+    let out = s.apply_wait();
+    assert!(out.ok(), "apply --wait exits 0 once the task completed\n{}", out.show());
+    assert_eq!(str_of(&s.unit(UNIT), "state"), "completed");
+    assert!(!s.jobs().iter().any(|a| a.name.contains("server")), "no judge job of its own: {:?}", s.jobs());
+    let (first, _) = s.applied_jobs(UNIT);
+    let acct = acct_final(first, Duration::from_secs(60));
+    assert_eq!(acct.state, "COMPLETED", "{acct:?}");
+    let nodes = node_names(&acct.node);
+    assert_eq!(nodes.len(), 2, "the model's node and the judge's: {acct:?}");
+    let model_log = s.file(UNIT, &format!("logs/server-{first}-0.log"));
+    let judge_log = s.file(UNIT, &format!("logs/server-{first}-aux-judge-0.log"));
+    assert!(model_log.contains(":8093"), "{model_log}");
+    assert!(judge_log.contains(":8094"), "{judge_log}");
+    let results = s.results(UNIT).expect("results.json");
+    let judge = &results["judge"];
+    assert_eq!(judge["model"], "stub-judge", "the judge answered: {results}");
+    let url = str_of(judge, "url");
+    assert_eq!(url, format!("http://{}:8094/v1/chat/completions", nodes[1]), "the judge on the job's second node");
+    assert_eq!(str_of(judge, "env_url"), url, "JUDGE_CHAT_URL: {results}");
+    assert_eq!(str_of(judge, "env_model"), "stub-judge", "JUDGE_MODEL_ID: {results}");
+    assert_eq!(s.requests(UNIT), vec![(first, 3)]);
+    s.wait_no_live();
+}
+
+/// The node names of a Slurm node list (`n[1-2]`, `n1,n2`).
+fn node_names(list: &str) -> Vec<String> {
+    let out = Command::new("scontrol").args(["show", "hostnames", list]).output().expect("scontrol");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }

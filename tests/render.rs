@@ -366,3 +366,34 @@ fn an_auxiliary_deployment_has_its_own_task_count() {
         "evalctl_start_servers aux-judge aux_judge 1 1 2 16 JUDGE"
     );
 }
+
+#[test]
+fn a_judge_runs_in_the_task_job_unless_it_is_shared() {
+    // In the task's job (the launcher's layout): nodes summed, no judge job.
+    let r = render_file("tests/fixtures/new_dialect_judge.yaml", &["auxiliary_deployments.judge.num_nodes=2"]);
+    assert!(
+        !r.jobs.iter().any(|j| j.id.starts_with("server")),
+        "{:?}",
+        r.jobs.iter().map(|j| &j.id).collect::<Vec<_>>()
+    );
+    let task = job(&r, "ifeval-chat");
+    assert!(task.contains("#SBATCH --nodes=3\n"), "the model's node and the judge's two");
+    // Several judge instances: their balancer takes the launcher's port 5010.
+    let r = render_file(
+        "tests/fixtures/new_dialect_judge.yaml",
+        &["auxiliary_deployments.judge.num_nodes=2", "auxiliary_deployments.judge.num_instances=2"],
+    );
+    let task = job(&r, "ifeval-chat");
+    assert!(task.contains("evalctl_servers_ready aux-judge 8001 /health 14400 5010 haproxy:latest"), "{task}");
+    // Shared: one judge job with a resume link, which the tasks wait for.
+    let r = render_file("tests/fixtures/new_dialect_judge.yaml", &["auxiliary_deployments.judge.topology=shared"]);
+    let ids: Vec<&str> = r.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert!(ids.contains(&"server.judge") && ids.contains(&"server.judge.resume"), "{ids:?}");
+    let t = r.jobs.iter().find(|j| j.id == "ifeval-chat").unwrap();
+    assert!(t.deps.iter().any(|(d, how)| d == "server.judge" && how.slurm() == "after"), "{:?}", t.deps);
+    let task = job(&r, "ifeval-chat");
+    assert!(
+        task.contains("#SBATCH --nodes=1\n") && task.contains("EVALCTL_AUX_URL_0=$(evalctl_endpoint_of server.judge "),
+        "{task}"
+    );
+}
