@@ -251,6 +251,8 @@ fn finish_records_how_the_link_ended() {
         ("0", Some("3"), "RUNNING", "failed 77 exit 3\n", Some("77 end 900 failed 3"), "3"),
         // The step failed before the harness ended (pre_cmd, container).
         ("4", None, "RUNNING", "failed 77 exit 4\n", Some("77 end 900 failed 4"), "4"),
+        // The harness stopped on SIGTERM (it exits 0 then): cut short.
+        ("0", Some("interrupted"), "RUNNING", "interrupted 77 harness-interrupted exit 0\n", None, "75"),
         // A record that is not a number is no record.
         ("0", Some("x1"), "RUNNING", "interrupted 77 no-exit-record exit 0\n", None, "75"),
         // Slurm is ending the job, or the step ended without the harness's

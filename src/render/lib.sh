@@ -192,7 +192,8 @@ evalctl_resume_gate() {
 
 # Records how this link's evaluation ended. RC is the client step's exit
 # code; the harness's own exit code is what the step wrote to
-# artifacts/.evalctl-exit-<job> inside the container as it ended. A link
+# artifacts/.evalctl-exit-<job> inside the container as it ended
+# (`interrupted`: the harness stopped on SIGTERM, which it exits 0 for). A link
 # whose job Slurm is already ending (time limit, preemption, node failure:
 # the job is no longer RUNNING) was cut short whatever RC says, and so was
 # one whose step ended without that record while srun reported success (a
@@ -203,18 +204,20 @@ evalctl_resume_gate() {
 # pre_cmd, a container that did not start), fails it. Sets EVALCTL_RC to
 # the code the job exits with.
 evalctl_finish() {
-  local rc=$1 own code=""
+  local rc=$1 own code="" why
   own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
   read -r code _ 2>/dev/null <"$EVALCTL_ARTIFACTS/.evalctl-exit-${SLURM_JOB_ID:-0}"
+  why=no-exit-record
+  [ "$code" = interrupted ] && why=harness-interrupted
   case $code in *[!0-9]*) code="" ;; esac
   EVALCTL_RC=$rc
   if [ -n "$own" ] && [ "$own" != RUNNING ]; then
     evalctl_status interrupted "$own exit $rc"
     evalctl_log "the evaluation ended (exit $rc) while the job was ending ($own): link cut short"
-  elif [ -z "$code" ] && { [ "$rc" -eq 0 ] || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; }; then
+  elif [ -z "$code" ] && { [ "$rc" -eq 0 ] || [ "$why" = harness-interrupted ] || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; }; then
     [ "$rc" -eq 0 ] && EVALCTL_RC=75
-    evalctl_status interrupted "no-exit-record exit $rc"
-    evalctl_log "the evaluation step ended (exit $rc) before the harness recorded its exit code: link cut short"
+    evalctl_status interrupted "$why exit $rc"
+    evalctl_log "the evaluation step ended (exit $rc) without the harness's exit code ($why): link cut short"
   elif [ -n "$code" ] && [ "$code" -eq 0 ]; then
     EVALCTL_RC=0
     evalctl_status completed

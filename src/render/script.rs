@@ -328,8 +328,11 @@ fn aux_subst(i: usize, aux: &AuxEndpoint) -> String {
     s
 }
 
-/// The harness step, in the background with its own log. As in the
-/// launcher: a failing `pre_cmd` stops the task before the harness runs,
+/// The harness step, in the background with its own log. It records the
+/// harness's exit code in `/results/.evalctl-exit-<job>` (`interrupted`
+/// when the harness stopped on SIGTERM: it then exits 0 and leaves its
+/// `.nemo_evaluator_interrupted` marker), which decides how the link ended.
+/// As in the launcher: a failing `pre_cmd` stops the task before the harness runs,
 /// `post_cmd` runs whatever the harness's outcome and the step exits with
 /// the harness's status, and images without `nemo-evaluator` get
 /// `eval-factory`.
@@ -341,7 +344,7 @@ fn client_step(client: &ClientSpec, auxiliary: &[AuxEndpoint]) -> String {
     cmd.push_str(
         "if command -v nemo-evaluator >/dev/null 2>&1; then harness=nemo-evaluator; else harness=eval-factory; fi\n\
          \"$harness\" run_eval --run_config /results/run_config.yml\nrc=$?\n\
-         printf '%s\\n' \"$rc\" >\"/results/.evalctl-exit-${SLURM_JOB_ID:-0}\"\n",
+         if [ \"$rc\" -eq 0 ] && [ -e /results/.nemo_evaluator_interrupted ]; then echo interrupted; else echo \"$rc\"; fi >\"/results/.evalctl-exit-${SLURM_JOB_ID:-0}\"\n",
     );
     for p in &client.post {
         cmd.push_str(&format!("{{\n{p}\n}}\n"));
