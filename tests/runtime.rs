@@ -491,3 +491,32 @@ fn shellcheck_finds_nothing_in_the_runtime() {
         .unwrap_or_else(|e| panic!("shellcheck is needed to run this test ({e})"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn a_shared_server_that_ends_stops_the_evaluation_and_fails_the_link() {
+    // Running: the evaluation runs to its end.
+    let j = Job::new();
+    std::fs::create_dir_all(j.root.join("server")).unwrap();
+    std::fs::write(j.root.join("server/status"), "running 12 \n").unwrap();
+    let r = j.run("sleep 1 & evalctl_wait_watching $! server; echo \"rc=$?\"", &[], None);
+    assert!(r.out.contains("rc=0"), "{}", r.out);
+    assert!(!j.dir().join("server-gone.77").exists());
+    // Its chain ended: the evaluation is stopped at once, the link fails
+    // (no resume), naming the deployment.
+    std::fs::write(j.root.join("server/status"), "failed 12 server-exited\n").unwrap();
+    let started = std::time::Instant::now();
+    let r = j.run(
+        "sleep 60 & evalctl_wait_watching $! server; evalctl_finish $?; echo \"exit=$EVALCTL_RC\"",
+        &[("STUB_JOB_STATE", "RUNNING")],
+        Some(900),
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "stopped at once: {}", r.out);
+    assert!(
+        r.out.contains("deployment server has ended (failed 12 server-exited): stopping the evaluation"),
+        "{}",
+        r.out
+    );
+    assert_eq!(r.status, "failed 77 server-gone server\n");
+    assert_eq!(r.chain.lines().last(), Some("77 end 900 server-gone"));
+    assert!(!r.out.contains("exit=0"), "the job fails: {}", r.out);
+}

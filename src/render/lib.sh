@@ -94,6 +94,34 @@ evalctl_wait() {
   done
 }
 
+# Waits for the evaluation (process PID) like evalctl_wait, watching the
+# shared deployments NODE... it uses: when one's chain has ended (failed,
+# stopped) the evaluation is stopped at once and the link fails (see
+# evalctl_finish) instead of running on against a server that is gone.
+# Usage: evalctl_wait_watching PID NODE...
+evalctl_wait_watching() {
+  local pid=$1 n state
+  shift
+  while kill -0 "$pid" 2>/dev/null; do
+    for n in "$@"; do
+      state=""
+      read -r state _ 2>/dev/null <"$EVALCTL_STACK_DIR/$n/status"
+      case $state in
+        failed | stopped)
+          evalctl_log "deployment $n has ended ($(cat "$EVALCTL_STACK_DIR/$n/status" 2>/dev/null)): stopping the evaluation"
+          printf '%s\n' "$n" >"$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}"
+          evalctl_stop "$pid"
+          break 2
+          ;;
+      esac
+    done
+    # In the background, so that a signal's trap runs at once.
+    sleep 10 &
+    wait "$!"
+  done
+  evalctl_wait "$pid"
+}
+
 # Stops background processes (srun forwards the signal to its tasks).
 evalctl_stop() {
   local pid i
@@ -201,8 +229,9 @@ evalctl_resume_gate() {
 # a signal: the next link
 # resumes it. Otherwise the recorded code 0 completes the chain, and any
 # other code, or a step that failed before the harness ended (a failing
-# pre_cmd, a container that did not start), fails it. Sets EVALCTL_RC to
-# the code the job exits with.
+# pre_cmd, a container that did not start), fails it, as does a shared
+# deployment that ended under it (evalctl_wait_watching). Sets EVALCTL_RC
+# to the code the job exits with.
 evalctl_finish() {
   local rc=$1 own code="" why
   own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
@@ -211,7 +240,11 @@ evalctl_finish() {
   [ "$code" = interrupted ] && why=harness-interrupted
   case $code in *[!0-9]*) code="" ;; esac
   EVALCTL_RC=$rc
-  if [ -n "$own" ] && [ "$own" != RUNNING ]; then
+  if [ -f "$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}" ]; then
+    [ "$rc" -eq 0 ] && EVALCTL_RC=1
+    evalctl_status failed "server-gone $(cat "$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}")"
+    evalctl_chain end server-gone
+  elif [ -n "$own" ] && [ "$own" != RUNNING ]; then
     evalctl_status interrupted "$own exit $rc"
     evalctl_log "the evaluation ended (exit $rc) while the job was ending ($own): link cut short"
   elif [ -z "$code" ] && { [ "$rc" -eq 0 ] || [ "$why" = harness-interrupted ] || { [ -z "$own" ] && [ "$rc" -gt 128 ]; }; }; then

@@ -278,7 +278,24 @@ fn evaluate(eval: &EvalSpec) -> String {
     s.push_str("printf '%s\\n' \"$EVALCTL_RUN_CONFIG\" >\"$EVALCTL_ARTIFACTS/run_config.yml\"\n");
     s.push_str(&client_step(client, &eval.auxiliary));
     s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-${SLURM_JOB_ID:-0}.log)\"\n");
-    s.push_str("evalctl_wait \"$EVALCTL_CLIENT_PID\"\nrc=$?\nEVALCTL_CLIENT_PID=\n");
+    // Shared deployments it uses are watched: when one is gone, so is the task.
+    let mut watched: Vec<&str> = vec![];
+    if let Endpoint::Shared { node, .. } = &eval.endpoint {
+        watched.push(node);
+    }
+    for aux in &eval.auxiliary {
+        if let AuxPlacement::Shared { node, .. } = &aux.placement {
+            watched.push(node);
+        }
+    }
+    if watched.is_empty() {
+        s.push_str("evalctl_wait \"$EVALCTL_CLIENT_PID\"\nrc=$?\nEVALCTL_CLIENT_PID=\n");
+    } else {
+        s.push_str(&shell!(
+            "evalctl_wait_watching \"$EVALCTL_CLIENT_PID\" {}\nrc=$?\nEVALCTL_CLIENT_PID=\n",
+            watched.iter().copied().collect::<Words>()
+        ));
+    }
     if matches!(eval.endpoint, Endpoint::Own { .. }) || own_aux().next().is_some() {
         s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     }
