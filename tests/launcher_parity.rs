@@ -129,6 +129,31 @@ fn example_name(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
+/// Variants of an example with keys no example sets, given to both tools:
+/// `(name, example, overrides)`.
+const VARIANTS: &[(&str, &str, &[&str])] = &[(
+    "slurm_vllm_basic+pre_cmd",
+    "slurm_vllm_basic",
+    &[
+        "+deployment.pre_cmd=pip install --no-deps example-package",
+        "+evaluation.pre_cmd=echo before",
+        "+evaluation.post_cmd=echo after",
+    ],
+)];
+
+/// What the test compares: every fixture as it is, then the variants:
+/// `(name, config file, overrides for both tools)`.
+fn cases() -> Vec<(String, PathBuf, Vec<String>)> {
+    let files = fixtures();
+    let mut cases: Vec<(String, PathBuf, Vec<String>)> =
+        files.iter().map(|p| (example_name(p), p.clone(), vec![])).collect();
+    for (name, example, overrides) in VARIANTS {
+        let path = files.iter().find(|p| example_name(p) == *example).expect("the variant's example");
+        cases.push((name.to_string(), path.clone(), overrides.iter().map(|o| o.to_string()).collect()));
+    }
+    cases
+}
+
 /// `-o` values that give an example its `???`, for both tools (as
 /// `.ci/launcher-examples.sh`), and those for evalctl only.
 fn overrides(example: &str) -> (Vec<String>, Vec<String>) {
@@ -308,9 +333,9 @@ fn unexplained<'a>(diffs: &[Difference], rows: &'a [Allowed]) -> (Vec<Difference
 /// Runs the launcher for every fixture and extracts both tools' facts.
 fn facts_of_all_fixtures() -> J {
     let mut input = vec![];
-    for path in fixtures() {
-        let name = example_name(&path);
-        let (both, evalctl_only) = overrides(&name);
+    for (name, path, extra) in cases() {
+        let (both, evalctl_only) = overrides(&example_name(&path));
+        let both = [both, extra].concat();
         let evalctl = evalctl_jobs(&path, &[both.clone(), evalctl_only].concat());
         input.push(json!({"name": name, "config": path, "overrides": both, "evalctl": evalctl}));
     }
@@ -349,7 +374,14 @@ fn evalctl_scripts_match_the_launchers_dry_run() {
         .collect();
     assert!(errors.is_empty(), "examples not compared:\n{}", errors.join("\n"));
     let tasks: usize = results.as_object().unwrap().values().map(|r| r["tasks"].as_array().unwrap().len()).sum();
-    assert!(results.as_object().unwrap().len() >= 14 && tasks >= 30, "too few examples or tasks: {tasks}");
+    assert!(results.as_object().unwrap().len() >= 15 && tasks >= 30, "too few examples or tasks: {tasks}");
+    // The variants reached both tools' scripts.
+    let variant = &results["slurm_vllm_basic+pre_cmd"]["tasks"][0];
+    for tool in ["launcher", "evalctl"] {
+        for fact in ["server.setup", "harness.pre_cmd", "harness.post_cmd"] {
+            assert!(variant[tool].get(fact).is_some(), "slurm_vllm_basic+pre_cmd: {tool} has no `{fact}`");
+        }
+    }
 
     // Facts every task has, from both extractors: a fact both miss would
     // compare equal unseen.
@@ -429,7 +461,7 @@ fn the_allowed_table_matches_facts_and_examples() {
     assert!(unmatched[0].to_string().contains("launcher: 1\n    evalctl:  (absent)"));
     // The real table parses and every example it names exists.
     let doc = std::fs::read_to_string(root().join(COMPAT_DOC)).unwrap();
-    let names: BTreeSet<String> = fixtures().iter().map(|p| example_name(p)).collect();
+    let names: BTreeSet<String> = cases().into_iter().map(|(name, _, _)| name).collect();
     for row in allowed_rows(&doc) {
         for e in &row.examples {
             assert!(names.contains(e), "{COMPAT_DOC}: row {} names no fixture `{e}`", row.id);

@@ -327,10 +327,9 @@ def launcher_facts(script):
             kind = "server"
             body = cmd[2]
             text = b64_file(body, "deployment_cmd.sh")
-            server_command("server", text, facts)
+            # `deployment.pre_cmd` is sourced in the same shell just before.
             pre = b64_file(body, "deployment_pre_cmd.sh")
-            if pre:
-                facts["server.pre_cmd"] = canon(pre)
+            server_command("server", f"{pre}\n{text}" if pre else text, facts)
             m = re.match(r"export ([^&]*)&&", body)
             inner = {w.split("=")[0] for w in m.group(1).split()} if m else set()
             add_env(facts, "server", env_list(opts) | inner)
@@ -364,10 +363,10 @@ def launcher_facts(script):
                 env.add("NEMO_EVALUATOR_DATASET_DIR")
             add_env(facts, "harness", env)
             facts["harness.srun --mpi"] = canon(opts.get("--mpi"))
-            for f in ("pre_cmd.sh", "post_cmd.sh"):
-                text = b64_file(body, f)
+            for f in ("pre_cmd", "post_cmd"):
+                text = (b64_file(body, f + ".sh") or "").strip()
                 if text:
-                    facts[f"harness.{f[:-3]}"] = canon(text)
+                    facts[f"harness.{f}"] = canon(text)
         elif out.startswith("proxy-"):
             kind = "proxy"
         else:
@@ -400,7 +399,7 @@ def public_env(script, group):
 
 def evalctl_server_facts(script, secrets, kind, task_dir, facts):
     args = re.search(r"^EVALCTL_SRV_ARGS=\((.*)\)$", script, re.M)
-    cmd = re.search(r"^EVALCTL_SRV_CMD=(.*)$", script, re.M)
+    cmd = next((w[0] for _, w in commands(script) if w and w[0].startswith("EVALCTL_SRV_CMD=")), None)
     start = re.search(r"^evalctl_start_servers (\S+) (\d+) (\d+) (\d+)$", script, re.M)
     ready = re.search(r"^if ! evalctl_servers_ready (\d+) (\S*) (\d+) (\d+) (\S+); then$", script, re.M)
     if not (args and cmd and start):
@@ -408,7 +407,7 @@ def evalctl_server_facts(script, secrets, kind, task_dir, facts):
     opts, _ = srun_parts(["srun"] + shlex.split(args.group(1)))
     group = start.group(1)
     facts[f"{kind}.image"] = canon(opts["--container-image"])
-    server_command(kind, shlex.split(cmd.group(1))[0], facts)
+    server_command(kind, cmd[len("EVALCTL_SRV_CMD=") :], facts)
     add_mounts(facts, kind, mounts(opts, task_dir))
     facts[f"{kind}.mount_home"] = canon(home(opts))
     # Exported for each instance by evalctl_start_servers and in its `bash -c`.
@@ -456,6 +455,13 @@ def evalctl_facts(job, aux):
         if "exec" in words and "srun" in words and "run_eval" in " ".join(words):
             opts, _ = srun_parts(words[words.index("srun") :])
             facts["harness.image"] = canon(opts["--container-image"])
+            _, inner = srun_parts(words[words.index("srun") :])
+            body = inner[2] if inner[:2] == ["bash", "-c"] else ""
+            pre = re.search(r"^\{\n(.*?)\n\} \|\| exit \$\?$", body, re.M | re.S)
+            post = re.search(r"^rc=\$\?\n\{\n(.*?)\n\}\nexit \$rc$", body, re.M | re.S)
+            for name, m in (("pre_cmd", pre), ("post_cmd", post)):
+                if m and m.group(1).strip():
+                    facts[f"harness.{name}"] = canon(m.group(1).strip())
             add_mounts(facts, "harness", mounts(opts, task_dir))
             facts["harness.mount_home"] = canon(home(opts))
             names = env_list(opts) | public_env(script, "evaluation") | set(job["secrets"].get("evaluation", []))
