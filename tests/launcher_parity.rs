@@ -131,15 +131,29 @@ fn example_name(path: &Path) -> String {
 
 /// Variants of an example with keys no example sets, given to both tools:
 /// `(name, example, overrides)`.
-const VARIANTS: &[(&str, &str, &[&str])] = &[(
-    "slurm_vllm_basic+pre_cmd",
-    "slurm_vllm_basic",
-    &[
-        "+deployment.pre_cmd=pip install --no-deps example-package",
-        "+evaluation.pre_cmd=echo before",
-        "+evaluation.post_cmd=echo after",
-    ],
-)];
+const VARIANTS: &[(&str, &str, &[&str])] = &[
+    (
+        "slurm_vllm_basic+pre_cmd",
+        "slurm_vllm_basic",
+        &[
+            "+deployment.pre_cmd=pip install --no-deps example-package",
+            "+evaluation.pre_cmd=echo before",
+            "+evaluation.post_cmd=echo after",
+        ],
+    ),
+    (
+        "slurm_vllm_basic+extras",
+        "slurm_vllm_basic",
+        &[
+            "+execution.evaluation_gpu_visible=true",
+            "+deployment.env_vars.VLLM_LOGGING_LEVEL=lit:DEBUG",
+            "+evaluation.env_vars.EVAL_FLAG=lit:1",
+            "+execution.mounts.evaluation={/shared/data: /data}",
+            "+execution.mounts.deployment={/shared/cache: /cache2}",
+            "+execution.sbatch_extra_flags.qos=high",
+        ],
+    ),
+];
 
 /// What the test compares: every fixture as it is, then the variants:
 /// `(name, config file, overrides for both tools)`.
@@ -374,12 +388,28 @@ fn evalctl_scripts_match_the_launchers_dry_run() {
         .collect();
     assert!(errors.is_empty(), "examples not compared:\n{}", errors.join("\n"));
     let tasks: usize = results.as_object().unwrap().values().map(|r| r["tasks"].as_array().unwrap().len()).sum();
-    assert!(results.as_object().unwrap().len() >= 15 && tasks >= 30, "too few examples or tasks: {tasks}");
+    assert!(results.as_object().unwrap().len() >= 16 && tasks >= 30, "too few examples or tasks: {tasks}");
     // The variants reached both tools' scripts.
-    let variant = &results["slurm_vllm_basic+pre_cmd"]["tasks"][0];
-    for tool in ["launcher", "evalctl"] {
-        for fact in ["server.setup", "harness.pre_cmd", "harness.post_cmd"] {
-            assert!(variant[tool].get(fact).is_some(), "slurm_vllm_basic+pre_cmd: {tool} has no `{fact}`");
+    let reached = [
+        ("slurm_vllm_basic+pre_cmd", &["server.setup", "harness.pre_cmd", "harness.post_cmd"][..]),
+        (
+            "slurm_vllm_basic+extras",
+            &[
+                "sbatch.qos",
+                "server.env VLLM_LOGGING_LEVEL",
+                "server.mount /cache2",
+                "harness.env EVAL_FLAG",
+                "harness.env NVIDIA_VISIBLE_DEVICES",
+                "harness.mount /data",
+            ],
+        ),
+    ];
+    for (variant, facts) in reached {
+        for tool in ["launcher", "evalctl"] {
+            for fact in facts {
+                let task = &results[variant]["tasks"][0];
+                assert!(task[tool].get(*fact).is_some(), "{variant}: {tool} has no `{fact}`");
+            }
         }
     }
 
