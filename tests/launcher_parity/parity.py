@@ -292,10 +292,12 @@ def add_argv(facts, kind, words):
         facts[f"{kind}.argv {name}"] = canon(values)
 
 
-def add_env(facts, kind, names):
-    """`KIND.env NAME`: the container gets variable NAME (values are never compared)."""
+def add_env(facts, kind, names, listed):
+    """`KIND.env NAME`: the container gets variable NAME (values are never
+    compared): `--container-env` when srun lists it there (its value then
+    replaces one the image sets), else `inherited` (the image's wins)."""
     for n in names:
-        facts[f"{kind}.env {n}"] = canon("set")
+        facts[f"{kind}.env {n}"] = canon("--container-env" if n in listed else "inherited")
 
 
 def add_mounts(facts, kind, found):
@@ -332,7 +334,7 @@ def launcher_facts(script):
             server_command("server", f"{pre}\n{text}" if pre else text, facts)
             m = re.match(r"export ([^&]*)&&", body)
             inner = {w.split("=")[0] for w in m.group(1).split()} if m else set()
-            add_env(facts, "server", env_list(opts) | inner)
+            add_env(facts, "server", env_list(opts) | inner, env_list(opts))
             m = re.search(r"for \(\(g=0; g<(\d+); g\+\+\)\)", script)
             facts["server.instances"] = canon(int(m.group(1)))
             facts["server.srun"] = canon({"nodes": int(opts["--nodes"]), "ntasks": int(opts["--ntasks"])})
@@ -345,7 +347,7 @@ def launcher_facts(script):
                 server_command(kind, text, facts)
             else:
                 add_argv(facts, kind, cmd)
-            add_env(facts, kind, env_list(opts))
+            add_env(facts, kind, env_list(opts), env_list(opts))
             facts[f"{kind}.srun"] = canon({"nodes": int(opts["--nodes"]), "ntasks": int(opts["--ntasks"])})
             facts[f"{kind}.srun --mpi"] = canon(opts.get("--mpi"))
         elif out.startswith("client-"):
@@ -361,7 +363,7 @@ def launcher_facts(script):
             env = env_list(opts)
             if "NEMO_EVALUATOR_DATASET_DIR" in exported:
                 env.add("NEMO_EVALUATOR_DATASET_DIR")
-            add_env(facts, "harness", env)
+            add_env(facts, "harness", env, env_list(opts))
             facts["harness.srun --mpi"] = canon(opts.get("--mpi"))
             for f in ("pre_cmd", "post_cmd"):
                 text = (b64_file(body, f + ".sh") or "").strip()
@@ -416,7 +418,7 @@ def evalctl_server_facts(script, secrets, kind, task_dir, facts):
     for m in re.finditer(r"export ([^;'\n]*)", body):
         runtime |= {w.split("=")[0] for w in m.group(1).split() if re.match(r"[A-Z_][A-Z0-9_]*=", w)}
     names = env_list(opts) | public_env(script, group) | set(secrets.get(group, [])) | runtime
-    add_env(facts, kind, names)
+    add_env(facts, kind, names, env_list(opts))
     srun = re.search(r"^\s*exec (srun .*)$", body, re.M).group(1).rstrip(" \\")
     facts[f"{kind}.srun --mpi"] = canon(srun_parts(shlex.split(srun))[0].get("--mpi"))
     instances, npi, tpi = (int(start.group(i)) for i in (2, 3, 4))
@@ -465,7 +467,7 @@ def evalctl_facts(job, aux):
             add_mounts(facts, "harness", mounts(opts, task_dir))
             facts["harness.mount_home"] = canon(home(opts))
             names = env_list(opts) | public_env(script, "evaluation") | set(job["secrets"].get("evaluation", []))
-            add_env(facts, "harness", names)
+            add_env(facts, "harness", names, env_list(opts))
             facts["harness.srun --mpi"] = canon(opts.get("--mpi"))
     return facts
 
