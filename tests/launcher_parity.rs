@@ -11,8 +11,9 @@
 //! How: the pinned launcher ([`LAUNCHER_VERSION`]) is installed from PyPI
 //! into a virtual environment cached under `target/` (once per version; a
 //! failed install fails the test: it needs `python3` with `venv` and access
-//! to PyPI). Every config of `tests/fixtures/launcher/<version>/` is
-//! rendered by evalctl in-process with its `???` values given as overrides,
+//! to PyPI). Every config of `tests/fixtures/launcher/<version>/` (and a
+//! few [`VARIANTS`] with keys no example sets) is rendered by evalctl
+//! in-process with its `???` values given as overrides,
 //! then one Python process (`tests/launcher_parity/parity.py`) runs the
 //! launcher's `run --dry-run` code path for each config (`RunConfig.from_hydra`
 //! and `run_eval(cfg, dry_run=True)`, keeping the `run.sub` files it writes)
