@@ -399,48 +399,66 @@ def public_env(script, group):
     return set(re.findall(r"^\s*export ([A-Za-z_][A-Za-z0-9_]*)=", m.group(1), re.M)) if m else set()
 
 
-def evalctl_server_facts(script, secrets, kind, task_dir, facts):
-    args = re.search(r"^EVALCTL_SRV_ARGS=\((.*)\)$", script, re.M)
-    cmd = next((w[0] for _, w in commands(script) if w and w[0].startswith("EVALCTL_SRV_CMD=")), None)
-    start = re.search(r"^evalctl_start_servers (\S+) (\d+) (\d+) (\d+)$", script, re.M)
-    ready = re.search(r"^if ! evalctl_servers_ready (\d+) (\S*) (\d+) (\d+) (\S+); then$", script, re.M)
-    if not (args and cmd and start):
-        return
-    opts, _ = srun_parts(["srun"] + shlex.split(args.group(1)))
-    group = start.group(1)
-    facts[f"{kind}.image"] = canon(opts["--container-image"])
-    server_command(kind, cmd[len("EVALCTL_SRV_CMD=") :], facts)
-    add_mounts(facts, kind, mounts(opts, task_dir))
-    facts[f"{kind}.mount_home"] = canon(home(opts))
+def evalctl_server_facts(script, secrets, task_dir, facts):
+    """Facts of every server a script starts: each `evalctl_start_servers KEY
+    GROUP FIRST INSTANCES NODES TASKS [PREFIX]` line follows its own
+    `EVALCTL_SRV_ARGS` and `EVALCTL_SRV_CMD`; `model` is the model's server,
+    `aux-<name>` an auxiliary deployment's."""
+    starts = list(re.finditer(r"^evalctl_start_servers (\S+) (\S+) (\d+) (\d+) (\d+) (\d+)(?: (\S+))?$", script, re.M))
     # Exported for each instance by evalctl_start_servers and in its `bash -c`.
     body = re.search(r"^evalctl_start_servers\(\) \{\n(.*?)^\}", script, re.M | re.S).group(1)
-    runtime = set()
-    for m in re.finditer(r"export ([^;'\n]*)", body):
-        runtime |= {w.split("=")[0] for w in m.group(1).split() if re.match(r"[A-Z_][A-Z0-9_]*=", w)}
-    names = env_list(opts) | public_env(script, group) | set(secrets.get(group, [])) | runtime
-    add_env(facts, kind, names, env_list(opts))
-    srun = re.search(r"^\s*exec (srun .*)$", body, re.M).group(1).rstrip(" \\")
-    facts[f"{kind}.srun --mpi"] = canon(srun_parts(shlex.split(srun))[0].get("--mpi"))
-    instances, npi, tpi = (int(start.group(i)) for i in (2, 3, 4))
-    facts[f"{kind}.srun"] = canon({"nodes": npi, "ntasks": tpi})
-    if kind == "server":
-        facts["server.instances"] = canon(instances)
-    if ready:
-        facts[f"{kind}.port"] = canon(int(ready.group(1)))
-        facts[f"{kind}.health"] = canon(ready.group(2))
-        facts[f"{kind}.ready_timeout"] = canon(int(ready.group(3)))
-    if instances > 1 and ready:
-        facts["proxy.image"] = canon(ready.group(5))
+    prev = 0
+    for start in starts:
+        chunk = script[prev : start.start()]
+        prev = start.end()
+        key, group = start.group(1), start.group(2)
+        kind = "server" if key == "model" else "aux." + key[len("aux-") :]
+        args = re.search(r"^EVALCTL_SRV_ARGS=\((.*)\)$", chunk, re.M)
+        cmd = next((w[0] for _, w in commands(chunk) if w and w[0].startswith("EVALCTL_SRV_CMD=")), None)
+        if not (args and cmd):
+            continue
+        ready = re.search(
+            r"^if ! evalctl_servers_ready " + re.escape(key) + r" (\d+) (\S*) (\d+) (\d+) (\S+); then$", script, re.M
+        )
+        opts, _ = srun_parts(["srun"] + shlex.split(args.group(1)))
+        facts[f"{kind}.image"] = canon(opts["--container-image"])
+        server_command(kind, cmd[len("EVALCTL_SRV_CMD=") :], facts)
+        add_mounts(facts, kind, mounts(opts, task_dir))
+        facts[f"{kind}.mount_home"] = canon(home(opts))
+        runtime = set()
+        prefix = start.group(7)
+        for m in re.finditer(r"export ([^;'\n]*)", body):
+            for w in m.group(1).split():
+                w = w.strip('"')
+                if w.startswith("${prefix}_"):
+                    if prefix:
+                        runtime.add(prefix + "_" + w[len("${prefix}_") :].split("=")[0])
+                elif re.match(r"[A-Z_][A-Z0-9_]*=", w):
+                    runtime.add(w.split("=")[0])
+        names = env_list(opts) | public_env(script, group) | set(secrets.get(group, [])) | runtime
+        add_env(facts, kind, names, env_list(opts))
+        srun = re.search(r"^\s*exec (srun .*)$", body, re.M).group(1).rstrip(" \\")
+        facts[f"{kind}.srun --mpi"] = canon(srun_parts(shlex.split(srun))[0].get("--mpi"))
+        instances, npi, tpi = (int(start.group(i)) for i in (4, 5, 6))
+        facts[f"{kind}.srun"] = canon({"nodes": npi, "ntasks": tpi})
+        if kind == "server":
+            facts["server.instances"] = canon(instances)
+        if ready:
+            facts[f"{kind}.port"] = canon(int(ready.group(1)))
+            facts[f"{kind}.health"] = canon(ready.group(2))
+            facts[f"{kind}.ready_timeout"] = canon(int(ready.group(3)))
+        if instances > 1 and ready and kind == "server":
+            facts["proxy.image"] = canon(ready.group(5))
 
 
 def evalctl_facts(job, aux):
     script = job["script"]
     task_dir = re.search(r"^export EVALCTL_DIR=(.*)$", script, re.M).group(1)
     facts = sbatch_header(script, task_dir)
-    evalctl_server_facts(script, job["secrets"], "server", task_dir, facts)
+    evalctl_server_facts(script, job["secrets"], task_dir, facts)
     for name, a in aux.items():
         adir = re.search(r"^export EVALCTL_DIR=(.*)$", a["script"], re.M).group(1)
-        evalctl_server_facts(a["script"], a["secrets"], f"aux.{name}", adir, facts)
+        evalctl_server_facts(a["script"], a["secrets"], adir, facts)
     m = re.search(r"<<'EVALCTL_RUN_CONFIG_END'\n(.*?)\nEVALCTL_RUN_CONFIG_END\n", script, re.S)
     rc = json.loads(m.group(1))
     table = {}
@@ -460,7 +478,7 @@ def evalctl_facts(job, aux):
             _, inner = srun_parts(words[words.index("srun") :])
             body = inner[2] if inner[:2] == ["bash", "-c"] else ""
             pre = re.search(r"^\{\n(.*?)\n\} \|\| exit \$\?$", body, re.M | re.S)
-            post = re.search(r"^rc=\$\?\n\{\n(.*?)\n\}\nexit \$rc$", body, re.M | re.S)
+            post = re.search(r"^rc=\$\?\n[^\n]*\.evalctl-exit-[^\n]*\n\{\n(.*?)\n\}\nexit \$rc$", body, re.M | re.S)
             for name, m in (("pre_cmd", pre), ("post_cmd", post)):
                 if m and m.group(1).strip():
                     facts[f"harness.{name}"] = canon(m.group(1).strip())
