@@ -81,6 +81,14 @@ fn overrides_set_values_and_tasks_by_name() {
     assert_eq!(t.name, "winogrande");
     let limit = &t.nemo_evaluator_config.as_ref().unwrap()["config"]["params"]["limit_samples"];
     assert_eq!(limit, &serde_json::json!(10));
+    // Hydra's `++key=value` (add or replace), as the launcher's examples write it.
+    let l = load(
+        "examples/slurm_llama_3_1_8b_instruct.yaml",
+        &["++evaluation.nemo_evaluator_config.config.params.limit_samples=7", "++execution.qos=low"],
+    );
+    let params = &l.config.evaluation.nemo_evaluator_config.as_ref().unwrap()["config"]["params"];
+    assert_eq!(params["limit_samples"], serde_json::json!(7));
+    assert_eq!(l.config.execution.qos.as_deref(), Some("low"));
 }
 
 #[test]

@@ -76,7 +76,8 @@ fn apply_one(root: &mut Node, raw: &str, src: crate::diag::SourceId, whole: Span
             Err(Diagnostic::error(whole, format!("cannot delete `{key}`: no such key")))
         };
     }
-    let body = raw.strip_prefix('+').unwrap_or(raw);
+    // `+key` adds, `++key` adds or replaces (Hydra's forms): here both set.
+    let body = raw.strip_prefix("++").or_else(|| raw.strip_prefix('+')).unwrap_or(raw);
     let offset = raw.len() - body.len();
     let Some((key, value_text)) = body.split_once('=') else {
         return Err(Diagnostic::error(whole, format!("override `{raw}` is not of the form key.path=value")));
