@@ -152,6 +152,8 @@ const VARIANTS: &[(&str, &str, &[&str])] = &[
             "+execution.mounts.evaluation={/shared/data: /data}",
             "+execution.mounts.deployment={/shared/cache: /cache2}",
             "+execution.sbatch_extra_flags.qos=high",
+            // evalctl's server steps use the launcher's MPI plugin when asked to.
+            "+execution.deployment.mpi=pmix",
         ],
     ),
 ];

@@ -223,6 +223,12 @@ pub struct ExecutionDeployment {
     /// `srun` tasks of the server across all instances. Default: `num_nodes`.
     #[serde(default)]
     pub n_tasks: Option<u32>,
+    /// MPI plugin of every server step the job starts, the model's and the
+    /// auxiliary deployments' (`srun --mpi`: `pmix`, `pmi2`, `none`, ...).
+    /// Default: the cluster's (`MpiDefault`). The launcher always uses
+    /// `pmix`; set it where a server's ranks find each other through PMIx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mpi: Option<String>,
 }
 
 /// Bind mounts, `{host_path: container_path}` (append `:ro` to the container

@@ -371,8 +371,18 @@ impl<'a> Lower<'a> {
             }
             None => proxy.config.haproxy_port.map_or(5009, u64::from),
         };
+        let mpi = e.deployment.mpi.clone();
+        if let Some(m) = &mpi
+            && (m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            self.err(
+                &keys(&["execution", "deployment", "mpi"]),
+                format!("`{m}` is not an MPI plugin name (letters, digits, `_`)"),
+            );
+        }
         ServerSpec {
             key: aux.map_or_else(|| "model".to_owned(), |a| format!("aux-{a}")),
+            mpi,
             first_node,
             prefix,
             group: group.name.clone(),

@@ -156,8 +156,12 @@ impl Shell for ContainerArgs<'_> {
 
 /// Starts a model server's instances in the background.
 fn start_server(sv: &ServerSpec) -> String {
-    let mut s = shell!(
-        "EVALCTL_SRV_ARGS=({})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {} {} {}",
+    let mut s = String::from("EVALCTL_SRV_ARGS=(");
+    if let Some(m) = &sv.mpi {
+        s.push_str(&shell!("{} ", ShellWord::new(format!("--mpi={m}"))));
+    }
+    s.push_str(&shell!(
+        "{})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {} {} {}",
         ContainerArgs(&sv.container),
         ShellWord::from(&sv.cmd),
         ShellWord::from(&sv.key),
@@ -166,7 +170,7 @@ fn start_server(sv: &ServerSpec) -> String {
         sv.instances,
         sv.nodes_per_instance,
         sv.tasks_per_instance
-    );
+    ));
     if let Some(p) = &sv.prefix {
         s.push_str(&shell!(" {}", p));
     }

@@ -168,6 +168,8 @@ pub struct ServerSpec {
     pub prefix: Option<VarName>,
     /// The container group its variables come from.
     pub group: VarName,
+    /// `srun --mpi` of its steps; `None`: the cluster's default.
+    pub mpi: Option<String>,
     pub container: Container,
     pub cmd: String,
     pub instances: u32,

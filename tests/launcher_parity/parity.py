@@ -438,7 +438,7 @@ def evalctl_server_facts(script, secrets, task_dir, facts):
         names = env_list(opts) | public_env(script, group) | set(secrets.get(group, [])) | runtime
         add_env(facts, kind, names, env_list(opts))
         srun = re.search(r"^\s*exec (srun .*)$", body, re.M).group(1).rstrip(" \\")
-        facts[f"{kind}.srun --mpi"] = canon(srun_parts(shlex.split(srun))[0].get("--mpi"))
+        facts[f"{kind}.srun --mpi"] = canon(opts.get("--mpi") or srun_parts(shlex.split(srun))[0].get("--mpi"))
         instances, npi, tpi = (int(start.group(i)) for i in (4, 5, 6))
         facts[f"{kind}.srun"] = canon({"nodes": npi, "ntasks": tpi})
         if kind == "server":
