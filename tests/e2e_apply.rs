@@ -741,6 +741,21 @@ fn apply_twice_is_a_noop(backend: Backend) {
     assert_eq!(s.serial(), serial, "the second apply must not change the state serial");
     assert_eq!(s.state_text(), state, "the second apply must not rewrite the state");
     s.assert_chains(&tasks, "after the second apply");
+
+    // A lost state (as after a crash between release and the state write):
+    // the jobs are found again by the tags in their names and adopted, with
+    // their hashes; nothing is submitted or cancelled.
+    std::fs::remove_file(s.state_file()).expect("remove the state");
+    std::fs::remove_file(s.local_state_copy()).expect("remove the local copy");
+    let adopt = s.apply();
+    assert!(adopt.ok(), "apply after the state was lost\n{}", adopt.show());
+    assert!(!submitted(&adopt), "the stack's jobs are adopted, not submitted again\n{}", adopt.show());
+    if backend == Backend::Local {
+        assert_eq!(s.sbatch_calls(), 4, "adopting calls no sbatch");
+    }
+    assert_eq!(ids(&s.jobs()), before, "adopting must not submit or remove jobs");
+    assert_no_changes(&s.apply(), "apply after the adoption");
+    s.assert_chains(&tasks, "after the adoption");
 }
 
 fn tag(backend: Backend) -> &'static str {
