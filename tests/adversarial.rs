@@ -844,7 +844,6 @@ const SBATCH_FLAGS: &[&str] = &[
     "ntasks-per-node",
     "gres",
     "gpus-per-node",
-    "comment",
     "output",
     "open-mode",
     "no-requeue",
@@ -925,20 +924,20 @@ fn run_and_check(sb: &Sandbox, acc: &Accepted, all_tasks: bool) -> Vec<String> {
                 errs.push(format!("{}: --{flag} is {:?}, want {:?}", j.id, h.get(flag), p.value));
             }
         }
+        // The comment goes verbatim on sbatch's command line, never in a header line.
         if let Some(p) = by_label("execution.sbatch_comment")
-            && !h.get("comment").is_some_and(|c| c.starts_with(&format!("{} evalctl:", p.value)))
+            && (j.comment.as_deref() != Some(p.value.as_str()) || h.contains_key("comment"))
         {
-            errs.push(format!("{}: --comment is {:?}", j.id, h.get("comment")));
+            errs.push(format!("{}: the comment is {:?} (header: {:?})", j.id, j.comment, h.get("comment")));
         }
-        if let Some(p) = by_label("execution.subproject")
-            && h.get("job-name") != Some(&format!("{}.{}.{}", acc.loaded.stack, j.id, p.value))
-        {
-            errs.push(format!(
-                "{}: --job-name is {:?}, want the subproject {:?} last",
-                j.id,
-                h.get("job-name"),
-                p.value
-            ));
+        let name = evalctl::remote::layout::job_name(
+            by_label("execution.subproject").map(|p| p.value.as_str()),
+            &acc.loaded.stack,
+            &j.unit,
+            j.role,
+        );
+        if h.get("job-name") != Some(&name) || j.job_name != name {
+            errs.push(format!("{}: --job-name is {:?}, want {name:?}", j.id, h.get("job-name")));
         }
     }
 

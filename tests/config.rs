@@ -415,3 +415,43 @@ fn launcher_keys_without_an_effect_are_accepted_with_a_warning() {
         assert!(l.is_ok(), "auto_export: {v}");
     }
 }
+
+/// `execution.sbatch_comment` takes any text but control characters (a
+/// JSON object with quotes, as idle-GPU reapers read it); job names Slurm's
+/// accounting would cut are refused at the subproject's line, with the
+/// stack name from the file name counted.
+#[test]
+fn a_json_comment_is_accepted_and_cut_job_names_are_refused() {
+    let json = r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data_loading"}} it's $X \ #"#;
+    let config = |exec: &str| {
+        format!(
+            "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\nexecution:\n  account: a\n  output_dir: /o\n{exec}target:\n  api_endpoint:\n    url: http://h:8000/v1/chat/completions\n    model_id: m\nevaluation:\n  tasks:\n    - name: gsm8k\n"
+        )
+    };
+    let load = |name: &str, text: &str| {
+        let sources = Sources::new();
+        config::load_text(Path::new(name), text, &[], &sources, &|_| None)
+            .map_err(|f| evalctl::diag::render_all(&f.diagnostics, &sources))
+    };
+    let text = config(&format!("  sbatch_comment: {}\n", serde_json::to_string(json).unwrap()));
+    let l = load("c.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(l.config.execution.sbatch_comment.as_deref(), Some(json));
+
+    // The longest name: `<sub>.evalctl:<stack>/gsm8k/resume` and 34 characters of hashes.
+    let stack = "s".repeat(64);
+    let fixed = ".evalctl:".len() + stack.len() + "/gsm8k/resume".len() + 34;
+    let fits = "p".repeat(255 - fixed);
+    let file = format!("{stack}.yaml");
+    assert!(load(&file, &config(&format!("  subproject: {fits}\n"))).is_ok());
+    let err = load(&file, &config(&format!("  subproject: {fits}q\n"))).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "{file}:8:15: error: `execution.subproject` (`{fits}q`) makes job names of 256 characters"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("1 more than the 255 Slurm's accounting keeps"), "{err}");
+    // A control character cannot reach Slurm.
+    let err = load("c.yaml", &config("  sbatch_comment: \"a\\tb\"\n")).unwrap_err();
+    assert!(err.contains("c.yaml:8:19: error: `execution.sbatch_comment`: control character U+0009"), "{err}");
+}

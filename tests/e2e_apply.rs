@@ -138,7 +138,9 @@ struct Job {
     user: String,
     dependency: String,
     name: String,
-    /// From the ownership tag `evalctl:<stack>/<unit>/<role>@<hashes>`.
+    /// `--comment`, as Slurm has it.
+    comment: String,
+    /// From the ownership tag in the name, `evalctl:<stack>/<unit>/<role>@<hashes>`.
     unit: String,
     role: String,
     hashes: String,
@@ -153,6 +155,11 @@ impl Job {
     }
 }
 
+/// Every stack's `execution.sbatch_comment`: JSON for a site's idle-GPU
+/// reaper, with what `#SBATCH` lines and shells stumble on.
+const COMMENT: &str =
+    r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $HOME #1 \x"#;
+
 /// Every job Slurm knows (pending, running and recently ended), each user's.
 fn squeue() -> Vec<String> {
     let out = sh("squeue", &["-h", "-a", "-t", "all", "-o", "%i|%T|%r|%u|%E|%j|%k"]);
@@ -165,13 +172,11 @@ fn squeue() -> Vec<String> {
 fn parse_job(line: &str, stack: &str) -> Option<Job> {
     let f: Vec<&str> = line.splitn(7, '|').collect();
     let [id, state, reason, user, dependency, name, comment] = f.as_slice() else { return None };
-    let tag_prefix = format!("evalctl:{stack}/");
-    let tag = comment.split_whitespace().find_map(|t| t.strip_prefix(&tag_prefix));
-    if tag.is_none() && !name.starts_with(&format!("{stack}.")) {
-        return None;
-    }
-    let (path, hashes) = tag.map(|t| t.split_once('@').unwrap_or((t, ""))).unwrap_or(("", ""));
-    let (unit, role) = path.split_once('/').unwrap_or((path, ""));
+    let tag = evalctl::remote::layout::parse_name(name).filter(|t| t.stack == stack)?;
+    let hashes = match (&tag.script_hash, &tag.result_hash) {
+        (Some(s), Some(r)) => format!("{s}:{r}"),
+        _ => String::new(),
+    };
     Some(Job {
         id: id.trim().parse().ok()?,
         state: state.to_string(),
@@ -179,9 +184,10 @@ fn parse_job(line: &str, stack: &str) -> Option<Job> {
         user: user.to_string(),
         dependency: dependency.to_string(),
         name: name.to_string(),
-        unit: unit.to_owned(),
-        role: role.to_owned(),
-        hashes: hashes.to_owned(),
+        comment: comment.to_string(),
+        unit: tag.unit,
+        role: tag.role,
+        hashes,
     })
 }
 
@@ -494,7 +500,7 @@ impl Stack {
              name: {name}\n\
              execution:\n  hostname: {host}\n  username: {user}\n  account: research\n  partition: cpu\n  output_dir: {out}\n  \
              gres: null\n  walltime: \"{walltime}\"\n  sbatch_extra_flags: {{exclusive: false{begin}}}\n  \
-             mounts: {{mount_home: false}}\n\
+             mounts: {{mount_home: false}}\n  sbatch_comment: '{comment}'\n\
              target: {{api_endpoint: {{url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}}}\n\
              evaluation:\n  env_vars: {{TOKEN: \"host:E2E_TOKEN\"}}\n  tasks:\n",
             test = self.test,
@@ -502,6 +508,7 @@ impl Stack {
             name = self.name,
             out = self.output_dir.display(),
             walltime = spec.walltime,
+            comment = COMMENT.replace('\'', "''"),
         );
         for t in &spec.tasks {
             yaml.push_str(&format!(
@@ -629,8 +636,13 @@ impl Stack {
             }
             let first = by[&(t.as_str(), "first")][0];
             let resume = by[&(t.as_str(), "resume")][0];
-            assert_eq!(first.name, format!("{}.{t}", self.name), "{context}: job name of {t}");
-            assert_eq!(resume.name, format!("{}.{t}.resume", self.name), "{context}: job name of {t}.resume");
+            // The ownership tag with both hashes, and the comment verbatim.
+            for (j, role) in [(first, "first"), (resume, "resume")] {
+                let name = format!("evalctl:{}/{t}/{role}@{}", self.name, j.hashes);
+                assert_eq!(j.name, name, "{context}: job name of {t} {role}");
+                assert_eq!(j.hashes.len(), 33, "{context}: {t} {role} has both hashes: {}", j.name);
+                assert_eq!(j.comment, COMMENT, "{context}: the comment of {t} {role} is the config's, verbatim");
+            }
             assert!(
                 resume.dependency.contains(&format!("afternotok:{}", first.id)),
                 "{context}: {t}.resume must depend afternotok on {t} ({}); jobs:{all}",
@@ -729,6 +741,21 @@ fn apply_twice_is_a_noop(backend: Backend) {
     assert_eq!(s.serial(), serial, "the second apply must not change the state serial");
     assert_eq!(s.state_text(), state, "the second apply must not rewrite the state");
     s.assert_chains(&tasks, "after the second apply");
+
+    // A lost state (as after a crash between release and the state write):
+    // the jobs are found again by the tags in their names and adopted, with
+    // their hashes; nothing is submitted or cancelled.
+    std::fs::remove_file(s.state_file()).expect("remove the state");
+    std::fs::remove_file(s.local_state_copy()).expect("remove the local copy");
+    let adopt = s.apply();
+    assert!(adopt.ok(), "apply after the state was lost\n{}", adopt.show());
+    assert!(!submitted(&adopt), "the stack's jobs are adopted, not submitted again\n{}", adopt.show());
+    if backend == Backend::Local {
+        assert_eq!(s.sbatch_calls(), 4, "adopting calls no sbatch");
+    }
+    assert_eq!(ids(&s.jobs()), before, "adopting must not submit or remove jobs");
+    assert_no_changes(&s.apply(), "apply after the adoption");
+    s.assert_chains(&tasks, "after the adoption");
 }
 
 fn tag(backend: Backend) -> &'static str {

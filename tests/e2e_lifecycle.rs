@@ -12,7 +12,10 @@
 //! 3. an evaluation longer than the 1-minute walltime: the first link ends
 //!    TIMEOUT, the resume link continues from the harness's cache, the chain
 //!    completes; `status` is right all along (`running` / `resuming`) and
-//!    shows every link; `logs --follow` follows the chain to its end;
+//!    shows every link; `logs --follow` follows the chain to its end; with a
+//!    subproject and a JSON `sbatch_comment` (quotes, spaces, `'`, `$`, `#`,
+//!    `\`): every link, the ones apply submits and the one the runtime
+//!    queues, has the comment verbatim and its ownership tag in its name;
 //! 4. the node of a running link is set DOWN: NODE_FAIL, the resume link runs
 //!    on the other node, COMPLETED;
 //! 5. a job of the `urgent` partition preempts the running link: PREEMPTED,
@@ -37,8 +40,8 @@
 //!     launcher: one two-node job, the model on the first node, the judge on
 //!     the second; the harness reaches both and is told where the judge is.
 //!
-//! Every scenario has its own stack (`lc<pid>-<scenario>`, also the prefix of
-//! its job names) and output directory, so the tests run in parallel: cargo's
+//! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
+//! tag of its job names) and output directory, so the tests run in parallel: cargo's
 //! default number of test threads is the number of CPUs (two on the 2-core CI
 //! machine: about 9 minutes for all); `--test-threads=10` runs them all at
 //! once (about 5 minutes). Per-task configs keep the default
@@ -49,7 +52,7 @@
 //! Scenarios 4 and 5 disturb a node (the one their own exclusive link runs
 //! on): they take the `DISRUPT` lock so that only one of them does at a time,
 //! and a guard resumes the node / cancels the urgent job whatever happens.
-//! Every test cancels its own live jobs (by job name prefix) when it ends, and
+//! Every test cancels its own live jobs (by the tag in their names) when it ends, and
 //! removes its directories unless it failed or `E2E_KEEP=1` (the paths are
 //! printed).
 //!
@@ -66,6 +69,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use evalctl::remote::layout::{self, Tag};
 use serde_json::Value;
 
 mod common;
@@ -553,8 +557,13 @@ impl Stack {
         serde_json::from_str(&self.file(unit, "artifacts/results.json")).ok()
     }
 
+    /// The ownership tag of a job name of this stack's.
+    fn tag(&self, job_name: &str) -> Option<Tag> {
+        layout::parse_name(job_name).filter(|t| t.stack == self.name)
+    }
+
     fn is_mine(&self, job_name: &str) -> bool {
-        job_name.starts_with(&format!("{}.", self.name))
+        self.tag(job_name).is_some()
     }
 
     /// The stack's jobs still in Slurm's queue.
@@ -564,9 +573,7 @@ impl Stack {
 
     /// The unit's jobs still in Slurm's queue (its first link and resume links).
     fn live_of(&self, unit: &str) -> Vec<Live> {
-        let first = format!("{}.{unit}", self.name);
-        let resume = format!("{first}.resume");
-        squeue().into_iter().filter(|j| j.name == first || j.name == resume).collect()
+        squeue().into_iter().filter(|j| self.tag(&j.name).is_some_and(|t| t.unit == unit)).collect()
     }
 
     /// Every job of the stack that Slurm knows: those that became eligible
@@ -806,7 +813,8 @@ fn shared_server_serves_every_task_and_ends_by_itself() {
     assert_eq!(rows.len(), 4, "a server unit and three tasks: {rows:?}");
     let server = rows.iter().find(|r| r["unit"] == "server").unwrap_or_else(|| panic!("no server unit: {rows:?}"));
     assert_eq!((str_of(server, "kind"), str_of(server, "state")), ("deployment", "completed"), "{server}");
-    let deployments: Vec<Acct> = s.jobs().into_iter().filter(|a| a.name == format!("{}.server", s.name)).collect();
+    let deployments: Vec<Acct> =
+        s.jobs().into_iter().filter(|a| s.tag(&a.name).is_some_and(|t| t.unit == "server")).collect();
     assert_eq!(deployments.len(), 1, "exactly one deployment job: {deployments:?}");
     let server_job = deployments[0].id;
     let server_acct = acct_final(server_job, Duration::from_secs(60));
@@ -844,12 +852,40 @@ fn shared_server_serves_every_task_and_ends_by_itself() {
     assert!(model_servers_of(&BTreeSet::from([server_job])).is_empty(), "the shared server process is gone");
 }
 
+/// A comment for a site's idle-GPU reaper, and what makes `#SBATCH` lines
+/// and shells stumble.
+const REAPER_COMMENT: &str =
+    r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $HOME #1 \x"#;
+
+/// What Slurm has of a job: (name, comment), from the queue or accounting.
+fn name_and_comment(job: u64) -> (String, String) {
+    wait_for(&format!("job {job}'s name and comment"), Duration::from_secs(60), Duration::from_secs(2), || {
+        let out = sh("scontrol", &["show", "job", &job.to_string()]);
+        if out.status.success() {
+            // `scontrol show job -o`-free parsing: one `JobName=` and one
+            // `Comment=` line; the comment runs to the end of its line.
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let name = text.split_whitespace().find_map(|w| w.strip_prefix("JobName="))?.to_owned();
+            let comment = text.lines().find_map(|l| l.trim_start().strip_prefix("Comment="))?;
+            return Some((name, comment.trim_end_matches(' ').to_owned()));
+        }
+        let name = slurm("sacct", &["-n", "-X", "-P", "-j", &job.to_string(), "-o", "JobName"]);
+        let comment = slurm("sacct", &["-n", "-X", "-P", "-j", &job.to_string(), "-o", "Comment"]);
+        let (name, comment) = (name.lines().next()?.to_owned(), comment.lines().next()?.to_owned());
+        Some((name, comment))
+    })
+}
+
 /// 3. an evaluation longer than the walltime: TIMEOUT, resumed from the
-///    cache, COMPLETED; `status` right while it runs; `logs --follow`.
+///    cache, COMPLETED; `status` right while it runs; `logs --follow`; the
+///    user's comment on every link, verbatim.
 #[test]
 fn timed_out_link_resumes_from_the_cache() {
     const UNIT: &str = "gsm8k";
-    let s = Stack::new("timeout", &Spec { partition: "cpu", tasks: &[UNIT], stub: TIMEOUT_WORK, ..BASE });
+    let comment = REAPER_COMMENT.replace('\'', "''");
+    let execution = format!("subproject: nightly, sbatch_comment: '{comment}'");
+    let spec = Spec { partition: "cpu", tasks: &[UNIT], stub: TIMEOUT_WORK, execution: &execution, ..BASE };
+    let s = Stack::new("timeout", &spec);
     let mut wait = s.background("apply", &["--auto-approve", "--wait"]);
     let (first, resume) = s.applied_jobs(UNIT);
     s.log(&format!("first link {first}, resume link {resume}"));
@@ -923,6 +959,26 @@ fn timed_out_link_resumes_from_the_cache() {
     assert!(resuming_checked, "status never said resuming while the resume link waited: {seen:?}");
     let last = check_resumed(&s, UNIT, first, resume, TIMEOUT_REQUESTS, "TIMEOUT");
     s.log(&format!("completed by link {last}; states seen {seen:?}; requests {:?}", s.requests(UNIT)));
+    // Every link has the comment verbatim and the tag in its name: the two
+    // apply submitted with their hashes, the one the resume link queued
+    // (its runtime's sbatch) as rendered.
+    let queued: Vec<u64> = s
+        .chain(UNIT)
+        .iter()
+        .filter(|e| e.job == resume && e.event == "submit")
+        .filter_map(|e| e.detail.parse().ok())
+        .collect();
+    assert_eq!(queued.len(), 1, "the resume link queued one next link: {:?}", s.chain(UNIT));
+    for (job, role, hashed) in [(first, "first", true), (resume, "resume", true), (queued[0], "resume", false)] {
+        let (name, got) = name_and_comment(job);
+        assert_eq!(got, REAPER_COMMENT, "job {job}'s comment must be the config's, verbatim");
+        let tag = s.tag(&name).unwrap_or_else(|| panic!("job {job}'s name {name:?} is no tag of {}", s.name));
+        assert_eq!((tag.unit.as_str(), tag.role.as_str(), tag.subproject.as_deref()), (UNIT, role, Some("nightly")));
+        assert_eq!(tag.script_hash.is_some(), hashed, "job {job}: {name}");
+    }
+    // Refresh still finds the stack's jobs by their names: nothing to do.
+    let plan = s.evalctl("plan", &["--detailed-exitcode"], CMD_TIMEOUT);
+    assert_eq!(plan.code, Some(0), "plan after the chain completed: no changes\n{}", plan.show());
     let followed = follow.finish(Duration::from_secs(120));
     assert!(followed.ok(), "logs --follow ends with the chain\n{}", followed.show());
     for needle in [format!("job {first} ended TIMEOUT: resuming"), "nemo-evaluator: done".into()] {

@@ -419,9 +419,10 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     for unit in ["alpha", "beta"] {
         let (first, resume) = chain_ids(&report, unit);
         let (fj, rj) = (&jobs[&first], &jobs[&resume]);
-        assert_eq!(fj.name, format!("{STACK}.{unit}"));
-        assert!(fj.comment.starts_with(&format!("evalctl:{STACK}/{unit}/first@")), "{fj:?}");
-        assert!(rj.comment.starts_with(&format!("evalctl:{STACK}/{unit}/resume@")), "{rj:?}");
+        // The ownership tag is in the name; no comment is configured: none is given.
+        assert!(fj.name.starts_with(&format!("evalctl:{STACK}/{unit}/first@")), "{fj:?}");
+        assert!(rj.name.starts_with(&format!("evalctl:{STACK}/{unit}/resume@")), "{rj:?}");
+        assert_eq!((fj.comment.as_str(), rj.comment.as_str()), ("", ""));
         assert_eq!(fj.dependency, "");
         assert_eq!(rj.dependency, format!("afternotok:{first}"), "the resume link waits for the first one");
         assert!(f.unit_dir(unit).join("task.sbatch").is_file());
@@ -880,28 +881,45 @@ fn a_lost_state_file_loses_nothing_jobs_are_adopted_by_their_tags() {
     assert_eq!(f.remote_state().units.len(), 2, "recorded again");
 }
 
-/// A job is the stack's only when its comment ends with the stack's own
-/// tag: a job of another stack (or anyone's job) whose user comment names
-/// this stack's units is neither adopted nor cancelled.
+/// A job is the stack's only when its name is the stack's own, well-formed
+/// tag: a job whose comment carries this stack's tag, or whose name is a
+/// look-alike, another stack's tag or an older evalctl's name, is neither
+/// adopted nor cancelled.
 #[test]
-fn a_forged_comment_does_not_make_a_job_ours() {
+fn a_forged_name_or_comment_does_not_make_a_job_ours() {
     let f = Fixture::new("forged", &["alpha"]);
     let stack = f.open(&[]);
     f.apply_done(&stack);
     let script = f.root.join("other.sbatch");
     std::fs::write(&script, "#!/bin/bash\ntrue\n").unwrap();
+    let tag = format!("evalctl:{STACK}/ghost/first@0000000000000000:0000000000000000");
     let forged = [
-        // Another stack's job whose user comment carries this stack's tag.
-        format!("note evalctl:{STACK}/ghost/first@0000000000000000:0000000000000000 evalctl:other/ghost/first"),
-        // A user comment only, shaped like a tag of this stack but malformed.
-        format!("evalctl:{STACK}/ghost/boss"),
-        format!("evalctl:{STACK}/ghost/first/x"),
+        // (name, comment): this stack's tag in a comment only.
+        ("other".to_owned(), tag.clone()),
+        // Names shaped like a tag of this stack but malformed.
+        (format!("note {tag}"), String::new()),
+        (format!("{tag} evalctl:other/ghost/first"), String::new()),
+        (format!("evalctl:{STACK}/ghost/boss"), String::new()),
+        (format!("evalctl:{STACK}/ghost/first/x"), String::new()),
+        (format!("x y.evalctl:{STACK}/ghost/first"), String::new()),
+        (format!("evalctl:{STACK}/ghost/first@0000000000000000:00000000"), String::new()),
+        // Another stack's, whose name starts like this stack's.
+        (format!("evalctl:{STACK}x/ghost/first"), String::new()),
+        (format!("{STACK}.ghost"), String::new()),
     ];
     let mut ids = vec![];
-    for comment in &forged {
+    for (name, comment) in &forged {
         let out = f
             .cluster
-            .run(format!("sbatch --parsable --comment={} {}\n", sq(Path::new(comment)), sq(&script)).as_bytes())
+            .run(
+                format!(
+                    "sbatch --parsable --job-name={} --comment={} {}\n",
+                    sq(Path::new(name)),
+                    sq(Path::new(comment)),
+                    sq(&script)
+                )
+                .as_bytes(),
+            )
             .unwrap();
         ids.push(out.stdout_text().trim().parse::<u64>().expect("a job id"));
     }

@@ -218,3 +218,48 @@ fn refresh_reads_a_hostile_stack_directory() {
     assert_eq!((r.jobs[0].unit.as_str(), r.jobs[0].script_hash.as_deref()), ("u", Some("00000000000000aa")));
     assert!(!r.sacct_available);
 }
+
+/// Apply gives every job it submits its ownership tag in the name (with
+/// the unit's hashes) and the user's comment verbatim, as sbatch arguments.
+#[test]
+fn apply_names_jobs_and_passes_the_comment_verbatim() {
+    let tmp = std::env::temp_dir().join(format!("evalctl-remote-comment-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let mut r = render_at(tmp.join("out").to_str().unwrap());
+    let json =
+        r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $(x) `y` \ #z"#;
+    for j in &mut r.jobs {
+        j.comment = Some(json.to_owned());
+    }
+    let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
+    std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
+    std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
+    // Each call's arguments, one per line (none holds a newline).
+    let record = "sbatch() { printf '%s\\n' \"$@\" >>\"$EVALCTL_FAKE/args\"; printf -- '--\\n' >>\"$EVALCTL_FAKE/args\"; local n; n=$(( $(cat \"$EVALCTL_FAKE/next\" 2>/dev/null || echo 100) + 1 )); echo \"$n\" >\"$EVALCTL_FAKE/next\"; echo \"$n\"; }\n";
+    with_inputs(&r, |inp| {
+        let prog = submit::program(inp);
+        let text = prog.program.full_text().replacen("set -u\n", &format!("set -u\n{FAKE_SLURM}{record}"), 1);
+        let out = Command::new("bash").arg("-c").arg(&text).env("EVALCTL_FAKE", &fake).output().unwrap();
+        let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
+        assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+        let args = std::fs::read_to_string(fake.join("args")).unwrap();
+        let calls: Vec<Vec<&str>> = args.split_terminator("--\n").map(|c| c.lines().collect()).collect();
+        assert_eq!(calls.len(), outcome.submitted.len());
+        for (call, (unit, role, _)) in calls.iter().zip(&outcome.submitted) {
+            let u = inp.units.iter().find(|u| &u.id == unit).unwrap();
+            let name = call.iter().find_map(|a| a.strip_prefix("--job-name=")).expect("a name");
+            let tag = evalctl::remote::layout::parse_name(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(
+                (tag.stack.as_str(), tag.unit.as_str(), tag.role.as_str()),
+                (r.stack.as_str(), unit.as_str(), role.as_str())
+            );
+            assert_eq!(tag.script_hash.as_deref(), Some(&u.script_hash[..16]));
+            assert_eq!(tag.result_hash.as_deref(), Some(&u.result_hash[..16]));
+            let comments: Vec<&str> = call.iter().filter_map(|a| a.strip_prefix("--comment=")).collect();
+            assert_eq!(comments, [json], "{call:?}");
+        }
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+}

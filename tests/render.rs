@@ -308,9 +308,12 @@ fn launcher_keys_reach_the_jobs() {
     for j in [&gsm8k, &hellaswag] {
         assert!(j.contains("export NVIDIA_VISIBLE_DEVICES=all\n"), "{j}");
     }
-    // subproject labels the jobs after the name refresh finds them by.
-    assert!(gsm8k.contains("#SBATCH --job-name=launcher_keys.gsm8k.nightly\n"), "{gsm8k}");
-    assert!(job(&r, "gsm8k.resume").contains("#SBATCH --job-name=launcher_keys.gsm8k.resume.nightly\n"));
+    // subproject labels the jobs before the ownership tag refresh finds them by.
+    assert!(gsm8k.contains("#SBATCH --job-name=nightly.evalctl:launcher_keys/gsm8k/first\n"), "{gsm8k}");
+    let resume = job(&r, "gsm8k.resume");
+    assert!(resume.contains("#SBATCH --job-name=nightly.evalctl:launcher_keys/gsm8k/resume\n"), "{resume}");
+    // The resume links a link queues get the same name (evalctl_submit_next).
+    assert!(resume.contains("\nEVALCTL_JOB_NAME=nightly.evalctl:launcher_keys/gsm8k/resume\n"), "{resume}");
     // A device list is passed verbatim; false exports nothing.
     let r = render_file("tests/fixtures/launcher_keys.yaml", &["execution.evaluation_gpu_visible=0,1"]);
     assert!(job(&r, "gsm8k").contains("export NVIDIA_VISIBLE_DEVICES='0,1'\n"));
@@ -396,4 +399,38 @@ fn a_judge_runs_in_the_task_job_unless_it_is_shared() {
         task.contains("#SBATCH --nodes=1\n") && task.contains("EVALCTL_AUX_URL_0=$(evalctl_endpoint_of server.judge "),
         "{task}"
     );
+}
+
+/// The user's comment reaches Slurm verbatim: never in an `#SBATCH` line
+/// (sbatch's own quoting rules could not carry it), as one shell word the
+/// runtime gives the resume links it queues; apply gives it to the jobs it
+/// submits (tests/remote.rs).
+#[test]
+fn the_comment_is_carried_verbatim_as_a_shell_word() {
+    let json =
+        r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $HOME `x` \ #"#;
+    let path = "tests/fixtures/launcher_keys.yaml";
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    // A YAML double-quoted string is a JSON string.
+    let line = format!("  subproject: nightly\n  sbatch_comment: {}\n", serde_json::to_string(json).unwrap());
+    let text = text.replacen("  subproject: nightly\n", &line, 1);
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new(path), &text, &[], &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let r = render::render(&loaded, &graph).unwrap();
+    for j in &r.jobs {
+        assert_eq!(j.comment.as_deref(), Some(json), "{}", j.id);
+        let text = j.script.text();
+        assert!(!text.contains("#SBATCH --comment"), "{text}");
+        let line = text.lines().find(|l| l.starts_with("EVALCTL_COMMENT=")).expect("the comment's variable");
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!("{line}\nprintf '%s' \"$EVALCTL_COMMENT\"")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), json, "{line}");
+    }
+    // No comment: none is given (an empty variable, and no `--comment`).
+    let r = render_file("tests/fixtures/launcher_keys.yaml", &[]);
+    assert!(r.jobs.iter().all(|j| j.comment.is_none() && j.script.text().contains("\nEVALCTL_COMMENT=''\n")));
 }

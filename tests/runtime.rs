@@ -283,18 +283,27 @@ fn finish_records_how_the_link_ended() {
 #[test]
 fn the_next_link_is_queued_after_this_one_fails() {
     let j = Job::new();
-    let r = j.run("evalctl_submit_next", &[], Some(42));
+    let name = [("EVALCTL_JOB_NAME", "evalctl:st/t/resume"), ("EVALCTL_COMMENT", "")];
+    let r = j.run("evalctl_submit_next", &name, Some(42));
     assert_eq!(r.chain, "77 submit 42 4242\n");
     let args = j.read("sbatch.args");
     assert_eq!(
         args,
         format!(
-            "--parsable --dependency=afternotok:77 --kill-on-invalid-dep=yes {}/resume.sbatch\n",
+            "--parsable --job-name=evalctl:st/t/resume --dependency=afternotok:77 --kill-on-invalid-dep=yes {}/resume.sbatch\n",
             j.dir().display()
-        )
+        ),
+        "no comment: no --comment"
     );
     let j = Job::new();
-    let r = j.run("evalctl_submit_next", &[("STUB_SBATCH_FAILS", "1")], Some(42));
+    let r = j.run("evalctl_submit_next", &[name[0], ("EVALCTL_COMMENT", "{\"a\": \"b c\"} $x")], Some(42));
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert!(
+        j.read("sbatch.args")
+            .starts_with("--parsable --job-name=evalctl:st/t/resume --comment={\"a\": \"b c\"} $x --dep")
+    );
+    let j = Job::new();
+    let r = j.run("evalctl_submit_next", &[name[0], name[1], ("STUB_SBATCH_FAILS", "1")], Some(42));
     assert_eq!((r.rc, r.chain.as_str()), (0, ""));
     assert!(r.out.contains("could not queue the next link"), "{}", r.out);
 }

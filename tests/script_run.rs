@@ -292,8 +292,18 @@ fn a_link_whose_job_is_ending_is_cut_short_whatever_its_exit_code() {
 }
 
 fn resume_case(sacct: Option<&str>, status: Option<&str>, chain: &str) -> (i32, String, Sandbox, RenderedJob) {
+    resume_case_in(base_config, sacct, status, chain)
+}
+
+/// [`resume_case`] with the config `config` makes for the sandbox's output folder.
+fn resume_case_in(
+    config: impl Fn(&Path) -> String,
+    sacct: Option<&str>,
+    status: Option<&str>,
+    chain: &str,
+) -> (i32, String, Sandbox, RenderedJob) {
     let sb = Sandbox::new();
-    let (_, r) = compile(&base_config(&sb.out()), &["execution.max_resume_links=3".into()]);
+    let (_, r) = compile(&config(&sb.out()), &["execution.max_resume_links=3".into()]);
     let resume = job(&r, "gsm8k.resume").clone();
     std::fs::create_dir_all(&resume.dir).unwrap();
     if let Some(s) = status {
@@ -319,14 +329,43 @@ fn resume_link_continues_after_timeout_and_queues_the_next() {
         args,
         [
             "--parsable",
+            "--job-name=evalctl:run/gsm8k/resume",
+            "--dependency=afternotok:77",
+            "--kill-on-invalid-dep=yes",
+            &format!("{}/resume.sbatch", resume.dir),
+        ],
+        "the link's ownership tag as its name; no comment configured, none given"
+    );
+    assert_eq!(sb.sruns().len(), 2, "the work ran");
+    let chain = std::fs::read_to_string(Path::new(&resume.dir).join("chain")).unwrap();
+    assert!(chain.contains("77 submit ") && chain.contains(" 4242"), "{chain}");
+}
+
+/// The link a resume link queues gets the user's comment verbatim (one
+/// argument) and the ownership tag with the subproject as its name.
+#[test]
+fn the_next_link_gets_the_comment_verbatim_and_the_tag_as_its_name() {
+    let json = r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $(touch x) `y` \ #z"#;
+    let config = |out: &Path| {
+        base_config(out).replacen(
+            "walltime: '00:10:00'}",
+            &format!("walltime: '00:10:00', subproject: nightly, sbatch_comment: {}}}", yaml_str(json)),
+            1,
+        )
+    };
+    let (rc, log, sb, resume) = resume_case_in(config, Some("TIMEOUT"), None, "76 start 100 first\n");
+    assert_eq!(rc, 0, "{log}");
+    assert_eq!(
+        sb.sbatch_args(),
+        [
+            "--parsable",
+            "--job-name=nightly.evalctl:run/gsm8k/resume",
+            &format!("--comment={json}"),
             "--dependency=afternotok:77",
             "--kill-on-invalid-dep=yes",
             &format!("{}/resume.sbatch", resume.dir),
         ]
     );
-    assert_eq!(sb.sruns().len(), 2, "the work ran");
-    let chain = std::fs::read_to_string(Path::new(&resume.dir).join("chain")).unwrap();
-    assert!(chain.contains("77 submit ") && chain.contains(" 4242"), "{chain}");
 }
 
 #[test]

@@ -99,15 +99,25 @@ pub fn load_text(
     let (tree, origins) = interpolate::resolve(&tree, env).map_err(fail)?;
     let mut diags = vec![];
     match validate::check(&tree, &origins, &mut diags) {
-        Some(c) => Ok(Loaded {
-            path: path.to_path_buf(),
-            stack: c.config.name.clone().unwrap_or_else(|| stack_from_path(path)),
-            config: c.config,
-            tree,
-            env: c.env,
-            tasks: c.tasks,
-            warnings: diags,
-        }),
+        Some(c) => {
+            let loaded = Loaded {
+                path: path.to_path_buf(),
+                stack: c.config.name.clone().unwrap_or_else(|| stack_from_path(path)),
+                config: c.config,
+                tree,
+                env: c.env,
+                tasks: c.tasks,
+                warnings: diags,
+            };
+            // The stack name is known only now (it may come from the file name).
+            let errors = validate::job_names(&loaded);
+            if errors.is_empty() {
+                return Ok(loaded);
+            }
+            let mut diags = loaded.warnings;
+            diags.extend(errors);
+            Err(fail(diags))
+        }
         None => Err(fail(diags)),
     }
 }

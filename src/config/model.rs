@@ -125,12 +125,17 @@ pub struct Execution {
     /// job's walltime. Seconds, or a Slurm time string.
     #[serde(default)]
     pub endpoint_readiness_timeout: Option<Duration>,
-    /// Label of the jobs: when set, every job's name is
-    /// `<stack>.<node>.<subproject>` (the launcher puts it in its job names
-    /// too). Default: none.
+    /// Label of the jobs: when set, every job's name starts with it,
+    /// `<subproject>.evalctl:<stack>/<unit>/<role>@<hashes>` (the launcher
+    /// puts it in its job names too). Letters, digits, `.`, `_` and `-`,
+    /// starting with a letter or digit; every job name must fit the 255
+    /// characters Slurm's accounting keeps. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subproject: Option<String>,
-    /// Comment attached to every job (`--comment`); evalctl appends its ownership tag.
+    /// Every job's `--comment`, verbatim (e.g. the JSON of a site's idle-GPU
+    /// reaper): any text but control characters, at most 1024 bytes. Given
+    /// on sbatch's command line; evalctl keeps its ownership tag in the job
+    /// name. Default: none (no `--comment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbatch_comment: Option<String>,
     /// Extra `#SBATCH` flags: `{flag: value}`; `true` writes a bare flag,

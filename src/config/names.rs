@@ -27,6 +27,20 @@ pub fn check(what: &str, name: &str) -> Result<(), String> {
     ))
 }
 
+/// Checks a name of the grammar's characters whose length is bounded
+/// elsewhere (`execution.subproject`: by the job name it is part of).
+pub fn check_part(what: &str, name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    if chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(MAX_NAME + 1).collect::<String>().escape_debug().to_string();
+    let shown = if name.chars().count() > MAX_NAME { format!("{shown}...") } else { shown };
+    Err(format!("{what} `{shown}` may only contain letters, digits, `.`, `_` and `-`, starting with a letter or digit"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +55,9 @@ mod tests {
             assert!(!is_valid(bad), "{bad:?}");
         }
         assert!(check("task id", &"x".repeat(200)).unwrap_err().contains("..."));
+        assert!(check_part("subproject", &"x".repeat(200)).is_ok(), "bounded by the job name instead");
+        for bad in ["", "a b", "a:b", "a/b", "a@b", ".x", "a\"b"] {
+            assert!(check_part("subproject", bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -675,20 +675,26 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
 /// at its line.
 fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Diagnostic>) {
     let mut err = |path: Vec<Seg>, value: bool, msg: String| diags.push(error_at(tree, &path, value, msg));
-    let fields = [
-        ("account", &exec.account),
-        ("partition", &exec.partition),
-        ("qos", &exec.qos),
-        ("gres", &exec.gres),
-        ("sbatch_comment", &exec.sbatch_comment),
-        ("subproject", &exec.subproject),
-    ];
+    let fields = [("account", &exec.account), ("partition", &exec.partition), ("qos", &exec.qos), ("gres", &exec.gres)];
     for (key, value) in fields {
         if let Some(v) = value
             && let Err(why) = SbatchValue::new(v)
         {
             err(keys(&["execution", key]), true, format!("`execution.{key}`: {why}"));
         }
+    }
+    // The comment goes verbatim on sbatch's command line (a shell word
+    // carries anything): only what Slurm would refuse or garble is refused.
+    if let Some(c) = &exec.sbatch_comment
+        && let Err(why) = comment(c)
+    {
+        err(keys(&["execution", "sbatch_comment"]), true, format!("`execution.sbatch_comment`: {why}"));
+    }
+    // Part of every job name, before the ownership tag.
+    if let Some(sub) = &exec.subproject
+        && let Err(why) = names::check_part("subproject", sub)
+    {
+        err(keys(&["execution", "subproject"]), true, format!("`execution.subproject`: {why}"));
     }
     // Part of every job's `--output` pattern.
     if let Err(why) = SbatchValue::new(&exec.output_dir) {
@@ -698,6 +704,16 @@ fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Di
         let path = keys(&["execution", "sbatch_extra_flags", flag]);
         if let Err(why) = FlagName::user(flag) {
             err(path, false, why);
+            continue;
+        }
+        // evalctl passes both on sbatch's command line, which wins over a header line.
+        let owned = match flag.replace('_', "-").as_str() {
+            "job-name" => Some("the job name carries evalctl's ownership tag; `execution.subproject` labels it"),
+            "comment" => Some("set the comment with `execution.sbatch_comment`"),
+            _ => None,
+        };
+        if let Some(why) = owned {
+            err(path, false, format!("sbatch flag `{flag}` is evalctl's: {why}"));
             continue;
         }
         let text = match value {
@@ -713,6 +729,70 @@ fn sbatch_values(tree: &Node, exec: &super::model::Execution, diags: &mut Vec<Di
             err(path, true, format!("`execution.sbatch_extra_flags.{flag}`: {why}"));
         }
     }
+}
+
+/// Slurm's longest comment (slurmctld refuses a longer one at submission).
+pub const MAX_COMMENT: usize = 1024;
+
+/// Why a `--comment` value cannot be given to Slurm as it is, if it cannot.
+fn comment(c: &str) -> Result<(), String> {
+    if let Some(ch) = c.chars().find(|c| c.is_control()) {
+        return Err(match ch {
+            '\n' => "a newline cannot appear in a job comment".to_owned(),
+            ch => format!("control character U+{:04X} cannot appear in a job comment", ch as u32),
+        });
+    }
+    if c.len() > MAX_COMMENT {
+        return Err(format!("{} bytes long; Slurm takes at most {MAX_COMMENT}", c.len()));
+    }
+    Ok(())
+}
+
+/// Job names Slurm's accounting would cut (it keeps
+/// [`MAX_JOB_NAME`](crate::remote::layout::MAX_JOB_NAME) characters): the
+/// longest name of the stack's jobs, with the hashes apply adds, must fit,
+/// or refresh could not find the job in accounting. Reported at
+/// `execution.subproject` when it is set (the part a user chooses freely),
+/// else at the longest unit's place.
+pub fn job_names(loaded: &super::Loaded) -> Vec<Diagnostic> {
+    use crate::remote::layout::{self, HASHES_LEN, MAX_JOB_NAME};
+    use crate::render::Role;
+    let cfg = &loaded.config;
+    let sub = cfg.execution.subproject.as_deref();
+    let (ids, _) = crate::graph::task_ids(loaded);
+    let tasks = ids.iter().enumerate().map(|(i, id)| {
+        let mut path = keys(&["evaluation", "tasks"]);
+        path.push(Seg::Index(i));
+        path.push(Seg::Key(if cfg.evaluation.tasks[i].id.is_some() { "id" } else { "name" }.into()));
+        (layout::job_name(sub, &loaded.stack, id, Role::Resume), path, true)
+    });
+    let servers = cfg.auxiliary_deployments.keys().map(|a| {
+        let unit = format!("{}.{a}", crate::graph::SERVER);
+        (layout::job_name(sub, &loaded.stack, &unit, Role::Server), keys(&["auxiliary_deployments", a]), false)
+    });
+    let Some((longest, path, at_value)) = tasks.chain(servers).max_by_key(|(n, _, _)| n.len()) else {
+        return vec![];
+    };
+    let len = longest.len() + HASHES_LEN;
+    if len <= MAX_JOB_NAME {
+        return vec![];
+    }
+    let (path, at_value, what) = match sub {
+        Some(s) => (keys(&["execution", "subproject"]), true, format!("`execution.subproject` (`{s}`) makes")),
+        None => (path, at_value, "this name makes".to_owned()),
+    };
+    let over = len - MAX_JOB_NAME;
+    vec![
+        error_at(
+            &loaded.tree,
+            &path,
+            at_value,
+            format!(
+                "{what} job names of {len} characters (`{longest}@<hashes>`), {over} more than the {MAX_JOB_NAME} Slurm's accounting keeps: refresh could not find the jobs"
+            ),
+        )
+        .with_note("job names are `[<subproject>.]evalctl:<stack>/<unit>/<role>@<16 hex>:<16 hex>`; shorten the subproject, the stack name or the task id"),
+    ]
 }
 
 /// Launcher keys evalctl accepts but does not act on the way the launcher

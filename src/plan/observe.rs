@@ -63,21 +63,33 @@ mod tests {
         let out = "EVALCTL user u\n\
             EVALCTL status a completed%2011%20\n\
             EVALCTL status b interrupted%2020%20USR1\n\
-            EVALCTL job 12|PENDING|Dependency|note evalctl:st/a/resume\n\
+            EVALCTL job 12|PENDING|Dependency|evalctl:st/a/resume\n\
             EVALCTL job 21|RUNNING|None|evalctl:st/b/resume@0123456789abcdef:fedcba9876543210\n\
             EVALCTL job 22|PENDING|Dependency|evalctl:st/b/resume\n\
             EVALCTL job 30|PENDING|JobHeldUser|evalctl:st/c/first@1111111111111111:2222222222222222\n\
             EVALCTL job 31|PENDING|JobHeldUser|evalctl:st/c/resume@1111111111111111:2222222222222222\n\
             EVALCTL job 50|RUNNING|None|evalctl:other/f/first\n\
             EVALCTL job 51|RUNNING|None|evalctl:st/g/first evalctl:other/g/first\n\
-            EVALCTL job 40|PENDING|Priority|evalctl:st/d/first\n\
+            EVALCTL job 52|RUNNING|None|st.g\n\
+            EVALCTL job 53|RUNNING|None|x|y.evalctl:st/g/first\n\
+            EVALCTL job 54|RUNNING|None|evalctl:st.evalctl:other/g/first\n\
+            EVALCTL job 40|PENDING|Priority|proj.evalctl:st/d/first\n\
             EVALCTL job 9|COMPLETED|None|evalctl:st/e/first\n\
-            EVALCTL acct 9|st.e|COMPLETED\n\
+            EVALCTL acct 9|evalctl:st/e/first|COMPLETED\n\
+            EVALCTL acct 50|evalctl:other/f/first|FAILED\n\
+            EVALCTL acct 52|st.g|FAILED\n\
+            EVALCTL acct 53|x|y.evalctl:st/g/first|FAILED\n\
+            EVALCTL acct 55|evalctl:st/g/first@0123456789abcdef:fedcba98765432|TIMEOUT\n\
+            EVALCTL acct 56|proj.evalctl:st/h/resume@0123456789abcdef:fedcba9876543210|CANCELLED by 0\n\
             EVALCTL sacct ok\nEVALCTL end\n";
         let r = read(&Replies::from_stdout(out.to_owned()), "st").unwrap();
-        // Jobs of another stack, even one whose user comment names this
-        // stack, are not this stack's.
-        assert!(r.jobs.iter().all(|j| j.id != 50 && j.id != 51), "{:?}", r.jobs);
+        // Jobs of another stack, jobs whose names are not a well-formed
+        // tag (a look-alike, an older name, a name cut by accounting) are
+        // not this stack's, in squeue's list as in accounting.
+        let ids: Vec<u64> = r.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids, vec![12, 21, 22, 30, 31, 40, 9], "{:?}", r.jobs);
+        let acct: Vec<(u64, &str)> = r.accounting.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        assert_eq!(acct, vec![(9, "COMPLETED"), (56, "CANCELLED")]);
         assert!(r.sacct_available);
         let o = observe(&r);
         assert_eq!(o["a"].observed, Observed::Completed, "a pending successor of a completed link is not live work");

@@ -80,7 +80,7 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     p.push(protocol::state(&snippet!("\"$(base64 -w0 <{})\"", layout::STATE_PATH)));
     p.code(Code("fi\nfor f in \"$D\"/*/status; do\n  [ -f \"$f\" ] || continue\n  u=${f%/status}\n  "));
     p.push(protocol::status(&Code("\"${u##*/}\""), &Code("\"$(head -n 1 \"$f\")\"")));
-    p.code(Code("done\nif out=$(squeue -h -t all -u \"$U\" -o '%i|%T|%r|%k' 2>&1); then\n  "));
+    p.code(Code("done\nif out=$(squeue -h -t all -u \"$U\" -o '%i|%T|%r|%j' 2>&1); then\n  "));
     p.push(snippet!(
         "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n",
         ShellWord::from(TAG_PREFIX),
@@ -92,7 +92,11 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     let since =
         if since_epoch > 0 { snippet!("\"$(date -d @{} +%FT%T)\"", since_epoch) } else { snippet!("now-7days") };
     p.push(snippet!("if out=$(sacct -X -n -P -u \"$U\" -S {} -o JobID,JobName,State 2>/dev/null); then\n  ", since));
-    p.push(snippet!("printf '%s\\n' \"$out\" | grep -F \"|$S.\" | {}\n  ", protocol::emit_verbatim(Verbatim::Acct)));
+    p.push(snippet!(
+        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n  ",
+        ShellWord::from(TAG_PREFIX),
+        protocol::emit_verbatim(Verbatim::Acct)
+    ));
     p.push(protocol::sacct_ok());
     p.code(Code("fi\n"));
     p.push(protocol::end());
@@ -132,7 +136,7 @@ pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since
 
 /// Collects a refresh's replies: the jobs of `stack` only (the program's
 /// filter is a cheap pre-selection; ownership is decided here, on the
-/// parsed tag).
+/// parsed job name, in `squeue`'s list and in accounting alike).
 pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
     let mut r = Refreshed::default();
     let mut ended = false;
@@ -151,9 +155,8 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
                 r.jobs.extend(parse_job(data).filter(|(tag_stack, _)| tag_stack == stack).map(|(_, j)| j))
             }
             Reply::Acct(data) => {
-                let f: Vec<&str> = data.split('|').collect();
-                if let (Some(id), Some(state)) = (f.first().and_then(|i| i.parse().ok()), f.get(2)) {
-                    r.accounting.insert(id, state.split(' ').next().unwrap_or_default().to_owned());
+                if let Some((id, state)) = parse_acct(data, stack) {
+                    r.accounting.insert(id, state);
                 }
             }
             Reply::SacctOk => r.sacct_available = true,
@@ -175,14 +178,15 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
     Ok(r)
 }
 
-/// `ID|STATE|REASON|COMMENT` with the ownership tag in the comment: the
-/// job's stack and the job.
+/// `ID|STATE|REASON|NAME` with the ownership tag in the job name (see
+/// [`layout`]): the job's stack and the job. The name is the last field, so
+/// a `|` in a name another job was given only makes that name malformed.
 fn parse_job(data: &str) -> Option<(String, Job)> {
     let mut f = data.splitn(4, '|');
     let id = f.next()?.trim().parse().ok()?;
     let state = f.next()?.to_owned();
     let reason = f.next()?.to_owned();
-    let tag = layout::parse_tag(f.next()?)?;
+    let tag = layout::parse_name(f.next()?)?;
     let job = Job {
         id,
         state,
@@ -193,4 +197,14 @@ fn parse_job(data: &str) -> Option<(String, Job)> {
         result_hash: tag.result_hash,
     };
     Some((tag.stack, job))
+}
+
+/// `ID|NAME|STATE` from accounting: the job id and its final state (first
+/// word), when the name is a well-formed name of `stack`'s.
+fn parse_acct(data: &str, stack: &str) -> Option<(u64, String)> {
+    let (id, rest) = data.split_once('|')?;
+    let (name, state) = rest.rsplit_once('|')?;
+    let id = id.trim().parse().ok()?;
+    layout::parse_name(name).filter(|t| t.stack == stack)?;
+    Some((id, state.split(' ').next().unwrap_or_default().to_owned()))
 }

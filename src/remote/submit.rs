@@ -15,7 +15,7 @@
 //! A failure while submitting cancels the jobs this apply submitted (they
 //! are held, so none has started); a crash leaves held jobs that the next
 //! plan sees as `held` and replaces, or released jobs that it adopts by
-//! their ownership tags.
+//! the ownership tags in their names.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -234,16 +234,24 @@ fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
             }
         }
         let dep = if deps.is_empty() { Snippet::default() } else { snippet!(" --dependency={}", deps) };
-        let tag = ShellWord::from(layout::submit_tag(&job.comment, &unit.script_hash, &unit.result_hash));
+        // The ownership tag is in the name, the user's comment goes verbatim
+        // (both as shell words on the command line, where sbatch takes them
+        // as they are and they win over the script's `#SBATCH` lines).
+        let name = ShellWord::from(layout::submit_name(&job.job_name, &unit.script_hash, &unit.result_hash));
+        let comment = match &job.comment {
+            Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
+            None => Snippet::default(),
+        };
         let kill = Code(if predecessor.is_some() { " --kill-on-invalid-dep=yes" } else { "" });
         let dir = ShellWord::from(&job.dir);
         let var = job_var(n);
         let failed = ShellWord::from(format!("sbatch of {} failed: ", job.id));
         s.push(snippet!(
-            "if ! {{ J{}=$(cd {} && sbatch --parsable --hold --comment={}{}{} {} 2>&1) && J{}=${{J{}%%;*}} && [[ {} =~ ^[0-9]+$ ]]; }}; then evalctl_abort {}{}; fi\n",
+            "if ! {{ J{}=$(cd {} && sbatch --parsable --hold --job-name={}{}{}{} {} 2>&1) && J{}=${{J{}%%;*}} && [[ {} =~ ^[0-9]+$ ]]; }}; then evalctl_abort {}{}; fi\n",
             n,
             dir,
-            tag,
+            name,
+            comment,
             dep,
             kill,
             ShellWord::from(&job.script_name),

@@ -262,11 +262,13 @@ evalctl_finish() {
   fi
 }
 
-# Queues the next link, to run only if this one ends unsuccessfully.
+# Queues the next link, to run only if this one ends unsuccessfully, named
+# with the link's ownership tag and given the user's comment, verbatim (on
+# the command line: no `#SBATCH` line or SBATCH_* variable overrides them).
 evalctl_submit_next() {
   local next
-  if next=$(sbatch --parsable --dependency="afternotok:$SLURM_JOB_ID" --kill-on-invalid-dep=yes \
-    "$EVALCTL_DIR/resume.sbatch"); then
+  if next=$(sbatch --parsable --job-name="$EVALCTL_JOB_NAME" ${EVALCTL_COMMENT:+"--comment=$EVALCTL_COMMENT"} \
+    --dependency="afternotok:$SLURM_JOB_ID" --kill-on-invalid-dep=yes "$EVALCTL_DIR/resume.sbatch"); then
     next=${next%%;*}
     evalctl_chain submit "$next"
     evalctl_log "next link queued: job $next"

@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use serde_json::{Value as J, json};
 
-use super::TAG_PREFIX;
 use super::identity::{env_identity, model_identity};
 use super::run_config::{endpoint_for, run_config};
 use super::sbatch::{FlagName, SbatchValue};
@@ -24,6 +23,7 @@ use crate::config::urls::UrlPath;
 use crate::config::{Loaded, ResolvedTask};
 use crate::diag::Diagnostic;
 use crate::graph::{JobGraph, NodeKind};
+use crate::remote::layout;
 use crate::shell::VarName;
 
 /// Lowers the jobs of one config, collecting every problem found.
@@ -122,26 +122,19 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// The job's `--comment`: the user's comment and the ownership tag
-    /// `evalctl:<stack>/<unit>/<role>` by which refresh finds the job again
-    /// (apply appends the unit's hashes when it submits).
-    fn comment(&self, unit: &str, role: Role) -> String {
-        let tag = format!("{TAG_PREFIX}{}/{unit}/{role}", self.loaded.stack);
-        match &self.cfg.execution.sbatch_comment {
-            Some(c) => format!("{c} {tag}"),
-            None => tag,
-        }
+    /// The job's name: the ownership tag by which refresh finds the job
+    /// again, `[<subproject>.]evalctl:<stack>/<unit>/<role>` (apply appends
+    /// the unit's hashes when it submits; see `crate::remote::layout`).
+    fn job_name(&self, unit: &str, role: Role) -> String {
+        layout::job_name(self.cfg.execution.subproject.as_deref(), &self.loaded.stack, unit, role)
     }
 
     /// The job's other `#SBATCH` settings. A client-only job (see
     /// [`Self::resources`]) does not ask for an exclusive node.
-    fn sbatch(&mut self, id: &str, dir: &str, role: Role, comment: &str, client_only: bool) -> Sbatch {
+    fn sbatch(&mut self, dir: &str, role: Role, job_name: &str, client_only: bool) -> Sbatch {
         let e = &self.cfg.execution;
         let k = |s: &str| keys(&["execution", s]);
-        let job_name = match &e.subproject {
-            Some(sub) => self.sb(&format!("{}.{id}.{sub}", self.loaded.stack), &k("subproject")),
-            None => self.sb(&format!("{}.{id}", self.loaded.stack), &keys(&["name"])),
-        };
+        let job_name = self.sb(job_name, &k("subproject"));
         let (account, partition, qos) = (e.account.clone(), e.partition.clone(), e.qos.clone());
         let account = account.map(|v| self.sb(&v, &k("account")));
         let partition = partition.map(|v| self.sb(&v, &k("partition")));
@@ -167,7 +160,6 @@ impl<'a> Lower<'a> {
                 _ => self.err(&path, format!("sbatch flag `{name}` needs a string, number or boolean")),
             }
         }
-        let comment = self.sb(comment, &k("sbatch_comment"));
         let output = self.sb(&format!("{}/logs/slurm-%j.out", output_pattern(dir)), &k("output_dir"));
         Sbatch {
             job_name,
@@ -175,7 +167,6 @@ impl<'a> Lower<'a> {
             partition,
             qos,
             extra,
-            comment,
             output,
             // A successor whose predecessor succeeded can never start: Slurm removes it.
             kill_on_invalid_dep: role == Role::Resume,
@@ -228,7 +219,7 @@ impl<'a> Lower<'a> {
         env: Vec<EnvGroup>,
         work: Work,
     ) -> JobSpec {
-        let comment = self.comment(unit, role);
+        let job_name = self.job_name(unit, role);
         JobSpec {
             id: id.to_owned(),
             kind,
@@ -241,8 +232,9 @@ impl<'a> Lower<'a> {
                 Role::Server => "server.sbatch",
             },
             resources: self.resources(nodes, client_only),
-            sbatch: self.sbatch(id, dir, role, &comment, client_only),
-            comment,
+            sbatch: self.sbatch(dir, role, &job_name, client_only),
+            job_name,
+            comment: self.cfg.execution.sbatch_comment.clone(),
             context: self.context(unit),
             env,
             work,

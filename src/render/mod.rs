@@ -103,8 +103,11 @@ pub struct RenderedJob {
     /// The unit the job belongs to: its task, or itself for a deployment.
     pub unit: String,
     pub role: Role,
-    /// The job's `--comment` (user comment and ownership tag).
-    pub comment: String,
+    /// The job's name as rendered, its ownership tag
+    /// (`[<subproject>.]evalctl:<stack>/<unit>/<role>`; apply adds the hashes).
+    pub job_name: String,
+    /// The job's `--comment`: the user's `execution.sbatch_comment`, verbatim.
+    pub comment: Option<String>,
     /// Hash of what determines the job's result (model, image, command,
     /// task, parameters, variable names), not how it is scheduled.
     pub result_hash: String,
@@ -235,6 +238,7 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         deps: vec![],
         unit: spec.unit,
         role: spec.role,
+        job_name: spec.job_name,
         comment: spec.comment,
     }
 }

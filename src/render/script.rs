@@ -74,7 +74,7 @@ fn header(job: &JobSpec) -> String {
             None => h.switch(flag.clone()),
         };
     }
-    h.push("comment", &b.comment).push("output", &b.output).switch("open-mode=append").switch("no-requeue");
+    h.push("output", &b.output).switch("open-mode=append").switch("no-requeue");
     if b.kill_on_invalid_dep {
         h.switch("kill-on-invalid-dep=yes");
     }
@@ -97,6 +97,13 @@ fn preamble(job: &JobSpec) -> String {
         dir,
         dir
     );
+    // The name and comment the resume links this job queues are given
+    // (evalctl_submit_next): on sbatch's command line, which carries any value.
+    s.push_str(&shell!(
+        "EVALCTL_JOB_NAME={}\nEVALCTL_COMMENT={}\n",
+        ShellWord::from(&job.job_name),
+        ShellWord::from(job.comment.as_deref().unwrap_or_default())
+    ));
     s.push_str(&shell!(
         "export EVALCTL_WALLTIME_S={}\nexport EVALCTL_MAX_WALLTIME_S={}\nexport EVALCTL_MAX_LINKS={}\n",
         c.walltime_s,

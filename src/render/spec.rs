@@ -54,8 +54,12 @@ pub struct JobSpec {
     pub dir: String,
     /// File name of the script inside `dir`.
     pub script_name: &'static str,
-    /// The job's `--comment`, as given to Slurm (user comment and ownership tag).
-    pub comment: String,
+    /// The job's name as rendered: its ownership tag (`crate::remote::layout`).
+    pub job_name: String,
+    /// The job's `--comment`, verbatim: passed on sbatch's command line
+    /// (by apply, and by the runtime for the resume links it queues), never
+    /// in an `#SBATCH` line, which could not carry every value.
+    pub comment: Option<String>,
     pub resources: Resources,
     pub sbatch: Sbatch,
     pub context: Context,
@@ -86,7 +90,6 @@ pub struct Sbatch {
     pub qos: Option<SbatchValue>,
     /// The user's extra flags: a switch (`None`) or a flag with a value.
     pub extra: Vec<(FlagName, Option<SbatchValue>)>,
-    pub comment: SbatchValue,
     pub output: SbatchValue,
     /// A resume link: Slurm removes it when its predecessor succeeded.
     pub kill_on_invalid_dep: bool,
