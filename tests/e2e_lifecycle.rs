@@ -813,9 +813,20 @@ fn shared_server_serves_every_task_and_ends_by_itself() {
     assert_eq!(rows.len(), 4, "a server unit and three tasks: {rows:?}");
     let server = rows.iter().find(|r| r["unit"] == "server").unwrap_or_else(|| panic!("no server unit: {rows:?}"));
     assert_eq!((str_of(server, "kind"), str_of(server, "state")), ("deployment", "completed"), "{server}");
-    let deployments: Vec<Acct> =
-        s.jobs().into_iter().filter(|a| s.tag(&a.name).is_some_and(|t| t.unit == "server")).collect();
+    let deployments: Vec<Acct> = s
+        .jobs()
+        .into_iter()
+        .filter(|a| s.tag(&a.name).is_some_and(|t| t.unit == "server" && t.role == "server"))
+        .collect();
     assert_eq!(deployments.len(), 1, "exactly one deployment job: {deployments:?}");
+    // Its resume link never ran: the deployment ended by itself.
+    let resumes: Vec<Acct> = s
+        .jobs()
+        .into_iter()
+        .filter(|a| s.tag(&a.name).is_some_and(|t| t.unit == "server" && t.role == "resume"))
+        .collect();
+    assert_eq!(resumes.len(), 1, "one resume link: {resumes:?}");
+    assert!(!s.has_event("server", resumes[0].id, "start"), "the resume link did no work: {:?}", s.chain("server"));
     let server_job = deployments[0].id;
     let server_acct = acct_final(server_job, Duration::from_secs(60));
     assert_eq!(server_acct.state, "COMPLETED", "the deployment ends by itself, not at its time limit: {server_acct:?}");
