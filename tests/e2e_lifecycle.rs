@@ -790,6 +790,38 @@ fn per_task_chains_complete_and_stop_their_servers() {
     for needle in [format!("slurm-{first}.out"), format!("server-{first}-0.log"), "nemo-evaluator: done".into()] {
         assert!(logs.stdout.contains(&needle), "`logs` should show {needle}\n{}", logs.show());
     }
+    // `results`: every task's score, read from the harness's results.yml,
+    // with its chain's jobs and fingerprint; the same in every format.
+    let out = s.evalctl("results", &["--format", "json"], CMD_TIMEOUT);
+    assert!(out.ok(), "{}", out.show());
+    let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.show()));
+    assert_eq!(report["version"], 1, "{report}");
+    assert_eq!(report["missing"], serde_json::json!([]), "{report}");
+    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 3, "one score per task: {report}");
+    for task in THREE_TASKS {
+        let row = rows.iter().find(|r| r["unit"] == *task).unwrap_or_else(|| panic!("no score of {task}: {report}"));
+        let run_config: Value = serde_json::from_str(&s.file(task, "artifacts/run_config.yml")).unwrap();
+        let harness_task = run_config["config"]["type"].as_str().unwrap_or_default().to_owned();
+        // The stand-in's score: the share of samples whose hash of model,
+        // task and index starts below 160.
+        let correct = (0..5)
+            .filter(|i| {
+                use sha2::Digest;
+                sha2::Sha256::digest(format!("stub|{harness_task}|{i}").as_bytes())[0] < 160
+            })
+            .count();
+        assert_eq!(row["task"], harness_task.as_str(), "{row}");
+        assert_eq!((row["metric"].as_str(), row["count"].as_u64()), (Some("accuracy"), Some(5)), "{row}");
+        assert!((row["value"].as_f64().unwrap_or(-1.0) - correct as f64 / 5.0).abs() < 1e-9, "{task}: {row}");
+        let (first, _) = s.applied_jobs(task);
+        assert!(jobs_of(row).contains(&first) && row["state"] == "completed", "{row}");
+        assert_eq!(row["fingerprint"].as_str().map(str::len), Some(16), "{row}");
+    }
+    for format in ["table", "csv", "markdown"] {
+        let out = s.evalctl("results", &["--format", format], CMD_TIMEOUT);
+        assert!(out.ok() && THREE_TASKS.iter().all(|t| out.stdout.contains(t)), "{format}\n{}", out.show());
+    }
 }
 
 /// 2. shared topology: one deployment job, every task completed against it,

@@ -420,3 +420,75 @@ fn the_check_finds_what_the_harness_refuses() {
         }
     }
 }
+
+/// Checks results files with the harness's own models: `results` as its
+/// `EvaluationResult`, and every per-sample record as its `SampleRecord`.
+/// Input: JSON `{"name": {"results": TEXT, "samples": [LINE...]}}` on stdin;
+/// output: one line `NAME: PROBLEM` per problem.
+const CHECK_RESULTS: &str = r#"
+import json, sys
+import yaml
+from pydantic import ValidationError
+from nemo_evaluator.api.api_dataclasses import EvaluationResult, SampleRecord
+
+bad = 0
+for name, item in json.load(sys.stdin).items():
+    try:
+        doc = yaml.safe_load(item["results"])
+        EvaluationResult.model_validate(doc["results"])
+        for line in item["samples"]:
+            SampleRecord.model_validate(json.loads(line))
+    except (ValidationError, KeyError, TypeError, yaml.YAMLError) as e:
+        bad += 1
+        print(f"{name}: {e}".replace("\n", " "))
+sys.exit(1 if bad else 0)
+"#;
+
+/// The results format evalctl reads (its fixture) and the one the test
+/// cluster's stand-in harness writes are the harness's own.
+#[test]
+fn results_files_are_the_harness_format() {
+    let fixture = std::fs::read_to_string(root().join("tests/fixtures/results/results.yml")).unwrap();
+    // The stand-in, run without an endpoint (no requests), writes its files.
+    let dir = std::env::temp_dir().join(format!("evalctl-results-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_config = json!({
+        "config": {"type": "gsm8k", "output_dir": dir, "params": {"extra": {"stub": {"requests": 0}}}},
+        "target": {"api_endpoint": {"url": "http://127.0.0.1:9/v1/chat/completions", "model_id": "m", "type": "chat"}},
+    });
+    std::fs::write(dir.join("run_config.yml"), run_config.to_string()).unwrap();
+    let stand_in = root().join("tests/cluster/fixtures/nemo-evaluator");
+    let out = Command::new("python3")
+        .arg(&stand_in)
+        .args(["run_eval", "--run_config"])
+        .arg(dir.join("run_config.yml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the stand-in harness: {}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(dir.join("results.yml")).unwrap();
+    let samples = std::fs::read_to_string(dir.join("nemo-evaluator-per-sample-outputs/gsm8k.jsonl")).unwrap();
+    let input = json!({
+        "fixture": {"results": fixture, "samples": []},
+        "stand-in": {"results": written, "samples": samples.lines().collect::<Vec<_>>()},
+        // The check can fail: a value that is not a number.
+        "broken": {"results": fixture.replace("value: 0.75", "value: high"), "samples": ["{\"id\": 1}"]},
+    });
+    let mut child = Command::new(harness_python())
+        .arg("-c")
+        .arg(CHECK_RESULTS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let problems = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = problems.lines().collect();
+    assert_eq!(lines.len(), 1, "only the broken file is refused: {problems}");
+    assert!(lines[0].starts_with("broken: "), "{problems}");
+    // And evalctl reads both.
+    assert_eq!(evalctl::results::parse(&fixture).unwrap().len(), 4);
+    let scores = evalctl::results::parse(&written).unwrap();
+    assert_eq!((scores[0].name.as_str(), scores[0].count), ("gsm8k", Some(0)));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -518,7 +518,7 @@ fn a_completed_unit_reruns_only_when_its_result_would_change() {
     let alpha = chain_ids(&first, "alpha");
     f.run_unit("alpha", alpha);
     f.complete_unit("alpha", alpha);
-    std::fs::write(f.unit_dir("alpha").join("artifacts/results.json"), "{}").unwrap();
+    std::fs::write(f.unit_dir("alpha").join("artifacts/results.yml"), "{}").unwrap();
 
     // A scheduling-only change: nothing for the completed unit, a
     // replacement for the pending one.
@@ -540,9 +540,9 @@ fn a_completed_unit_reruns_only_when_its_result_would_change() {
     assert!(report.cancelled.is_empty());
     assert_eq!(f.job(alpha.0).state, "COMPLETED", "the old job is left alone");
     let st = f.remote_state();
-    let kept = f.unit_dir("alpha").join(format!("artifacts.{}/results.json", st.serial));
+    let kept = f.unit_dir("alpha").join(format!("artifacts.{}/results.yml", st.serial));
     assert!(kept.is_file(), "old results are kept aside: {}", kept.display());
-    assert!(!f.unit_dir("alpha").join("artifacts/results.json").exists(), "the rerun starts afresh");
+    assert!(!f.unit_dir("alpha").join("artifacts/results.yml").exists(), "the rerun starts afresh");
     assert_eq!(st.units["alpha"].jobs, ids_of(&report, "alpha"));
     assert_eq!(st.units["alpha"].attempts, 1);
 }
@@ -718,7 +718,7 @@ fn status_follows_units_through_their_states() {
     f.time_out_unit("beta", ids("beta"));
     f.run_unit("gamma", ids("gamma"));
     f.complete_unit("gamma", ids("gamma"));
-    std::fs::write(f.unit_dir("gamma").join("artifacts/results.json"), "{}").unwrap();
+    std::fs::write(f.unit_dir("gamma").join("artifacts/results.yml"), GAMMA_RESULTS).unwrap();
     f.run_unit("delta", ids("delta"));
     f.fail_unit("delta", ids("delta"));
 
@@ -740,6 +740,39 @@ fn status_follows_units_through_their_states() {
         actions(&plan),
         expect(&[("alpha", Action::None), ("beta", Action::None), ("gamma", Action::None), ("delta", Action::Retry)])
     );
+}
+
+/// A results file as the harness writes it (block YAML), one task score.
+const GAMMA_RESULTS: &str = "results:\n  groups: {}\n  tasks:\n    gamma:\n      metrics:\n        acc:\n          scores:\n            acc:\n              stats:\n                count: 40\n                stderr: 0.05\n              value: 0.625\n";
+
+#[test]
+fn results_reads_every_score_in_one_round_trip_and_says_what_is_missing() {
+    let f = Fixture::new("results", &["alpha", "gamma", "delta"]);
+    let stack = f.open(&[]);
+    let report = f.apply_done(&stack);
+    let ids = |u| chain_ids(&report, u);
+    f.run_unit("alpha", ids("alpha"));
+    f.run_unit("gamma", ids("gamma"));
+    f.complete_unit("gamma", ids("gamma"));
+    std::fs::write(f.unit_dir("gamma").join("artifacts/results.yml"), GAMMA_RESULTS).unwrap();
+    f.run_unit("delta", ids("delta"));
+    f.complete_unit("delta", ids("delta"));
+    std::fs::write(f.unit_dir("delta").join("artifacts/results.yml"), "results: [").unwrap();
+    let trips = f.cluster.round_trips();
+    let r = ops::results::results(&stack, &f.cluster, 0).unwrap_or_else(|e| panic!("{:?}", e.diagnostics()));
+    assert_eq!(f.cluster.round_trips() - trips, 1, "one round trip");
+    assert_eq!(r.rows.len(), 1, "{r:?}");
+    let row = &r.rows[0];
+    assert_eq!((row.unit.as_str(), row.task.as_str(), row.metric.as_str()), ("gamma", "gamma", "acc"));
+    assert_eq!((row.value, row.stderr, row.count), (0.625, Some(0.05), Some(40)));
+    assert_eq!(row.state, "completed");
+    assert_eq!(row.jobs, [ids("gamma").0, ids("gamma").1]);
+    let unit = evalctl::plan::units(&stack.rendered).into_iter().find(|u| u.id == "gamma").unwrap();
+    assert_eq!(row.fingerprint, unit.result_hash[..16]);
+    let missing: Vec<(&str, &str)> = r.missing.iter().map(|m| (m.unit.as_str(), m.state.as_str())).collect();
+    assert_eq!(missing, [("alpha", "running"), ("delta", "completed")]);
+    assert_eq!(r.missing[0].why, "no results.yml yet");
+    assert!(r.missing[1].why.contains("not YAML"), "{:?}", r.missing[1]);
 }
 
 #[test]

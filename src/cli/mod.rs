@@ -89,6 +89,12 @@ pub enum Command {
     ///
     /// Example: evalctl status evals/llama.yaml --json
     Status(commands::cluster::StatusArgs),
+    /// Every score of the stack's tasks (one row per task, metric and
+    /// score: value, stderr, samples, state, job ids, fingerprint), and the
+    /// tasks without scores yet.
+    ///
+    /// Example: evalctl results evals/llama.yaml --format markdown
+    Results(commands::cluster::ResultsArgs),
     /// Print the batch, server and client logs of a unit's latest job.
     ///
     /// Usage: evalctl logs [CONFIG] NODE [--follow]
@@ -202,6 +208,7 @@ fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
         Command::Apply(a) => apply::apply(&a, p),
         Command::Diff(a) => plan::diff(&a, p),
         Command::Status(a) => cluster::status(&a, p),
+        Command::Results(a) => cluster::results(&a, p),
         Command::Logs(a) => cluster::logs(&a, p),
         Command::Cancel(a) => cluster::cancel(&a, p),
         Command::State { command } => cluster::state(&command, p),

@@ -15,6 +15,7 @@ pub mod diff;
 pub mod logs;
 pub mod plan;
 pub mod planfile;
+pub mod results;
 pub mod secrets;
 pub mod state;
 pub mod status;

@@ -15,7 +15,7 @@
 //!     logs/server-<job>-*.log           model server logs
 //!     logs/client-<job>.log             harness log
 //!     artifacts/                        results (artifacts.<serial>: those of an earlier run)
-//!       progress.json  results.json
+//!       progress.json  results.yml      the harness's progress and results
 //!     secrets/<group>.env               mode 0600, `export NAME='value'` lines
 //! ```
 //!

@@ -40,6 +40,9 @@ pub enum Reply {
     Progress { unit: String, json: String },
     /// A unit has a results file (status detail).
     Results { unit: String },
+    /// A unit's results file (`results.yml`), base64; empty when it is too
+    /// large to send (results).
+    ResultsFile { unit: String, b64: String },
     /// The stack lock was taken.
     Locked,
     /// The stack lock is held by someone else: the lock file, base64.
@@ -145,6 +148,9 @@ pub fn progress(unit: &dyn Shell, json: &dyn Shell) -> Snippet {
 pub fn results(unit: &dyn Shell) -> Snippet {
     emit(Code("results"), &[unit])
 }
+pub fn results_file(unit: &dyn Shell, b64: &dyn Shell) -> Snippet {
+    emit(Code("results-file"), &[unit, b64])
+}
 pub fn locked() -> Snippet {
     emit(Code("locked"), &[])
 }
@@ -218,6 +224,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
+        ("results-file", [unit, b64]) => Reply::ResultsFile { unit: unit.clone(), b64: b64.clone() },
         ("locked", _) => Reply::Locked,
         ("lock-held", _) => Reply::LockHeld(one()),
         ("unlocked", _) => Reply::Unlocked,
@@ -299,6 +306,7 @@ mod tests {
                 Reply::Progress { unit: unit.into(), json: "{\"done\": 3}".into() },
             ),
             (results(&w(unit)), Reply::Results { unit: unit.into() }),
+            (results_file(&w(unit), &w("YQ==")), Reply::ResultsFile { unit: unit.into(), b64: "YQ==".into() }),
             (locked(), Reply::Locked),
             (lock_held(&w("")), Reply::LockHeld(String::new())),
             (unlocked(), Reply::Unlocked),

@@ -68,6 +68,9 @@ pub struct Refreshed {
     pub chains: BTreeMap<String, Vec<String>>,
     pub progress: BTreeMap<String, String>,
     pub results: BTreeSet<String>,
+    /// With [`results_program`]: each unit's results file (empty: too
+    /// large or unreadable).
+    pub results_files: BTreeMap<String, String>,
 }
 
 /// The program that gathers the stack's state. `since_epoch` bounds the
@@ -115,15 +118,48 @@ pub fn detail_program(stack_dir: &str) -> Program {
         &Code("\"$u\""),
         &Code("\"$(head -c 4096 \"$d/artifacts/progress.json\" | tr -d '\\n')\""),
     ));
-    p.code(Code("  fi\n  if [ -f \"$d/artifacts/results.json\" ]; then "));
+    p.code(Code("  fi\n  if [ -f \"$d/artifacts/results.yml\" ]; then "));
     p.push(protocol::results(&Code("\"$u\"")));
     p.code(Code("  fi\ndone\n"));
+    p
+}
+
+/// Largest results file sent back (bytes); a larger one is reported empty.
+pub const MAX_RESULTS_FILE: u64 = 1 << 20;
+
+/// Extra replies for `results`: every unit's `results.yml` (the harness's
+/// results file), base64. Runs before [`detail_program`].
+pub fn results_program(stack_dir: &str) -> Program {
+    let mut p = Program::new();
+    p.push(snippet!(
+        "for d in {}/*/; do
+  u=${{d%/}}; u=${{u##*/}}
+  f=\"$d/artifacts/results.yml\"\n",
+        ShellWord::from(stack_dir)
+    ));
+    p.push(snippet!(
+        "  if [ -f \"$f\" ]; then
+    if [ \"$(stat -c %s \"$f\")\" -le {} ]; then ",
+        MAX_RESULTS_FILE
+    ));
+    p.push(protocol::results_file(&Code("\"$u\""), &Code("\"$(base64 -w0 <\"$f\")\"")));
+    p.code(Code("    else "));
+    p.push(protocol::results_file(&Code("\"$u\""), &Code("''")));
+    p.code(Code("    fi\n  fi\ndone\n"));
     p
 }
 
 /// Refreshes (plan): one round trip.
 pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
     let replies = super::run(cluster, &program(stack_dir, stack, since))?;
+    Ok(read(&replies, stack)?)
+}
+
+/// Refreshes with every unit's chain, progress, results and results files
+/// (`results`): one round trip.
+pub fn refresh_results(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
+    let program = results_program(stack_dir).then(detail_program(stack_dir)).then(program(stack_dir, stack, since));
+    let replies = super::run(cluster, &program)?;
     Ok(read(&replies, stack)?)
 }
 
@@ -166,6 +202,11 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
             }
             Reply::Results { unit } => {
                 r.results.insert(unit.trim().to_owned());
+            }
+            Reply::ResultsFile { unit, b64 } => {
+                // Not UTF-8 or not base64: kept as unreadable (empty).
+                let text = base64_decode(b64).and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+                r.results_files.insert(unit.trim().to_owned(), text);
             }
             Reply::SqueueError(e) => r.squeue_error = Some(e.clone()),
             Reply::End => ended = true,

@@ -20,6 +20,17 @@ pub struct StatusArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct ResultsArgs {
+    #[command(flatten)]
+    pub args: ConfigArgs,
+    /// Output: a table, a versioned JSON document, CSV, or Markdown (a PR comment).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ops::results::Format,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct LogsArgs {
     /// `[CONFIG] NODE`: the config (default evalctl.yaml) and the unit.
     #[arg(num_args = 1..=2, value_name = "[CONFIG] NODE", required = true)]
@@ -87,6 +98,14 @@ pub fn status(a: &StatusArgs, p: &Printer) -> Result<ExitStatus> {
     } else {
         crate::status::table(&rows)
     })?;
+    Ok(ExitStatus::Success)
+}
+
+pub fn results(a: &ResultsArgs, p: &Printer) -> Result<ExitStatus> {
+    let stack = open(&a.args, p)?;
+    let cluster = p.connect(&stack, &a.cluster)?;
+    let report = ops::results::results(&stack, cluster.as_ref(), stack.since())?;
+    p.out(&ops::results::render(&report, a.format))?;
     Ok(ExitStatus::Success)
 }
 

@@ -1,0 +1,273 @@
+//! `results`: every score of a stack's tasks, from one round trip (each
+//! unit's `results.yml`, chain file and status, and the queue), with what
+//! produced it: the unit's state, the job ids of its chain, the run time
+//! used, and its result hash as a fingerprint (model, image, task,
+//! parameters). A unit without results is listed with why, so a partial
+//! stack shows what exists and what is missing.
+
+use serde::Serialize;
+
+use super::Stack;
+use crate::cluster::Cluster;
+use crate::error::Result;
+use crate::plan;
+use crate::remote;
+use crate::state::UnitKind;
+
+/// The version of the JSON document (`evalctl results --format json`).
+pub const RESULTS_VERSION: u32 = 1;
+
+/// Every score of a stack, and the tasks that have none.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub stack: String,
+    pub rows: Vec<Row>,
+    pub missing: Vec<Missing>,
+}
+
+/// One score of one task unit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    pub unit: String,
+    /// `task` or `group` (of the harness's results).
+    pub level: &'static str,
+    /// The harness's task or group name.
+    pub task: String,
+    pub metric: String,
+    pub score: String,
+    pub value: f64,
+    pub stderr: Option<f64>,
+    /// 95% confidence interval (value ± 1.96 stderr), when there is a stderr.
+    pub ci95: Option<[f64; 2]>,
+    pub count: Option<u64>,
+    pub state: String,
+    pub jobs: Vec<u64>,
+    /// Seconds of run time the unit's chain used.
+    pub elapsed_s: u64,
+    /// The unit's result hash, shortened: what produced the number.
+    pub fingerprint: String,
+}
+
+/// A task unit without scores, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub unit: String,
+    pub state: String,
+    pub why: String,
+}
+
+/// Gathers the scores of every task of the stack.
+pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Report> {
+    let r = &stack.rendered;
+    let refreshed = remote::refresh::refresh_results(cluster, &r.stack_dir, &r.stack, since)?;
+    let obs = plan::observe::observe(&refreshed);
+    let units = plan::units(r);
+    let kinds: Vec<(String, UnitKind)> = units.iter().map(|u| (u.id.clone(), u.kind)).collect();
+    let statuses = crate::status::build(&kinds, &refreshed, &obs, &r.stack_dir, r.walltime_s, super::now());
+    let mut report = Report { version: RESULTS_VERSION, stack: r.stack.clone(), rows: vec![], missing: vec![] };
+    for unit in units.iter().filter(|u| u.kind == UnitKind::Task) {
+        let Some(status) = statuses.iter().find(|s| s.unit == unit.id) else { continue };
+        let missing = |why: String| Missing { unit: unit.id.clone(), state: status.state.clone(), why };
+        let scores = match refreshed.results_files.get(&unit.id) {
+            None => {
+                report.missing.push(missing("no results.yml yet".into()));
+                continue;
+            }
+            Some(text) if text.is_empty() => {
+                let max = remote::refresh::MAX_RESULTS_FILE;
+                report.missing.push(missing(format!("results.yml is unreadable or larger than {max} bytes")));
+                continue;
+            }
+            Some(text) => crate::results::parse(text),
+        };
+        match scores {
+            Err(e) => report.missing.push(missing(e)),
+            Ok(scores) if scores.is_empty() => report.missing.push(missing("results.yml holds no score".into())),
+            Ok(scores) => report.rows.extend(scores.into_iter().map(|s| Row {
+                unit: unit.id.clone(),
+                level: s.level,
+                task: s.name,
+                metric: s.metric,
+                score: s.score,
+                value: s.value,
+                ci95: s.stderr.map(|e| [s.value - 1.96 * e, s.value + 1.96 * e]),
+                stderr: s.stderr,
+                count: s.count,
+                state: status.state.clone(),
+                jobs: status.jobs.clone(),
+                elapsed_s: status.elapsed,
+                fingerprint: remote::layout::short(&unit.result_hash).to_owned(),
+            })),
+        }
+    }
+    Ok(report)
+}
+
+/// Output formats of `results`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+fn num(v: f64) -> String {
+    format!("{v:.4}")
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(String::new, |x| x.to_string())
+}
+
+fn jobs(j: &[u64]) -> String {
+    j.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The report in a format.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).expect("plain data serializes") + "\n",
+        Format::Table => table(report),
+        Format::Csv => csv(report),
+        Format::Markdown => markdown(report),
+    }
+}
+
+fn table(report: &Report) -> String {
+    let header = ["UNIT", "TASK", "METRIC", "SCORE", "VALUE", "STDERR", "N", "STATE", "JOBS", "FINGERPRINT"];
+    let cells: Vec<[String; 10]> = report
+        .rows
+        .iter()
+        .map(|r| {
+            [
+                r.unit.clone(),
+                r.task.clone(),
+                r.metric.clone(),
+                r.score.clone(),
+                num(r.value),
+                opt(r.stderr.map(num)),
+                opt(r.count),
+                r.state.clone(),
+                jobs(&r.jobs),
+                r.fingerprint.clone(),
+            ]
+        })
+        .collect();
+    let mut out = crate::table::table(header, &cells);
+    for m in &report.missing {
+        out.push_str(&format!("{}: no scores ({}): {}\n", m.unit, m.state, m.why));
+    }
+    out
+}
+
+/// A CSV field: quoted when it holds a separator, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+fn csv(report: &Report) -> String {
+    let mut out = String::from("unit,level,task,metric,score,value,stderr,count,state,jobs,elapsed_s,fingerprint\n");
+    for r in &report.rows {
+        let fields = [
+            r.unit.clone(),
+            r.level.to_owned(),
+            r.task.clone(),
+            r.metric.clone(),
+            r.score.clone(),
+            r.value.to_string(),
+            opt(r.stderr),
+            opt(r.count),
+            r.state.clone(),
+            jobs(&r.jobs),
+            r.elapsed_s.to_string(),
+            r.fingerprint.clone(),
+        ];
+        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Text in a Markdown table cell: `|` escaped, no line break.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn markdown(report: &Report) -> String {
+    let mut out = format!("### Results of `{}`\n\n", md(&report.stack));
+    out.push_str(
+        "| unit | task | metric | score | value | ± stderr | n | state |\n|---|---|---|---|---:|---:|---:|---|\n",
+    );
+    for r in &report.rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            md(&r.unit),
+            md(&r.task),
+            md(&r.metric),
+            md(&r.score),
+            num(r.value),
+            opt(r.stderr.map(num)),
+            opt(r.count),
+            md(&r.state)
+        ));
+    }
+    if !report.missing.is_empty() {
+        out.push_str("\nNo scores yet:\n\n");
+        for m in &report.missing {
+            out.push_str(&format!("- `{}` ({}): {}\n", md(&m.unit), md(&m.state), md(&m.why)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let row = Row {
+            unit: "gsm8k".into(),
+            level: "task",
+            task: "gsm8k".into(),
+            metric: "exact_match".into(),
+            score: "strict,match|x".into(),
+            value: 0.75,
+            stderr: Some(0.01),
+            ci95: Some([0.7304, 0.7696]),
+            count: Some(100),
+            state: "completed".into(),
+            jobs: vec![12, 13],
+            elapsed_s: 61,
+            fingerprint: "0123456789abcdef".into(),
+        };
+        let missing = Missing { unit: "mmlu".into(), state: "running".into(), why: "no results.yml yet".into() };
+        Report { version: 1, stack: "s".into(), rows: vec![row], missing: vec![missing] }
+    }
+
+    #[test]
+    fn every_format_carries_every_score_and_what_is_missing() {
+        let r = report();
+        let t = render(&r, Format::Table);
+        assert!(t.contains("0.7500") && t.contains("12,13") && t.contains("0123456789abcdef"), "{t}");
+        assert!(t.contains("mmlu: no scores (running): no results.yml yet"), "{t}");
+        let c = render(&r, Format::Csv);
+        assert_eq!(
+            c.lines().nth(1),
+            Some(
+                "gsm8k,task,gsm8k,exact_match,\"strict,match|x\",0.75,0.01,100,completed,\"12,13\",61,0123456789abcdef"
+            )
+        );
+        let m = render(&r, Format::Markdown);
+        assert!(
+            m.contains("| gsm8k | gsm8k | exact_match | strict,match\\|x | 0.7500 | 0.0100 | 100 | completed |"),
+            "{m}"
+        );
+        assert!(m.contains("- `mmlu` (running): no results.yml yet"), "{m}");
+        let j: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        assert_eq!(j["version"], 1);
+        assert_eq!(j["rows"][0]["ci95"], serde_json::json!([0.7304, 0.7696]));
+        assert_eq!(j["missing"][0]["unit"], "mmlu");
+    }
+}
