@@ -769,6 +769,9 @@ fn results_reads_every_score_in_one_round_trip_and_says_what_is_missing() {
     assert_eq!(row.jobs, [ids("gamma").0, ids("gamma").1]);
     let unit = evalctl::plan::units(&stack.rendered).into_iter().find(|u| u.id == "gamma").unwrap();
     assert_eq!(row.fingerprint, unit.result_hash[..16]);
+    // GPU-hours: the chain's run time on the job's GPUs.
+    let gpus = unit.jobs[0].gpus;
+    assert_eq!(row.gpu_hours, (gpus > 0).then(|| row.elapsed_s as f64 * f64::from(gpus) / 3600.0), "{gpus} GPUs");
     let missing: Vec<(&str, &str)> = r.missing.iter().map(|m| (m.unit.as_str(), m.state.as_str())).collect();
     assert_eq!(missing, [("alpha", "running"), ("delta", "completed")]);
     assert_eq!(r.missing[0].why, "no results.yml yet");

@@ -45,6 +45,9 @@ pub struct Row {
     pub jobs: Vec<u64>,
     /// Seconds of run time the unit's chain used.
     pub elapsed_s: u64,
+    /// GPU-hours the chain held: run time times the GPUs of its job
+    /// (none when the job asks for no GPUs or Slurm picks their number).
+    pub gpu_hours: Option<f64>,
     /// The unit's result hash, shortened: what produced the number.
     pub fingerprint: String,
 }
@@ -97,11 +100,17 @@ pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Repor
                 state: status.state.clone(),
                 jobs: status.jobs.clone(),
                 elapsed_s: status.elapsed,
+                gpu_hours: gpu_hours(status.elapsed, unit.jobs.first().map_or(0, |j| j.gpus)),
                 fingerprint: remote::layout::short(&unit.result_hash).to_owned(),
             })),
         }
     }
     Ok(report)
+}
+
+/// GPU-hours of `elapsed_s` seconds on `gpus` GPUs (none without GPUs).
+fn gpu_hours(elapsed_s: u64, gpus: u32) -> Option<f64> {
+    (gpus > 0).then(|| elapsed_s as f64 * f64::from(gpus) / 3600.0)
 }
 
 /// Output formats of `results`.
@@ -136,8 +145,8 @@ pub fn render(report: &Report, format: Format) -> String {
 }
 
 fn table(report: &Report) -> String {
-    let header = ["UNIT", "TASK", "METRIC", "SCORE", "VALUE", "STDERR", "N", "STATE", "JOBS", "FINGERPRINT"];
-    let cells: Vec<[String; 10]> = report
+    let header = ["UNIT", "TASK", "METRIC", "SCORE", "VALUE", "STDERR", "N", "STATE", "JOBS", "GPU-H", "FINGERPRINT"];
+    let cells: Vec<[String; 11]> = report
         .rows
         .iter()
         .map(|r| {
@@ -151,6 +160,7 @@ fn table(report: &Report) -> String {
                 opt(r.count),
                 r.state.clone(),
                 jobs(&r.jobs),
+                opt(r.gpu_hours.map(|h| format!("{h:.2}"))),
                 r.fingerprint.clone(),
             ]
         })
@@ -168,7 +178,8 @@ fn csv_field(s: &str) -> String {
 }
 
 fn csv(report: &Report) -> String {
-    let mut out = String::from("unit,level,task,metric,score,value,stderr,count,state,jobs,elapsed_s,fingerprint\n");
+    let mut out =
+        String::from("unit,level,task,metric,score,value,stderr,count,state,jobs,elapsed_s,gpu_hours,fingerprint\n");
     for r in &report.rows {
         let fields = [
             r.unit.clone(),
@@ -182,6 +193,7 @@ fn csv(report: &Report) -> String {
             r.state.clone(),
             jobs(&r.jobs),
             r.elapsed_s.to_string(),
+            opt(r.gpu_hours),
             r.fingerprint.clone(),
         ];
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
@@ -240,6 +252,7 @@ mod tests {
             state: "completed".into(),
             jobs: vec![12, 13],
             elapsed_s: 61,
+            gpu_hours: gpu_hours(3600, 16),
             fingerprint: "0123456789abcdef".into(),
         };
         let missing = Missing { unit: "mmlu".into(), state: "running".into(), why: "no results.yml yet".into() };
@@ -256,9 +269,11 @@ mod tests {
         assert_eq!(
             c.lines().nth(1),
             Some(
-                "gsm8k,task,gsm8k,exact_match,\"strict,match|x\",0.75,0.01,100,completed,\"12,13\",61,0123456789abcdef"
+                "gsm8k,task,gsm8k,exact_match,\"strict,match|x\",0.75,0.01,100,completed,\"12,13\",61,16,0123456789abcdef"
             )
         );
+        assert!(t.contains(" 16.00 "), "{t}");
+        assert_eq!(gpu_hours(90, 0), None);
         let m = render(&r, Format::Markdown);
         assert!(
             m.contains("| gsm8k | gsm8k | exact_match | strict,match\\|x | 0.7500 | 0.0100 | 100 | completed |"),

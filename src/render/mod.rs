@@ -106,6 +106,10 @@ pub struct RenderedJob {
     /// The job's name as rendered, its ownership tag
     /// (`[<subproject>.]evalctl:<stack>/<unit>/<role>`; apply adds the hashes).
     pub job_name: String,
+    /// GPUs the job holds: its nodes times the GPUs it asks for per node
+    /// (`gpus_per_node`, else the count of a `gpu` `gres`); 0 when it asks
+    /// for none.
+    pub gpus: u32,
     /// The job's `--comment`: the user's `execution.sbatch_comment`, verbatim.
     pub comment: Option<String>,
     /// Hash of what determines the job's result (model, image, command,
@@ -238,6 +242,7 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         deps: vec![],
         unit: spec.unit,
         role: spec.role,
+        gpus: spec.resources.gpus(),
         job_name: spec.job_name,
         comment: spec.comment,
     }

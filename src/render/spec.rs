@@ -81,6 +81,19 @@ pub struct Resources {
     pub gpus_per_node: Option<u32>,
 }
 
+impl Resources {
+    /// GPUs the job holds: nodes times `gpus_per_node`, else times the
+    /// count of a `gpu` `gres` (`gpu:8`, `gpu:a100:8`); 0 without either.
+    pub fn gpus(&self) -> u32 {
+        let per_node = self.gpus_per_node.or_else(|| {
+            let gres = self.gres.as_ref()?.to_string();
+            let gres = gres.trim_matches('"');
+            gres.starts_with("gpu").then(|| gres.rsplit(':').next()?.parse().ok()).flatten()
+        });
+        per_node.unwrap_or(0).saturating_mul(self.nodes)
+    }
+}
+
 /// The other `#SBATCH` settings of a job.
 #[derive(Clone, Debug)]
 pub struct Sbatch {
@@ -237,4 +250,26 @@ pub struct ClientSpec {
     pub pre: Vec<String>,
     pub post: Vec<String>,
     pub run_config: J,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_a_job_holds() {
+        let r = |nodes, gres: Option<&str>, per_node| Resources {
+            nodes,
+            walltime: SbatchValue::from(60u32),
+            ntasks_per_node: 1,
+            gres: gres.map(|g| SbatchValue::new(g).unwrap()),
+            gpus_per_node: per_node,
+        };
+        assert_eq!(r(2, Some("gpu:8"), None).gpus(), 16);
+        assert_eq!(r(1, Some("gpu:a100:4"), None).gpus(), 4);
+        assert_eq!(r(3, Some("gpu:8"), Some(2)).gpus(), 6, "gpus_per_node first");
+        assert_eq!(r(1, Some("shard:2"), None).gpus(), 0);
+        assert_eq!(r(1, Some("gpu"), None).gpus(), 0, "a count Slurm defaults is not guessed");
+        assert_eq!(r(4, None, None).gpus(), 0);
+    }
 }
