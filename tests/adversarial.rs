@@ -524,8 +524,9 @@ for a in "$@"; do
       ;;
   esac
 done
-# The container's /results is the folder mounted there (paths below it
-# in the command are read on the host).
+# The container's /results is the folder mounted there: paths below it in
+# the command are read on the host, through a link whose own path holds no
+# character the shell would act on (the folder's path may hold anything).
 results=
 for a in "$@"; do
   case $a in
@@ -538,8 +539,10 @@ done
 while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do shift; done
 export SLURM_PROCID=0
 if [ -n "$results" ]; then
+  link="$STUB_DIR/results.${n//[^0-9]/}"
+  ln -sfn "$results" "$link"
   args=()
-  for a in "$@"; do args+=("${a//\/results\//$results/}"); done
+  for a in "$@"; do args+=("${a//\/results\//$link/}"); done
   set -- "${args[@]}"
 fi
 "$@"
