@@ -250,36 +250,25 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
         }
     };
     let shared = cfg.execution.topology == Topology::Shared && cfg.deployment.kind != DeploymentType::None;
-    // Shared deployments, each with its resume link.
-    let mut servers: Vec<String> = vec![];
+    // Shared deployments, each with its resume link: the model's, and the
+    // auxiliary deployments that are shared (the others run inside each
+    // task's job).
+    let mut shared_deployments: Vec<(String, Option<String>, Vec<Seg>)> = vec![];
     if shared {
-        add(
-            &mut g,
-            JobNode { id: SERVER.into(), kind: NodeKind::Deployment { aux: None } },
-            &[Seg::Key("deployment".into())],
-        );
-        servers.push(SERVER.into());
+        shared_deployments.push((SERVER.into(), None, vec![Seg::Key("deployment".into())]));
     }
-    // An auxiliary deployment runs inside each task's job unless it is shared.
-    let shared_aux: Vec<&String> =
-        cfg.auxiliary_deployments.iter().filter(|(_, d)| d.shared_aux()).map(|(n, _)| n).collect();
-    for name in &shared_aux {
-        let path = [Seg::Key("auxiliary_deployments".into()), Seg::Key((*name).clone())];
-        add(
-            &mut g,
-            JobNode { id: format!("{SERVER}.{name}"), kind: NodeKind::Deployment { aux: Some((*name).clone()) } },
-            &path,
-        );
-        servers.push(format!("{SERVER}.{name}"));
+    for (name, _) in cfg.auxiliary_deployments.iter().filter(|(_, d)| d.shared_aux()) {
+        let path = vec![Seg::Key("auxiliary_deployments".into()), Seg::Key(name.clone())];
+        shared_deployments.push((format!("{SERVER}.{name}"), Some(name.clone()), path));
     }
-    for id in &servers {
-        let path = [Seg::Key("deployment".into())];
-        add(
-            &mut g,
-            JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: None } },
-            &path,
-        );
+    for (id, aux, path) in &shared_deployments {
+        add(&mut g, JobNode { id: id.clone(), kind: NodeKind::Deployment { aux: aux.clone() } }, path);
     }
+    for (id, _, path) in &shared_deployments {
+        let resume = JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: None } };
+        add(&mut g, resume, path);
+    }
+    let servers: Vec<String> = shared_deployments.into_iter().map(|(id, _, _)| id).collect();
     for (i, id) in ids.iter().enumerate() {
         let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
         if cfg.evaluation.tasks[i].id.is_some() {
@@ -301,11 +290,9 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
     }
     for id in &ids {
         for waits_for in [id.clone(), format!("{id}.resume")] {
-            if shared {
-                edges.push((SERVER.into(), waits_for.clone(), Dep::After));
-            }
-            for name in &shared_aux {
-                edges.push((format!("{SERVER}.{name}"), waits_for.clone(), Dep::After));
+            // Every link waits until the shared deployments have started.
+            for server in &servers {
+                edges.push((server.clone(), waits_for.clone(), Dep::After));
             }
         }
         edges.push((id.clone(), format!("{id}.resume"), Dep::AfterNotOk));

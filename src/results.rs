@@ -7,7 +7,7 @@
 //! (`count`, `mean`, `stderr`, `stddev`, ...); groups nest under `groups`.
 //! Everything else in the file (`command`, `config`, `target`, metadata)
 //! is not read. Pure: the text comes from the cluster through one round
-//! trip (`remote::refresh::results_program`).
+//! trip (`remote::refresh::detail_program`).
 
 use serde::Serialize;
 use serde_json::Value as J;

@@ -25,6 +25,9 @@ use evalctl::diag::Sources;
 use evalctl::render::{self, run_config::HARNESS_VERSION};
 use serde_json::{Value as J, json};
 
+mod pyvenv;
+use pyvenv::root;
+
 /// Checks run configs the way the harness's `validate_configuration` does,
 /// up to what needs the harness's framework definitions (the task name).
 /// Input: a JSON list of `{"name", "text"}` on stdin. Output: one line
@@ -106,68 +109,10 @@ for item in json.load(sys.stdin):
 sys.exit(1 if bad else 0)
 "#;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The build's `target/` directory (honours `CARGO_TARGET_DIR`): the test
-/// binary is `target/<profile>/deps/harness_models-*`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| root().join("target"))
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The Python of a virtual environment holding the pinned harness package:
-/// made once per version under `target/harness-venv/`, built beside its
-/// place and renamed into it, so an interrupted or concurrent install is
-/// never taken for a finished one.
+/// The Python of the virtual environment with the pinned package.
 fn harness_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let base = target_dir().join("harness-venv");
-        let venv = base.join(format!("nemo-evaluator-{HARNESS_VERSION}"));
-        let python = venv.join("bin/python");
-        if python.exists() {
-            return python;
-        }
-        std::fs::create_dir_all(&base).unwrap();
-        let tmp = base.join(format!(".building-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let help = "the harness-model test needs python3 with venv (Debian: apt-get install python3-venv) \
-                    and network access to PyPI";
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            &format!("creating a virtual environment ({help})"),
-        );
-        run(
-            Command::new(tmp.join("bin/python")).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("nemo-evaluator=={HARNESS_VERSION}"),
-            ]),
-            &format!("installing nemo-evaluator {HARNESS_VERSION} from PyPI ({help})"),
-        );
-        // Another process may have finished first: its copy is as good.
-        if std::fs::rename(&tmp, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(python.exists(), "no {} after installing", python.display());
-        python
-    })
+    PYTHON.get_or_init(|| pyvenv::python("harness-venv", "nemo-evaluator", HARNESS_VERSION, "harness-model"))
 }
 
 /// Validates named run-config texts; the problems found, one per line.

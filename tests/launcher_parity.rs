@@ -39,6 +39,9 @@ use evalctl::graph::NodeKind;
 use evalctl::render;
 use serde_json::{Value as J, json};
 
+mod pyvenv;
+use pyvenv::{root, target_dir};
+
 /// The launcher release the fixtures come from and the test runs.
 const LAUNCHER_VERSION: &str = "0.2.6";
 
@@ -49,68 +52,11 @@ const PARITY_PY: &str = include_str!("launcher_parity/parity.py");
 const COMPAT_DOC: &str = "docs/launcher-compat.md";
 const TABLE_HEADING: &str = "## Parity test: allowed differences";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The build's `target/` directory (honours `CARGO_TARGET_DIR`): the test
-/// binary is `target/<profile>/deps/launcher_parity-*`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| root().join("target"))
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The Python of a virtual environment holding the pinned launcher: made
-/// once per version under `target/launcher-venv/`, built beside its place
-/// and renamed into it, so an interrupted or concurrent install is never
-/// taken for a finished one.
+/// The Python of the virtual environment with the pinned package.
 fn launcher_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let base = target_dir().join("launcher-venv");
-        let venv = base.join(format!("nemo-evaluator-launcher-{LAUNCHER_VERSION}"));
-        let python = venv.join("bin/python");
-        if python.exists() {
-            return python;
-        }
-        std::fs::create_dir_all(&base).unwrap();
-        let tmp = base.join(format!(".building-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let help = "the launcher parity test needs python3 with venv (Debian: apt-get install python3-venv) \
-                    and network access to PyPI";
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            &format!("creating a virtual environment ({help})"),
-        );
-        run(
-            Command::new(tmp.join("bin/python")).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("nemo-evaluator-launcher=={LAUNCHER_VERSION}"),
-            ]),
-            &format!("installing nemo-evaluator-launcher {LAUNCHER_VERSION} from PyPI ({help})"),
-        );
-        // Another process may have finished first: its copy is as good.
-        if std::fs::rename(&tmp, &venv).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(python.exists(), "no {} after installing", python.display());
-        python
-    })
+    PYTHON
+        .get_or_init(|| pyvenv::python("launcher-venv", "nemo-evaluator-launcher", LAUNCHER_VERSION, "launcher parity"))
 }
 
 fn fixtures() -> Vec<PathBuf> {

@@ -86,7 +86,7 @@ fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
     let pending = Observation { live_jobs: vec![21], observed: Observed::Pending, ..Default::default() };
     vec![
         ("refresh", refresh::program(dir, stack, 0)),
-        ("refresh_detail", refresh::detail_program(dir).then(refresh::program(dir, stack, 1_700_000_000))),
+        ("refresh_detail", refresh::detail_program(dir, false).then(refresh::program(dir, stack, 1_700_000_000))),
         (
             "lock_and_refresh",
             lock::lock_program(dir, &lock_info(), Some("dead0001")).then(refresh::program(dir, stack, 0)),
@@ -206,7 +206,8 @@ fn refresh_reads_a_hostile_stack_directory() {
     std::fs::create_dir_all(tmp.join(unit)).unwrap();
     std::fs::write(tmp.join(unit).join("status"), "failed 12 exit 1 \"x\" %20\n").unwrap();
     std::fs::write(tmp.join(unit).join("chain"), "12 start 1700000000 \n12 end 1700000001 1\n").unwrap();
-    let prog = refresh::detail_program(tmp.to_str().unwrap()).then(refresh::program(tmp.to_str().unwrap(), "st", 0));
+    let prog =
+        refresh::detail_program(tmp.to_str().unwrap(), false).then(refresh::program(tmp.to_str().unwrap(), "st", 0));
     let fake = "squeue() { echo '5|RUNNING|None|evalctl:st/u/first@00000000000000aa:00000000000000bb'; echo '6|RUNNING|None|other'; }\nsacct() { return 1; }\n";
     let text = prog.full_text().replacen("set -u\n", &format!("set -u\n{fake}"), 1);
     let out = Command::new("bash").arg("-c").arg(&text).output().unwrap();

@@ -63,11 +63,9 @@ pub struct Missing {
 /// Gathers the scores of every task of the stack.
 pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Report> {
     let r = &stack.rendered;
-    let refreshed = remote::refresh::refresh_results(cluster, &r.stack_dir, &r.stack, since)?;
-    let obs = plan::observe::observe(&refreshed);
+    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, true)?;
+    let statuses = super::status::statuses(stack, &refreshed);
     let units = plan::units(r);
-    let kinds: Vec<(String, UnitKind)> = units.iter().map(|u| (u.id.clone(), u.kind)).collect();
-    let statuses = crate::status::build(&kinds, &refreshed, &obs, &r.stack_dir, r.walltime_s, super::now());
     let mut report = Report { version: RESULTS_VERSION, stack: r.stack.clone(), rows: vec![], missing: vec![] };
     for unit in units.iter().filter(|u| u.kind == UnitKind::Task) {
         let Some(status) = statuses.iter().find(|s| s.unit == unit.id) else { continue };

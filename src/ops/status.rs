@@ -9,16 +9,23 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::plan;
 use crate::remote;
+use crate::remote::refresh::Refreshed;
 use crate::state::UnitKind;
 use crate::status::UnitStatus;
 
 /// One refresh with chain details: every unit's status, config order first.
 pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<UnitStatus>> {
     let r = &stack.rendered;
-    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since)?;
-    let obs = plan::observe::observe(&refreshed);
+    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, false)?;
+    Ok(statuses(stack, &refreshed))
+}
+
+/// Every unit's status from a detailed refresh.
+pub(super) fn statuses(stack: &Stack, refreshed: &Refreshed) -> Vec<UnitStatus> {
+    let r = &stack.rendered;
+    let obs = plan::observe::observe(refreshed);
     let units: Vec<(String, UnitKind)> = plan::units(r).iter().map(|u| (u.id.clone(), u.kind)).collect();
-    Ok(crate::status::build(&units, &refreshed, &obs, &r.stack_dir, r.walltime_s, super::now()))
+    crate::status::build(&units, refreshed, &obs, &r.stack_dir, r.walltime_s, super::now())
 }
 
 /// Polls until every unit is terminal (one refresh per round, 2 s doubling

@@ -68,7 +68,7 @@ pub struct Refreshed {
     pub chains: BTreeMap<String, Vec<String>>,
     pub progress: BTreeMap<String, String>,
     pub results: BTreeSet<String>,
-    /// With [`results_program`]: each unit's results file (empty: too
+    /// With [`detail_program`]'s results files: each unit's results file (empty: too
     /// large or unreadable).
     pub results_files: BTreeMap<String, String>,
 }
@@ -106,9 +106,14 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     p
 }
 
+/// Largest results file sent back (bytes); a larger one is reported empty.
+pub const MAX_RESULTS_FILE: u64 = 1 << 20;
+
 /// Extra replies for `status`: every unit's chain file, the harness's
-/// progress, and whether results exist. Runs before [`program`].
-pub fn detail_program(stack_dir: &str) -> Program {
+/// progress, and whether results exist; with `results_files` (`results`),
+/// also each unit's `results.yml`, base64, when it is at most
+/// [`MAX_RESULTS_FILE`] bytes (else empty). Runs before [`program`].
+pub fn detail_program(stack_dir: &str, results_files: bool) -> Program {
     let mut p = Program::new();
     p.push(snippet!("for d in {}/*/; do\n  u=${{d%/}}; u=${{u##*/}}\n", ShellWord::from(stack_dir)));
     p.code(Code("  if [ -f \"$d/chain\" ]; then while IFS= read -r l; do "));
@@ -120,32 +125,17 @@ pub fn detail_program(stack_dir: &str) -> Program {
     ));
     p.code(Code("  fi\n  if [ -f \"$d/artifacts/results.yml\" ]; then "));
     p.push(protocol::results(&Code("\"$u\"")));
+    if results_files {
+        p.push(snippet!(
+            "    f=\"$d/artifacts/results.yml\"\n    if [ \"$(stat -c %s \"$f\")\" -le {} ]; then ",
+            MAX_RESULTS_FILE
+        ));
+        p.push(protocol::results_file(&Code("\"$u\""), &Code("\"$(base64 -w0 <\"$f\")\"")));
+        p.code(Code("    else "));
+        p.push(protocol::results_file(&Code("\"$u\""), &Code("''")));
+        p.code(Code("    fi\n"));
+    }
     p.code(Code("  fi\ndone\n"));
-    p
-}
-
-/// Largest results file sent back (bytes); a larger one is reported empty.
-pub const MAX_RESULTS_FILE: u64 = 1 << 20;
-
-/// Extra replies for `results`: every unit's `results.yml` (the harness's
-/// results file), base64. Runs before [`detail_program`].
-pub fn results_program(stack_dir: &str) -> Program {
-    let mut p = Program::new();
-    p.push(snippet!(
-        "for d in {}/*/; do
-  u=${{d%/}}; u=${{u##*/}}
-  f=\"$d/artifacts/results.yml\"\n",
-        ShellWord::from(stack_dir)
-    ));
-    p.push(snippet!(
-        "  if [ -f \"$f\" ]; then
-    if [ \"$(stat -c %s \"$f\")\" -le {} ]; then ",
-        MAX_RESULTS_FILE
-    ));
-    p.push(protocol::results_file(&Code("\"$u\""), &Code("\"$(base64 -w0 <\"$f\")\"")));
-    p.code(Code("    else "));
-    p.push(protocol::results_file(&Code("\"$u\""), &Code("''")));
-    p.code(Code("    fi\n  fi\ndone\n"));
     p
 }
 
@@ -155,18 +145,18 @@ pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) 
     Ok(read(&replies, stack)?)
 }
 
-/// Refreshes with every unit's chain, progress, results and results files
-/// (`results`): one round trip.
-pub fn refresh_results(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
-    let program = results_program(stack_dir).then(detail_program(stack_dir)).then(program(stack_dir, stack, since));
-    let replies = super::run(cluster, &program)?;
-    Ok(read(&replies, stack)?)
-}
-
-/// Refreshes with every unit's chain, progress and results (status): one
+/// Refreshes with every unit's chain, progress and results (`status`),
+/// and with `results_files` their results files too (`results`): one
 /// round trip.
-pub fn refresh_detail(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
-    let replies = super::run(cluster, &detail_program(stack_dir).then(program(stack_dir, stack, since)))?;
+pub fn refresh_detail(
+    cluster: &dyn Cluster,
+    stack_dir: &str,
+    stack: &str,
+    since: u64,
+    results_files: bool,
+) -> Result<Refreshed, Error> {
+    let replies =
+        super::run(cluster, &detail_program(stack_dir, results_files).then(program(stack_dir, stack, since)))?;
     Ok(read(&replies, stack)?)
 }
 

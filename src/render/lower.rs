@@ -581,7 +581,8 @@ impl<'a> Lower<'a> {
             ];
             for (ep, path) in endpoints {
                 let (Some(p), Some(path)) = (&prefix, path) else { continue };
-                let var = VarName::new(&format!("{}_{ep}_URL", p.as_str())).expect("a prefix and letters make a name");
+                // A variable name, a `_` and capitals: a variable name.
+                let Some(var) = VarName::new(&format!("{}_{ep}_URL", p.as_str())) else { continue };
                 url_vars.push((var, self.url_path(path, &at(&ep.to_ascii_lowercase()))));
             }
             let model_id = match (&prefix, &d.served_model_name) {
