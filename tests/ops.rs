@@ -769,6 +769,13 @@ fn results_reads_every_score_in_one_round_trip_and_says_what_is_missing() {
     assert_eq!(row.jobs, [ids("gamma").0, ids("gamma").1]);
     let unit = evalctl::plan::units(&stack.rendered).into_iter().find(|u| u.id == "gamma").unwrap();
     assert_eq!(row.fingerprint, unit.result_hash[..16]);
+    assert!(row.current);
+    // Once the config changes what the task would produce, the score is
+    // still the one the cluster holds, tied to what produced it.
+    let changed = f.open(&["evaluation.tasks.gamma.nemo_evaluator_config.config.params.limit_samples=10"]);
+    let later = ops::results::results(&changed, &f.cluster, 0).unwrap_or_else(|e| panic!("{:?}", e.diagnostics()));
+    assert_eq!((later.rows[0].value, later.rows[0].current), (0.625, false));
+    assert_eq!(later.rows[0].fingerprint, row.fingerprint, "the hash of what produced it");
     // GPU-hours: the chain's run time on the job's GPUs.
     let gpus = unit.jobs[0].gpus;
     assert_eq!(row.gpu_hours, (gpus > 0).then(|| row.elapsed_s as f64 * f64::from(gpus) / 3600.0), "{gpus} GPUs");

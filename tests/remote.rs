@@ -86,7 +86,10 @@ fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
     let pending = Observation { live_jobs: vec![21], observed: Observed::Pending, ..Default::default() };
     vec![
         ("refresh", refresh::program(dir, stack, 0)),
-        ("refresh_detail", refresh::detail_program(dir, false).then(refresh::program(dir, stack, 1_700_000_000))),
+        (
+            "refresh_detail",
+            refresh::detail_program(dir, refresh::Detail::Status).then(refresh::program(dir, stack, 1_700_000_000)),
+        ),
         (
             "lock_and_refresh",
             lock::lock_program(dir, &lock_info(), Some("dead0001")).then(refresh::program(dir, stack, 0)),
@@ -206,8 +209,17 @@ fn refresh_reads_a_hostile_stack_directory() {
     std::fs::create_dir_all(tmp.join(unit)).unwrap();
     std::fs::write(tmp.join(unit).join("status"), "failed 12 exit 1 \"x\" %20\n").unwrap();
     std::fs::write(tmp.join(unit).join("chain"), "12 start 1700000000 \n12 end 1700000001 1\n").unwrap();
-    let prog =
-        refresh::detail_program(tmp.to_str().unwrap(), false).then(refresh::program(tmp.to_str().unwrap(), "st", 0));
+    let samples = tmp.join(unit).join("artifacts").join(refresh::SAMPLES_DIR);
+    std::fs::create_dir_all(&samples).unwrap();
+    std::fs::write(tmp.join(unit).join("artifacts/results.yml"), "results: {}\n").unwrap();
+    let records = "{\"id\": \"0\", \"score\": 1}\n{\"id\": \"1\", \"score\": 0}\n";
+    std::fs::write(samples.join("a $(b)\nEVALCTL end.jsonl"), records).unwrap();
+    std::fs::write(samples.join("notes.txt"), "not a record").unwrap();
+    let prog = refresh::detail_program(tmp.to_str().unwrap(), refresh::Detail::Samples).then(refresh::program(
+        tmp.to_str().unwrap(),
+        "st",
+        0,
+    ));
     let fake = "squeue() { echo '5|RUNNING|None|evalctl:st/u/first@00000000000000aa:00000000000000bb'; echo '6|RUNNING|None|other'; }\nsacct() { return 1; }\n";
     let text = prog.full_text().replacen("set -u\n", &format!("set -u\n{fake}"), 1);
     let out = Command::new("bash").arg("-c").arg(&text).output().unwrap();
@@ -218,6 +230,9 @@ fn refresh_reads_a_hostile_stack_directory() {
     assert_eq!(r.jobs.len(), 1);
     assert_eq!((r.jobs[0].unit.as_str(), r.jobs[0].script_hash.as_deref()), ("u", Some("00000000000000aa")));
     assert!(!r.sacct_available);
+    assert_eq!(r.results_files[unit], "results: {}\n");
+    let files: Vec<(&str, &str)> = r.samples_files[unit].iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(files, [("a $(b)\nEVALCTL end.jsonl", records)]);
 }
 
 /// Apply gives every job it submits its ownership tag in the name (with

@@ -5,6 +5,8 @@
 //! parameters). A unit without results is listed with why, so a partial
 //! stack shows what exists and what is missing.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::Stack;
@@ -12,6 +14,7 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::plan;
 use crate::remote;
+use crate::remote::refresh::Detail;
 use crate::state::UnitKind;
 
 /// The version of the JSON document (`evalctl results --format json`).
@@ -48,8 +51,12 @@ pub struct Row {
     /// GPU-hours the chain held: run time times the GPUs of its job
     /// (none when the job asks for no GPUs or Slurm picks their number).
     pub gpu_hours: Option<f64>,
-    /// The unit's result hash, shortened: what produced the number.
+    /// The result hash of what produced the number, shortened: the one
+    /// recorded when the unit was submitted (else the config's).
     pub fingerprint: String,
+    /// Whether the config, as it is now, would produce this number: false
+    /// when it changed since the unit ran (its result hash differs).
+    pub current: bool,
 }
 
 /// A task unit without scores, and why.
@@ -62,15 +69,58 @@ pub struct Missing {
 
 /// Gathers the scores of every task of the stack.
 pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Report> {
+    Ok(gather(stack, cluster, since, Detail::Results)?.report)
+}
+
+/// A stack's scores with what `compare` and `export` need besides them, by
+/// task unit.
+#[derive(Clone, Debug)]
+pub struct Gathered {
+    pub report: Report,
+    pub units: BTreeMap<String, UnitResults>,
+}
+
+/// One task unit's results beyond its scores.
+#[derive(Clone, Debug, Default)]
+pub struct UnitResults {
+    /// What the config says produces the unit's result (its first job's
+    /// result identity).
+    pub identity: serde_json::Value,
+    /// Whether the results on the cluster were produced by that identity.
+    pub current: bool,
+    /// The `results.yml` text, when it was read.
+    pub results_file: Option<String>,
+    /// Per-sample files by name (with [`Detail::Samples`]; empty text: too
+    /// large or unreadable).
+    pub samples: BTreeMap<String, String>,
+}
+
+/// Gathers the scores of every task of the stack, and as much more of
+/// each unit's results as `detail` says: one round trip.
+pub fn gather(stack: &Stack, cluster: &dyn Cluster, since: u64, detail: Detail) -> Result<Gathered> {
     let r = &stack.rendered;
-    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, true)?;
+    let mut refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, detail)?;
     let statuses = super::status::statuses(stack, &refreshed);
     let units = plan::units(r);
     let mut report = Report { version: RESULTS_VERSION, stack: r.stack.clone(), rows: vec![], missing: vec![] };
+    let mut gathered = BTreeMap::new();
     for unit in units.iter().filter(|u| u.kind == UnitKind::Task) {
         let Some(status) = statuses.iter().find(|s| s.unit == unit.id) else { continue };
+        let recorded = refreshed.state.as_ref().and_then(|st| st.units.get(&unit.id)).map(|u| u.result_hash.as_str());
+        let current = recorded == Some(unit.result_hash.as_str());
+        let fingerprint = remote::layout::short(recorded.unwrap_or(&unit.result_hash)).to_owned();
+        let results_file = refreshed.results_files.remove(&unit.id);
+        gathered.insert(
+            unit.id.clone(),
+            UnitResults {
+                identity: unit.jobs.first().map(|j| j.identity.clone()).unwrap_or_default(),
+                current,
+                results_file: results_file.clone(),
+                samples: refreshed.samples_files.remove(&unit.id).unwrap_or_default(),
+            },
+        );
         let missing = |why: String| Missing { unit: unit.id.clone(), state: status.state.clone(), why };
-        let scores = match refreshed.results_files.get(&unit.id) {
+        let scores = match results_file {
             None => {
                 report.missing.push(missing("no results.yml yet".into()));
                 continue;
@@ -80,7 +130,7 @@ pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Repor
                 report.missing.push(missing(format!("results.yml is unreadable or larger than {max} bytes")));
                 continue;
             }
-            Some(text) => crate::results::parse(text),
+            Some(text) => crate::results::parse(&text),
         };
         match scores {
             Err(e) => report.missing.push(missing(e)),
@@ -99,11 +149,12 @@ pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Repor
                 jobs: status.jobs.clone(),
                 elapsed_s: status.elapsed,
                 gpu_hours: gpu_hours(status.elapsed, unit.jobs.first().map_or(0, |j| j.gpus)),
-                fingerprint: remote::layout::short(&unit.result_hash).to_owned(),
+                fingerprint: fingerprint.clone(),
+                current,
             })),
         }
     }
-    Ok(report)
+    Ok(Gathered { report, units: gathered })
 }
 
 /// GPU-hours of `elapsed_s` seconds on `gpus` GPUs (none without GPUs).
@@ -159,16 +210,22 @@ fn table(report: &Report) -> String {
                 r.state.clone(),
                 jobs(&r.jobs),
                 opt(r.gpu_hours.map(|h| format!("{h:.2}"))),
-                r.fingerprint.clone(),
+                if r.current { r.fingerprint.clone() } else { format!("{}*", r.fingerprint) },
             ]
         })
         .collect();
     let mut out = crate::table::table(header, &cells);
+    if report.rows.iter().any(|r| !r.current) {
+        out.push_str(STALE_NOTE);
+    }
     for m in &report.missing {
         out.push_str(&format!("{}: no scores ({}): {}\n", m.unit, m.state, m.why));
     }
     out
 }
+
+/// Said under a table with rows the config as it is now would not produce.
+const STALE_NOTE: &str = "* produced by an earlier version of the config (it changed since): apply to rerun\n";
 
 /// A CSV field: quoted when it holds a separator, a quote or a line break.
 fn csv_field(s: &str) -> String {
@@ -176,8 +233,9 @@ fn csv_field(s: &str) -> String {
 }
 
 fn csv(report: &Report) -> String {
-    let mut out =
-        String::from("unit,level,task,metric,score,value,stderr,count,state,jobs,elapsed_s,gpu_hours,fingerprint\n");
+    let mut out = String::from(
+        "unit,level,task,metric,score,value,stderr,count,state,jobs,elapsed_s,gpu_hours,fingerprint,current\n",
+    );
     for r in &report.rows {
         let fields = [
             r.unit.clone(),
@@ -193,6 +251,7 @@ fn csv(report: &Report) -> String {
             r.elapsed_s.to_string(),
             opt(r.gpu_hours),
             r.fingerprint.clone(),
+            r.current.to_string(),
         ];
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
@@ -252,9 +311,11 @@ mod tests {
             elapsed_s: 61,
             gpu_hours: gpu_hours(3600, 16),
             fingerprint: "0123456789abcdef".into(),
+            current: true,
         };
         let missing = Missing { unit: "mmlu".into(), state: "running".into(), why: "no results.yml yet".into() };
-        Report { version: 1, stack: "s".into(), rows: vec![row], missing: vec![missing] }
+        let stale = Row { unit: "arc".into(), current: false, ..row.clone() };
+        Report { version: 1, stack: "s".into(), rows: vec![row, stale], missing: vec![missing] }
     }
 
     #[test]
@@ -263,11 +324,12 @@ mod tests {
         let t = render(&r, Format::Table);
         assert!(t.contains("0.7500") && t.contains("12,13") && t.contains("0123456789abcdef"), "{t}");
         assert!(t.contains("mmlu: no scores (running): no results.yml yet"), "{t}");
+        assert!(t.contains(" 0123456789abcdef*\n") && t.contains(STALE_NOTE), "{t}");
         let c = render(&r, Format::Csv);
         assert_eq!(
             c.lines().nth(1),
             Some(
-                "gsm8k,task,gsm8k,exact_match,\"strict,match|x\",0.75,0.01,100,completed,\"12,13\",61,16,0123456789abcdef"
+                "gsm8k,task,gsm8k,exact_match,\"strict,match|x\",0.75,0.01,100,completed,\"12,13\",61,16,0123456789abcdef,true"
             )
         );
         assert!(t.contains(" 16.00 "), "{t}");

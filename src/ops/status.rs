@@ -16,7 +16,8 @@ use crate::status::UnitStatus;
 /// One refresh with chain details: every unit's status, config order first.
 pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<UnitStatus>> {
     let r = &stack.rendered;
-    let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, false)?;
+    let refreshed =
+        remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, remote::refresh::Detail::Status)?;
     Ok(statuses(stack, &refreshed))
 }
 

@@ -43,6 +43,9 @@ pub enum Reply {
     /// A unit's results file (`results.yml`), base64; empty when it is too
     /// large to send (results).
     ResultsFile { unit: String, b64: String },
+    /// One per-sample file of a unit, by file name: gzip, then base64;
+    /// empty when it is too large to send (compare).
+    SamplesFile { unit: String, name: String, b64: String },
     /// The stack lock was taken.
     Locked,
     /// The stack lock is held by someone else: the lock file, base64.
@@ -151,6 +154,9 @@ pub fn results(unit: &dyn Shell) -> Snippet {
 pub fn results_file(unit: &dyn Shell, b64: &dyn Shell) -> Snippet {
     emit(Code("results-file"), &[unit, b64])
 }
+pub fn samples_file(unit: &dyn Shell, name: &dyn Shell, b64: &dyn Shell) -> Snippet {
+    emit(Code("samples-file"), &[unit, name, b64])
+}
 pub fn locked() -> Snippet {
     emit(Code("locked"), &[])
 }
@@ -225,6 +231,9 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
         ("results-file", [unit, b64]) => Reply::ResultsFile { unit: unit.clone(), b64: b64.clone() },
+        ("samples-file", [unit, name, b64]) => {
+            Reply::SamplesFile { unit: unit.clone(), name: name.clone(), b64: b64.clone() }
+        }
         ("locked", _) => Reply::Locked,
         ("lock-held", _) => Reply::LockHeld(one()),
         ("unlocked", _) => Reply::Unlocked,
@@ -307,6 +316,10 @@ mod tests {
             ),
             (results(&w(unit)), Reply::Results { unit: unit.into() }),
             (results_file(&w(unit), &w("YQ==")), Reply::ResultsFile { unit: unit.into(), b64: "YQ==".into() }),
+            (
+                samples_file(&w(unit), &w("a b.jsonl"), &w("H4sI")),
+                Reply::SamplesFile { unit: unit.into(), name: "a b.jsonl".into(), b64: "H4sI".into() },
+            ),
             (locked(), Reply::Locked),
             (lock_held(&w("")), Reply::LockHeld(String::new())),
             (unlocked(), Reply::Unlocked),

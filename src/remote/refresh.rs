@@ -71,6 +71,9 @@ pub struct Refreshed {
     /// With [`detail_program`]'s results files: each unit's results file (empty: too
     /// large or unreadable).
     pub results_files: BTreeMap<String, String>,
+    /// With [`Detail::Samples`]: each unit's per-sample files by file name
+    /// (empty: too large or unreadable).
+    pub samples_files: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The program that gathers the stack's state. `since_epoch` bounds the
@@ -109,11 +112,31 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
 /// Largest results file sent back (bytes); a larger one is reported empty.
 pub const MAX_RESULTS_FILE: u64 = 1 << 20;
 
+/// Largest per-sample file sent back (bytes before compression); a larger
+/// one is reported empty.
+pub const MAX_SAMPLES_FILE: u64 = 64 << 20;
+
+/// Where the harness leaves its per-sample records, in a unit's artifacts.
+pub const SAMPLES_DIR: &str = "nemo-evaluator-per-sample-outputs";
+
+/// How much a detailed refresh reads of each unit's folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    /// Chain file, harness progress, whether results exist (`status`).
+    Status,
+    /// Also the results file (`results`, `export`).
+    Results,
+    /// Also the per-sample records, gzip-compressed (`compare`).
+    Samples,
+}
+
 /// Extra replies for `status`: every unit's chain file, the harness's
-/// progress, and whether results exist; with `results_files` (`results`),
-/// also each unit's `results.yml`, base64, when it is at most
-/// [`MAX_RESULTS_FILE`] bytes (else empty). Runs before [`program`].
-pub fn detail_program(stack_dir: &str, results_files: bool) -> Program {
+/// progress, and whether results exist; from [`Detail::Results`] on, also
+/// each unit's `results.yml`, base64, when it is at most
+/// [`MAX_RESULTS_FILE`] bytes (else empty); with [`Detail::Samples`], each
+/// `*.jsonl` of the unit's [`SAMPLES_DIR`], gzip then base64, when it is at
+/// most [`MAX_SAMPLES_FILE`] bytes (else empty). Runs before [`program`].
+pub fn detail_program(stack_dir: &str, detail: Detail) -> Program {
     let mut p = Program::new();
     p.push(snippet!("for d in {}/*/; do\n  u=${{d%/}}; u=${{u##*/}}\n", ShellWord::from(stack_dir)));
     p.code(Code("  if [ -f \"$d/chain\" ]; then while IFS= read -r l; do "));
@@ -125,7 +148,7 @@ pub fn detail_program(stack_dir: &str, results_files: bool) -> Program {
     ));
     p.code(Code("  fi\n  if [ -f \"$d/artifacts/results.yml\" ]; then "));
     p.push(protocol::results(&Code("\"$u\"")));
-    if results_files {
+    if detail >= Detail::Results {
         p.push(snippet!(
             "    f=\"$d/artifacts/results.yml\"\n    if [ \"$(stat -c %s \"$f\")\" -le {} ]; then ",
             MAX_RESULTS_FILE
@@ -134,6 +157,21 @@ pub fn detail_program(stack_dir: &str, results_files: bool) -> Program {
         p.code(Code("    else "));
         p.push(protocol::results_file(&Code("\"$u\""), &Code("''")));
         p.code(Code("    fi\n"));
+    }
+    if detail >= Detail::Samples {
+        p.push(snippet!(
+            "    for f in \"$d\"/artifacts/{}/*.jsonl; do\n      [ -f \"$f\" ] || continue\n      if [ \"$(stat -c %s \"$f\")\" -le {} ]; then ",
+            ShellWord::from(SAMPLES_DIR),
+            MAX_SAMPLES_FILE
+        ));
+        p.push(protocol::samples_file(
+            &Code("\"$u\""),
+            &Code("\"${f##*/}\""),
+            &Code("\"$(gzip -c <\"$f\" | base64 -w0)\""),
+        ));
+        p.code(Code("      else "));
+        p.push(protocol::samples_file(&Code("\"$u\""), &Code("\"${f##*/}\""), &Code("''")));
+        p.code(Code("      fi\n    done\n"));
     }
     p.code(Code("  fi\ndone\n"));
     p
@@ -146,17 +184,15 @@ pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) 
 }
 
 /// Refreshes with every unit's chain, progress and results (`status`),
-/// and with `results_files` their results files too (`results`): one
-/// round trip.
+/// and as much of each unit's results as `detail` says: one round trip.
 pub fn refresh_detail(
     cluster: &dyn Cluster,
     stack_dir: &str,
     stack: &str,
     since: u64,
-    results_files: bool,
+    detail: Detail,
 ) -> Result<Refreshed, Error> {
-    let replies =
-        super::run(cluster, &detail_program(stack_dir, results_files).then(program(stack_dir, stack, since)))?;
+    let replies = super::run(cluster, &detail_program(stack_dir, detail).then(program(stack_dir, stack, since)))?;
     Ok(read(&replies, stack)?)
 }
 
@@ -198,6 +234,11 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
                 let text = base64_decode(b64).and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
                 r.results_files.insert(unit.trim().to_owned(), text);
             }
+            Reply::SamplesFile { unit, name, b64 } => {
+                // Not base64, not gzip or not UTF-8: kept as unreadable (empty).
+                let text = base64_decode(b64).and_then(|b| gunzip(&b)).unwrap_or_default();
+                r.samples_files.entry(unit.trim().to_owned()).or_default().insert(name.clone(), text);
+            }
             Reply::SqueueError(e) => r.squeue_error = Some(e.clone()),
             Reply::End => ended = true,
             _ => {}
@@ -207,6 +248,14 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
         return Err("the refresh program stopped before its end".into());
     }
     Ok(r)
+}
+
+/// A gzip stream's text; `None` when it is not gzip or not UTF-8.
+fn gunzip(bytes: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `ID|STATE|REASON|NAME` with the ownership tag in the job name (see

@@ -115,6 +115,10 @@ pub struct RenderedJob {
     /// Hash of what determines the job's result (model, image, command,
     /// task, parameters, variable names), not how it is scheduled.
     pub result_hash: String,
+    /// What [`Self::result_hash`] hashes: the result identity as plain
+    /// data (secret values never in it), for naming what differs between
+    /// two results (`compare`).
+    pub identity: serde_json::Value,
     /// Hash of the whole script.
     pub script_hash: String,
 }
@@ -237,6 +241,7 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         script_name: spec.script_name.to_owned(),
         script_hash: identity::script_hash(&script),
         result_hash: identity::result_hash(&spec.result),
+        identity: spec.result,
         script,
         secrets,
         deps: vec![],
