@@ -25,12 +25,23 @@ pub enum ExitStatus {
     Locked = 3,
     /// A saved plan no longer matches the config or the cluster; nothing was applied.
     StalePlan = 4,
+    /// `compare --gate`: the gate failed (a score below its bound, or a regression beyond its allowance).
+    GateFailed = 5,
+    /// `compare --gate`: the gate cannot decide (a rule matches no score, or a regression is not significant).
+    GateInconclusive = 6,
 }
 
 impl ExitStatus {
     /// Every status, for documentation and tests.
-    pub const ALL: [ExitStatus; 5] =
-        [ExitStatus::Success, ExitStatus::Failure, ExitStatus::Changes, ExitStatus::Locked, ExitStatus::StalePlan];
+    pub const ALL: [ExitStatus; 7] = [
+        ExitStatus::Success,
+        ExitStatus::Failure,
+        ExitStatus::Changes,
+        ExitStatus::Locked,
+        ExitStatus::StalePlan,
+        ExitStatus::GateFailed,
+        ExitStatus::GateInconclusive,
+    ];
 
     pub fn code(self) -> u8 {
         self as u8
@@ -44,6 +55,8 @@ impl ExitStatus {
             ExitStatus::Changes => "`plan --detailed-exitcode`: the plan has changes",
             ExitStatus::Locked => "another apply holds the stack's lock",
             ExitStatus::StalePlan => "the saved plan is stale: the config or the cluster changed; nothing applied",
+            ExitStatus::GateFailed => "`compare --gate`: the gate failed",
+            ExitStatus::GateInconclusive => "`compare --gate`: the gate cannot decide",
         }
     }
 }

@@ -21,15 +21,18 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod diag;
 pub mod error;
+pub mod gate;
 pub mod graph;
 pub mod ops;
 pub mod plan;
 pub mod render;
 pub mod results;
 pub mod state;
+pub mod stats;
 pub mod status;
 
 mod cli;

@@ -84,6 +84,42 @@ fn metrics(level: &'static str, name: &str, node: &J, out: &mut Vec<Score>) -> R
     Ok(())
 }
 
+/// One per-sample record: the sample's id and its score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub id: String,
+    pub score: f64,
+}
+
+/// The records of a per-sample file (JSON Lines): each line an object with
+/// an `id` (text or number; with a `sub_query_id`, `id#sub`) and a numeric
+/// or boolean `score`. A line without either makes the file unusable for a
+/// paired test, and says which line.
+pub fn samples(text: &str) -> Result<Vec<Sample>, String> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = |what: &str| format!("line {}: {what}", i + 1);
+        let rec: J = serde_json::from_str(line).map_err(|_| at("not a JSON object"))?;
+        let id = match rec.get("id") {
+            Some(J::String(s)) => s.clone(),
+            Some(J::Number(n)) => n.to_string(),
+            _ => return Err(at("no `id`")),
+        };
+        let id = match rec.get("sub_query_id") {
+            Some(J::Number(n)) => format!("{id}#{n}"),
+            Some(J::String(s)) => format!("{id}#{s}"),
+            _ => id,
+        };
+        let score = match rec.get("score") {
+            Some(J::Bool(b)) => f64::from(u8::from(*b)),
+            Some(v) => number(v).ok_or_else(|| at("`score` is not a number"))?,
+            None => return Err(at("no `score`")),
+        };
+        out.push(Sample { id, score });
+    }
+    Ok(out)
+}
+
 /// A number, also one YAML wrote as text.
 fn number(v: &J) -> Option<f64> {
     match v {
@@ -118,6 +154,16 @@ mod tests {
                 ("group", "mmlu/stem", "acc", "acc", 0.5, None, Some(50)),
             ]
         );
+    }
+
+    #[test]
+    fn per_sample_records_by_id() {
+        let text = "{\"id\": \"a\", \"score\": 1}\n\n{\"id\": 7, \"sub_query_id\": 2, \"score\": false}\n{\"id\": \"b\", \"score\": 0.25, \"generation\": \"x\"}\n";
+        let s: Vec<(String, f64)> = samples(text).unwrap().into_iter().map(|s| (s.id, s.score)).collect();
+        assert_eq!(s, [("a".into(), 1.0), ("7#2".into(), 0.0), ("b".into(), 0.25)]);
+        assert_eq!(samples("{\"id\": 1}\n").unwrap_err(), "line 1: no `score`");
+        assert_eq!(samples("{\"score\": 1}\n").unwrap_err(), "line 1: no `id`");
+        assert_eq!(samples("{\"id\": 1, \"score\": 1}\n[").unwrap_err(), "line 2: not a JSON object");
     }
 
     #[test]

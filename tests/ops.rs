@@ -26,6 +26,7 @@ use evalctl::error::{Error, ExitStatus};
 use evalctl::ops::{self, Applied, ApplyOptions, ApplyReport, Observe, PlanFile, PlanOptions, Silent, Stack};
 use evalctl::plan::{Action, Plan, output};
 use evalctl::state::{Observed, State};
+use evalctl::stats::Method;
 use evalctl::status::UnitStatus;
 
 /// The stand-ins, by the name they are installed under.
@@ -1010,4 +1011,58 @@ fn two_configs_cannot_share_a_stack_but_a_moved_config_takes_it_over() {
     std::fs::remove_file(&f.config).unwrap();
     let moved = Stack::open(&copy, &[], &Sources::new(), &Silent).unwrap();
     assert_eq!(actions(&f.plan(&moved)), expect(&[("gsm8k", Action::None)]));
+}
+
+/// A finished `gamma` with its results and per-sample records: sample `i`
+/// right where `right[i]` is 1.
+fn finish_gamma(f: &Fixture, stack: &Stack, right: &[u8]) {
+    let report = f.apply_done(stack);
+    let ids = chain_ids(&report, "gamma");
+    f.run_unit("gamma", ids);
+    f.complete_unit("gamma", ids);
+    let n = right.len();
+    let mean = right.iter().map(|&r| f64::from(r)).sum::<f64>() / n as f64;
+    let results = format!(
+        "results:\n  tasks:\n    gamma:\n      metrics:\n        acc:\n          scores:\n            acc:\n              stats: {{count: {n}, stderr: 0.05}}\n              value: {mean}\n"
+    );
+    let artifacts = f.unit_dir("gamma").join("artifacts");
+    std::fs::write(artifacts.join("results.yml"), results).unwrap();
+    let samples = artifacts.join(evalctl::remote::refresh::SAMPLES_DIR);
+    std::fs::create_dir_all(&samples).unwrap();
+    let records: String =
+        right.iter().enumerate().map(|(i, r)| format!("{{\"id\": \"q{i}\", \"score\": {r}}}\n")).collect();
+    std::fs::write(samples.join("gamma.jsonl"), records).unwrap();
+}
+
+#[test]
+fn compare_pairs_per_sample_outcomes_and_refuses_what_differs_beyond_the_model() {
+    let (fb, fc) = (Fixture::new("compare-base", &["gamma"]), Fixture::new("compare-cand", &["gamma"]));
+    let base = fb.open(&["target.api_endpoint.model_id=m1"]);
+    let cand = fc.open(&["target.api_endpoint.model_id=m2"]);
+    // 40 samples: the candidate loses 12 the base had and gains 2.
+    let b: Vec<u8> = (0..40).map(|i| u8::from(i < 30)).collect();
+    let c: Vec<u8> = (0..40).map(|i| u8::from(i < 18 || i >= 38)).collect();
+    finish_gamma(&fb, &base, &b);
+    finish_gamma(&fc, &cand, &c);
+    let (tb, tc) = (fb.cluster.round_trips(), fc.cluster.round_trips());
+    let cmp = ops::compare::compare(("base.yaml", &base, &fb.cluster), ("cand.yaml", &cand, &fc.cluster))
+        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics()));
+    assert_eq!((fb.cluster.round_trips() - tb, fc.cluster.round_trips() - tc), (1, 1), "one round trip a side");
+    assert_eq!((cmp.base.model.as_deref(), cmp.candidate.model.as_deref()), (Some("m1"), Some("m2")));
+    assert_eq!(cmp.rows.len(), 1);
+    let d = cmp.rows[0].difference.as_ref().expect("a test");
+    assert_eq!((d.method, d.base_only, d.candidate_only, d.pairs), (Method::Mcnemar, Some(12), Some(2), Some(40)));
+    assert!((d.delta - (-0.25)).abs() < 1e-12 && d.p_value < 0.05, "{d:?}");
+
+    // Another sample limit on one side: refused, naming the key.
+    let other = fc.open(&[
+        "target.api_endpoint.model_id=m2",
+        "evaluation.tasks.gamma.nemo_evaluator_config.config.params.limit_samples=10",
+    ]);
+    let err = ops::compare::compare(("base.yaml", &base, &fb.cluster), ("cand.yaml", &other, &fc.cluster))
+        .err()
+        .expect("refused");
+    let msgs: Vec<String> = err.diagnostics().iter().map(|d| d.message.clone()).collect();
+    assert!(msgs.iter().any(|m| m.contains("the results of cand.yaml were produced by another version")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("`run_config.config.params.limit_samples`: (unset) → 10")), "{msgs:?}");
 }

@@ -95,6 +95,14 @@ pub enum Command {
     ///
     /// Example: evalctl results evals/llama.yaml --format markdown
     Results(commands::cluster::ResultsArgs),
+    /// Two stacks' scores side by side: per score the two values, the
+    /// difference and its 95% interval, and a test (McNemar or a paired
+    /// bootstrap on per-sample records, else a z-test from the standard
+    /// errors). Refuses tasks that differ in more than the model, naming the
+    /// difference. With --gate, a go/no-go for CI (exit 0, 5 or 6).
+    ///
+    /// Example: evalctl compare main:evals/llama.yaml evals/llama.yaml --format markdown --gate gate.yaml
+    Compare(commands::cluster::CompareArgs),
     /// Print the batch, server and client logs of a unit's latest job.
     ///
     /// Usage: evalctl logs [CONFIG] NODE [--follow]
@@ -209,6 +217,7 @@ fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
         Command::Diff(a) => plan::diff(&a, p),
         Command::Status(a) => cluster::status(&a, p),
         Command::Results(a) => cluster::results(&a, p),
+        Command::Compare(a) => cluster::compare(&a, p),
         Command::Logs(a) => cluster::logs(&a, p),
         Command::Cancel(a) => cluster::cancel(&a, p),
         Command::State { command } => cluster::state(&command, p),

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod cancel;
+pub mod compare;
 pub mod compile;
 pub mod diff;
 pub mod logs;

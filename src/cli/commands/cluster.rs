@@ -31,6 +31,22 @@ pub struct ResultsArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// The base: a config, or `REF:PATH` for a config as it is at a git ref (e.g. `main:evals/llama.yaml`).
+    pub base: String,
+    /// The candidate: a config, or `REF:PATH`.
+    pub candidate: String,
+    /// Output: a table, a versioned JSON document, or Markdown (a PR comment, details folded).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::compare::Format,
+    /// A gate policy (YAML): exit 5 when it fails, 6 when it cannot decide, 0 when it passes.
+    #[arg(long, value_name = "POLICY")]
+    pub gate: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct LogsArgs {
     /// `[CONFIG] NODE`: the config (default evalctl.yaml) and the unit.
     #[arg(num_args = 1..=2, value_name = "[CONFIG] NODE", required = true)]
@@ -107,6 +123,42 @@ pub fn results(a: &ResultsArgs, p: &Printer) -> Result<ExitStatus> {
     let report = ops::results::results(&stack, cluster.as_ref(), stack.since())?;
     p.out(&ops::results::render(&report, a.format))?;
     Ok(ExitStatus::Success)
+}
+
+pub fn compare(a: &CompareArgs, p: &Printer) -> Result<ExitStatus> {
+    // The policy first: a bad one is an error before any round trip.
+    let policy = match &a.gate {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::msg(format!("cannot read the gate policy {}: {e}", path.display())))?;
+            Some(crate::gate::parse(&p.sources, &path.display().to_string(), &text).map_err(Error::Diagnostics)?)
+        }
+    };
+    let sources = [&a.base, &a.candidate].map(|s| ops::compare::ConfigSource::resolve(s));
+    let [base, candidate] = sources;
+    let (base, candidate) = (base?, candidate?);
+    let stacks = [base.path(), candidate.path()].map(|path| Stack::open(path, &[], &p.sources, p));
+    let [bs, cs] = stacks;
+    let (bs, cs) = (bs?, cs?);
+    let bc = p.connect(&bs, &a.cluster)?;
+    let cc = p.connect(&cs, &a.cluster)?;
+    let mut cmp = ops::compare::compare((&a.base, &bs, bc.as_ref()), (&a.candidate, &cs, cc.as_ref()))?;
+    let status = match &policy {
+        None => ExitStatus::Success,
+        Some(policy) => {
+            let verdict = crate::gate::evaluate(policy, &cmp);
+            let status = match verdict.outcome {
+                crate::gate::Outcome::Pass => ExitStatus::Success,
+                crate::gate::Outcome::Fail => ExitStatus::GateFailed,
+                crate::gate::Outcome::Inconclusive => ExitStatus::GateInconclusive,
+            };
+            cmp.gate = Some(verdict);
+            status
+        }
+    };
+    p.out(&crate::compare::render(&cmp, a.format))?;
+    Ok(status)
 }
 
 pub fn logs(a: &LogsArgs, p: &Printer) -> Result<ExitStatus> {
