@@ -239,7 +239,7 @@ mod tests {
     fn binary_pairs_use_mcnemar_with_the_discordant_counts() {
         // 10 samples: base right on 0..8, candidate right on 0..4 and 8,9.
         let pairs: Vec<(f64, f64)> =
-            (0..10).map(|i| (f64::from(u8::from(i < 8)), f64::from(u8::from(i < 4 || i >= 8)))).collect();
+            (0..10).map(|i| (f64::from(u8::from(i < 8)), f64::from(u8::from(!(4..8).contains(&i))))).collect();
         let d = paired(&pairs).unwrap();
         assert_eq!(d.method, Method::Mcnemar);
         assert_eq!((d.base_only, d.candidate_only, d.pairs), (Some(4), Some(2), Some(10)));

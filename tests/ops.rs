@@ -1041,7 +1041,7 @@ fn compare_pairs_per_sample_outcomes_and_refuses_what_differs_beyond_the_model()
     let cand = fc.open(&["target.api_endpoint.model_id=m2"]);
     // 40 samples: the candidate loses 12 the base had and gains 2.
     let b: Vec<u8> = (0..40).map(|i| u8::from(i < 30)).collect();
-    let c: Vec<u8> = (0..40).map(|i| u8::from(i < 18 || i >= 38)).collect();
+    let c: Vec<u8> = (0..40).map(|i| u8::from(!(18..38).contains(&i))).collect();
     finish_gamma(&fb, &base, &b);
     finish_gamma(&fc, &cand, &c);
     let (tb, tc) = (fb.cluster.round_trips(), fc.cluster.round_trips());
