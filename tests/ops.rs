@@ -1060,8 +1060,7 @@ fn compare_pairs_per_sample_outcomes_and_refuses_what_differs_beyond_the_model()
         "evaluation.tasks.gamma.nemo_evaluator_config.config.params.limit_samples=10",
     ]);
     let err = ops::compare::compare(("base.yaml", &base, &fb.cluster), ("cand.yaml", &other, &fc.cluster))
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     let msgs: Vec<String> = err.diagnostics().iter().map(|d| d.message.clone()).collect();
     assert!(msgs.iter().any(|m| m.contains("the results of cand.yaml were produced by another version")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("`run_config.config.params.limit_samples`: (unset) → 10")), "{msgs:?}");
