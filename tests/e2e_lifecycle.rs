@@ -39,6 +39,12 @@
 //! 13. a judge (auxiliary deployment) inside the task's job, as in the
 //!     launcher: one two-node job, the model on the first node, the judge on
 //!     the second; the harness reaches both and is told where the judge is.
+//! 14. results in the loop: two stacks that differ only in their model
+//!     complete via `apply --wait`; `results` shows every score; `compare`
+//!     pairs the 40 per-sample outcomes (McNemar), also with the base given
+//!     as a git ref; a gate fails the designed regression (exit 5), passes
+//!     (0) and cannot decide (6); a task that differs in more than the model
+//!     is refused, naming the key.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -1500,4 +1506,126 @@ fn judge_runs_inside_the_task_job() {
 fn node_names(list: &str) -> Vec<String> {
     let out = Command::new("scontrol").args(["show", "hostnames", list]).output().expect("scontrol");
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// `evalctl ARGS` in `dir`, against the test cluster.
+fn run_in(dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir);
+    cmd.env("EVALCTL_SSH_CONFIG", cluster().get("EVALCTL_CLUSTER_SSH_CONFIG")).env("NO_COLOR", "1");
+    Proc::spawn(format!("evalctl {}", args.join(" ")), cmd, false).finish(CMD_TIMEOUT)
+}
+
+/// The stand-in harness's outcome of sample `i` of `task` for `model`.
+fn stub_correct(model: &str, task: &str, i: u64) -> bool {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("{model}|{task}|{i}").as_bytes())[0] < 160
+}
+
+/// 14. Two stacks that differ only in the model: results, compare, gates.
+#[test]
+fn results_compare_and_gate_two_models() {
+    const N: u64 = 40;
+    let score = |m: &str| (0..N).filter(|i| stub_correct(m, "gsm8k", *i)).count();
+    // The base the better model, the candidate the worse: a designed regression.
+    let mut names: Vec<String> = (0..8).map(|i| format!("stub-{i}")).collect();
+    names.sort_by_key(|m| std::cmp::Reverse(score(m)));
+    let (good, bad) = (names[0].clone(), names[names.len() - 1].clone());
+    assert!(score(&good) > score(&bad));
+    let stub = format!("{{requests: {N}}}");
+    let spec = Spec { stub: &stub, ..BASE };
+    let (a, b) = (Stack::new("cmp-a", &spec), Stack::new("cmp-b", &spec));
+    for (s, model) in [(&a, &good), (&b, &bad)] {
+        let text = std::fs::read_to_string(&s.config).unwrap();
+        std::fs::write(&s.config, text.replace("served_model_name: stub,", &format!("served_model_name: {model},")))
+            .unwrap();
+    }
+    let runs = [&a, &b].map(|s| s.background("apply", &["--auto-approve", "--wait"]));
+    for (s, mut run) in [&a, &b].into_iter().zip(runs) {
+        let out = run.finish(CHAIN_TIMEOUT);
+        assert!(out.ok(), "apply --wait of {}\n{}", s.name, out.show());
+    }
+    for (s, model) in [(&a, &good), (&b, &bad)] {
+        let run_config: Value = serde_json::from_str(&s.file("gsm8k", "artifacts/run_config.yml")).unwrap();
+        assert_eq!(run_config["config"]["type"], "gsm8k");
+        let out = s.evalctl("results", &["--format", "json"], CMD_TIMEOUT);
+        assert!(out.ok(), "{}", out.show());
+        let report: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.show()));
+        let row = &report["rows"][0];
+        assert_eq!(row["value"].as_f64(), Some(score(model) as f64 / N as f64), "{report}");
+        assert_eq!((row["count"].as_u64(), &row["current"]), (Some(N), &Value::Bool(true)), "{report}");
+    }
+    let cfg = |s: &Stack| s.config.display().to_string();
+    let compare = |base: &str, cand: &str, extra: &[&str]| {
+        let mut args = vec!["compare", base, cand, "--format", "json"];
+        args.extend_from_slice(extra);
+        run_in(&a.cfg_dir, &args)
+    };
+    let expected = |out: &Out| {
+        let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.show()));
+        assert_eq!(doc["version"], 1, "{doc}");
+        assert_eq!((doc["base"]["model"].as_str(), doc["candidate"]["model"].as_str()), (Some(&*good), Some(&*bad)));
+        let d = &doc["rows"][0]["difference"];
+        let lost = (0..N).filter(|i| stub_correct(&good, "gsm8k", *i) && !stub_correct(&bad, "gsm8k", *i)).count();
+        let won = (0..N).filter(|i| !stub_correct(&good, "gsm8k", *i) && stub_correct(&bad, "gsm8k", *i)).count();
+        assert_eq!(d["method"], "mcnemar", "{doc}");
+        assert_eq!(
+            (d["pairs"].as_u64(), d["base_only"].as_u64(), d["candidate_only"].as_u64()),
+            (Some(N), Some(lost as u64), Some(won as u64)),
+            "{doc}"
+        );
+        let delta = (score(&bad) as f64 - score(&good) as f64) / N as f64;
+        assert!((d["delta"].as_f64().unwrap_or(9.0) - delta).abs() < 1e-9, "{doc}");
+        doc
+    };
+    let out = compare(&cfg(&a), &cfg(&b), &[]);
+    assert!(out.ok(), "{}", out.show());
+    expected(&out);
+
+    // Gates: the regression fails one (5), a bound it meets passes (0), a
+    // rule that matches nothing cannot decide (6).
+    let gate = |name: &str, rules: &str| {
+        let p = a.cfg_dir.join(name);
+        std::fs::write(&p, format!("version: 1\nrules:\n{rules}")).unwrap();
+        p.display().to_string()
+    };
+    let fail = gate("fail.yaml", "  - task: gsm8k\n    max_regression: 0.0\n");
+    let pass = gate("pass.yaml", "  - task: gsm8k\n    min: 0.0\n");
+    let none = gate("none.yaml", "  - task: gsm8k\n    min: 0.0\n  - task: mmlu\n    min: 0.5\n");
+    for (policy, code, outcome) in [(&fail, 5, "fail"), (&pass, 0, "pass"), (&none, 6, "inconclusive")] {
+        let out = compare(&cfg(&a), &cfg(&b), &["--gate", policy]);
+        assert_eq!(out.code, Some(code), "{policy}\n{}", out.show());
+        let doc = expected(&out);
+        assert_eq!(doc["gate"]["outcome"], outcome, "{doc}");
+    }
+    let md = run_in(&a.cfg_dir, &["compare", &cfg(&a), &cfg(&b), "--gate", &fail, "--format", "markdown"]);
+    assert!(md.stdout.contains("#### Gate: **FAIL**") && md.stdout.contains("<details>"), "{}", md.show());
+
+    // The base as a git ref: the same config text committed, then changed
+    // to the candidate's in the working tree.
+    let repo = a.cfg_dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").arg("-C").arg(&repo).args(args).output().expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("evals.yaml"), std::fs::read_to_string(&a.config).unwrap()).unwrap();
+    git(&["add", "evals.yaml"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
+    std::fs::write(repo.join("evals.yaml"), std::fs::read_to_string(&b.config).unwrap()).unwrap();
+    let out = run_in(&repo, &["compare", "HEAD:evals.yaml", "evals.yaml", "--format", "json"]);
+    assert!(out.ok(), "{}", out.show());
+    let doc = expected(&out);
+    assert_eq!(doc["base"]["label"], "HEAD:evals.yaml", "{doc}");
+
+    // A candidate that differs in more than the model is refused, by key.
+    let text = std::fs::read_to_string(&b.config).unwrap();
+    let other = b.cfg_dir.join("other.yaml");
+    std::fs::write(&other, text.replace("params: {extra:", "params: {limit_samples: 10, extra:")).unwrap();
+    let out = compare(&cfg(&a), &other.display().to_string(), &[]);
+    assert_eq!(out.code, Some(1), "{}", out.show());
+    assert!(out.stderr.contains("`run_config.config.params.limit_samples`: (unset) → 10"), "{}", out.show());
+    a.wait_no_live();
+    b.wait_no_live();
 }
