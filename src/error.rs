@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn statuses_are_stable() {
         let codes: Vec<u8> = ExitStatus::ALL.iter().map(|s| s.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(Error::msg("x").exit_status(), ExitStatus::Failure);
         assert_eq!(Error::Stale("the config changed".into()).exit_status(), ExitStatus::StalePlan);
         let lock = LockInfo {

@@ -282,3 +282,25 @@ fn replace_of_an_unknown_unit_is_an_error() {
     let ok = evalctl(&["plan", "--offline", "examples/slurm_llama_3_1_8b_instruct.yaml", "--replace", "hellaswag"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
 }
+
+/// `compare`'s bad inputs are errors before any connection: a policy at its
+/// line, a ref that is not a commit, a path not at that ref.
+#[test]
+fn compare_refuses_bad_policies_and_refs_before_connecting() {
+    let dir = std::env::temp_dir().join(format!("evalctl-cli-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("gate.yaml");
+    std::fs::write(&policy, "version: 1\nrules:\n  - task: gsm8k\n    max_regression: -1\n").unwrap();
+    let ex = "examples/slurm_llama_3_1_8b_instruct.yaml";
+    let out = evalctl(&["compare", ex, ex, "--gate", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("gate.yaml:4:21: error: `max_regression` is -1: it must be 0 or more"), "{err}");
+    let out = evalctl(&["compare", "no-such-ref-xyz:examples/slurm_llama_3_1_8b_instruct.yaml", ex]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`no-such-ref-xyz` is not a commit of the repository"), "{}", text(&out.stderr));
+    let out = evalctl(&["compare", "HEAD:examples/not-there.yaml", ex]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("examples/not-there.yaml does not exist at `HEAD`"), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
