@@ -36,6 +36,10 @@ pub fn run(cmd: &mut Command, what: &str) {
 /// taken for a finished one. A failed install fails the test; `test` names
 /// it in the message.
 pub fn python(dir: &str, package: &str, version: &str, test: &str) -> PathBuf {
+    // One install at a time in this process (two tests of one binary may
+    // ask at once); other processes are handled by the rename below.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let base = target_dir().join(dir);
     let venv = base.join(format!("{package}-{version}"));
     let python = venv.join("bin/python");
