@@ -33,6 +33,10 @@ pub struct State {
     /// repository (absolute outside one). Two configs may not share a stack.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub config: String,
+    /// The applied config's values by key (values of variables as hashes),
+    /// so that a plan can name the keys that changed since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_values: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitState>,
 }
 

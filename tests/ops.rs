@@ -1065,3 +1065,37 @@ fn compare_pairs_per_sample_outcomes_and_refuses_what_differs_beyond_the_model()
     assert!(msgs.iter().any(|m| m.contains("the results of cand.yaml were produced by another version")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("`run_config.config.params.limit_samples`: (unset) → 10")), "{msgs:?}");
 }
+
+/// After an apply, a plan names the config keys that changed since, with
+/// where the new value is written and the units each touches.
+#[test]
+fn a_plan_names_the_keys_that_changed_since_the_apply() {
+    let f = Fixture::new("causes", &["alpha", "beta"]);
+    f.apply_done(&f.open(&[]));
+    assert!(!f.remote_state().config_values.is_empty(), "apply records the config's values");
+    assert!(f.plan(&f.open(&[])).causes.is_empty(), "nothing changed");
+    let stack = f.open(&["execution.walltime=03:00:00", "evaluation.tasks.alpha.container=evaluator:2"]);
+    let plan = f.plan(&stack);
+    let causes: Vec<(&str, Option<&str>, Option<&str>, Vec<String>)> =
+        plan.causes.iter().map(|c| (c.key.as_str(), c.old.as_deref(), c.new.as_deref(), c.units.clone())).collect();
+    assert_eq!(
+        causes,
+        [
+            (
+                "evaluation.tasks[alpha].container",
+                Some("\"evaluator:latest\""),
+                Some("\"evaluator:2\""),
+                vec!["alpha".to_owned()]
+            ),
+            (
+                "execution.walltime",
+                Some("\"01:00:00\""),
+                Some("\"03:00:00\""),
+                vec!["alpha".to_owned(), "beta".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(plan.causes[1].at.as_deref(), Some("<-o #1>:1:20"));
+    let text = output::text(&plan, false);
+    assert!(text.contains("Config changes:\n  evaluation.tasks[alpha].container:"), "{text}");
+}

@@ -30,7 +30,8 @@ fn offline_plan_of_a_new_stack_creates_every_task() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let t = text(&out.stdout);
     assert!(t.contains("+ hellaswag (create: not on the cluster)"), "{t}");
-    assert!(t.contains("+++ b/hellaswag/task.sbatch"), "{t}");
+    // The three scripts differ only in their task's name: shown once.
+    assert!(t.contains("# the same change in 3 scripts of 3 units: hellaswag, arc_challenge, winogrande\n--- /dev/null\n+++ b/{unit}/task.sbatch"), "{t}");
     assert!(t.trim_end().ends_with("Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel."), "{t}");
     assert!(!t.contains("\x1b["), "no colour when not a terminal");
     let out = evalctl(&["plan", "--offline", "--detailed-exitcode", "evals.yaml"], &dir);
@@ -80,7 +81,9 @@ fn markdown_stays_under_the_comment_limit() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let md = text(&out.stdout);
     assert!(md.chars().count() < 65_536, "{} characters", md.chars().count());
-    assert!(md.contains("_Diff truncated:"), "a note says the diff was cut");
+    // 400 copies of one task with their own ids: one script shown, not 400.
+    assert!(md.contains("# the same change in 400 scripts of 400 units: w0, w1,"), "{md}");
+    assert!(md.chars().count() < 30_000, "grouped: {} characters", md.chars().count());
     assert!(md.contains("Plan: 402 to create"));
     assert_eq!(md.matches("```").count() % 2, 0, "fences balanced");
 }
@@ -153,11 +156,59 @@ fn markdown_renders_with_a_gfm_renderer() {
         rendered.contains("<strong>Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel.</strong>"),
         "{rendered}"
     );
-    assert!(rendered.contains("<table>") && rendered.contains("<td><code>hellaswag</code></td>"), "{rendered}");
+    assert!(
+        rendered.contains("<table>")
+            && rendered.contains(
+                "<td>3 units: <code>hellaswag</code>, <code>arc_challenge</code>, <code>winogrande</code></td>"
+            ),
+        "{rendered}"
+    );
     let details = rendered.find("<details><summary>Script changes</summary>").expect("a details block");
     let code = rendered.find("<pre><code class=\"language-diff\">").expect("a diff code block");
     let end = rendered.find("</details>").expect("the block closes");
     assert!(details < code && code < end, "the diff is inside the collapsed block");
     assert!(rendered[code..end].contains("+#SBATCH --time=02:00:00"), "diff lines are code, verbatim");
     assert!(!rendered[..details].contains("#SBATCH"), "nothing of the diff outside the block");
+}
+
+/// A one-line change across 40 tasks: the comment names the key first and
+/// shows each distinct script change once, in a few KB; text and JSON
+/// carry the same causes and groups.
+#[test]
+fn one_key_changed_across_forty_tasks_is_one_cause_and_one_hunk() {
+    let forty = |s: String| {
+        let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
+        s = s.replace("    - name: hellaswag\n", "");
+        for i in 0..40 {
+            s.push_str(&format!("    - name: winogrande\n      id: t{i}\n"));
+        }
+        s
+    };
+    let dir = workdir("forty", &|s| forty(s.to_owned()));
+    let old = std::fs::read_to_string(dir.join("evals.yaml")).unwrap();
+    std::fs::write(dir.join("new.yaml"), old.replace("walltime: \"02:00:00\"", "walltime: \"04:00:00\"")).unwrap();
+    let out = evalctl(&["diff", "--format", "markdown", "evals.yaml", "new.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(md.len() < 6_000, "{} bytes:\n{md}", md.len());
+    assert!(
+        md.contains("- execution.walltime: \"02:00:00\" → \"04:00:00\" (new.yaml:17:13); 40 units: t0, t1,"),
+        "{md}"
+    );
+    assert!(md.contains("| `-/+` | 40 units: `t0`, `t1`,"), "{md}");
+    assert_eq!(md.matches("# the same change in 40 scripts of 40 units").count(), 2, "task and resume scripts: {md}");
+    assert_eq!(md.matches("+#SBATCH --time=04:00:00").count(), 2, "{md}");
+    let out = evalctl(&["diff", "--format", "json", "evals.yaml", "new.yaml"], &dir);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["causes"][0]["key"], "execution.walltime", "{v}");
+    assert_eq!(v["causes"][0]["units"].as_array().map(Vec::len), Some(40));
+    // Three hunks (time, walltime variables, readiness timeout) in each of two scripts.
+    assert_eq!(v["diff_groups"].as_array().map(Vec::len), Some(6), "{}", v["diff_groups"]);
+    assert_eq!(v["diff_groups"][0]["units"].as_array().map(Vec::len), Some(40));
+    let out = evalctl(&["diff", "--no-color", "evals.yaml", "new.yaml"], &dir);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("Config changes:\n  execution.walltime: \"02:00:00\" → \"04:00:00\" (new.yaml:17:13); 40 units"),
+        "{t}"
+    );
 }

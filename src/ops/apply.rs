@@ -111,7 +111,12 @@ fn locked(
     let secret_values =
         secrets::resolve(&stack.loaded, &stack.rendered, Some(&submitting), &crate::config::process_env)?;
     // The state records which config manages the stack from now on.
-    let owned = State { config: stack.id.name.clone(), ..planned.state.clone() };
+    // and the values it applies (for the causes of later plans).
+    let owned = State {
+        config: stack.id.name.clone(),
+        config_values: crate::plan::causes::recorded(&crate::plan::causes::values(&stack.loaded.tree, &stack.sources)),
+        ..planned.state.clone()
+    };
     let inputs = Inputs {
         plan: &planned.plan,
         rendered: &stack.rendered,

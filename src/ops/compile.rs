@@ -54,12 +54,21 @@ pub struct Stack {
     pub loaded: Loaded,
     pub graph: JobGraph,
     pub rendered: Rendered,
+    /// The texts the config was read from (for the places of its values).
+    pub sources: Sources,
 }
 
 impl Stack {
     pub fn open(config: &Path, overrides: &[String], sources: &Sources, reporter: &dyn Reporter) -> Result<Stack> {
         let Compiled { loaded, graph, rendered } = compile(config, overrides, sources, reporter)?;
-        Ok(Stack { config: config.to_owned(), id: ConfigId::of(config), loaded, graph, rendered })
+        Ok(Stack {
+            config: config.to_owned(),
+            id: ConfigId::of(config),
+            loaded,
+            graph,
+            rendered,
+            sources: sources.clone(),
+        })
     }
 
     /// Fails when the state says another config manages this stack and

@@ -3,8 +3,12 @@
 
 use super::{Reporter, Stack};
 use crate::cluster::Cluster;
+use crate::config::Loaded;
+use crate::config::node::{Seg, Value};
 use crate::diag::Diagnostic;
+use crate::diag::Sources;
 use crate::error::Result;
+use crate::plan::causes::{self, Cause};
 use crate::plan::{self, Planned, Seen};
 use crate::remote::{self, refresh::Refreshed};
 use crate::state::{self, State};
@@ -43,8 +47,11 @@ pub fn plan<'a>(
             stack.check_owner(&st)?;
             let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
             let obs = plan::observations_from_state(&st);
+            let old = st.config_values.clone();
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
-            Ok(plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen))
+            let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen);
+            planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
+            Ok(planned)
         }
         Observe::Cluster(cluster) => {
             let r = remote::refresh::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
@@ -93,8 +100,41 @@ pub(crate) fn from_refresh<'a>(
     }
     let obs = plan::observe::observe(r);
     let st = r.state.clone().unwrap_or_else(|| State::new(&stack.loaded.stack));
+    let old = st.config_values.clone();
     let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
-    plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen)
+    let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen);
+    planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
+    planned
+}
+
+/// The config keys that changed from `old` (the recorded values) to the
+/// config `loaded`, each with the units of the plan it touches. None
+/// without recorded values.
+pub(crate) fn config_causes(
+    loaded: &Loaded,
+    sources: &Sources,
+    old: &std::collections::BTreeMap<String, String>,
+    plan: &plan::Plan,
+) -> Vec<Cause> {
+    if old.is_empty() {
+        return vec![];
+    }
+    let new = causes::values(&loaded.tree, sources);
+    // Keys under `evaluation.tasks[<label>]` belong to that task's unit.
+    let path = [Seg::Key("evaluation".into()), Seg::Key("tasks".into())];
+    let labels = match loaded.tree.get(&path).map(|n| &n.value) {
+        Some(Value::Seq(items)) => causes::item_labels(items),
+        _ => vec![],
+    };
+    let (ids, _) = crate::graph::task_ids(loaded);
+    let unit_of: std::collections::BTreeMap<String, String> = labels.into_iter().zip(ids).collect();
+    let task_unit = |key: &str| {
+        let label = key.strip_prefix("evaluation.tasks[")?.split(']').next()?;
+        unit_of.get(label).cloned()
+    };
+    let changed: Vec<String> =
+        plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();
+    causes::causes(old, &new, &task_unit, &changed)
 }
 
 /// Writes the state a refresh saw (each unit with its observation) to the

@@ -8,6 +8,7 @@
 //! program) lives in `crate::remote::refresh`, turning what it saw into
 //! observations in [`observe`], output formats in [`output`].
 
+pub mod causes;
 pub mod observe;
 pub mod output;
 
@@ -228,6 +229,10 @@ pub struct Plan {
     /// Whether the shared runtime differs from the one recorded.
     pub runtime_changed: bool,
     pub changes: Vec<Change>,
+    /// The config keys that changed since the last apply, with the units
+    /// each touches (empty without a recorded config).
+    #[serde(default)]
+    pub causes: Vec<causes::Cause>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -454,6 +459,7 @@ pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], s
         fingerprint: fingerprint(state.serial, &changes),
         runtime_changed,
         changes,
+        causes: vec![],
         notes,
     };
     Planned { plan, units, observations, state }
@@ -515,6 +521,7 @@ mod tests {
             fingerprint: String::new(),
             runtime_changed: false,
             changes: vec![],
+            causes: vec![],
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

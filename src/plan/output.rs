@@ -28,6 +28,148 @@ pub fn unit_diff(c: &Change) -> String {
     out
 }
 
+/// One hunk of the scripts' diffs and every script it appears in: a change
+/// made across many units is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffGroup {
+    /// `unit/script` of every script with this hunk, in plan order.
+    pub scripts: Vec<String>,
+    /// The distinct units among them.
+    pub units: Vec<String>,
+    /// The hunk with its `---`/`+++` and `@@` lines (those of its first
+    /// script). Shared by several units, each unit's own name is written
+    /// `{unit}`.
+    pub hunk: String,
+}
+
+/// Placeholder of the unit's name in a hunk shared by several units.
+pub const UNIT_PLACEHOLDER: &str = "{unit}";
+
+/// `text` with `unit` replaced by [`UNIT_PLACEHOLDER`] where it stands as a
+/// name of its own (not inside a longer name: `t1` in `/t1/`, not in `t10`).
+fn generic(text: &str, unit: &str) -> String {
+    if unit.is_empty() {
+        return text.to_owned();
+    }
+    let word = |c: char| c.is_alphanumeric() || "_-.".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(unit) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + unit.len()..].chars().next();
+        let (b_ok, a_ok) = (before.is_none_or(|c| !word(c)), after.is_none_or(|c| !word(c)));
+        // A name that ends in `.` or `-` (`t1.sbatch`) still counts as the unit's own.
+        let a_ok = a_ok || (after == Some('.') && rest[i + unit.len() + 1..].starts_with(|c: char| c.is_alphabetic()));
+        out.push_str(&rest[..i]);
+        out.push_str(if b_ok && a_ok { UNIT_PLACEHOLDER } else { unit });
+        rest = &rest[i + unit.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The hunks of every changed unit's scripts, identical ones (up to the
+/// unit's name and line numbers) grouped, in order of first appearance.
+pub fn diff_groups(changes: &[&Change]) -> Vec<DiffGroup> {
+    let mut groups: Vec<DiffGroup> = vec![];
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for c in changes {
+        let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
+        for name in names {
+            let old = c.before.get(name).map(String::as_str).unwrap_or("");
+            let new = c.after.get(name).map(String::as_str).unwrap_or("");
+            if old == new {
+                continue;
+            }
+            let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let diff = TextDiff::from_lines(old, new);
+            let script = format!("{}/{name}", c.unit);
+            for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+                let text = hunk.to_string();
+                let body = text.split_once('\n').map_or("", |(_, b)| b);
+                let key = format!("{}\n{}", generic(name, &c.unit), generic(body, &c.unit));
+                let full = format!("--- {a}\n+++ {b}\n{text}");
+                match index.get(&key) {
+                    Some(&g) => {
+                        let g = &mut groups[g];
+                        if g.units.last() != Some(&c.unit) && !g.units.contains(&c.unit) {
+                            if g.units.len() == 1 {
+                                g.hunk = generic(&g.hunk, &g.units[0]);
+                            }
+                            g.units.push(c.unit.clone());
+                        }
+                        g.scripts.push(script.clone());
+                    }
+                    None => {
+                        index.insert(key, groups.len());
+                        groups.push(DiffGroup {
+                            scripts: vec![script.clone()],
+                            units: vec![c.unit.clone()],
+                            hunk: full,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// A list of names, the first `max` of them and how many more.
+fn some(names: &[String], max: usize) -> String {
+    let shown: Vec<&str> = names.iter().take(max).map(String::as_str).collect();
+    let more = names.len().saturating_sub(max);
+    if more > 0 { format!("{}, … ({more} more)", shown.join(", ")) } else { shown.join(", ") }
+}
+
+/// The grouped diff as text: each group's hunk once, a comment line above
+/// the ones shared by several scripts.
+pub fn grouped_diff(groups: &[DiffGroup]) -> String {
+    let mut out = String::new();
+    let mut previous: Option<&Vec<String>> = None;
+    for g in groups {
+        // The next hunk of the same scripts continues under the same header.
+        if previous == Some(&g.scripts) {
+            let hunk = g.hunk.splitn(3, '\n').nth(2).unwrap_or_default();
+            out.push_str(hunk);
+            continue;
+        }
+        if g.scripts.len() > 1 {
+            out.push_str(&format!(
+                "# the same change in {} scripts of {} units: {}\n",
+                g.scripts.len(),
+                g.units.len(),
+                some(&g.units, 10)
+            ));
+        }
+        out.push_str(&g.hunk);
+        previous = Some(&g.scripts);
+    }
+    out
+}
+
+/// One line per changed config key.
+fn cause_lines(plan: &Plan) -> Vec<String> {
+    plan.causes
+        .iter()
+        .map(|c| {
+            let at = c.at.as_deref().map(|a| format!(" ({a})")).unwrap_or_default();
+            let units = if c.units.is_empty() {
+                "no unit".to_owned()
+            } else {
+                format!("{} units: {}", c.units.len(), some(&c.units, 8))
+            };
+            format!(
+                "{}: {} → {}{at}; {units}",
+                c.key,
+                c.old.as_deref().unwrap_or("(unset)"),
+                c.new.as_deref().unwrap_or("(removed)")
+            )
+        })
+        .collect()
+}
+
 fn line(c: &Change) -> String {
     let loud = if c.interrupts_running { "  !! cancels running work" } else { "" };
     format!("  {:>3} {} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
@@ -80,17 +222,23 @@ pub fn text(plan: &Plan, color: bool) -> String {
     for c in &given_up {
         out.push_str(&format!("      {} ({})\n", c.unit, c.reason));
     }
+    if !plan.causes.is_empty() {
+        out.push_str("\nConfig changes:\n");
+        for l in cause_lines(plan) {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
     if !changed.is_empty() {
         out.push('\n');
-        for c in &changed {
-            for l in unit_diff(c).lines() {
+        {
+            for l in grouped_diff(&diff_groups(&changed)).lines() {
                 let s = if l.starts_with("+++") || l.starts_with("---") {
                     Some(style::BOLD)
                 } else if l.starts_with('+') {
                     Some(style::CREATE)
                 } else if l.starts_with('-') {
                     Some(style::CANCEL)
-                } else if l.starts_with("@@") {
+                } else if l.starts_with("@@") || l.starts_with("# the same change") {
                     Some(style::CHANGE)
                 } else {
                     None
@@ -121,15 +269,23 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
     if !changed.is_empty() {
         head.push_str("| | job | action | why |\n|---|---|---|---|\n");
-        let rows = changed.iter().map(|c| {
-            let warn = if c.interrupts_running { " ⚠️ cancels running work" } else { "" };
-            format!(
-                "| `{}` | `{}` | {} | {}{warn} |\n",
-                c.action.symbol(),
-                c.unit.replace('|', "\\|"),
-                c.action.word(),
-                c.reason.replace('|', "\\|")
-            )
+        // Units with the same action for the same reason share one row.
+        type Why<'a> = (Action, &'a str, bool);
+        let mut rows_by: Vec<(Why, Vec<String>)> = vec![];
+        for c in &changed {
+            let k = (c.action, c.reason.as_str(), c.interrupts_running);
+            match rows_by.iter_mut().find(|(key, _)| *key == k) {
+                Some((_, units)) => units.push(c.unit.clone()),
+                None => rows_by.push((k, vec![c.unit.clone()])),
+            }
+        }
+        let rows = rows_by.into_iter().map(|((action, reason, loud), units)| {
+            let warn = if loud { " ⚠️ cancels running work" } else { "" };
+            let names: Vec<String> =
+                units.iter().map(|u| format!("`{}`", u.replace('|', "\\|").replace('`', "'"))).collect();
+            let who =
+                if names.len() > 1 { format!("{} units: {}", names.len(), some(&names, 10)) } else { names.join("") };
+            format!("| `{}` | {who} | {} | {}{warn} |\n", action.symbol(), action.word(), reason.replace('|', "\\|"))
         });
         push_bounded(&mut head, rows, share(4), |n| format!("| | … | | {n} more jobs: run `evalctl plan` for all |\n"));
         head.push('\n');
@@ -138,8 +294,13 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     push_bounded(&mut head, given_up, share(5), |n| format!("- … {n} more units not retried\n"));
     let notes = plan.notes.iter().map(|n| format!("> {n}\n"));
     push_bounded(&mut head, notes, share(6), |n| format!("> … {n} more notes\n"));
+    if !plan.causes.is_empty() {
+        head.push_str("\n**Config changes**\n\n");
+        let causes = cause_lines(plan).into_iter().map(|l| format!("- {}\n", md_text(&l)));
+        push_bounded(&mut head, causes, share(7), |n| format!("- … {n} more keys\n"));
+    }
     // Fences inside scripts are broken up before anything is measured.
-    let diff: String = changed.iter().map(|c| unit_diff(c).replace("```", "` ` `")).collect();
+    let diff = grouped_diff(&diff_groups(&changed)).replace("```", "` ` `");
     if diff.is_empty() {
         return head;
     }
@@ -167,6 +328,11 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     format!("{head}{open}{body}{close}")
 }
 
+/// Text for a Markdown list item: no HTML, no line break.
+fn md_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace(['\n', '\r'], " ")
+}
+
 /// Appends `lines` to `out` while `out` stays within `budget` bytes (with
 /// room for the closing line), then `more(left out)`.
 fn push_bounded(out: &mut String, lines: impl Iterator<Item = String>, budget: usize, more: impl Fn(usize) -> String) {
@@ -190,6 +356,9 @@ fn push_bounded(out: &mut String, lines: impl Iterator<Item = String>, budget: u
 pub struct PlanDocument {
     #[serde(flatten)]
     pub plan: Plan,
+    /// The scripts' hunks, identical ones across units grouped.
+    #[serde(default)]
+    pub diff_groups: Vec<DiffGroup>,
     pub summary: Summary,
     pub summary_line: String,
     pub has_changes: bool,
@@ -201,7 +370,10 @@ impl PlanDocument {
         for c in &mut plan.changes {
             c.diff = Some(unit_diff(c));
         }
+        let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
+        let diff_groups = diff_groups(&changed);
         PlanDocument {
+            diff_groups,
             summary: plan.summary(),
             summary_line: plan.summary_line(),
             has_changes: plan.has_changes(),
@@ -250,6 +422,7 @@ mod tests {
             fingerprint: String::new(),
             runtime_changed: false,
             changes,
+            causes: vec![],
             notes: vec![],
         }
     }
@@ -290,10 +463,11 @@ mod tests {
             assert!(out.len() <= COMMENT_LIMIT, "{n} units: {} bytes", out.len());
             assert!(out.contains("`task-0`") && out.contains("- `old-0`") && out.contains("> note 0"), "{n}");
             assert_eq!(out.matches("```").count() % 2, 0, "fences balanced");
-            if n > 10 {
-                assert!(out.contains("more jobs: run `evalctl plan` for all"), "{n}");
-            } else {
-                assert!(!out.contains("more jobs") && out.contains("</details>"), "{out}");
+            // One row for every unit created for the same reason.
+            let row = format!("| `+` | {n} units: `task-0`, `task-1`, ");
+            assert!(out.contains(&row), "{n}: {}", &out[..2000.min(out.len())]);
+            if n == 10 {
+                assert!(out.contains("</details>"), "{out}");
             }
         }
     }
