@@ -1076,7 +1076,8 @@ fn a_plan_names_the_keys_that_changed_since_the_apply() {
     assert!(f.plan(&f.open(&[])).causes.is_empty(), "nothing changed");
     let stack = f.open(&["execution.walltime=03:00:00", "evaluation.tasks.alpha.container=evaluator:2"]);
     let plan = f.plan(&stack);
-    let causes: Vec<(&str, Option<&str>, Option<&str>, Vec<String>)> =
+    type Row<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<String>);
+    let causes: Vec<Row> =
         plan.causes.iter().map(|c| (c.key.as_str(), c.old.as_deref(), c.new.as_deref(), c.units.clone())).collect();
     assert_eq!(
         causes,
