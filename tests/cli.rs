@@ -282,3 +282,35 @@ fn replace_of_an_unknown_unit_is_an_error() {
     let ok = evalctl(&["plan", "--offline", "examples/slurm_llama_3_1_8b_instruct.yaml", "--replace", "hellaswag"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
 }
+
+#[test]
+fn report_checks_every_config_and_its_arguments_before_connecting() {
+    let dir = scratch("report");
+    let page = dir.join("report.html");
+    let p = page.to_str().unwrap();
+    let ex = "examples/slurm_llama_3_1_8b_instruct.yaml";
+    // A bad second config: refused before the first stack's cluster is tried.
+    let out = evalctl(&["report", ex, "does/not/exist.yaml", "--out", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "evalctl: error: cannot read config `does/not/exist.yaml`: no such file\n");
+    assert!(!page.exists());
+    // --out is required.
+    let out = evalctl(&["report", ex]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--out <FILE>"), "{}", text(&out.stderr));
+    // A SOURCE_DATE_EPOCH that is not a time.
+    let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["report", ex, "--out", p])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SOURCE_DATE_EPOCH", "soon")
+        .output()
+        .expect("run evalctl");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "evalctl: error: SOURCE_DATE_EPOCH must be a number of seconds since 1970, not \"soon\"\n"
+    );
+    assert!(!page.exists());
+    let help = evalctl(&["report", "--help"]);
+    assert!(text(&help.stdout).contains("Example: evalctl report"), "{}", text(&help.stdout));
+}

@@ -34,6 +34,11 @@ pub const ERROR_BAR: (u8, u8, u8) = (0x22, 0x22, 0x22);
 const MAX_LABEL: usize = 32;
 /// The widest stack name in the legend.
 const MAX_LEGEND: usize = 40;
+/// Font sizes as `plotters` takes them (the SVG gets them divided by 1.24).
+const LABEL_FONT: f64 = 16.0;
+const LEGEND_FONT: f64 = 18.0;
+/// The width of a label's character, about, in pixels.
+const CHAR_W: u32 = 7;
 /// The width of a group in x coordinates.
 const UNIT: i32 = 1000;
 
@@ -84,18 +89,20 @@ fn y_range(groups: &[Group]) -> (f64, f64) {
 pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
     let n = groups.len().max(1);
     let per_group = 18 * stacks.len().max(1) as u32 + 22;
-    let width = (110 + per_group * n as u32).clamp(720, 6000);
+    let width = (110 + per_group * n as u32).clamp(960, 6000);
+    // The room a group has once the chart is at least 960 wide.
+    let room = (width - 110) / n as u32;
     let labels: Vec<String> = groups.iter().map(|g| shorten(&g.label, MAX_LABEL)).collect();
     let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as u32;
     // Labels wider than their group are turned to read downwards.
-    let rotate = widest * 7 > per_group;
-    let label_area = if rotate { widest * 7 + 16 } else { 30 };
+    let rotate = widest * CHAR_W > room;
+    let label_area = if rotate { widest * CHAR_W + 10 } else { 28 };
     let legend_names: Vec<String> = stacks.iter().map(|s| shorten(s, MAX_LEGEND)).collect();
     // The legend, above the chart, wraps into rows of entries.
     let mut rows = vec![vec![]];
     let mut x = 0;
     for (i, name) in legend_names.iter().enumerate() {
-        let w = 30 + 8 * name.chars().count() as u32;
+        let w = 34 + 9 * name.chars().count() as u32;
         if x + w > width - 40 && x > 0 {
             rows.push(vec![]);
             x = 0;
@@ -112,7 +119,7 @@ pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
         let e = |e: DrawingAreaErrorKind<_>| format!("cannot draw the chart: {e}");
         root.fill(&WHITE).map_err(e)?;
         let (legend, plot) = root.split_vertically(legend_h);
-        let font = ("sans-serif", 15).into_font();
+        let font = ("sans-serif", LEGEND_FONT).into_font();
         for (r, entries) in rows.iter().enumerate() {
             let y = 10 + 22 * r as i32;
             for &(i, x) in entries {
@@ -133,26 +140,17 @@ pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
             .y_label_area_size(70)
             .build_cartesian_2d((0..n as i32 * UNIT).with_key_points(centres), lo..hi)
             .map_err(|e| format!("cannot draw the chart: {e}"))?;
-        let label_of =
-            |x: &i32| usize::try_from(x / UNIT).ok().and_then(|i| labels.get(i)).cloned().unwrap_or_default();
-        let label_style = if rotate {
-            ("sans-serif", 13)
-                .into_font()
-                .transform(FontTransform::Rotate90)
-                .into_text_style(&plot)
-                .pos(Pos::new(HPos::Left, VPos::Center))
-        } else {
-            ("sans-serif", 13).into_font().into_text_style(&plot)
-        };
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            // Ticks at the groups' centres; their labels are drawn below.
             .x_labels(groups.len())
-            .x_label_formatter(&label_of)
-            .x_label_style(label_style)
+            .x_label_formatter(&|_| String::new())
+            .y_label_style(("sans-serif", LABEL_FONT))
             .y_desc("score (error bars: 95% CI)")
             .x_desc("task · metric")
-            .axis_desc_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", LABEL_FONT))
             .draw()
             .map_err(|e| format!("cannot draw the chart: {e}"))?;
 
@@ -177,6 +175,19 @@ pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
                 Some(PathElement::new(points, RGBColor(er, eg, eb).stroke_width(2)))
             });
             chart.draw_series(whiskers).map_err(|e| format!("cannot draw the chart: {e}"))?;
+        }
+        // The groups' labels, under their ticks: across, or turned to read
+        // downwards from the tick.
+        let (lo, _) = y_range(groups);
+        for (i, label) in labels.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as i32 * UNIT + UNIT / 2, lo));
+            let font = ("sans-serif", LABEL_FONT).into_font().color(&BLACK);
+            let (font, pos) = if rotate {
+                (font.transform(FontTransform::Rotate90), Pos::new(HPos::Left, VPos::Center))
+            } else {
+                (font, Pos::new(HPos::Center, VPos::Top))
+            };
+            root.draw(&Text::new(label.clone(), (x, y + 10), font.pos(pos))).map_err(e)?;
         }
         root.present().map_err(e)?;
     }

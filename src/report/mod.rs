@@ -125,7 +125,8 @@ table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 th.stack { text-align: center; border-top-width: 4px; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.scroll { overflow-x: auto; }
 td.none { color: #999; }
 code { font-size: 0.95em; }
 .level { color: #666; font-size: 0.85em; }
@@ -200,7 +201,7 @@ fn chart_section(out: &mut String, stacks: &[String], lines: &[Line]) {
 }
 
 fn table(out: &mut String, stacks: &[String], lines: &[Line]) {
-    out.push_str("<table class=\"results\">\n<thead>\n<tr><th rowspan=\"2\">task</th><th rowspan=\"2\">metric</th><th rowspan=\"2\">score</th>");
+    out.push_str("<div class=\"scroll\">\n<table class=\"results\">\n<thead>\n<tr><th rowspan=\"2\">task</th><th rowspan=\"2\">metric</th><th rowspan=\"2\">score</th>");
     for (i, s) in stacks.iter().enumerate() {
         let (r, g, b) = chart::PALETTE[i % chart::PALETTE.len()];
         out.push_str(&format!(
@@ -233,7 +234,7 @@ fn table(out: &mut String, stacks: &[String], lines: &[Line]) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table>\n</div>\n");
 }
 
 /// A stack's cells of one row.
