@@ -57,6 +57,17 @@ pub struct Group {
     pub bars: Vec<Option<Bar>>,
 }
 
+/// The largest magnitude drawn: a bar or interval end past it (or not a
+/// number) is left out, as would be one so far from the others that the
+/// others could not be seen. Past it plotters' axis arithmetic is no
+/// longer finite.
+pub const MAX_ABS: f64 = 1e15;
+
+/// Whether a value can be drawn.
+pub fn plottable(v: f64) -> bool {
+    v.abs() <= MAX_ABS
+}
+
 fn color(stack: usize) -> RGBColor {
     let (r, g, b) = PALETTE[stack % PALETTE.len()];
     RGBColor(r, g, b)
@@ -79,7 +90,7 @@ fn y_range(groups: &[Group]) -> (f64, f64) {
         let [lo, hi] = b.ci95.unwrap_or([b.value, b.value]);
         [b.value, lo, hi]
     });
-    let (lo, hi) = ends.filter(|v| v.is_finite()).fold((0f64, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = ends.filter(|v| plottable(*v)).fold((0f64, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let span = if hi - lo > 1e-12 { hi - lo } else { 1.0 };
     (if lo < 0.0 { lo - span * 0.05 } else { lo }, hi + span * 0.08)
 }
@@ -157,7 +168,7 @@ pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
         let bar_w = UNIT * 8 / 10 / stacks.len().max(1) as i32;
         for (s, _) in stacks.iter().enumerate() {
             let bars = groups.iter().enumerate().filter_map(|(g, group)| {
-                let bar = group.bars.get(s).copied().flatten().filter(|b| b.value.is_finite())?;
+                let bar = group.bars.get(s).copied().flatten().filter(|b| plottable(b.value))?;
                 let x0 = g as i32 * UNIT + UNIT / 10 + bar_w * s as i32;
                 Some((x0, bar))
             });
@@ -169,7 +180,7 @@ pub fn svg(stacks: &[String], groups: &[Group]) -> Result<String, String> {
                 .map_err(|e| format!("cannot draw the chart: {e}"))?;
             let (er, eg, eb) = ERROR_BAR;
             let whiskers = bars.filter_map(|(x0, b)| {
-                let [l, h] = b.ci95.filter(|[l, h]| l.is_finite() && h.is_finite())?;
+                let [l, h] = b.ci95.filter(|[l, h]| plottable(*l) && plottable(*h))?;
                 let (c, half) = (x0 + bar_w / 2, bar_w / 5);
                 let points = vec![(c - half, l), (c + half, l), (c, l), (c, h), (c - half, h), (c + half, h)];
                 Some(PathElement::new(points, RGBColor(er, eg, eb).stroke_width(2)))

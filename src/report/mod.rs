@@ -191,6 +191,13 @@ fn chart_section(out: &mut String, stacks: &[String], lines: &[Line]) {
         Err(e) => out.push_str(&format!("<p class=\"note\">{}</p>", escape(&e))),
     }
     out.push_str("</figure>\n");
+    let odd = shown.iter().flat_map(|l| l.cells.iter().flatten()).filter(|r| !chart::plottable(r.value)).count();
+    if odd > 0 {
+        out.push_str(&format!(
+            "<p class=\"note\">{odd} score(s) are not numbers or lie beyond ±{:e} and have no bar; the table has them.</p>\n",
+            chart::MAX_ABS
+        ));
+    }
     if lines.len() > shown.len() {
         out.push_str(&format!(
             "<p class=\"note\">The chart shows the first {} of {} score rows; the table below has them all.</p>\n",
@@ -438,6 +445,7 @@ mod tests {
         ];
         rows[1].score = "strict".into();
         let page = html(&[report("s", rows, vec![])], None);
+        let svg_of = svg;
         let svg = svg(&page);
         for label in ["gsm8k · exact_match", "gsm8k · flexible strict", "gsm8k · exact_match #2", "ppl"] {
             assert!(svg.contains(&format!(">\n{label}\n<")), "{label} missing:\n{svg}");
@@ -445,6 +453,35 @@ mod tests {
         // The infinite score has no bar; the NaN interval no error bar.
         assert_eq!(count(svg, &fill(0)), 3 + 1, "{svg}");
         assert!(page.contains(">inf<") && page.contains("-0.5000"), "{page}");
+        // Extreme values: a chart all the same, no panic.
+        let rows = vec![
+            row("a", "a", "m", f64::MAX, Some(f64::MAX)),
+            row("b", "b", "m", -f64::MAX, Some(1e300)),
+            row("c", "c", "m", 0.0, None),
+            row("d", "d", "m", 1e15, Some(1e14)),
+            row("e", "e", "m", -1e15, None),
+            row("f", "f", "m", 1e-300, Some(1e-300)),
+        ];
+        let page = html(&[report("s", rows, vec![])], None);
+        assert_eq!(count(svg_of(&page), &fill(0)), 4 + 1, "{page}");
+        assert!(page.contains("2 score(s) are not numbers or lie beyond ±1e15 and have no bar"), "{page}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, failure_persistence: None, ..Default::default() })]
+        /// Any names and numbers: a whole page, no markup from the input.
+        #[test]
+        fn any_input_renders_a_page_without_markup_from_it(
+            names in proptest::collection::vec("\\PC{0,12}|<script>|<!--|]]>|\"'&", 3),
+            values in proptest::collection::vec((proptest::num::f64::ANY, proptest::option::of(proptest::num::f64::ANY)), 0..6),
+        ) {
+            let rows = values.iter().enumerate().map(|(i, &(v, e))| row(&names[i % 3], &names[(i + 1) % 3], &names[2], v, e)).collect();
+            let page = html(&[report(&names[0], rows, vec![]), report(&names[1], vec![], vec![])], Some(0));
+            proptest::prop_assert!(page.ends_with("</html>\n"));
+            let lower = page.to_lowercase();
+            proptest::prop_assert!(!lower.contains("<script") && !lower.contains("<!--") && !lower.contains("]]>"));
+            proptest::prop_assert!(page.matches("<svg").count() <= 1);
+        }
     }
 
     #[test]
