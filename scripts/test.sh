@@ -15,6 +15,8 @@ command -v python3 >/dev/null || need+=(python3)
 # the launcher from PyPI into venvs.
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(npm)
+# tests/report_browser.rs opens generated reports in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi

@@ -30,6 +30,7 @@ pub mod graph;
 pub mod ops;
 pub mod plan;
 pub mod render;
+pub mod report;
 pub mod results;
 pub mod state;
 pub mod stats;

@@ -304,3 +304,35 @@ fn compare_refuses_bad_policies_and_refs_before_connecting() {
     assert!(text(&out.stderr).contains("examples/not-there.yaml does not exist at `HEAD`"), "{}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn report_checks_every_config_and_its_arguments_before_connecting() {
+    let dir = scratch("report");
+    let page = dir.join("report.html");
+    let p = page.to_str().unwrap();
+    let ex = "examples/slurm_llama_3_1_8b_instruct.yaml";
+    // A bad second config: refused before the first stack's cluster is tried.
+    let out = evalctl(&["report", ex, "does/not/exist.yaml", "--out", p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "evalctl: error: cannot read config `does/not/exist.yaml`: no such file\n");
+    assert!(!page.exists());
+    // --out is required.
+    let out = evalctl(&["report", ex]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--out <FILE>"), "{}", text(&out.stderr));
+    // A SOURCE_DATE_EPOCH that is not a time.
+    let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+        .args(["report", ex, "--out", p])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SOURCE_DATE_EPOCH", "soon")
+        .output()
+        .expect("run evalctl");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "evalctl: error: SOURCE_DATE_EPOCH must be a number of seconds since 1970, not \"soon\"\n"
+    );
+    assert!(!page.exists());
+    let help = evalctl(&["report", "--help"]);
+    assert!(text(&help.stdout).contains("Example: evalctl report"), "{}", text(&help.stdout));
+}

@@ -103,6 +103,13 @@ pub enum Command {
     ///
     /// Example: evalctl compare main:evals/llama.yaml evals/llama.yaml --format markdown --gate gate.yaml
     Compare(commands::cluster::CompareArgs),
+    /// Write the scores of one or more stacks as a self-contained HTML
+    /// page: a chart (one bar per stack with its 95% confidence interval),
+    /// the results table (one column group per stack) and the units
+    /// without scores. The time shown is SOURCE_DATE_EPOCH when set.
+    ///
+    /// Example: evalctl report evals/llama.yaml evals/mistral.yaml --out report.html
+    Report(commands::report::ReportArgs),
     /// Print the batch, server and client logs of a unit's latest job.
     ///
     /// Usage: evalctl logs [CONFIG] NODE [--follow]
@@ -207,7 +214,7 @@ pub fn run(cli: Cli) -> ExitStatus {
 }
 
 fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
-    use commands::{apply, cluster, config, plan};
+    use commands::{apply, cluster, config, plan, report};
     match command {
         Command::Validate { args } => config::validate(&args, p),
         Command::Render { args, out } => config::render(&args, &out, p),
@@ -218,6 +225,7 @@ fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
         Command::Status(a) => cluster::status(&a, p),
         Command::Results(a) => cluster::results(&a, p),
         Command::Compare(a) => cluster::compare(&a, p),
+        Command::Report(a) => report::report(&a, p),
         Command::Logs(a) => cluster::logs(&a, p),
         Command::Cancel(a) => cluster::cancel(&a, p),
         Command::State { command } => cluster::state(&command, p),

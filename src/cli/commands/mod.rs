@@ -5,3 +5,4 @@ pub mod apply;
 pub mod cluster;
 pub mod config;
 pub mod plan;
+pub mod report;
