@@ -44,7 +44,8 @@
 //!     pairs the 40 per-sample outcomes (McNemar), also with the base given
 //!     as a git ref; a gate fails the designed regression (exit 5), passes
 //!     (0) and cannot decide (6); a task that differs in more than the model
-//!     is refused, naming the key.
+//!     is refused, naming the key; `report` of both stacks renders in
+//!     headless Chromium.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -78,6 +79,7 @@ use std::time::{Duration, Instant};
 use evalctl::remote::layout::{self, Tag};
 use serde_json::Value;
 
+mod browser;
 mod common;
 use common::{ClusterInfo, Out, Proc, wait_for};
 
@@ -1618,6 +1620,18 @@ fn results_compare_and_gate_two_models() {
     assert!(out.ok(), "{}", out.show());
     let doc = expected(&out);
     assert_eq!(doc["base"]["label"], "HEAD:evals.yaml", "{doc}");
+
+    // The report of both stacks, as headless Chromium parses it: the chart
+    // and one table row per score, both stacks' values in it.
+    let page = a.cfg_dir.join("report.html");
+    let out = run_in(&a.cfg_dir, &["report", &cfg(&a), &cfg(&b), "--out", &page.display().to_string()]);
+    assert!(out.ok(), "{}", out.show());
+    let dom = browser::chromium(&a.cfg_dir, &page, &["--dump-dom".into()]);
+    assert!(dom.contains("<svg") && dom.contains(&a.name) && dom.contains(&b.name), "{dom}");
+    for model in [&good, &bad] {
+        let value = format!("{:.4}", score(model) as f64 / N as f64);
+        assert!(dom.contains(&value), "{value} in the report: {dom}");
+    }
 
     // A candidate that differs in more than the model is refused, by key.
     let text = std::fs::read_to_string(&b.config).unwrap();
