@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod config;
 pub mod diag;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod ops;
 pub mod plan;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod cancel;
 pub mod compile;
 pub mod diff;
+pub mod export;
 pub mod logs;
 pub mod plan;
 pub mod planfile;

@@ -62,9 +62,26 @@ pub struct Missing {
 
 /// Gathers the scores of every task of the stack.
 pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Report> {
+    Ok(results_and_files(stack, cluster, since)?.0)
+}
+
+/// The report and each unit's `results.yml` text (what `export` uploads),
+/// from the same round trip.
+pub fn results_and_files(
+    stack: &Stack,
+    cluster: &dyn Cluster,
+    since: u64,
+) -> Result<(Report, std::collections::BTreeMap<String, String>)> {
     let r = &stack.rendered;
     let refreshed = remote::refresh::refresh_detail(cluster, &r.stack_dir, &r.stack, since, true)?;
-    let statuses = super::status::statuses(stack, &refreshed);
+    let report = build(stack, &refreshed);
+    Ok((report, refreshed.results_files))
+}
+
+/// The report from a refresh that read the results files.
+fn build(stack: &Stack, refreshed: &remote::refresh::Refreshed) -> Report {
+    let r = &stack.rendered;
+    let statuses = super::status::statuses(stack, refreshed);
     let units = plan::units(r);
     let mut report = Report { version: RESULTS_VERSION, stack: r.stack.clone(), rows: vec![], missing: vec![] };
     for unit in units.iter().filter(|u| u.kind == UnitKind::Task) {
@@ -103,7 +120,7 @@ pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Repor
             })),
         }
     }
-    Ok(report)
+    report
 }
 
 /// GPU-hours of `elapsed_s` seconds on `gpus` GPUs (none without GPUs).

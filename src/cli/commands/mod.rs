@@ -4,4 +4,5 @@
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod plan;
