@@ -359,3 +359,150 @@ fn an_unreachable_server_is_a_clear_error() {
     let e = to_mlflow(&r, &files, &t, None, 1).unwrap_err().to_string();
     assert!(e.contains(&format!("http://***@127.0.0.1:{port}")) && !e.contains("hunter2"), "{e}");
 }
+
+// ------------------------------------------------- a stack, end to end
+
+/// The stand-ins for Slurm's commands `tests/ops.rs` uses.
+const STUBS: &[(&str, &str)] = &[
+    ("sbatch", include_str!("stub_slurm/sbatch")),
+    ("scontrol", include_str!("stub_slurm/scontrol")),
+    ("squeue", include_str!("stub_slurm/squeue")),
+    ("sacct", include_str!("stub_slurm/sacct")),
+    ("scancel", include_str!("stub_slurm/scancel")),
+];
+
+/// The local backend (bash on this machine) with the stub Slurm first in
+/// `PATH`, as in `tests/ops.rs`.
+struct StubCluster {
+    inner: evalctl::cluster::local::Local,
+    prelude: String,
+}
+
+impl evalctl::cluster::Cluster for StubCluster {
+    fn run(&self, program: &[u8]) -> Result<evalctl::cluster::Output, evalctl::cluster::ClusterError> {
+        let mut full = self.prelude.clone().into_bytes();
+        full.extend_from_slice(program);
+        self.inner.run(&full)
+    }
+    fn round_trips(&self) -> usize {
+        self.inner.round_trips()
+    }
+    fn target(&self) -> &evalctl::cluster::Target {
+        self.inner.target()
+    }
+}
+
+fn sq(p: &std::path::Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// A stack of `tasks` applied to the stub cluster under `dir`; returns
+/// the stack, the cluster and each unit's (first, resume) job ids.
+fn applied_stack(
+    dir: &std::path::Path,
+    tasks: &[&str],
+) -> (evalctl::ops::Stack, StubCluster, BTreeMap<String, (u64, u64)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let (cfg, out, slurm, bin) = (dir.join("config"), dir.join("cluster"), dir.join("slurm"), dir.join("bin"));
+    for d in [&cfg, &out, &slurm.join("jobs"), &bin] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for (name, text) in STUBS {
+        std::fs::write(bin.join(name), text).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(slurm.join("calls.log"), "").unwrap();
+    let mut yaml = format!(
+        "defaults: [{{execution: slurm/default}}, {{deployment: none}}, _self_]\nname: nightly\n\
+         execution:\n  hostname: localhost\n  account: research\n  partition: cpu\n  output_dir: {}\n  \
+         walltime: \"01:00:00\"\n  auto_export: [mlflow]\n\
+         target: {{api_endpoint: {{url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}}}\n\
+         evaluation:\n  tasks:\n",
+        out.display()
+    );
+    for t in tasks {
+        yaml.push_str(&format!("    - {{name: {t}, container: \"evaluator:latest\"}}\n"));
+    }
+    let config = cfg.join("evals.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let stack = evalctl::ops::Stack::open(&config, &[], &evalctl::diag::Sources::new(), &evalctl::ops::Silent)
+        .unwrap_or_else(|e| panic!("{:?}", e.diagnostics()));
+    let prelude = format!("export PATH={}:\"$PATH\"\nexport STUB_STATE={}\n", sq(&bin), sq(&slurm));
+    let cluster =
+        StubCluster { inner: evalctl::cluster::local::Local::new(evalctl::cluster::Target::local()), prelude };
+    let opts =
+        evalctl::ops::ApplyOptions { command: "evalctl apply (tests/export_mlflow.rs)".into(), ..Default::default() };
+    let report = match evalctl::ops::apply(&stack, &cluster, None, &opts, &evalctl::ops::Silent) {
+        Ok(evalctl::ops::Applied::Done(r)) => r,
+        _ => panic!("the apply was not done"),
+    };
+    let mut ids: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (unit, role, id) in &report.submitted {
+        let e = ids.entry(unit.clone()).or_default();
+        if role == "first" { e.0 = *id } else { e.1 = *id }
+    }
+    (stack, cluster, ids)
+}
+
+/// What the job runtime leaves when a unit completed with `results`.
+fn complete(dir: &std::path::Path, unit: &str, (f, r): (u64, u64), results: &str) {
+    let set = |id: u64, state: &str, reason: &str| {
+        let d = dir.join("slurm/jobs").join(id.to_string());
+        std::fs::write(d.join("state"), format!("{state}\n")).unwrap();
+        std::fs::write(d.join("reason"), format!("{reason}\n")).unwrap();
+    };
+    set(f, "COMPLETED", "None");
+    set(r, "CANCELLED", "DependencyNeverSatisfied");
+    let u = dir.join("cluster/nightly").join(unit);
+    std::fs::create_dir_all(u.join("artifacts")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    std::fs::write(u.join("chain"), format!("{f} start {} first\n{f} end {now} completed\n", now - 60)).unwrap();
+    std::fs::write(u.join("status"), format!("completed {f} \n")).unwrap();
+    std::fs::write(u.join("artifacts/results.yml"), results).unwrap();
+}
+
+/// The path `apply --wait` takes with `auto_export: [mlflow]`: each
+/// polling round exports the tasks that completed since the last, with
+/// their `results.yml` read from the cluster's disk; `evalctl export`
+/// afterwards finds nothing to change.
+#[test]
+fn auto_export_of_a_stack_exports_each_task_as_it_completes() {
+    let server = MlflowServer::start("mlflow-stack", true);
+    let dir = TempDir::new("export-stack");
+    let (stack, cluster, ids) = applied_stack(&dir.0, &["gsm8k", "hellaswag"]);
+    assert_eq!(evalctl::ops::export::auto_destinations(&stack), ["mlflow"]);
+    let uri = server.url.clone();
+    let env = move |k: &str| (k == "MLFLOW_TRACKING_URI").then(|| uri.clone());
+    let target = MlflowTarget::of(&stack, None, None, &env).unwrap();
+    assert_eq!(target.experiment, "nightly", "the stack name by default");
+    let mut auto = evalctl::ops::export::AutoExport::new(target.clone());
+
+    complete(&dir.0, "gsm8k", ids["gsm8k"], GSM8K);
+    let rows = evalctl::ops::status(&stack, &cluster, 0).unwrap();
+    let lines = auto.round(&stack, &cluster, 0, &rows);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("gsm8k: created run "), "{lines:?}");
+    assert!(auto.round(&stack, &cluster, 0, &rows).is_empty(), "a unit is exported once per wait");
+
+    complete(&dir.0, "hellaswag", ids["hellaswag"], MMLU);
+    let rows = evalctl::ops::status(&stack, &cluster, 0).unwrap();
+    let lines = auto.round(&stack, &cluster, 0, &rows);
+    assert!(lines.len() == 1 && lines[0].starts_with("hellaswag: created run "), "{lines:?}");
+    assert!(auto.ok());
+
+    let runs = oracle(&server, "nightly");
+    assert_eq!(runs.len(), 2);
+    for (unit, text) in [("gsm8k", GSM8K), ("hellaswag", MMLU)] {
+        let r = of_unit(&runs, unit)[0];
+        let u = evalctl::plan::units(&stack.rendered).into_iter().find(|u| u.id == unit).unwrap();
+        assert_eq!(r["tags"]["evalctl.fingerprint"], u.result_hash[..16]);
+        let status = rows.iter().find(|s| s.unit == unit).unwrap();
+        assert_eq!(status.jobs.first(), Some(&ids[unit].0));
+        let jobs: Vec<String> = status.jobs.iter().map(u64::to_string).collect();
+        assert_eq!(r["tags"]["evalctl.jobs"], jobs.join(","), "the chain's jobs as status has them");
+        assert_eq!(r["tags"]["evalctl.state"], "completed");
+        assert_eq!(r["results"], text, "{unit}'s results.yml from the cluster's disk");
+    }
+    let again = evalctl::ops::export::export_mlflow(&stack, &cluster, 0, &target, None).unwrap();
+    assert_eq!(outcomes(&again), expect(&[("gsm8k", UnitOutcome::Unchanged), ("hellaswag", UnitOutcome::Unchanged)]));
+}
