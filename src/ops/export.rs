@@ -56,6 +56,8 @@ impl MlflowTarget {
                 )
             })?,
         };
+        // A URI no server can be reached at fails here, before any round trip.
+        Server::new(&uri, env).map_err(Error::msg)?;
         let experiment = experiment
             .map(str::to_owned)
             .or_else(|| settings.experiment_name.clone())
