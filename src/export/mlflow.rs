@@ -142,15 +142,17 @@ pub fn settings(mlflow: Option<&Open>) -> (Settings, Vec<Issue>) {
                 false,
                 "unused: evalctl makes one run per task unit and names it after the unit".into(),
             ),
+            // Warnings, not errors: the launcher's own auto-export example
+            // sets both, and the scores still go as asked.
             "log_logs" | "copy_logs" if truthy(v) => issue(
                 key,
-                true,
-                "evalctl uploads only each task's `results.yml`, not its logs; remove it or set it to false".into(),
+                false,
+                "unused: evalctl uploads only each task's `results.yml`, not its logs (they stay on the cluster)".into(),
             ),
             "only_required" if matches!(v, J::Bool(false)) => issue(
                 key,
-                true,
-                "evalctl uploads only each task's `results.yml`, not the whole `artifacts/` folder; remove it".into(),
+                false,
+                "unused: evalctl uploads only each task's `results.yml`, not the whole `artifacts/` folder".into(),
             ),
             "log_logs" | "copy_logs" | "only_required" => {}
             "format" | "output_filename" => issue(
@@ -639,7 +641,7 @@ mod tests {
         assert_eq!(s.log_metrics, ["acc"]);
         assert!(!s.log_artifacts);
         let shown: Vec<(&str, bool)> = issues.iter().map(|i| (i.key.as_str(), i.error)).collect();
-        assert_eq!(shown, [("skip_existing", false), ("log_logs", true), ("mystery", false)]);
+        assert_eq!(shown, [("skip_existing", false), ("log_logs", false), ("mystery", false)]);
         let (_, issues) = settings(Some(&open(serde_json::json!({"tags": ["a"], "log_artifacts": "yes"}))));
         assert!(issues.iter().all(|i| i.error) && issues.len() == 2, "{issues:?}");
         assert!(issues[0].message.starts_with("`export.mlflow.tags`: must be a mapping"));
