@@ -15,8 +15,7 @@ for f in "$dir"/*/*.yaml; do
     slurm_nvidia_nemotron_3_nano_30b_a3b_nvfp4.yaml)
       extra=(-o evaluation.tasks.ns_hle.nemo_evaluator_config.config.params.extra.judge.url=https://judge.example.com/v1) ;;
     slurm_sglang_auto_export.yaml)
-      # evalctl refuses auto-export (it does not export yet): take it out.
-      extra=(-o export.mlflow.tracking_uri=http://mlflow.example.com:5000 -o '~execution.auto_export') ;;
+      extra=(-o export.mlflow.tracking_uri=http://mlflow.example.com:5000) ;;
   esac
   n=$((n + 1))
   if ! "$bin" validate -q "$f" "${common[@]}" "${extra[@]}"; then

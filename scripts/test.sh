@@ -11,8 +11,8 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v script >/dev/null || need+=(bsdutils)
 command -v ss >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
-# tests/harness_models.rs and tests/launcher_parity.rs install the harness and
-# the launcher from PyPI into venvs.
+# tests/harness_models.rs, tests/launcher_parity.rs and tests/export_mlflow.rs
+# install the harness, the launcher and MLflow from PyPI into venvs.
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(npm)
 # tests/report_browser.rs opens generated reports in headless Chromium.

@@ -25,6 +25,7 @@ pub mod compare;
 pub mod config;
 pub mod diag;
 pub mod error;
+pub mod export;
 pub mod gate;
 pub mod graph;
 pub mod ops;

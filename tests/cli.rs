@@ -336,3 +336,30 @@ fn report_checks_every_config_and_its_arguments_before_connecting() {
     let help = evalctl(&["report", "--help"]);
     assert!(text(&help.stdout).contains("Example: evalctl report"), "{}", text(&help.stdout));
 }
+
+/// `export` refuses what it cannot do before touching the cluster: no
+/// destination, options of another destination, no tracking URI.
+#[test]
+fn export_names_what_is_missing_before_reaching_the_cluster() {
+    let ex = "examples/slurm_llama_3_1_8b_instruct.yaml";
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_evalctl"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env("HF_TOKEN", "x")
+            .output()
+            .expect("run evalctl");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "");
+        text(&out.stderr)
+    };
+    let e = run(&["export", ex]);
+    assert!(e.contains("name where to export: --to mlflow|json|csv"), "{e}");
+    let e = run(&["export", ex, "--to", "csv", "--tracking-uri", "http://m"]);
+    assert!(e.contains("are options of --to mlflow"), "{e}");
+    let e = run(&["export", ex, "--to", "mlflow"]);
+    assert!(e.contains("no MLflow tracking URI: pass --tracking-uri"), "{e}");
+    let e = run(&["export", ex, "--to", "mlflow", "--tracking-uri", "ftp://u:s3cret@h"]);
+    assert!(e.contains("`ftp://***@h`") && !e.contains("s3cret"), "{e}");
+}

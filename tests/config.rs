@@ -391,8 +391,7 @@ fn launcher_keys_without_an_effect_are_accepted_with_a_warning() {
     assert_eq!(
         heads,
         [
-            "inline.yaml:1:56: warning: `execution.cpu_partition` (cpu) is the partition of export jobs, which evalctl does not run yet: unused",
-            "inline.yaml:4:1: warning: `export`: evalctl does not export results yet: these exporter settings are unused",
+            "inline.yaml:1:56: warning: `execution.cpu_partition` (cpu) is the partition of the launcher's export jobs; evalctl exports from the machine it runs on: unused",
             "inline.yaml:3:36: warning: `dataset_mount_path` without `dataset_dir`: nothing is mounted there",
         ]
     );
@@ -414,6 +413,63 @@ fn launcher_keys_without_an_effect_are_accepted_with_a_warning() {
         let l = config::load_text(Path::new("inline.yaml"), text, &[o], &sources, &|_| None);
         assert!(l.is_ok(), "auto_export: {v}");
     }
+}
+
+/// `auto_export` to MLflow is accepted (evalctl exports where it runs);
+/// destinations it cannot export to are refused at their line, and
+/// `export.mlflow` keys it does not act on are named at theirs.
+#[test]
+fn auto_export_to_mlflow_is_accepted_and_other_destinations_refused_at_their_line() {
+    let sources = Sources::new();
+    let base = "execution: {output_dir: /x, account: a}\n\
+                target: {api_endpoint: {url: 'http://x/v1/chat/completions'}}\n\
+                evaluation: {tasks: [{name: gsm8k}]}\n\
+                export:\n  mlflow:\n    tracking_uri: http://m:5000\n    tags: {team: eval}\n    run_name: r\n";
+    let load = |o: &[&str]| {
+        let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+        config::load_text(Path::new("inline.yaml"), base, &o, &sources, &|_| None)
+    };
+    for v in ["[mlflow]", "{destinations: [mlflow]}"] {
+        let l = load(&[&format!("execution.auto_export={v}")])
+            .unwrap_or_else(|f| panic!("{v}: {}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+        let heads: Vec<String> = l.warnings.iter().map(|d| d.headline(&sources)).collect();
+        assert_eq!(
+            heads,
+            [
+                "inline.yaml:8:5: warning: `export.mlflow.run_name`: unused: evalctl makes one run per task unit and names it after the unit"
+            ],
+            "{v}"
+        );
+    }
+    let text = base.replace(
+        "execution: {output_dir: /x, account: a}",
+        "execution:\n  output_dir: /x\n  account: a\n  auto_export:\n    destinations:\n      - mlflow\n      - wandb\n    export_image: img",
+    );
+    let f = config::load_text(Path::new("inline.yaml"), &text, &[], &sources, &|_| None).unwrap_err();
+    let heads: Vec<String> = f.diagnostics.iter().map(|d| d.headline(&sources)).collect();
+    assert!(
+        heads.contains(&"inline.yaml:7:9: error: `execution.auto_export` destination `wandb`: evalctl does not export to `wandb` (only `mlflow`): it cannot be tested without that service".to_owned()),
+        "{heads:#?}"
+    );
+    assert!(
+        heads.contains(&"inline.yaml:8:5: warning: `execution.auto_export.export_image`: evalctl exports from the machine it runs on, not in a cluster job: unused".to_owned()),
+        "{heads:#?}"
+    );
+    // The launcher's own auto-export example asks for logs: said, not refused.
+    let l = load(&["execution.auto_export=[mlflow]", "+export.mlflow.log_logs=true"]).unwrap();
+    let heads: Vec<String> = l.warnings.iter().map(|d| d.headline(&sources)).collect();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h
+                .contains("warning: `export.mlflow.log_logs`: unused: evalctl uploads only each task's `results.yml`")),
+        "{heads:#?}"
+    );
+    // A setting of the wrong type is refused at its line.
+    let f = load(&["execution.auto_export=[mlflow]", "export.mlflow.tracking_uri=[a]"]).unwrap_err();
+    let heads: Vec<String> = f.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.headline(&sources)).collect();
+    assert_eq!(heads.len(), 1, "{heads:#?}");
+    assert!(heads[0].contains("`export.mlflow.tracking_uri`: must be a string"), "{heads:#?}");
 }
 
 /// `execution.sbatch_comment` takes any text but control characters (a

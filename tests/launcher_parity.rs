@@ -135,9 +135,9 @@ fn overrides(example: &str) -> (Vec<String>, Vec<String>) {
         ),
         "slurm_sglang_auto_export" => {
             both.push("export.mlflow.tracking_uri=http://mlflow.example.com:5000".into());
-            // evalctl refuses auto-export (it does not export yet); the
-            // launcher keeps it: its export step runs after the evaluation
-            // and changes none of the facts compared.
+            // evalctl exports from where it runs, not in a job; the
+            // launcher's export step runs after the evaluation and changes
+            // none of the facts compared.
             evalctl_only.push("~execution.auto_export".into());
         }
         _ => {}

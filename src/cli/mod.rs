@@ -110,6 +110,13 @@ pub enum Command {
     ///
     /// Example: evalctl report evals/llama.yaml evals/mistral.yaml --out report.html
     Report(commands::report::ReportArgs),
+    /// Send the stack's results on: to an MLflow tracking server (one run
+    /// per task unit; exporting again changes nothing unless the results
+    /// did), or the results report to a JSON or CSV file. Without --to,
+    /// to the config's `execution.auto_export` destinations.
+    ///
+    /// Example: evalctl export evals/llama.yaml --to mlflow --tracking-uri http://mlflow:5000
+    Export(commands::export::ExportArgs),
     /// Print the batch, server and client logs of a unit's latest job.
     ///
     /// Usage: evalctl logs [CONFIG] NODE [--follow]
@@ -214,7 +221,7 @@ pub fn run(cli: Cli) -> ExitStatus {
 }
 
 fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
-    use commands::{apply, cluster, config, plan, report};
+    use commands::{apply, cluster, config, export, plan, report};
     match command {
         Command::Validate { args } => config::validate(&args, p),
         Command::Render { args, out } => config::render(&args, &out, p),
@@ -226,6 +233,7 @@ fn dispatch(command: Command, p: &Printer) -> Result<ExitStatus> {
         Command::Results(a) => cluster::results(&a, p),
         Command::Compare(a) => cluster::compare(&a, p),
         Command::Report(a) => report::report(&a, p),
+        Command::Export(a) => export::export(&a, p),
         Command::Logs(a) => cluster::logs(&a, p),
         Command::Cancel(a) => cluster::cancel(&a, p),
         Command::State { command } => cluster::state(&command, p),

@@ -50,9 +50,13 @@ pub struct Config {
     pub target: Target,
     /// The benchmarks to run and their settings.
     pub evaluation: Evaluation,
-    /// Result exporter settings (mlflow, wandb, ...), read by the launcher's
-    /// `export` command and its `execution.auto_export`. evalctl does not
-    /// export results yet: accepted and unused (a warning says so).
+    /// Result exporter settings by destination, as the launcher's. evalctl
+    /// exports to `mlflow` (`evalctl export`, `execution.auto_export`):
+    /// `tracking_uri`, `experiment_name` (default: the stack name), `tags`,
+    /// `description`, `log_metrics` (parts of metric names to keep),
+    /// `log_artifacts` (upload each task's `results.yml`, default true),
+    /// `extra_metadata` (params); other keys are warned about or refused at
+    /// their line. Other destinations (`wandb`, `gsheets`, `local`) are unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<Open>,
 }
@@ -154,14 +158,17 @@ pub struct Execution {
     /// (`evalctl migrate` rewrites them).
     #[serde(default)]
     pub env_vars: ExecutionEnvVars,
-    /// Launcher auto-export: exporters run after each task. evalctl does not
-    /// export results yet, so a config that names destinations is refused;
-    /// without destinations (null, `[]`, `{destinations: []}`) nothing is
-    /// exported, as with the launcher.
+    /// Export each task's results when it completes: `[mlflow]` or
+    /// `{destinations: [mlflow]}` (settings in `export.mlflow`). evalctl
+    /// exports from the machine it runs on, not in a cluster job:
+    /// `apply --wait` exports each task as it completes; without `--wait`,
+    /// `evalctl export CONFIG` does. Other destinations are refused; the
+    /// launcher's export-job settings (`export_image`, ...) are unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_export: Option<AutoExportSetting>,
-    /// Partition of the launcher's export jobs. evalctl runs no export jobs
-    /// yet: accepted and unused (a warning says so).
+    /// Partition of the launcher's export jobs. evalctl exports from the
+    /// machine it runs on, so it runs no export jobs: accepted and unused
+    /// (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_partition: Option<String>,
     /// Give the evaluation (harness) container the job's GPUs, for benchmarks
@@ -283,7 +290,7 @@ pub struct ExecutionEnvVars {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AutoExportSetting {
-    /// Exporters to run after each task, e.g. `[mlflow]`.
+    /// Exporters to run after each task: `[mlflow]`.
     Destinations(Vec<String>),
     /// Settings with `destinations`.
     Settings(AutoExport),
@@ -302,11 +309,12 @@ impl AutoExportSetting {
 /// Launcher auto-export settings.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 pub struct AutoExport {
-    /// Exporters to run after each task (e.g. `mlflow`).
+    /// Exporters to run after each task: `mlflow`.
     #[serde(default)]
     pub destinations: Vec<String>,
-    /// Other export settings (`launcher_install_cmd`, `export_image`,
-    /// `export_mounts`, ...), used only with destinations.
+    /// The launcher's export-job settings (`launcher_install_cmd`,
+    /// `export_image`, `export_mounts`, ...): unused, evalctl runs no
+    /// export job (a warning says so).
     #[serde(flatten)]
     pub extra: Open,
 }

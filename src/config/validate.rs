@@ -10,7 +10,7 @@ use serde_json::Value as J;
 
 use super::env::{self, EnvModel};
 use super::interpolate::Origins;
-use super::model::{Config, DeploymentType};
+use super::model::{AutoExportSetting, Config, DeploymentType};
 use super::names;
 use super::node::{Node, Seg, Value, path_string};
 use super::schema::{self, Draft};
@@ -803,37 +803,69 @@ fn launcher_keys(tree: &Node, cfg: &Config, diags: &mut Vec<Diagnostic>) {
     let at_key = |path: &[Seg]| tree.span_of(path);
     let at_value = |path: &[Seg]| tree.value_span_of(path);
 
-    // Export: results stay in each task's `artifacts/` folder.
-    if let Some(ae) = &exec.auto_export
-        && !ae.destinations().is_empty()
-    {
-        let path = keys(&["execution", "auto_export"]);
-        diags.push(
-            Diagnostic::error(
-                at_key(&path),
-                format!(
-                    "`execution.auto_export`: evalctl does not export results yet (export comes in a later version); remove it (destinations: {})",
-                    ae.destinations().join(", ")
-                ),
-            )
-            .with_note("results stay in each task's `artifacts/` folder under `execution.output_dir`"),
-        );
+    // Export runs where evalctl runs (`evalctl export`, `apply --wait`),
+    // not in cluster jobs: to MLflow only.
+    let mut auto = vec![];
+    if let Some(ae) = &exec.auto_export {
+        let list: Vec<Seg> = match ae {
+            AutoExportSetting::Destinations(_) => keys(&["execution", "auto_export"]),
+            AutoExportSetting::Settings(_) => keys(&["execution", "auto_export", "destinations"]),
+        };
+        for (i, d) in ae.destinations().iter().enumerate() {
+            auto.push(d.as_str());
+            if !crate::export::AUTO_DESTINATIONS.contains(&d.as_str()) {
+                let path: Vec<Seg> = list.iter().cloned().chain([Seg::Index(i)]).collect();
+                diags.push(
+                    Diagnostic::error(
+                        at_value(&path),
+                        format!("`execution.auto_export` destination `{d}`: {}", crate::export::unsupported(d)),
+                    )
+                    .with_note("results stay in each task's `artifacts/` folder under `execution.output_dir`"),
+                );
+            }
+        }
+        if let AutoExportSetting::Settings(s) = ae
+            && !s.destinations.is_empty()
+        {
+            for k in s.extra.keys() {
+                diags.push(Diagnostic::warning(
+                    at_key(&keys(&["execution", "auto_export", k])),
+                    format!("`execution.auto_export.{k}`: evalctl exports from the machine it runs on, not in a cluster job: unused"),
+                ));
+            }
+        }
     }
     if let Some(p) = &exec.cpu_partition {
         let path = keys(&["execution", "cpu_partition"]);
         diags.push(Diagnostic::warning(
             at_value(&path),
-            format!("`execution.cpu_partition` ({p}) is the partition of export jobs, which evalctl does not run yet: unused"),
+            format!("`execution.cpu_partition` ({p}) is the partition of the launcher's export jobs; evalctl exports from the machine it runs on: unused"),
         ));
     }
-    if cfg.export.as_ref().is_some_and(|e| !e.is_empty()) {
-        diags.push(
-            Diagnostic::warning(
-                at_key(&keys(&["export"])),
-                "`export`: evalctl does not export results yet: these exporter settings are unused",
-            )
-            .with_note("the launcher reads them only in `nel export` and `execution.auto_export`"),
-        );
+    for (dest, v) in cfg.export.iter().flatten() {
+        let path = keys(&["export", dest]);
+        match (dest.as_str(), v) {
+            ("mlflow", J::Null) => {}
+            ("mlflow", J::Object(m)) => {
+                for issue in crate::export::mlflow::settings(Some(m)).1 {
+                    let at = at_key(&keys(&["export", "mlflow", &issue.key]));
+                    diags.push(if issue.error {
+                        Diagnostic::error(at, issue.message)
+                    } else {
+                        Diagnostic::warning(at, issue.message)
+                    });
+                }
+            }
+            ("mlflow", _) => {
+                diags.push(Diagnostic::error(at_value(&path), "`export.mlflow` must be a mapping of settings"))
+            }
+            // Named in `auto_export`: refused there.
+            (d, _) if auto.contains(&d) => {}
+            (d, _) => diags.push(Diagnostic::warning(
+                at_key(&path),
+                format!("`export.{d}`: unused: {}", crate::export::unsupported(d)),
+            )),
+        }
     }
 
     // The load balancer checks instances at the deployment's health path.

@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod compare;
 pub mod compile;
 pub mod diff;
+pub mod export;
 pub mod logs;
 pub mod plan;
 pub mod planfile;

@@ -72,6 +72,18 @@ pub fn results(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Repor
     Ok(gather(stack, cluster, since, Detail::Results)?.report)
 }
 
+/// The report and each unit's `results.yml` text (what `export` uploads),
+/// from the same round trip.
+pub fn results_and_files(
+    stack: &Stack,
+    cluster: &dyn Cluster,
+    since: u64,
+) -> Result<(Report, BTreeMap<String, String>)> {
+    let g = gather(stack, cluster, since, Detail::Results)?;
+    let files = g.units.into_iter().filter_map(|(u, r)| r.results_file.map(|f| (u, f))).collect();
+    Ok((g.report, files))
+}
+
 /// A stack's scores with what `compare` and `export` need besides them, by
 /// task unit.
 #[derive(Clone, Debug)]

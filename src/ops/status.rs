@@ -32,10 +32,23 @@ pub(super) fn statuses(stack: &Stack, refreshed: &Refreshed) -> Vec<UnitStatus> 
 /// Polls until every unit is terminal (one refresh per round, 2 s doubling
 /// to 30 s); each round goes to the reporter. Returns the final statuses.
 pub fn wait(stack: &Stack, cluster: &dyn Cluster, since: u64, reporter: &dyn Reporter) -> Result<Vec<UnitStatus>> {
+    wait_with(stack, cluster, since, reporter, &mut |_| {})
+}
+
+/// [`wait`], calling `each_round` with every round's statuses after the
+/// reporter (`apply --wait` exports the tasks that completed).
+pub fn wait_with(
+    stack: &Stack,
+    cluster: &dyn Cluster,
+    since: u64,
+    reporter: &dyn Reporter,
+    each_round: &mut dyn FnMut(&[UnitStatus]),
+) -> Result<Vec<UnitStatus>> {
     let mut delay = 2u64;
     loop {
         let rows = status(stack, cluster, since)?;
         reporter.waiting(&rows);
+        each_round(&rows);
         if rows.iter().all(UnitStatus::is_terminal) {
             return Ok(rows);
         }

@@ -25,7 +25,8 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
     /// Then wait until every unit has ended (progress on a terminal); exit 0
-    /// only if all completed.
+    /// only if all completed. With `execution.auto_export`, each task is
+    /// exported as it completes.
     #[arg(long)]
     pub wait: bool,
     #[command(flatten)]
@@ -48,6 +49,14 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
         return Err(Error::msg("apply asks for confirmation on a terminal; pass --auto-approve to apply without one"));
     }
     p.show_plan.set(!p.quiet || confirm);
+    // auto_export: the MLflow target is resolved before anything is
+    // submitted, so a missing tracking URI fails at once.
+    let auto_export = if ops::export::auto_destinations(&stack).iter().any(|d| d == "mlflow") {
+        let target = ops::export::MlflowTarget::of(&stack, None, None, &crate::config::process_env)?;
+        Some(ops::export::AutoExport::new(target))
+    } else {
+        None
+    };
     let cluster = p.connect(&stack, &a.stack.cluster)?;
     let since = stack.since();
     let opts = ApplyOptions {
@@ -69,16 +78,43 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
         Applied::NoChanges(_) => {}
     }
     if !a.wait {
+        if auto_export.is_some() {
+            p.note(&format!(
+                "Results are exported to MLflow (`execution.auto_export`) by `apply --wait`, or later by: evalctl export {}",
+                config.display()
+            ));
+        }
         return Ok(ExitStatus::Success);
     }
-    let rows = ops::wait(&stack, cluster.as_ref(), since, p)?;
+    let Some(mut exporter) = auto_export else {
+        return finish_wait(ops::wait(&stack, cluster.as_ref(), since, p)?, true, p);
+    };
+    let rows = ops::status::wait_with(&stack, cluster.as_ref(), since, p, &mut |rows| {
+        for line in exporter.round(&stack, cluster.as_ref(), since, rows) {
+            p.note(&format!("export: {line}"));
+        }
+    })?;
+    if !exporter.ok() {
+        p.err(&format!(
+            "evalctl: the export of some tasks failed; run `evalctl export {}` to try again\n",
+            config.display()
+        ));
+    }
+    finish_wait(rows, exporter.ok(), p)
+}
+
+/// The end of `--wait`: the final table; success only if every unit
+/// completed (and, with auto_export, every export went through).
+fn finish_wait(rows: Vec<crate::status::UnitStatus>, exported: bool, p: &Printer) -> Result<ExitStatus> {
     if !p.quiet {
         p.err(&crate::status::table(&rows));
     }
-    if rows.iter().all(|r| r.state == "completed") {
+    if rows.iter().all(|r| r.state == "completed") && exported {
         Ok(ExitStatus::Success)
     } else {
-        p.err("evalctl: not every unit completed\n");
+        if !rows.iter().all(|r| r.state == "completed") {
+            p.err("evalctl: not every unit completed\n");
+        }
         Ok(ExitStatus::Failure)
     }
 }

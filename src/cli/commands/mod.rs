@@ -4,5 +4,6 @@
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod export;
 pub mod plan;
 pub mod report;
