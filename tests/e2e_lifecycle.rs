@@ -45,7 +45,8 @@
 //!     as a git ref; a gate fails the designed regression (exit 5), passes
 //!     (0) and cannot decide (6); a task that differs in more than the model
 //!     is refused, naming the key; `report` of both stacks renders in
-//!     headless Chromium.
+//!     headless Chromium; `export` puts both in a real MLflow server, and a
+//!     second export changes nothing.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -81,6 +82,9 @@ use serde_json::Value;
 
 mod browser;
 mod common;
+mod mlflow;
+#[path = "pyvenv/mod.rs"]
+mod pyvenv;
 use common::{ClusterInfo, Out, Proc, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_evalctl");
@@ -1632,6 +1636,37 @@ fn results_compare_and_gate_two_models() {
         let value = format!("{:.4}", score(model) as f64 / N as f64);
         assert!(dom.contains(&value), "{value} in the report: {dom}");
     }
+
+    // Both stacks to a real MLflow server: one run per stack's task with its
+    // score, as MLflow's own client reads it; exporting again changes nothing.
+    let server = mlflow::MlflowServer::start("e2e-export", true);
+    let export = |s: &Stack| {
+        let args =
+            ["export", &cfg(s), "--to", "mlflow", "--tracking-uri", &server.url, "--experiment", "e2e", "--json"];
+        let out = run_in(&s.cfg_dir, &args);
+        assert!(out.ok(), "{}", out.show());
+        let doc: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.show()));
+        doc["units"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|u| u["outcome"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!((export(&a), export(&b)), (vec!["created".to_owned()], vec!["created".to_owned()]));
+    assert_eq!((export(&a), export(&b)), (vec!["unchanged".to_owned()], vec!["unchanged".to_owned()]));
+    let runs = mlflow::oracle(&server, "e2e");
+    assert_eq!(runs.len(), 2, "one run per stack's task: {runs:?}");
+    for (s, model) in [(&a, &good), (&b, &bad)] {
+        let run =
+            runs.iter().find(|r| r["tags"]["evalctl.stack"] == s.name.as_str()).unwrap_or_else(|| panic!("{runs:?}"));
+        let metric = &run["metrics"]["gsm8k.accuracy.accuracy"];
+        assert_eq!(metric.as_f64(), Some(score(model) as f64 / N as f64), "{run}");
+        assert_eq!(run["history"]["gsm8k.accuracy.accuracy"], 1, "no duplicate history: {run}");
+        assert!(run["results"].as_str().is_some_and(|t| t.contains("\"results\"")), "results.yml uploaded: {run}");
+    }
+    drop(server);
 
     // A candidate that differs in more than the model is refused, by key.
     let text = std::fs::read_to_string(&b.config).unwrap();
