@@ -29,11 +29,13 @@ pub enum ExitStatus {
     GateFailed = 5,
     /// `compare --gate`: the gate cannot decide (a rule matches no score, or a regression is not significant).
     GateInconclusive = 6,
+    /// `plan`/`apply --max-gpu-hours`: the plan may use more GPU-hours than the budget; nothing was applied.
+    OverBudget = 7,
 }
 
 impl ExitStatus {
     /// Every status, for documentation and tests.
-    pub const ALL: [ExitStatus; 7] = [
+    pub const ALL: [ExitStatus; 8] = [
         ExitStatus::Success,
         ExitStatus::Failure,
         ExitStatus::Changes,
@@ -41,6 +43,7 @@ impl ExitStatus {
         ExitStatus::StalePlan,
         ExitStatus::GateFailed,
         ExitStatus::GateInconclusive,
+        ExitStatus::OverBudget,
     ];
 
     pub fn code(self) -> u8 {
@@ -57,6 +60,7 @@ impl ExitStatus {
             ExitStatus::StalePlan => "the saved plan is stale: the config or the cluster changed; nothing applied",
             ExitStatus::GateFailed => "`compare --gate`: the gate failed",
             ExitStatus::GateInconclusive => "`compare --gate`: the gate cannot decide",
+            ExitStatus::OverBudget => "`--max-gpu-hours`: the plan is over budget; nothing applied",
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum Error {
     /// A saved plan no longer matches the config or the cluster.
     #[error("the saved plan is stale: {0}; nothing was applied")]
     Stale(String),
+    /// The plan may use more GPU-hours than `--max-gpu-hours`.
+    #[error("{0}; nothing was applied")]
+    OverBudget(String),
 }
 
 fn first_message(d: &[Diagnostic]) -> String {
@@ -96,6 +103,7 @@ impl Error {
             Error::Diagnostics(_) => ExitStatus::Failure,
             Error::Locked(_) => ExitStatus::Locked,
             Error::Stale(_) => ExitStatus::StalePlan,
+            Error::OverBudget(_) => ExitStatus::OverBudget,
         }
     }
 
@@ -111,6 +119,9 @@ impl Error {
                 Diagnostic::error(None, self.to_string())
                     .with_note("run `evalctl plan --out FILE` again and review it"),
             ],
+            Error::OverBudget(_) => vec![Diagnostic::error(None, self.to_string()).with_note(
+                "lower the walltime, max_walltime or max_resume_links, plan fewer units (--replace), or raise --max-gpu-hours",
+            )],
         }
     }
 }
@@ -163,7 +174,7 @@ mod tests {
     #[test]
     fn statuses_are_stable() {
         let codes: Vec<u8> = ExitStatus::ALL.iter().map(|s| s.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(Error::msg("x").exit_status(), ExitStatus::Failure);
         assert_eq!(Error::Stale("the config changed".into()).exit_status(), ExitStatus::StalePlan);
         let lock = LockInfo {

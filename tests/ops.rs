@@ -580,7 +580,7 @@ fn a_failed_unit_is_retried_up_to_max_attempts_then_left_alone() {
     assert_eq!(f.calls_of("sbatch").len(), sbatch_before);
 
     // --replace forces it.
-    let opts = PlanOptions { replace: vec!["alpha".into()] };
+    let opts = PlanOptions { replace: vec!["alpha".into()], ..PlanOptions::default() };
     let forced = ops::plan(&stack, Observe::Cluster(&f.cluster), &opts, &Silent).unwrap().plan;
     assert_eq!(change(&forced, "alpha").action, Action::Rerun);
 }
@@ -1099,4 +1099,49 @@ fn a_plan_names_the_keys_that_changed_since_the_apply() {
     assert_eq!(plan.causes[1].at.as_deref(), Some("<-o #1>:1:20"));
     let text = output::text(&plan, false);
     assert!(text.contains("Config changes:\n  evaluation.tasks[alpha].container:"), "{text}");
+}
+
+/// `apply --max-gpu-hours`: a plan over budget submits nothing.
+#[test]
+fn apply_over_its_gpu_hour_budget_submits_nothing() {
+    let f = Fixture::new("budget", &["alpha", "beta"]);
+    let stack = f.open(&["execution.gpus_per_node=2", "execution.max_walltime=04:00:00"]);
+    let plan = f.plan(&stack);
+    // 2 GPUs, 1 h links, a chain ends at most one link after 4 h: 10 GPU-h each.
+    assert_eq!(plan.cost.gpu_hours_max, Some(20.0), "{:?}", plan.cost);
+    let opts = ApplyOptions {
+        command: "evalctl apply (tests/ops.rs)".into(),
+        plan: PlanOptions { max_gpu_hours: Some(19.5), ..PlanOptions::default() },
+        ..ApplyOptions::default()
+    };
+    let err = ops::apply(&stack, &f.cluster, None, &opts, &Silent).expect_err("over budget");
+    assert_eq!(err.exit_status(), ExitStatus::OverBudget);
+    assert!(err.to_string().contains("may use 20.0 GPU-hours, over the budget of 19.5"), "{err}");
+    assert!(f.calls_of("sbatch").is_empty(), "nothing submitted");
+    let opts = ApplyOptions { plan: PlanOptions { max_gpu_hours: Some(20.0), ..PlanOptions::default() }, ..opts };
+    assert!(matches!(ops::apply(&stack, &f.cluster, None, &opts, &Silent), Ok(Applied::Done(_))));
+}
+
+/// A unit that ran before with the same result (a forced rerun) has an
+/// expected cost from its chain's recorded run time.
+#[test]
+fn a_rerun_of_the_same_result_has_an_expected_cost() {
+    let f = Fixture::new("expected", &["alpha", "beta"]);
+    let stack = f.open(&["execution.gpus_per_node=2"]);
+    let report = f.apply_done(&stack);
+    let ids = chain_ids(&report, "alpha");
+    f.run_unit("alpha", ids);
+    f.complete_unit("alpha", ids);
+    let opts = PlanOptions { replace: vec!["alpha".into()], ..PlanOptions::default() };
+    let plan = ops::plan(&stack, Observe::Cluster(&f.cluster), &opts, &Silent).unwrap().plan;
+    let alpha = plan.cost.units.iter().find(|u| u.unit == "alpha").expect("alpha is submitted");
+    // The fixture's link ran from a minute ago until now.
+    let expected = alpha.gpu_hours_expected.expect("an expected figure");
+    assert!((expected - 2.0 * 60.0 / 3600.0).abs() < 2.0 * 2.0 / 3600.0, "{expected}");
+    assert_eq!(plan.cost.units_expected, 1);
+    assert!(
+        output::text(&plan, false).contains("expected 0.0 for the 1 units that ran before"),
+        "{}",
+        output::text(&plan, false)
+    );
 }

@@ -32,7 +32,13 @@ fn offline_plan_of_a_new_stack_creates_every_task() {
     assert!(t.contains("+ hellaswag (create: not on the cluster)"), "{t}");
     // The three scripts differ only in their task's name: shown once.
     assert!(t.contains("# the same change in 3 scripts of 3 units: hellaswag, arc_challenge, winogrande\n--- /dev/null\n+++ b/{unit}/task.sbatch"), "{t}");
-    assert!(t.trim_end().ends_with("Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel."), "{t}");
+    // 8 GPUs a unit, 2 h links, max_walltime 120 h: at most 122 h a chain.
+    assert!(
+        t.trim_end().ends_with(
+            "Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel.\nGPU-h ≤ 2928.0 (48.0 for every unit's first link)"
+        ),
+        "{t}"
+    );
     assert!(!t.contains("\x1b["), "no colour when not a terminal");
     let out = evalctl(&["plan", "--offline", "--detailed-exitcode", "evals.yaml"], &dir);
     assert_eq!(out.status.code(), Some(2));
@@ -211,4 +217,30 @@ fn one_key_changed_across_forty_tasks_is_one_cause_and_one_hunk() {
         t.contains("Config changes:\n  execution.walltime: \"02:00:00\" → \"04:00:00\" (new.yaml:17:13); 40 units"),
         "{t}"
     );
+}
+
+/// `--max-gpu-hours`: a plan over budget exits 7 and says by how much; an
+/// unbounded one (no max_walltime) is over any budget.
+#[test]
+fn a_plan_over_its_gpu_hour_budget_exits_7() {
+    let dir = workdir("budget", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--max-gpu-hours", "1000", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the plan may use 2928.0 GPU-hours, over the budget of 1000 (--max-gpu-hours)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = evalctl(&["plan", "--offline", "--max-gpu-hours", "3000", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = evalctl(&["plan", "--offline", "--format", "json", "evals.yaml"], &dir);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cost"]["gpu_hours_max"], 2928.0, "{}", v["cost"]);
+    assert_eq!(v["cost"]["units"][0]["gpus"], 8);
+    let out = evalctl(
+        &["plan", "--offline", "--max-gpu-hours", "1e9", "-o", "execution.max_walltime=null", "evals.yaml"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("unbounded (3 units have no max_walltime"), "{}", text(&out.stderr));
 }

@@ -35,6 +35,10 @@ pub struct StackFlags {
     /// Run this unit again whatever its state (repeatable).
     #[arg(long, value_name = "NODE")]
     pub replace: Vec<String>,
+    /// A budget: a plan that may use more GPU-hours (its upper bound) exits
+    /// 7, and apply submits nothing.
+    #[arg(long, value_name = "N")]
+    pub max_gpu_hours: Option<f64>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]

@@ -12,7 +12,7 @@ use super::plan::{from_refresh, record_locally, write_local};
 use super::secrets;
 use super::{PlanFile, PlanOptions, Reporter, Stack};
 use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::{Action, Plan};
 use crate::remote::{self, LockInfo, submit::Inputs};
 use crate::state::State;
@@ -99,6 +99,11 @@ fn locked(
         s.check_cluster(&planned.plan)?;
     }
     reporter.plan(&planned.plan);
+    if let Some(budget) = opts.plan.max_gpu_hours
+        && planned.plan.cost.over(budget)
+    {
+        return Err(Error::OverBudget(super::plan::over_budget(&planned.plan, budget)));
+    }
     if !planned.plan.has_changes() {
         record_locally(stack, &planned, reporter);
         return Ok(Applied::NoChanges(planned.plan));

@@ -27,6 +27,8 @@ pub enum Observe<'a> {
 pub struct PlanOptions {
     /// Units to run again whatever their state.
     pub replace: Vec<String>,
+    /// GPU-hours the plan may use at most (its upper bound).
+    pub max_gpu_hours: Option<f64>,
 }
 
 /// Plans a stack. Against a cluster, the refreshed state is also written
@@ -62,6 +64,17 @@ pub fn plan<'a>(
             record_locally(stack, &planned, reporter);
             Ok(planned)
         }
+    }
+}
+
+/// Why a plan is over `budget` GPU-hours.
+pub fn over_budget(plan: &plan::Plan, budget: f64) -> String {
+    match plan.cost.gpu_hours_max {
+        Some(m) => format!("the plan may use {m:.1} GPU-hours, over the budget of {budget} (--max-gpu-hours)"),
+        None => format!(
+            "the plan's GPU-hours are unbounded ({} units have no max_walltime or max_resume_links), over the budget of {budget} (--max-gpu-hours)",
+            plan.cost.units_unbounded
+        ),
     }
 }
 

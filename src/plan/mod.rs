@@ -9,6 +9,7 @@
 //! observations in [`observe`], output formats in [`output`].
 
 pub mod causes;
+pub mod cost;
 pub mod observe;
 pub mod output;
 
@@ -135,6 +136,9 @@ pub struct Observation {
     pub tag_result_hash: Option<String>,
     /// The unit's status line (`completed 123`, `failed 123 exit 1`, ...).
     pub status: Option<String>,
+    /// Seconds of run time its chain file records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<u64>,
 }
 
 /// One line of the plan.
@@ -233,6 +237,9 @@ pub struct Plan {
     /// each touches (empty without a recorded config).
     #[serde(default)]
     pub causes: Vec<causes::Cause>,
+    /// The GPU-hours the units it submits may use.
+    #[serde(default)]
+    pub cost: cost::Cost,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -448,6 +455,24 @@ pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], s
     let changes = reconcile(&units, &observations, &state, max_attempts, replace);
     let runtime_digest = crate::render::runtime_digest();
     let runtime_changed = state.units.values().any(|u| !u.scripts.is_empty()) && state.runtime != runtime_digest;
+    let priced: Vec<cost::Priced> = changes
+        .iter()
+        .filter(|c| c.action.submits())
+        .filter_map(|c| {
+            let unit = units.iter().find(|u| u.id == c.unit)?;
+            let obs = observations.get(&c.unit);
+            // An earlier chain of the same result that completed: its run time.
+            let same = state.units.get(&c.unit).is_some_and(|r| r.result_hash == unit.result_hash);
+            let earlier = obs.filter(|o| same && o.observed == Observed::Completed).and_then(|o| o.elapsed_s);
+            let gpus = unit.jobs.iter().map(|j| j.gpus).max().unwrap_or(0);
+            Some(cost::Priced { unit: &c.unit, gpus, earlier_elapsed_s: earlier })
+        })
+        .collect();
+    let cost = cost::cost(
+        &priced,
+        rendered.walltime_s,
+        cost::chain_limit_s(rendered.walltime_s, rendered.max_links, rendered.max_walltime_s),
+    );
     let plan = Plan {
         format_version: PLAN_VERSION,
         stack: rendered.stack.clone(),
@@ -460,6 +485,7 @@ pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], s
         runtime_changed,
         changes,
         causes: vec![],
+        cost,
         notes,
     };
     Planned { plan, units, observations, state }
@@ -522,6 +548,7 @@ mod tests {
             runtime_changed: false,
             changes: vec![],
             causes: vec![],
+            cost: Default::default(),
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

@@ -28,6 +28,7 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
             o.tag_result_hash = j.result_hash.clone();
         }
         o.status = r.statuses.get(unit).cloned();
+        o.elapsed_s = r.elapsed.get(unit).copied();
         let status_word = o.status.as_deref().and_then(|s| s.split(' ').next()).unwrap_or("");
         let held = !live.is_empty()
             && live.iter().all(|j| j.reason.contains("JobHeldUser") || j.reason.contains("JobHeldAdmin"));

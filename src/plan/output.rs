@@ -254,6 +254,10 @@ pub fn text(plan: &Plan, color: bool) -> String {
     out.push('\n');
     out.push_str(&paint(style::BOLD, &plan.summary_line(), color));
     out.push('\n');
+    if plan.has_changes() {
+        out.push_str(&plan.cost.line());
+        out.push('\n');
+    }
     out
 }
 
@@ -261,6 +265,9 @@ pub fn text(plan: &Plan, color: bool) -> String {
 /// inside `<details>` in a `diff` fence, cut to stay under `limit` characters.
 pub fn markdown(plan: &Plan, limit: usize) -> String {
     let mut head = format!("### evalctl plan: `{}`\n\n**{}**\n\n", plan.stack, plan.summary_line());
+    if plan.has_changes() {
+        head.push_str(&format!("{}\n\n", plan.cost.line()));
+    }
     // The table, the lists and the diff share the limit: lines are added
     // while they fit in the section's share (the table up to half of it,
     // the units given up to five eighths, notes to three quarters), then one
@@ -423,6 +430,7 @@ mod tests {
             runtime_changed: false,
             changes,
             causes: vec![],
+            cost: Default::default(),
             notes: vec![],
         }
     }

@@ -34,6 +34,8 @@ pub enum Reply {
     SacctOk,
     /// squeue failed; its first line of output (refresh).
     SqueueError(String),
+    /// Seconds of run time a unit's chain file records (refresh).
+    Elapsed { unit: String, seconds: u64 },
     /// One line of a unit's chain file (status detail).
     Chain { unit: String, line: String },
     /// A unit's harness progress, JSON on one line (status detail).
@@ -142,6 +144,9 @@ pub fn sacct_ok() -> Snippet {
 pub fn squeue_error(message: &dyn Shell) -> Snippet {
     emit(Code("squeue-error"), &[message])
 }
+pub fn elapsed(unit: &dyn Shell, seconds: &dyn Shell) -> Snippet {
+    emit(Code("elapsed"), &[unit, seconds])
+}
 pub fn chain(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("chain"), &[unit, line])
 }
@@ -227,6 +232,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         ("status", [unit, line]) => Reply::Status { unit: unit.clone(), line: line.clone() },
         ("sacct", _) => Reply::SacctOk,
         ("squeue-error", _) => Reply::SqueueError(one()),
+        ("elapsed", [unit, seconds]) => Reply::Elapsed { unit: unit.clone(), seconds: seconds.trim().parse().ok()? },
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
@@ -306,6 +312,7 @@ mod tests {
             ),
             (sacct_ok(), Reply::SacctOk),
             (squeue_error(&w(hostile)), Reply::SqueueError(hostile.into())),
+            (elapsed(&w(unit), &w("3600")), Reply::Elapsed { unit: unit.into(), seconds: 3600 }),
             (
                 chain(&w(unit), &w("12 submit 1700000000 13")),
                 Reply::Chain { unit: unit.into(), line: "12 submit 1700000000 13".into() },

@@ -58,6 +58,8 @@ pub struct Refreshed {
     pub state: Option<State>,
     /// First line of each unit's `status` file.
     pub statuses: BTreeMap<String, String>,
+    /// Seconds of run time each unit's chain file records.
+    pub elapsed: BTreeMap<String, u64>,
     /// The stack's jobs known to slurmctld (pending, running, recently ended).
     pub jobs: Vec<Job>,
     /// Final states from accounting, by job id (empty without accounting).
@@ -86,6 +88,11 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     p.push(protocol::state(&snippet!("\"$(base64 -w0 <{})\"", layout::STATE_PATH)));
     p.code(Code("fi\nfor f in \"$D\"/*/status; do\n  [ -f \"$f\" ] || continue\n  u=${f%/status}\n  "));
     p.push(protocol::status(&Code("\"${u##*/}\""), &Code("\"$(head -n 1 \"$f\")\"")));
+    // Every chain's run time (its links' start to end), in one awk.
+    p.code(Code(
+        "done\nawk 'FNR==1 && NR>1 {print t, f} FNR==1 {t=0; f=FILENAME; split(\"\", st)} $2==\"start\" {st[$1]=$3} $2==\"end\" && ($1 in st) {t+=$3-st[$1]; delete st[$1]} END {if (NR>0) print t, f}' \"$D\"/*/chain 2>/dev/null | while read -r t f; do\n  u=${f%/chain}\n  ",
+    ));
+    p.push(protocol::elapsed(&Code("\"${u##*/}\""), &Code("\"$t\"")));
     p.code(Code("done\nif out=$(squeue -h -t all -u \"$U\" -o '%i|%T|%r|%j' 2>&1); then\n  "));
     p.push(snippet!(
         "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n",
@@ -222,6 +229,9 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
                 }
             }
             Reply::SacctOk => r.sacct_available = true,
+            Reply::Elapsed { unit, seconds } => {
+                r.elapsed.insert(unit.clone(), *seconds);
+            }
             Reply::Chain { unit, line } => r.chains.entry(unit.clone()).or_default().push(line.clone()),
             Reply::Progress { unit, json } => {
                 r.progress.insert(unit.clone(), json.clone());

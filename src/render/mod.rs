@@ -131,6 +131,10 @@ pub struct Rendered {
     pub jobs: Vec<RenderedJob>,
     /// Time limit of one link, in seconds (`execution.walltime`).
     pub walltime_s: u64,
+    /// Most links of a chain (0: unlimited), as the scripts carry it.
+    pub max_links: u32,
+    /// Run time after which a chain starts no further link (0: none).
+    pub max_walltime_s: u64,
 }
 
 impl RenderedJob {
@@ -216,8 +220,16 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
         errors.retain(|d| seen.insert((d.span, d.message.clone())));
         return Err(errors);
     }
-    let walltime_s = lower.walltime_s();
-    Ok(Rendered { stack: loaded.stack.clone(), stack_dir: lower.stack_dir, jobs, walltime_s })
+    let (walltime_s, max_links) = (lower.walltime_s(), lower.max_links());
+    let max_walltime_s = loaded.config.execution.max_walltime.as_ref().and_then(|m| m.seconds().ok()).unwrap_or(0);
+    Ok(Rendered {
+        stack: loaded.stack.clone(),
+        stack_dir: lower.stack_dir,
+        jobs,
+        walltime_s,
+        max_links,
+        max_walltime_s,
+    })
 }
 
 /// A job's script and hashes from its spec (`work`: its work already spelled).

@@ -60,7 +60,7 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
     let cluster = p.connect(&stack, &a.stack.cluster)?;
     let since = stack.since();
     let opts = ApplyOptions {
-        plan: PlanOptions { replace },
+        plan: PlanOptions { replace, max_gpu_hours: a.stack.max_gpu_hours },
         lock_timeout: a.lock_timeout.map(Duration::from_secs),
         confirm,
         command: super::super::args::command_line(),

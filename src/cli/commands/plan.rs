@@ -59,7 +59,7 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
         PlanFile::check_overrides(&a.args.o.overrides)?;
     }
     let stack = ops::Stack::open(&a.args.config, &a.args.o.overrides, &p.sources, p)?;
-    let opts = PlanOptions { replace: a.stack.replace.clone() };
+    let opts = PlanOptions { replace: a.stack.replace.clone(), max_gpu_hours: a.stack.max_gpu_hours };
     let planned = if a.offline {
         ops::plan(&stack, Observe::Recorded, &opts, p)?
     } else {
@@ -70,6 +70,12 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
     if let Some(path) = &a.out {
         PlanFile::new(&a.args.config, &a.args.o.overrides, &a.stack.replace, &planned.plan)?.write(path)?;
         p.note(&format!("Plan saved to {}; apply it with `evalctl apply {}`.", path.display(), path.display()));
+    }
+    if let Some(budget) = opts.max_gpu_hours
+        && planned.plan.cost.over(budget)
+    {
+        p.err(&format!("evalctl: {}\n", ops::plan::over_budget(&planned.plan, budget)));
+        return Ok(ExitStatus::OverBudget);
     }
     Ok(if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
 }
