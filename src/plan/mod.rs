@@ -9,6 +9,7 @@
 //! observations in [`observe`], output formats in [`output`].
 
 pub mod causes;
+pub mod feasibility;
 pub mod observe;
 pub mod output;
 
@@ -233,6 +234,10 @@ pub struct Plan {
     /// each touches (empty without a recorded config).
     #[serde(default)]
     pub causes: Vec<causes::Cause>,
+    /// Whether the scheduler would run each distinct job shape
+    /// (`sbatch --test-only`); empty when not checked (offline, diff).
+    #[serde(default)]
+    pub feasibility: Vec<feasibility::Feasibility>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -460,6 +465,7 @@ pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], s
         runtime_changed,
         changes,
         causes: vec![],
+        feasibility: vec![],
         notes,
     };
     Planned { plan, units, observations, state }
@@ -522,6 +528,7 @@ mod tests {
             runtime_changed: false,
             changes: vec![],
             causes: vec![],
+            feasibility: vec![],
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");
