@@ -148,6 +148,8 @@ pub fn holder(replies: &Replies) -> Option<LockInfo> {
 /// whose holder is provably gone (a dead process of this machine),
 /// telling `on_break` first. `probes`: job shapes to ask `sbatch
 /// --test-only` about in the same round trip (`crate::remote::probe`).
+// What the one round trip needs, each its own plain value.
+#[allow(clippy::too_many_arguments)]
 pub fn acquire(
     cluster: &dyn Cluster,
     stack_dir: &str,
