@@ -8,7 +8,8 @@
 //!
 //! The partitions of the test cluster have no time limit, so the time test
 //! creates a partition of its own with `MaxTime=00:10:00` on `n1`
-//! (`scontrol create`, named after the test process, never used by a job)
+//! (`scontrol create`, named after the test process and the test, never
+//! used by a job)
 //! and deletes it when it ends, also when it fails.
 //!
 //! Needs the cluster up and root (the cluster's ssh key is root's):
@@ -67,7 +68,7 @@ impl Case {
              defaults: [{{execution: slurm/default}}, {{deployment: none}}, _self_]\n\
              name: {name}\n\
              execution:\n  hostname: {host}\n  username: {user}\n  account: {account}\n  partition: {partition}\n  \
-             output_dir: {out}\n  gres: {gres}\n  walltime: {walltime}\n  \
+             output_dir: {out}\n  gres: {gres}\n{walltime}  \
              sbatch_extra_flags: {{exclusive: false, begin: \"now+600\"}}\n  mounts: {{mount_home: false}}\n\
              target: {{api_endpoint: {{url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}}}\n\
              evaluation:\n  tasks:\n    - {{name: gsm8k, container: \"evaluator:latest\"}}\n    \
@@ -77,7 +78,8 @@ impl Case {
             account = exec.account,
             partition = exec.partition,
             gres = exec.gres,
-            walltime = exec.walltime,
+            walltime =
+                if exec.walltime.is_empty() { String::new() } else { format!("  walltime: {}\n", exec.walltime) },
             out = info.shared().join(format!("e2e-{name}")).display(),
         );
         let config = dir.join("evalctl.yaml");
@@ -86,10 +88,16 @@ impl Case {
     }
 
     fn run(&self, args: &[&str]) -> Out {
+        self.run_with(args, &[])
+    }
+
+    /// `evalctl ARGS CONFIG EXTRA`.
+    fn run_with(&self, args: &[&str], extra: &[&str]) -> Out {
         let mut cmd = Command::new(BIN);
         let config = self.config.to_str().expect("utf-8 path");
         cmd.args(args)
             .arg(config)
+            .args(extra)
             .current_dir(&self.dir)
             .env_remove("EVALCTL_SSH_CONTROL_PATH")
             .env("EVALCTL_SSH_CONFIG", cluster().ssh_config())
@@ -112,9 +120,13 @@ impl Case {
     /// `plan` (then `apply`) refuses the config with an error at `key`'s
     /// value naming `words`, and nothing of the stack reaches the queue.
     fn refused_at(&self, key: &str, words: &[&str]) {
-        let at = self.location(key);
+        self.refused_with(&[], &self.location(key), key, words);
+    }
+
+    /// As [`Self::refused_at`], with `extra` arguments and the error at `at`.
+    fn refused_with(&self, extra: &[&str], at: &str, key: &str, words: &[&str]) {
         for args in [&["plan"][..], &["apply", "--auto-approve"]] {
-            let out = self.run(args);
+            let out = self.run_with(args, extra);
             assert_eq!(out.code, Some(1), "{}", out.show());
             let headline = format!("{at}: error: `execution.{key}`");
             assert!(out.stderr.contains(&headline), "expected `{headline}`\n{}", out.show());
@@ -149,8 +161,9 @@ impl Drop for Case {
 struct Partition(String);
 
 impl Partition {
-    fn create(max_time: &str) -> Partition {
-        let name = format!("feas{}", std::process::id());
+    /// `feas<pid><tag>`: each test its own (the tests run in parallel).
+    fn create(tag: &str, max_time: &str) -> Partition {
+        let name = format!("feas{}{tag}", std::process::id());
         let out = Command::new("scontrol")
             .args(["create", &format!("PartitionName={name}"), "Nodes=n1", &format!("MaxTime={max_time}"), "State=UP"])
             .output()
@@ -180,7 +193,7 @@ fn an_unknown_account_is_an_error_at_its_line() {
 
 #[test]
 fn a_time_over_the_partitions_limit_is_an_error_at_its_line() {
-    let p = Partition::create("00:10:00");
+    let p = Partition::create("t", "00:10:00");
     let c = Case::new("time", &Exec { partition: &p.0, walltime: "\"01:00:00\"", ..OK });
     c.refused_at("walltime", &["--time=01:00:00", "Requested time limit is invalid"]);
 }
@@ -189,6 +202,25 @@ fn a_time_over_the_partitions_limit_is_an_error_at_its_line() {
 fn a_gres_no_node_has_is_an_error_at_its_line() {
     let c = Case::new("gres", &Exec { partition: "gpu", gres: "\"gpu:16\"", ..OK });
     c.refused_at("gres", &["--gres=gpu:16", "Requested node configuration is not available"]);
+}
+
+#[test]
+fn values_from_an_override_or_a_defaults_group_are_errors_there() {
+    let c = Case::new("override", &OK);
+    c.refused_with(
+        &["-o", "execution.partition=nope"],
+        "<-o #1>:1:21",
+        "partition",
+        &["--partition=nope", "invalid partition specified: nope"],
+    );
+    // No walltime in the config: the defaults group's `01:00:00` is refused.
+    let p = Partition::create("g", "00:10:00");
+    let c = Case::new("group", &Exec { partition: &p.0, walltime: "", ..OK });
+    let group = "src/config/groups/execution/slurm/default.yaml";
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(group)).expect("the group");
+    let line = text.lines().position(|l| l.starts_with("walltime: ")).expect("a walltime in the group") + 1;
+    let at = format!("<builtin>/execution/slurm/default.yaml:{line}:11");
+    c.refused_with(&[], &at, "walltime", &["--time=01:00:00", "Requested time limit is invalid"]);
 }
 
 #[test]
