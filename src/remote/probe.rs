@@ -46,3 +46,46 @@ pub fn program(shapes: &[Shape]) -> Program {
     p.code(Code("fi\n"));
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::{Replies, protocol::Reply};
+
+    /// Runs the program under bash with `bin` as the whole PATH.
+    fn run(p: &Program, bin: &std::path::Path) -> Vec<Reply> {
+        let out =
+            std::process::Command::new("/bin/bash").arg("-c").arg(p.full_text()).env("PATH", bin).output().unwrap();
+        Replies::from_stdout(String::from_utf8(out.stdout).unwrap()).replies
+    }
+
+    #[test]
+    fn each_shape_reaches_sbatch_on_stdin_and_its_answer_comes_back() {
+        let dir = std::env::temp_dir().join(format!("evalctl-probe-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("sbatch");
+        // Echoes its arguments and the script it read (builtins only).
+        let script = "#!/bin/bash\necho \"args: $*\" >&2\nwhile IFS= read -r l; do echo \"$l\" >&2; done\n";
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let a =
+            Shape::of_script("#SBATCH --partition=cpu\n#SBATCH --comment=\"a b\"\n#SBATCH --constraint=\"x|y $(z)\"\n");
+        let replies = run(&program(&[a.clone(), a]), &bin);
+        assert_eq!(replies.len(), 2, "{replies:?}");
+        match &replies[0] {
+            Reply::Probe { index: 0, code: 0, output } => {
+                assert!(output.starts_with("args: --test-only\n#!/bin/sh\n#SBATCH --partition=cpu\n"), "{output}");
+                assert!(output.contains("#SBATCH --constraint=\"x|y $(z)\"\ntrue"), "{output}");
+                assert!(!output.contains("comment"), "{output}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&replies[1], Reply::Probe { index: 1, code: 0, .. }));
+        std::fs::remove_file(&fake).unwrap();
+        let none = run(&program(&[Shape::of_script("#SBATCH --nodes=1\n")]), &bin);
+        assert!(matches!(none.as_slice(), [Reply::ProbeUnavailable(_)]), "{none:?}");
+        assert!(program(&[]).text().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
