@@ -604,8 +604,9 @@ impl Stack {
         self.dir.join(".evalctl").join(format!("{}.state.json", self.name))
     }
 
+    /// Submissions: `sbatch --test-only` (plan's feasibility probe) submits nothing.
     fn sbatch_calls(&self) -> usize {
-        std::fs::read_to_string(self.counter()).map_or(0, |s| s.lines().count())
+        std::fs::read_to_string(self.counter()).map_or(0, |s| s.lines().filter(|l| !l.contains("--test-only")).count())
     }
 
     /// The lock's `info` (who, host, pid, id) while some apply holds it.

@@ -71,8 +71,17 @@ pub fn apply(
     let lock = LockInfo::mine(&opts.command);
     let r = &stack.rendered;
     let on_break = |h: &LockInfo| reporter.info(&super::breaking(h));
-    let refreshed =
-        remote::lock::acquire(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, opts.lock_timeout, &on_break)?;
+    let probes = crate::plan::feasibility::probed(&crate::plan::feasibility::shapes(r));
+    let refreshed = remote::lock::acquire(
+        cluster,
+        &r.stack_dir,
+        &r.stack,
+        stack.since(),
+        &lock,
+        opts.lock_timeout,
+        &on_break,
+        &probes,
+    )?;
     let result = locked(stack, cluster, saved, opts, reporter, &refreshed, &lock);
     if !matches!(result, Ok(Applied::Done(_)))
         && let Err(e) = remote::lock::release(cluster, &r.stack_dir, &lock.id)
@@ -94,7 +103,7 @@ fn locked(
     if let Some(st) = &refreshed.state {
         stack.check_owner(st)?;
     }
-    let planned = from_refresh(stack, &opts.plan, refreshed, cluster);
+    let planned = from_refresh(stack, &opts.plan, refreshed, cluster)?;
     if let Some(s) = saved {
         s.check_cluster(&planned.plan)?;
     }

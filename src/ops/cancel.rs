@@ -25,7 +25,7 @@ pub fn cancel(
     let lock = LockInfo::mine(command);
     let on_break = |h: &LockInfo| reporter.info(&super::breaking(h));
     let refreshed =
-        remote::lock::acquire(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, lock_timeout, &on_break)?;
+        remote::lock::acquire(cluster, &r.stack_dir, &r.stack, stack.since(), &lock, lock_timeout, &on_break, &[])?;
     let result = locked(stack, cluster, names, &refreshed, &lock);
     let unlocked = remote::lock::release(cluster, &r.stack_dir, &lock.id);
     let cancelled = result?;

@@ -9,7 +9,7 @@ use crate::diag::Diagnostic;
 use crate::diag::Sources;
 use crate::error::Result;
 use crate::plan::causes::{self, Cause};
-use crate::plan::{self, Planned, Seen};
+use crate::plan::{self, Planned, Seen, feasibility};
 use crate::remote::{self, refresh::Refreshed};
 use crate::state::{self, State};
 
@@ -47,7 +47,9 @@ pub fn plan<'a>(
                 .map_err(|e| vec![Diagnostic::error(None, e)])?
                 .unwrap_or_else(|| State::new(&stack.loaded.stack));
             stack.check_owner(&st)?;
-            let notes = if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
+            let mut notes =
+                if st.serial == 0 { vec!["no recorded state: every job is new".to_owned()] } else { vec![] };
+            notes.push("feasibility not checked (offline)".to_owned());
             let obs = plan::observations_from_state(&st);
             let old = st.config_values.clone();
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
@@ -56,11 +58,13 @@ pub fn plan<'a>(
             Ok(planned)
         }
         Observe::Cluster(cluster) => {
-            let r = remote::refresh::refresh(cluster, &stack.rendered.stack_dir, &stack.rendered.stack, stack.since())?;
+            let r = &stack.rendered;
+            let probes = feasibility::probed(&feasibility::shapes(r));
+            let r = remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)?;
             if let Some(st) = &r.state {
                 stack.check_owner(st)?;
             }
-            let planned = from_refresh(stack, opts, &r, cluster);
+            let planned = from_refresh(stack, opts, &r, cluster)?;
             record_locally(stack, &planned, reporter);
             Ok(planned)
         }
@@ -97,13 +101,14 @@ pub(crate) fn check_options(stack: &Stack, opts: &PlanOptions) -> Result<()> {
 }
 
 /// A plan from a refresh that already happened (apply takes the lock and
-/// refreshes in one round trip).
+/// refreshes in one round trip). An error when the scheduler refuses the
+/// shape of a job the plan submits (see [`feasibility`]).
 pub(crate) fn from_refresh<'a>(
     stack: &'a Stack,
     opts: &PlanOptions,
     r: &Refreshed,
     cluster: &dyn Cluster,
-) -> Planned<'a> {
+) -> Result<Planned<'a>> {
     let mut notes = vec![];
     if let Some(e) = &r.squeue_error {
         notes.push(format!("squeue failed ({e}): live jobs are unknown"));
@@ -117,7 +122,17 @@ pub(crate) fn from_refresh<'a>(
     let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
     let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen);
     planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
-    planned
+    let changing: Vec<String> =
+        planned.plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();
+    let uses = feasibility::shapes(&stack.rendered);
+    let (entries, errors, notes) =
+        feasibility::assess(&uses, &r.probes, r.probe_unavailable.as_deref(), &changing, &stack.loaded.tree);
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    planned.plan.feasibility = entries;
+    planned.plan.notes.extend(notes);
+    Ok(planned)
 }
 
 /// The config keys that changed from `old` (the recorded values) to the

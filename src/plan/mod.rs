@@ -10,6 +10,7 @@
 
 pub mod causes;
 pub mod cost;
+pub mod feasibility;
 pub mod observe;
 pub mod output;
 
@@ -240,6 +241,10 @@ pub struct Plan {
     /// The GPU-hours the units it submits may use.
     #[serde(default)]
     pub cost: cost::Cost,
+    /// Whether the scheduler would run each distinct job shape
+    /// (`sbatch --test-only`); empty when not checked (offline, diff).
+    #[serde(default)]
+    pub feasibility: Vec<feasibility::Feasibility>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -486,6 +491,7 @@ pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], s
         changes,
         causes: vec![],
         cost,
+        feasibility: vec![],
         notes,
     };
     Planned { plan, units, observations, state }
@@ -549,6 +555,7 @@ mod tests {
             changes: vec![],
             causes: vec![],
             cost: Default::default(),
+            feasibility: vec![],
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

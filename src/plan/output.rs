@@ -228,6 +228,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
             out.push_str(&format!("  {l}\n"));
         }
     }
+    if !plan.feasibility.is_empty() {
+        out.push_str("\nFeasibility (sbatch --test-only, per job shape):\n");
+        for l in super::feasibility::lines(&plan.feasibility) {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
     if !changed.is_empty() {
         out.push('\n');
         {
@@ -305,6 +311,11 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         head.push_str("\n**Config changes**\n\n");
         let causes = cause_lines(plan).into_iter().map(|l| format!("- {}\n", md_text(&l)));
         push_bounded(&mut head, causes, share(7), |n| format!("- … {n} more keys\n"));
+    }
+    if !plan.feasibility.is_empty() {
+        head.push_str("\n**Feasibility** (`sbatch --test-only`, per job shape)\n\n");
+        let lines = super::feasibility::lines(&plan.feasibility).into_iter().map(|l| format!("- {}\n", md_text(&l)));
+        push_bounded(&mut head, lines, share(7), |n| format!("- … {n} more shapes\n"));
     }
     // Fences inside scripts are broken up before anything is measured.
     let diff = grouped_diff(&diff_groups(&changed)).replace("```", "` ` `");
@@ -431,6 +442,7 @@ mod tests {
             changes,
             causes: vec![],
             cost: Default::default(),
+            feasibility: vec![],
             notes: vec![],
         }
     }

@@ -146,7 +146,10 @@ pub fn holder(replies: &Replies) -> Option<LockInfo> {
 /// Takes the stack lock and refreshes, in one round trip per attempt.
 /// Waits up to `timeout` for a lock held by a live holder; breaks a lock
 /// whose holder is provably gone (a dead process of this machine),
-/// telling `on_break` first.
+/// telling `on_break` first. `probes`: job shapes to ask `sbatch
+/// --test-only` about in the same round trip (`crate::remote::probe`).
+// What the one round trip needs, each its own plain value.
+#[allow(clippy::too_many_arguments)]
 pub fn acquire(
     cluster: &dyn Cluster,
     stack_dir: &str,
@@ -155,11 +158,14 @@ pub fn acquire(
     lock: &LockInfo,
     timeout: Option<Duration>,
     on_break: &dyn Fn(&LockInfo),
+    probes: &[crate::plan::feasibility::Shape],
 ) -> Result<Refreshed, Error> {
     let start = Instant::now();
     let mut break_id: Option<String> = None;
     loop {
-        let prog = lock_program(stack_dir, lock, break_id.as_deref()).then(refresh::program(stack_dir, stack, since));
+        let prog = lock_program(stack_dir, lock, break_id.as_deref())
+            .then(super::probe::program(probes))
+            .then(refresh::program(stack_dir, stack, since));
         let replies = super::run(cluster, &prog)?;
         match holder(&replies) {
             None => return Ok(refresh::read(&replies, stack)?),

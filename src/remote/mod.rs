@@ -12,6 +12,7 @@ pub mod encoding;
 pub mod layout;
 pub mod lock;
 pub mod logs;
+pub mod probe;
 pub mod protocol;
 pub mod refresh;
 pub mod submit;

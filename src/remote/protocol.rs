@@ -36,6 +36,11 @@ pub enum Reply {
     SqueueError(String),
     /// Seconds of run time a unit's chain file records (refresh).
     Elapsed { unit: String, seconds: u64 },
+    /// `sbatch --test-only` of the `index`-th job shape: its exit code and
+    /// output (refresh, see `crate::remote::probe`).
+    Probe { index: usize, code: i32, output: String },
+    /// No shape could be probed; why (refresh).
+    ProbeUnavailable(String),
     /// One line of a unit's chain file (status detail).
     Chain { unit: String, line: String },
     /// A unit's harness progress, JSON on one line (status detail).
@@ -147,6 +152,12 @@ pub fn squeue_error(message: &dyn Shell) -> Snippet {
 pub fn elapsed(unit: &dyn Shell, seconds: &dyn Shell) -> Snippet {
     emit(Code("elapsed"), &[unit, seconds])
 }
+pub fn probe(index: &dyn Shell, code: &dyn Shell, output: &dyn Shell) -> Snippet {
+    emit(Code("probe"), &[index, code, output])
+}
+pub fn probe_unavailable(why: &dyn Shell) -> Snippet {
+    emit(Code("probe-unavailable"), &[why])
+}
 pub fn chain(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("chain"), &[unit, line])
 }
@@ -233,6 +244,10 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         ("sacct", _) => Reply::SacctOk,
         ("squeue-error", _) => Reply::SqueueError(one()),
         ("elapsed", [unit, seconds]) => Reply::Elapsed { unit: unit.clone(), seconds: seconds.trim().parse().ok()? },
+        ("probe", [index, code, output]) => {
+            Reply::Probe { index: index.parse().ok()?, code: code.trim().parse().ok()?, output: output.clone() }
+        }
+        ("probe-unavailable", _) => Reply::ProbeUnavailable(one()),
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
@@ -313,6 +328,8 @@ mod tests {
             (sacct_ok(), Reply::SacctOk),
             (squeue_error(&w(hostile)), Reply::SqueueError(hostile.into())),
             (elapsed(&w(unit), &w("3600")), Reply::Elapsed { unit: unit.into(), seconds: 3600 }),
+            (probe(&3u64, &Code("1"), &w(hostile)), Reply::Probe { index: 3, code: 1, output: hostile.into() }),
+            (probe_unavailable(&w("no sbatch")), Reply::ProbeUnavailable("no sbatch".into())),
             (
                 chain(&w(unit), &w("12 submit 1700000000 13")),
                 Reply::Chain { unit: unit.into(), line: "12 submit 1700000000 13".into() },

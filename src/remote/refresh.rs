@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::Cluster;
+use crate::plan::feasibility::{self, Answer, Shape};
 use crate::render::TAG_PREFIX;
 use crate::shell::{Code, ShellWord};
 use crate::state::State;
@@ -66,6 +67,11 @@ pub struct Refreshed {
     pub accounting: BTreeMap<u64, String>,
     pub squeue_error: Option<String>,
     pub sacct_available: bool,
+    /// With [`refresh_probing`]: `sbatch --test-only`'s answer for each
+    /// probed job shape, by its index (see `crate::remote::probe`).
+    pub probes: BTreeMap<usize, Answer>,
+    /// Why no shape could be probed (no `sbatch`).
+    pub probe_unavailable: Option<String>,
     /// With [`detail_program`]: each unit's chain file, progress and results.
     pub chains: BTreeMap<String, Vec<String>>,
     pub progress: BTreeMap<String, String>,
@@ -184,9 +190,21 @@ pub fn detail_program(stack_dir: &str, detail: Detail) -> Program {
     p
 }
 
-/// Refreshes (plan): one round trip.
+/// Refreshes: one round trip.
 pub fn refresh(cluster: &dyn Cluster, stack_dir: &str, stack: &str, since: u64) -> Result<Refreshed, Error> {
-    let replies = super::run(cluster, &program(stack_dir, stack, since))?;
+    refresh_probing(cluster, stack_dir, stack, since, &[])
+}
+
+/// Refreshes and asks the scheduler whether each of `shapes` could run
+/// (plan): one round trip.
+pub fn refresh_probing(
+    cluster: &dyn Cluster,
+    stack_dir: &str,
+    stack: &str,
+    since: u64,
+    shapes: &[Shape],
+) -> Result<Refreshed, Error> {
+    let replies = super::run(cluster, &super::probe::program(shapes).then(program(stack_dir, stack, since)))?;
     Ok(read(&replies, stack)?)
 }
 
@@ -250,6 +268,10 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
                 r.samples_files.entry(unit.trim().to_owned()).or_default().insert(name.clone(), text);
             }
             Reply::SqueueError(e) => r.squeue_error = Some(e.clone()),
+            Reply::Probe { index, code, output } => {
+                r.probes.insert(*index, feasibility::parse_answer(*code, output));
+            }
+            Reply::ProbeUnavailable(why) => r.probe_unavailable = Some(why.clone()),
             Reply::End => ended = true,
             _ => {}
         }
