@@ -194,7 +194,7 @@ fn probability(n: &Node, errs: &mut Vec<Diagnostic>) -> Option<f64> {
 }
 
 /// A glob that matches the whole text; `*` matches any run of characters.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == text;

@@ -590,7 +590,7 @@ fn a_saved_plan_is_stale_once_the_cluster_or_the_config_changed() {
     let f = Fixture::new("stale", &["alpha", "beta"]);
     let stack = f.open(&[]);
     let saved_path = f.root.join("plan.json");
-    PlanFile::new(&f.config, &[], &[], &f.plan(&stack)).unwrap().write(&saved_path).unwrap();
+    PlanFile::new(&f.config, &[], &PlanOptions::default(), &f.plan(&stack)).unwrap().write(&saved_path).unwrap();
     let saved = PlanFile::read(&saved_path).unwrap().expect("a saved plan");
 
     // The cluster changed: someone else applied in between.
@@ -604,7 +604,7 @@ fn a_saved_plan_is_stale_once_the_cluster_or_the_config_changed() {
     assert!(!f.lock_file().exists(), "the lock is released");
 
     // A plan saved now still holds...
-    let current = PlanFile::new(&f.config, &[], &[], &f.plan(&stack)).unwrap();
+    let current = PlanFile::new(&f.config, &[], &PlanOptions::default(), &f.plan(&stack)).unwrap();
     match f.try_apply(&stack, Some(&current)) {
         Ok(Applied::NoChanges(_)) => {}
         other => panic!("a current saved plan applies, got {}", brief(&other)),
@@ -1143,5 +1143,50 @@ fn a_rerun_of_the_same_result_has_an_expected_cost() {
         output::text(&plan, false).contains("expected 0.0 for the 1 units that ran before"),
         "{}",
         output::text(&plan, false)
+    );
+}
+
+/// `--only`/`--exclude`: the plan changes only the units targeted; the
+/// others keep their jobs and their recorded state, and a later plan still
+/// has their changes; a name that matches no unit is an error.
+#[test]
+fn only_and_exclude_limit_what_a_plan_changes() {
+    let f = Fixture::new("targets", &["alpha", "beta", "gamma"]);
+    let targets = |only: &[&str], exclude: &[&str]| PlanOptions {
+        targets: evalctl::plan::Targets {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        },
+        ..PlanOptions::default()
+    };
+    let apply = |stack: &Stack, opts: PlanOptions| {
+        let o = ApplyOptions { command: "t".into(), plan: opts, ..ApplyOptions::default() };
+        match ops::apply(stack, &f.cluster, None, &o, &Silent) {
+            Ok(Applied::Done(r)) => r,
+            other => panic!("{}", brief(&other)),
+        }
+    };
+    let stack = f.open(&[]);
+    let report = apply(&stack, targets(&["al*"], &[]));
+    let units: BTreeSet<&str> = report.submitted.iter().map(|(u, _, _)| u.as_str()).collect();
+    assert_eq!(units, BTreeSet::from(["alpha"]));
+    let st = f.remote_state();
+    assert!(st.units.contains_key("alpha") && !st.units.contains_key("beta"), "{:?}", st.units.keys());
+    // Excluding: everything else is submitted.
+    let report = apply(&stack, targets(&[], &["alpha", "gamma"]));
+    let units: BTreeSet<&str> = report.submitted.iter().map(|(u, _, _)| u.as_str()).collect();
+    assert_eq!(units, BTreeSet::from(["beta"]));
+    let plan = f.plan(&stack);
+    assert_eq!(actions(&plan), expect(&[("alpha", Action::None), ("beta", Action::None), ("gamma", Action::Create)]));
+    let opts = targets(&["alpha"], &[]);
+    let plan = ops::plan(&stack, Observe::Cluster(&f.cluster), &opts, &Silent).unwrap().plan;
+    let gamma = change(&plan, "gamma");
+    assert!(gamma.untargeted && gamma.action == Action::None, "{gamma:?}");
+    assert_eq!(gamma.reason, "left out by --only/--exclude (would create)");
+    let err = ops::plan(&stack, Observe::Cluster(&f.cluster), &targets(&["delta*"], &["x"]), &Silent).err().unwrap();
+    let msgs: Vec<String> = err.diagnostics().iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        msgs,
+        ["--only names no unit of stack `opsstack`: `delta*`", "--exclude names no unit of stack `opsstack`: `x`"]
     );
 }

@@ -244,3 +244,19 @@ fn a_plan_over_its_gpu_hour_budget_exits_7() {
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("unbounded (3 units have no max_walltime"), "{}", text(&out.stderr));
 }
+
+/// `--only`: the plan shows only the units targeted, and says which
+/// others it left out.
+#[test]
+fn only_limits_the_plan_to_its_units() {
+    let dir = workdir("only", &|s| s);
+    let out = evalctl(&["plan", "--offline", "--no-color", "--only", "hella*", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("+ hellaswag (create") && !t.contains("+ winogrande"), "{t}");
+    assert!(t.contains("note: left out by --only/--exclude, with changes: arc_challenge, winogrande"), "{t}");
+    assert!(t.contains("Plan: 1 to create,"), "{t}");
+    let out = evalctl(&["plan", "--offline", "--exclude", "nope", "evals.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--exclude names no unit of stack `evals`: `nope`"), "{}", text(&out.stderr));
+}

@@ -49,7 +49,7 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
     state.units.insert("gone".into(), Default::default());
     let seen =
         plan::Seen { observations: BTreeMap::new(), state, target: "local".into(), offline: false, notes: vec![] };
-    let planned = plan::make(rendered, 3, &[], seen);
+    let planned = plan::make(rendered, 3, &[], &plan::Targets::default(), seen);
     let mut plan = planned.plan.clone();
     assert!(plan.changes.len() >= 3, "{:?}", plan.changes);
     plan.changes[0].action = Action::Replace;

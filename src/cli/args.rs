@@ -39,6 +39,12 @@ pub struct StackFlags {
     /// 7, and apply submits nothing.
     #[arg(long, value_name = "N")]
     pub max_gpu_hours: Option<f64>,
+    /// Plan (and apply) only these units: names or globs (`gsm*`), repeatable.
+    #[arg(long, value_name = "UNIT")]
+    pub only: Vec<String>,
+    /// Leave these units out: names or globs, repeatable.
+    #[arg(long, value_name = "UNIT")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]

@@ -128,7 +128,12 @@ fn locked(
     // and the values it applies (for the causes of later plans).
     let owned = State {
         config: stack.id.name.clone(),
-        config_values: crate::plan::causes::recorded(&crate::plan::causes::values(&stack.loaded.tree, &stack.sources)),
+        // With units left out, those keep the old values' causes.
+        config_values: if opts.plan.targets.is_empty() {
+            crate::plan::causes::recorded(&crate::plan::causes::values(&stack.loaded.tree, &stack.sources))
+        } else {
+            planned.state.config_values.clone()
+        },
         ..planned.state.clone()
     };
     let inputs = Inputs {

@@ -29,6 +29,8 @@ pub struct PlanOptions {
     pub replace: Vec<String>,
     /// GPU-hours the plan may use at most (its upper bound).
     pub max_gpu_hours: Option<f64>,
+    /// The units the plan may change (`--only`, `--exclude`).
+    pub targets: plan::Targets,
 }
 
 /// Plans a stack. Against a cluster, the refreshed state is also written
@@ -53,7 +55,7 @@ pub fn plan<'a>(
             let obs = plan::observations_from_state(&st);
             let old = st.config_values.clone();
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
-            let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen);
+            let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
             planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
             Ok(planned)
         }
@@ -82,22 +84,31 @@ pub fn over_budget(plan: &plan::Plan, budget: f64) -> String {
     }
 }
 
-/// Every unit `--replace` names must be a unit of the config: a typo must
-/// not silently plan nothing.
+/// Every unit `--replace` names must be a unit of the config, and every
+/// name or glob of `--only`/`--exclude` must match one: a typo must not
+/// silently plan nothing (or everything).
 pub(crate) fn check_options(stack: &Stack, opts: &PlanOptions) -> Result<()> {
     let units = plan::units(&stack.rendered);
-    let unknown: Vec<String> =
-        opts.replace.iter().filter(|r| !units.iter().any(|u| &u.id == *r)).map(|r| format!("`{r}`")).collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
+    let matches = |p: &String| units.iter().any(|u| crate::gate::glob(p, &u.id));
+    let flags = [
+        ("--replace", opts.replace.iter().filter(|r| !units.iter().any(|u| &u.id == *r)).collect::<Vec<_>>()),
+        ("--only", opts.targets.only.iter().filter(|p| !matches(p)).collect()),
+        ("--exclude", opts.targets.exclude.iter().filter(|p| !matches(p)).collect()),
+    ];
     let known: Vec<&str> = units.iter().map(|u| u.id.as_str()).collect();
-    Err(Diagnostic::error(
-        None,
-        format!("--replace names no unit of stack `{}`: {}", stack.rendered.stack, unknown.join(", ")),
-    )
-    .with_note(format!("units: {}", known.join(", ")))
-    .into())
+    let errors: Vec<Diagnostic> = flags
+        .into_iter()
+        .filter(|(_, unknown)| !unknown.is_empty())
+        .map(|(flag, unknown)| {
+            let names: Vec<String> = unknown.iter().map(|r| format!("`{r}`")).collect();
+            Diagnostic::error(
+                None,
+                format!("{flag} names no unit of stack `{}`: {}", stack.rendered.stack, names.join(", ")),
+            )
+            .with_note(format!("units: {}", known.join(", ")))
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors.into()) }
 }
 
 /// A plan from a refresh that already happened (apply takes the lock and
@@ -120,7 +131,7 @@ pub(crate) fn from_refresh<'a>(
     let st = r.state.clone().unwrap_or_else(|| State::new(&stack.loaded.stack));
     let old = st.config_values.clone();
     let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
-    let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, seen);
+    let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
     planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
     let changing: Vec<String> =
         planned.plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();

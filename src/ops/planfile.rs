@@ -28,6 +28,9 @@ pub struct PlanFile {
     pub config: PathBuf,
     pub overrides: Vec<String>,
     pub replace: Vec<String>,
+    /// `--only`/`--exclude` of the plan.
+    #[serde(default)]
+    pub targets: crate::plan::Targets,
     /// The plan document (`plan --format json`); its `format_version`
     /// versions the file.
     pub plan: PlanDocument,
@@ -36,13 +39,14 @@ pub struct PlanFile {
 impl PlanFile {
     /// Refuses overrides that hold a variable's value: a saved plan keeps
     /// where values come from, never the values.
-    pub fn new(config: &Path, overrides: &[String], replace: &[String], plan: &Plan) -> Result<PlanFile> {
+    pub fn new(config: &Path, overrides: &[String], opts: &super::PlanOptions, plan: &Plan) -> Result<PlanFile> {
         PlanFile::check_overrides(overrides)?;
         Ok(PlanFile {
             kind: KIND.into(),
             config: std::fs::canonicalize(config).unwrap_or_else(|_| config.to_owned()),
             overrides: overrides.to_vec(),
-            replace: replace.to_vec(),
+            replace: opts.replace.clone(),
+            targets: opts.targets.clone(),
             plan: PlanDocument::of(plan),
         })
     }

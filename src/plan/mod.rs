@@ -126,6 +126,28 @@ pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
         .collect()
 }
 
+/// Which units a plan may change (`--only`, `--exclude`): names or globs
+/// (`*` matches any text). Empty `only`: every unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.only.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Whether the plan may change `unit`.
+    pub fn includes(&self, unit: &str) -> bool {
+        let any = |patterns: &[String]| patterns.iter().any(|p| crate::gate::glob(p, unit));
+        (self.only.is_empty() || any(&self.only)) && !any(&self.exclude)
+    }
+}
+
 /// What refresh learned about one unit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
@@ -166,6 +188,10 @@ pub struct Change {
     /// [`output::PlanDocument`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// Left out by `--only`/`--exclude`: nothing happens to it, and the
+    /// state keeps what it recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untargeted: bool,
 }
 
 /// The decision for one unit present in the config (the DESIGN table).
@@ -318,6 +344,7 @@ pub fn reconcile(
     state: &State,
     max_attempts: u32,
     replace: &[String],
+    targets: &Targets,
 ) -> Vec<Change> {
     let empty = Observation::default();
     let mut changes: Vec<Change> = units
@@ -346,6 +373,7 @@ pub fn reconcile(
                 result_hash: u.result_hash.clone(),
                 attempts,
                 diff: None,
+                untargeted: false,
             }
         })
         .collect();
@@ -371,7 +399,19 @@ pub fn reconcile(
             result_hash: String::new(),
             diff: None,
             attempts: 0,
+            untargeted: false,
         });
+    }
+    // Units `--only`/`--exclude` leave out: no action, no diff.
+    for c in changes.iter_mut().filter(|c| !targets.includes(&c.unit)) {
+        if c.action != Action::None {
+            c.reason = format!("left out by --only/--exclude (would {})", c.action.word());
+        }
+        c.action = Action::None;
+        c.untargeted = true;
+        c.interrupts_running = false;
+        c.cancel_jobs.clear();
+        c.after = c.before.clone();
     }
     changes
 }
@@ -454,10 +494,21 @@ pub struct Seen {
 
 /// Makes a plan: every unit of `rendered` reconciled against what was seen;
 /// `replace` names units to run again whatever their state.
-pub fn make<'a>(rendered: &'a Rendered, max_attempts: u32, replace: &[String], seen: Seen) -> Planned<'a> {
-    let Seen { observations, state, target, offline, notes } = seen;
+pub fn make<'a>(
+    rendered: &'a Rendered,
+    max_attempts: u32,
+    replace: &[String],
+    targets: &Targets,
+    seen: Seen,
+) -> Planned<'a> {
+    let Seen { observations, state, target, offline, mut notes } = seen;
     let units = units(rendered);
-    let changes = reconcile(&units, &observations, &state, max_attempts, replace);
+    let changes = reconcile(&units, &observations, &state, max_attempts, replace, targets);
+    let left_out: Vec<&str> =
+        changes.iter().filter(|c| c.untargeted && c.reason.starts_with("left out")).map(|c| c.unit.as_str()).collect();
+    if !left_out.is_empty() {
+        notes.push(format!("left out by --only/--exclude, with changes: {}", left_out.join(", ")));
+    }
     let runtime_digest = crate::render::runtime_digest();
     let runtime_changed = state.units.values().any(|u| !u.scripts.is_empty()) && state.runtime != runtime_digest;
     let priced: Vec<cost::Priced> = changes
@@ -573,6 +624,7 @@ mod tests {
             result_hash: String::new(),
             attempts: 0,
             diff: None,
+            untargeted: false,
         };
         p.changes =
             vec![change(Action::Create), change(Action::Create), change(Action::Replace), change(Action::Cancel)];
@@ -597,6 +649,7 @@ mod tests {
             result_hash: String::new(),
             attempts: 0,
             diff: None,
+            untargeted: false,
         };
         let none = BTreeMap::new();
         // Every task completed: the ended server is left alone.

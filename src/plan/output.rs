@@ -425,6 +425,7 @@ mod tests {
             result_hash: String::new(),
             attempts: 2,
             diff: None,
+            untargeted: false,
         }
     }
 

@@ -342,6 +342,8 @@ pub fn next_state(inp: &Inputs<'_>) -> State {
             Action::Cancel => {
                 state.units.remove(&c.unit);
             }
+            // Left out by --only/--exclude: the state keeps what it had.
+            _ if c.untargeted => {}
             _ => {
                 let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
                 let prev = state.units.get(&c.unit).cloned().unwrap_or_default();

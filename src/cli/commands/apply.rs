@@ -36,9 +36,10 @@ pub struct ApplyArgs {
 pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
     p.no_color(a.stack.color.no_color);
     let saved = PlanFile::read(&a.target)?;
-    let (config, overrides, replace) = match &saved {
-        Some(s) => (s.config.clone(), s.overrides.clone(), s.replace.clone()),
-        None => (a.target.clone(), a.overrides.clone(), a.stack.replace.clone()),
+    let flags = crate::plan::Targets { only: a.stack.only.clone(), exclude: a.stack.exclude.clone() };
+    let (config, overrides, replace, targets) = match &saved {
+        Some(s) => (s.config.clone(), s.overrides.clone(), s.replace.clone(), s.targets.clone()),
+        None => (a.target.clone(), a.overrides.clone(), a.stack.replace.clone(), flags),
     };
     let stack = ops::Stack::open(&config, &overrides, &p.sources, p)?;
     if let Some(s) = &saved {
@@ -60,7 +61,7 @@ pub fn apply(a: &ApplyArgs, p: &Printer) -> Result<ExitStatus> {
     let cluster = p.connect(&stack, &a.stack.cluster)?;
     let since = stack.since();
     let opts = ApplyOptions {
-        plan: PlanOptions { replace, max_gpu_hours: a.stack.max_gpu_hours },
+        plan: PlanOptions { replace, max_gpu_hours: a.stack.max_gpu_hours, targets },
         lock_timeout: a.lock_timeout.map(Duration::from_secs),
         confirm,
         command: super::super::args::command_line(),

@@ -59,7 +59,8 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
         PlanFile::check_overrides(&a.args.o.overrides)?;
     }
     let stack = ops::Stack::open(&a.args.config, &a.args.o.overrides, &p.sources, p)?;
-    let opts = PlanOptions { replace: a.stack.replace.clone(), max_gpu_hours: a.stack.max_gpu_hours };
+    let targets = crate::plan::Targets { only: a.stack.only.clone(), exclude: a.stack.exclude.clone() };
+    let opts = PlanOptions { replace: a.stack.replace.clone(), max_gpu_hours: a.stack.max_gpu_hours, targets };
     let planned = if a.offline {
         ops::plan(&stack, Observe::Recorded, &opts, p)?
     } else {
@@ -68,7 +69,7 @@ pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
     };
     print(&planned.plan, a.format, p)?;
     if let Some(path) = &a.out {
-        PlanFile::new(&a.args.config, &a.args.o.overrides, &a.stack.replace, &planned.plan)?.write(path)?;
+        PlanFile::new(&a.args.config, &a.args.o.overrides, &opts, &planned.plan)?.write(path)?;
         p.note(&format!("Plan saved to {}; apply it with `evalctl apply {}`.", path.display(), path.display()));
     }
     if let Some(budget) = opts.max_gpu_hours
