@@ -438,7 +438,7 @@ fn attaches_to_a_control_master_the_user_opened() {
     let config = dir.join("attach.yaml");
     std::fs::write(
         &config,
-        "execution: {hostname: mfa-login.invalid, account: research, output_dir: /tmp/evalctl-attach-test}\n\
+        "execution: {hostname: mfa-login.invalid, account: research, partition: cpu, gres: null, output_dir: /tmp/evalctl-attach-test}\n\
          target: {api_endpoint: {url: 'http://127.0.0.1:9/v1/chat/completions'}}\n\
          evaluation: {tasks: [{name: gsm8k}]}\n",
     )
