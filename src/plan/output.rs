@@ -10,19 +10,26 @@ use super::{Action, Change, Plan, Summary};
 /// GitHub's limit on a comment's length.
 pub const COMMENT_LIMIT: usize = 65_536;
 
-/// Unified diff (context 3) of one unit's scripts.
-pub fn unit_diff(c: &Change) -> String {
-    let mut out = String::new();
+/// The scripts of a change whose text differs: name, old text, new text,
+/// and the diff's `---`/`+++` paths (`/dev/null` for a script added or removed).
+fn changed_scripts<'c>(c: &'c Change) -> impl Iterator<Item = (&'c String, &'c str, &'c str, String, String)> {
     let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
-    for name in names {
+    names.into_iter().filter_map(move |name| {
         let old = c.before.get(name).map(String::as_str).unwrap_or("");
         let new = c.after.get(name).map(String::as_str).unwrap_or("");
         if old == new {
-            continue;
+            return None;
         }
-        let (a, b) = (format!("a/{}/{name}", c.unit), format!("b/{}/{name}", c.unit));
-        let a = if c.before.contains_key(name) { a } else { "/dev/null".into() };
-        let b = if c.after.contains_key(name) { b } else { "/dev/null".into() };
+        let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
+        let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+        Some((name, old, new, a, b))
+    })
+}
+
+/// Unified diff (context 3) of one unit's scripts.
+pub fn unit_diff(c: &Change) -> String {
+    let mut out = String::new();
+    for (_, old, new, a, b) in changed_scripts(c) {
         out.push_str(&TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(&a, &b).to_string());
     }
     out
@@ -74,15 +81,7 @@ pub fn diff_groups(changes: &[&Change]) -> Vec<DiffGroup> {
     let mut groups: Vec<DiffGroup> = vec![];
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for c in changes {
-        let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
-        for name in names {
-            let old = c.before.get(name).map(String::as_str).unwrap_or("");
-            let new = c.after.get(name).map(String::as_str).unwrap_or("");
-            if old == new {
-                continue;
-            }
-            let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
-            let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+        for (name, old, new, a, b) in changed_scripts(c) {
             let diff = TextDiff::from_lines(old, new);
             let script = format!("{}/{name}", c.unit);
             for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
