@@ -12,7 +12,7 @@ pub const COMMENT_LIMIT: usize = 65_536;
 
 /// The scripts of a change whose text differs: name, old text, new text,
 /// and the diff's `---`/`+++` paths (`/dev/null` for a script added or removed).
-fn changed_scripts<'c>(c: &'c Change) -> impl Iterator<Item = (&'c String, &'c str, &'c str, String, String)> {
+fn changed_scripts(c: &Change) -> impl Iterator<Item = (&String, &str, &str, String, String)> {
     let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
     names.into_iter().filter_map(move |name| {
         let old = c.before.get(name).map(String::as_str).unwrap_or("");
