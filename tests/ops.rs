@@ -1140,7 +1140,7 @@ fn a_rerun_of_the_same_result_has_an_expected_cost() {
     assert!((expected - 2.0 * 60.0 / 3600.0).abs() < 2.0 * 2.0 / 3600.0, "{expected}");
     assert_eq!(plan.cost.units_expected, 1);
     assert!(
-        output::text(&plan, false).contains("expected 0.0 for the 1 units that ran before"),
+        output::text(&plan, false).contains("expected 0.0 for the unit that ran before"),
         "{}",
         output::text(&plan, false)
     );

@@ -260,3 +260,45 @@ fn only_limits_the_plan_to_its_units() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--exclude names no unit of stack `evals`: `nope`"), "{}", text(&out.stderr));
 }
+
+/// Golden outputs of a change across many units: one key for all twelve
+/// tasks and one for a single task. Causes first, each distinct hunk once.
+#[test]
+fn grouped_plan_outputs_are_golden() {
+    let twelve = |s: String| {
+        let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
+        s = s.replace("    - name: hellaswag\n", "");
+        for i in 0..12 {
+            s.push_str(&format!("    - name: winogrande\n      id: t{i:02}\n"));
+        }
+        s
+    };
+    let dir = workdir("golden", &twelve);
+    let old = std::fs::read_to_string(dir.join("evals.yaml")).unwrap();
+    let new = old.replace("walltime: \"02:00:00\"", "walltime: \"03:00:00\"").replace(
+        "      id: t05\n",
+        "      id: t05\n      nemo_evaluator_config: {config: {params: {limit_samples: 50}}}\n",
+    );
+    std::fs::write(dir.join("new.yaml"), new).unwrap();
+    let run = |format: &str| {
+        let out = evalctl(&["diff", "--no-color", "--format", format, "evals.yaml", "new.yaml"], &dir);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    insta::assert_snapshot!("grouped_text", run("text"));
+    let md = run("markdown");
+    insta::assert_snapshot!("grouped_markdown", md);
+    // As GitHub renders it: the causes a list, the diff a code block in the
+    // collapsed section, outside the list.
+    use pulldown_cmark::{Options, Parser, html};
+    let mut page = String::new();
+    html::push_html(&mut page, Parser::new_ext(&md, Options::ENABLE_TABLES));
+    assert!(page.contains("<li>execution.walltime: \"02:00:00\" → \"03:00:00\""), "{page}");
+    let (list_end, details) = (page.find("</ul>").expect("a list"), page.find("<details>").expect("details"));
+    assert!(list_end < details, "the details block is not inside the list: {page}");
+    assert!(page.contains("<pre><code class=\"language-diff\"># the same change in 12 scripts of 12 units"), "{page}");
+    let v: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    let doc =
+        serde_json::json!({"causes": v["causes"], "diff_groups": v["diff_groups"], "cost": v["cost"]["gpu_hours_max"]});
+    insta::assert_snapshot!("grouped_json", serde_json::to_string_pretty(&doc).unwrap());
+}

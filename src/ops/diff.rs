@@ -44,7 +44,11 @@ pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, rep
     let max = new_c.max_attempts();
     let seen = Seen { observations: obs, state: st, target: "diff".into(), offline: true, notes: vec![] };
     let mut p = plan::make(new_r, max, &[], &plan::Targets::default(), seen).plan;
-    let old_values = plan::causes::recorded(&plan::causes::values(&old_c.loaded.tree, sources));
+    let mut old_values = plan::causes::recorded(&plan::causes::values(&old_c.loaded.tree, sources));
+    // The name given to the old config above is not a change of the user's.
+    if new_c.loaded.config.name.is_none() {
+        old_values.remove("name");
+    }
     p.causes = super::plan::config_causes(&new_c.loaded, sources, &old_values, &p);
     Ok(p)
 }

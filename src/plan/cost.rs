@@ -106,6 +106,7 @@ impl Cost {
             }
         };
         let expected = match self.gpu_hours_expected {
+            Some(e) if self.units_expected == 1 => format!("; expected {e:.1} for the unit that ran before"),
             Some(e) => format!("; expected {e:.1} for the {} units that ran before", self.units_expected),
             None => String::new(),
         };
@@ -141,7 +142,7 @@ mod tests {
         assert_eq!(c.units[1].gpu_hours_max, Some(48.0));
         assert_eq!(
             c.line(),
-            "GPU-h ≤ 96.0 (32.0 for every unit's first link; expected 4.0 for the 1 units that ran before)"
+            "GPU-h ≤ 96.0 (32.0 for every unit's first link; expected 4.0 for the unit that ran before)"
         );
         assert!(c.over(95.0) && !c.over(96.0));
         // No link limit: unbounded, and over any budget.

@@ -154,10 +154,10 @@ fn cause_lines(plan: &Plan) -> Vec<String> {
         .iter()
         .map(|c| {
             let at = c.at.as_deref().map(|a| format!(" ({a})")).unwrap_or_default();
-            let units = if c.units.is_empty() {
-                "no unit".to_owned()
-            } else {
-                format!("{} units: {}", c.units.len(), some(&c.units, 8))
+            let units = match c.units.len() {
+                0 => "no unit".to_owned(),
+                1 => format!("unit {}", c.units[0]),
+                n => format!("{n} units: {}", some(&c.units, 8)),
             };
             format!(
                 "{}: {} → {}{at}; {units}",
@@ -310,11 +310,13 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         head.push_str("\n**Config changes**\n\n");
         let causes = cause_lines(plan).into_iter().map(|l| format!("- {}\n", md_text(&l)));
         push_bounded(&mut head, causes, share(7), |n| format!("- … {n} more keys\n"));
+        head.push('\n');
     }
     if !plan.feasibility.is_empty() {
         head.push_str("\n**Feasibility** (`sbatch --test-only`, per job shape)\n\n");
         let lines = super::feasibility::lines(&plan.feasibility).into_iter().map(|l| format!("- {}\n", md_text(&l)));
         push_bounded(&mut head, lines, share(7), |n| format!("- … {n} more shapes\n"));
+        head.push('\n');
     }
     // Fences inside scripts are broken up before anything is measured.
     let diff = grouped_diff(&diff_groups(&changed)).replace("```", "` ` `");
