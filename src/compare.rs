@@ -17,6 +17,7 @@ use serde_json::Value as J;
 
 use crate::ops::results::{Gathered, Row};
 use crate::stats::{self, Difference};
+use crate::table::markdown_text as md;
 
 /// The version of the JSON document (`evalctl compare --format json`).
 pub const COMPARE_VERSION: u32 = 1;
@@ -393,11 +394,6 @@ fn table(c: &Comparison) -> String {
         out.push_str(&crate::gate::text(v));
     }
     out
-}
-
-/// Text in a Markdown table cell: `|` escaped, no line break, no HTML.
-pub(crate) fn md(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn markdown(c: &Comparison) -> String {

@@ -326,7 +326,7 @@ pub fn text(v: &Verdict) -> String {
 pub fn markdown(v: &Verdict) -> String {
     let mut out =
         format!("\n#### Gate: **{}**\n\n| outcome | score | why | rule |\n|---|---|---|---|\n", name(v.outcome));
-    let md = crate::compare::md;
+    let md = crate::table::markdown_text;
     for c in &v.checks {
         let what = c.score.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
         out.push_str(&format!("| {} | {} | {} | {} |\n", name(c.outcome), md(&what), md(&c.reason), md(&c.rule)));

@@ -1,5 +1,12 @@
 //! Plain-text tables for people (`tasks`, `status`): columns padded to
-//! their widest cell in characters, two spaces apart, no trailing blanks.
+//! their widest cell in characters, two spaces apart, no trailing blanks;
+//! and [`markdown_text`], the one way text enters a Markdown table or list.
+
+/// Text for a Markdown table cell or list item (PR comments): no HTML (`&`,
+/// `<`, `>` as entities), `|` escaped, no line break.
+pub fn markdown_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|").replace(['\n', '\r'], " ")
+}
 
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut width = header.map(|h| h.chars().count());

@@ -130,7 +130,7 @@ fn locked(
         config: stack.id.name.clone(),
         // With units left out, those keep the old values' causes.
         config_values: if opts.plan.targets.is_empty() {
-            crate::plan::causes::recorded(&crate::plan::causes::values(&stack.loaded.tree, &stack.sources))
+            crate::plan::causes::recorded(stack.config_values())
         } else {
             planned.state.config_values.clone()
         },

@@ -56,6 +56,7 @@ pub struct Stack {
     pub rendered: Rendered,
     /// The texts the config was read from (for the places of its values).
     pub sources: Sources,
+    values: std::sync::OnceLock<std::collections::BTreeMap<String, crate::plan::causes::ConfigValue>>,
 }
 
 impl Stack {
@@ -68,7 +69,14 @@ impl Stack {
             graph,
             rendered,
             sources: sources.clone(),
+            values: Default::default(),
         })
+    }
+
+    /// The composed config's values by key, with their places: what apply
+    /// records and what a plan compares with the recorded ones (made once).
+    pub fn config_values(&self) -> &std::collections::BTreeMap<String, crate::plan::causes::ConfigValue> {
+        self.values.get_or_init(|| crate::plan::causes::values(&self.loaded.tree, &self.sources))
     }
 
     /// Fails when the state says another config manages this stack and

@@ -49,6 +49,7 @@ pub fn diff(old: &Path, new: &Path, overrides: &[String], sources: &Sources, rep
     if new_c.loaded.config.name.is_none() {
         old_values.remove("name");
     }
-    p.causes = super::plan::config_causes(&new_c.loaded, sources, &old_values, &p);
+    let new_values = plan::causes::values(&new_c.loaded.tree, sources);
+    p.causes = super::plan::config_causes(&new_c.loaded, &new_values, &old_values, &p);
     Ok(p)
 }

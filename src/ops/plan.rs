@@ -6,7 +6,6 @@ use crate::cluster::Cluster;
 use crate::config::Loaded;
 use crate::config::node::{Seg, Value};
 use crate::diag::Diagnostic;
-use crate::diag::Sources;
 use crate::error::Result;
 use crate::plan::causes::{self, Cause};
 use crate::plan::{self, Planned, Seen, feasibility};
@@ -56,7 +55,7 @@ pub fn plan<'a>(
             let old = st.config_values.clone();
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
             let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
-            planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
+            planned.plan.causes = config_causes(&stack.loaded, stack.config_values(), &old, &planned.plan);
             Ok(planned)
         }
         Observe::Cluster(cluster) => {
@@ -132,7 +131,7 @@ pub(crate) fn from_refresh<'a>(
     let old = st.config_values.clone();
     let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
     let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
-    planned.plan.causes = config_causes(&stack.loaded, &stack.sources, &old, &planned.plan);
+    planned.plan.causes = config_causes(&stack.loaded, stack.config_values(), &old, &planned.plan);
     let changing: Vec<String> =
         planned.plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();
     let uses = feasibility::shapes(&stack.rendered);
@@ -146,19 +145,18 @@ pub(crate) fn from_refresh<'a>(
     Ok(planned)
 }
 
-/// The config keys that changed from `old` (the recorded values) to the
-/// config `loaded`, each with the units of the plan it touches. None
-/// without recorded values.
+/// The config keys that changed from `old` (the recorded values) to `new`
+/// (the values of the config `loaded`), each with the units of the plan it
+/// touches. None without recorded values.
 pub(crate) fn config_causes(
     loaded: &Loaded,
-    sources: &Sources,
+    new: &std::collections::BTreeMap<String, causes::ConfigValue>,
     old: &std::collections::BTreeMap<String, String>,
     plan: &plan::Plan,
 ) -> Vec<Cause> {
     if old.is_empty() {
         return vec![];
     }
-    let new = causes::values(&loaded.tree, sources);
     // Keys under `evaluation.tasks[<label>]` belong to that task's unit.
     let path = [Seg::Key("evaluation".into()), Seg::Key("tasks".into())];
     let labels = match loaded.tree.get(&path).map(|n| &n.value) {
@@ -173,7 +171,7 @@ pub(crate) fn config_causes(
     };
     let changed: Vec<String> =
         plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();
-    causes::causes(old, &new, &task_unit, &changed)
+    causes::causes(old, new, &task_unit, &changed)
 }
 
 /// Writes the state a refresh saw (each unit with its observation) to the

@@ -16,6 +16,7 @@ use crate::plan;
 use crate::remote;
 use crate::remote::refresh::Detail;
 use crate::state::UnitKind;
+use crate::table::markdown_text as md;
 
 /// The version of the JSON document (`evalctl results --format json`).
 pub const RESULTS_VERSION: u32 = 1;
@@ -269,11 +270,6 @@ fn csv(report: &Report) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Text in a Markdown table cell: `|` escaped, no line break.
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn markdown(report: &Report) -> String {

@@ -6,6 +6,7 @@ use similar::TextDiff;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Change, Plan, Summary};
+use crate::table::markdown_text as md_text;
 
 /// GitHub's limit on a comment's length.
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -345,11 +346,6 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         diff
     };
     format!("{head}{open}{body}{close}")
-}
-
-/// Text for a Markdown list item: no HTML, no line break.
-fn md_text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace(['\n', '\r'], " ")
 }
 
 /// Appends `lines` to `out` while `out` stays within `budget` bytes (with

@@ -38,20 +38,19 @@ pub struct ExportArgs {
 
 pub fn export(a: &ExportArgs, p: &Printer) -> Result<ExitStatus> {
     let stack = Stack::open(&a.args.config, &a.args.o.overrides, &p.sources, p)?;
-    let destinations: Vec<Destination> = match a.to {
-        Some(d) => vec![d],
+    let destination = match a.to {
+        Some(d) => d,
         None => {
-            let named = ops::export::auto_destinations(&stack);
-            if named.is_empty() {
+            // Validation refused every other destination at its line.
+            if !ops::export::auto_destinations(&stack).iter().any(|d| d == "mlflow") {
                 return Err(Error::msg(
                     "name where to export: --to mlflow|json|csv (the config's `execution.auto_export` names no destination)",
                 ));
             }
-            // Validation refused every other destination at its line.
-            named.iter().filter(|d| d.as_str() == "mlflow").map(|_| Destination::Mlflow).collect()
+            Destination::Mlflow
         }
     };
-    let mlflow = destinations.contains(&Destination::Mlflow);
+    let mlflow = destination == Destination::Mlflow;
     if !mlflow && (a.tracking_uri.is_some() || a.experiment.is_some() || a.json) {
         return Err(Error::msg("--tracking-uri, --experiment and --json are options of --to mlflow"));
     }
@@ -59,54 +58,55 @@ pub fn export(a: &ExportArgs, p: &Printer) -> Result<ExitStatus> {
         return Err(Error::msg("--out writes the JSON or CSV report; --to mlflow sends to the server"));
     }
     // Before the round trip: a missing tracking URI fails at once.
-    let target = if mlflow {
-        Some(ops::export::MlflowTarget::of(
+    let sink = match destination {
+        Destination::Json => Sink::Report(ops::results::Format::Json),
+        Destination::Csv => Sink::Report(ops::results::Format::Csv),
+        Destination::Mlflow => Sink::Mlflow(ops::export::MlflowTarget::of(
             &stack,
             a.tracking_uri.as_deref(),
             a.experiment.as_deref(),
             &crate::config::process_env,
-        )?)
-    } else {
-        None
+        )?),
     };
     let cluster = p.connect(&stack, &a.cluster)?;
     let (report, files) = ops::results::results_and_files(&stack, cluster.as_ref(), stack.since())?;
-    let mut status = ExitStatus::Success;
-    for d in destinations {
-        match d {
-            Destination::Json | Destination::Csv => {
-                let format =
-                    if d == Destination::Json { ops::results::Format::Json } else { ops::results::Format::Csv };
-                let text = ops::results::render(&report, format);
-                match &a.out {
-                    Some(path) => {
-                        std::fs::write(path, text)
-                            .map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))?;
-                        p.note(&format!("Wrote the results of {} task(s) to {}", count_units(&report), path.display()));
-                    }
-                    None => p.out(&text)?,
+    match sink {
+        Sink::Report(format) => {
+            let text = ops::results::render(&report, format);
+            match &a.out {
+                Some(path) => {
+                    std::fs::write(path, text)
+                        .map_err(|e| Error::msg(format!("cannot write {}: {e}", path.display())))?;
+                    p.note(&format!("Wrote the results of {} task(s) to {}", count_units(&report), path.display()));
                 }
+                None => p.out(&text)?,
             }
-            Destination::Mlflow => {
-                let target = target.as_ref().expect("resolved above");
-                let done = ops::export::to_mlflow(&report, &files, target, None, ops::export::now_ms())?;
-                if a.json {
-                    p.out(&(serde_json::to_string_pretty(&done).expect("plain data serializes") + "\n"))?;
-                } else {
-                    p.note(&format!(
-                        "MLflow {} experiment `{}` ({}):",
-                        done.tracking_uri, done.experiment, done.experiment_id
-                    ));
-                    p.out(&done.lines().iter().map(|l| format!("{l}\n")).collect::<String>())?;
-                }
-                if done.failed() {
-                    p.err("evalctl: the export of some units failed\n");
-                    status = ExitStatus::Failure;
-                }
+            Ok(ExitStatus::Success)
+        }
+        Sink::Mlflow(target) => {
+            let done = ops::export::to_mlflow(&report, &files, &target, None, ops::export::now_ms())?;
+            if a.json {
+                p.out(&(serde_json::to_string_pretty(&done).expect("plain data serializes") + "\n"))?;
+            } else {
+                p.note(&format!(
+                    "MLflow {} experiment `{}` ({}):",
+                    done.tracking_uri, done.experiment, done.experiment_id
+                ));
+                p.out(&done.lines().iter().map(|l| format!("{l}\n")).collect::<String>())?;
             }
+            if done.failed() {
+                p.err("evalctl: the export of some units failed\n");
+                return Ok(ExitStatus::Failure);
+            }
+            Ok(ExitStatus::Success)
         }
     }
-    Ok(status)
+}
+
+/// Where the results go, resolved before the round trip.
+enum Sink {
+    Report(ops::results::Format),
+    Mlflow(ops::export::MlflowTarget),
 }
 
 fn count_units(report: &ops::results::Report) -> usize {
