@@ -518,11 +518,21 @@ impl Stack {
     }
 
     /// The first link and the resume link the last apply submitted for `unit`.
+    /// The first and resume link apply submitted, once apply has released
+    /// them (it records its state after the release): before that, the
+    /// unit is rightly `held`.
     fn applied_jobs(&self, unit: &str) -> (u64, u64) {
-        wait_for(&format!("the chain file of `{unit}` to name its jobs"), CMD_TIMEOUT, Duration::from_secs(1), || {
+        let what = format!("the chain file of `{unit}` to name its jobs and apply to record them");
+        wait_for(&what, CMD_TIMEOUT, Duration::from_secs(1), || {
             let ids: Vec<u64> =
                 self.chain(unit).iter().filter(|e| e.event == "submit" && e.detail == "apply").map(|e| e.job).collect();
-            (ids.len() >= 2).then(|| (ids[0], ids[1]))
+            let state: Value =
+                serde_json::from_str(&std::fs::read_to_string(self.stack_dir.join(".evalctl/state.json")).ok()?)
+                    .ok()?;
+            let recorded = state["units"][unit]["jobs"]
+                .as_array()
+                .is_some_and(|j| ids.first().is_some_and(|f| j.contains(&Value::from(*f))));
+            (ids.len() >= 2 && recorded).then(|| (ids[0], ids[1]))
         })
     }
 
