@@ -132,6 +132,17 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Cases the fuzzer found, kept as plain tests.
+#[test]
+fn found_cases_do_not_panic() {
+    // A list where the harness's `config` section must be a mapping.
+    let (path, text) = SEEDS[6];
+    let mut s = text.to_owned();
+    s.insert_str(489, "- ");
+    assert!(s.contains("-   params:"), "the case no longer cuts where it did:\n{s}");
+    check_at(path, &s, &[]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 

@@ -16,6 +16,33 @@ pub use super::time::{Duration, SLURM_TIME_PATTERN, SlurmTime, TimeError};
 /// A free-form mapping passed through to another tool unchanged.
 pub type Open = serde_json::Map<String, serde_json::Value>;
 
+/// Schema of `nemo_evaluator_config`: open, except that the sections evalctl
+/// fills in (`config`, `target.api_endpoint`) and the ones it reads
+/// (`config.params`, `adapter_config`) must be mappings, so a list or a
+/// scalar there is an error at its line rather than a run config the harness
+/// refuses.
+fn harness_settings_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["object", "null"],
+        "additionalProperties": true,
+        "properties": {
+            "config": {
+                "type": "object",
+                "properties": { "params": { "type": "object" } }
+            },
+            "target": {
+                "type": "object",
+                "properties": {
+                    "api_endpoint": {
+                        "type": "object",
+                        "properties": { "adapter_config": { "type": "object" } }
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// An evalctl config: one model, how it is served, which benchmarks, which cluster.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -609,6 +636,7 @@ pub struct Evaluation {
     /// Settings for every task, merged under each task's own
     /// `nemo_evaluator_config` (`config.params`, `target.api_endpoint.adapter_config`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "harness_settings_schema")]
     pub nemo_evaluator_config: Option<Open>,
     /// Environment of every evaluation container. Values: `host:VAR`,
     /// `lit:VALUE`, `runtime:VAR`; a bare value is the name of a variable
@@ -647,6 +675,7 @@ pub struct Task {
     pub env_vars: IndexMap<String, EnvValue>,
     /// Task settings merged over `evaluation.nemo_evaluator_config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "harness_settings_schema")]
     pub nemo_evaluator_config: Option<Open>,
     /// Absolute path of a dataset folder on the cluster, mounted in the
     /// harness container at `dataset_mount_path`; `NEMO_EVALUATOR_DATASET_DIR`

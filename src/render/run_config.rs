@@ -105,9 +105,9 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
     // The user's settings win over the defaults above, except where the
     // run must point: the task, the output directory and the endpoint URL.
     deep_merge(&mut base, merged);
-    base["config"]["type"] = json!(rt.info.name);
-    base["config"]["output_dir"] = json!("/results");
-    base["target"]["api_endpoint"]["url"] = J::Null;
+    set(&mut base, &["config", "type"], json!(rt.info.name));
+    set(&mut base, &["config", "output_dir"], json!("/results"));
+    set(&mut base, &["target", "api_endpoint", "url"], J::Null);
     for (name, aux) in &cfg.auxiliary_deployments {
         replace_strings(
             &mut base,
@@ -120,8 +120,22 @@ pub fn run_config(cfg: &Config, rt: &ResolvedTask, task: &Task, endpoint_type: &
         .chain((1..).map(|i| format!("@@EVALCTL_ENDPOINT_URL_{i}@@")))
         .find(|p| !text.contains(p.as_str()))
         .unwrap_or_default();
-    base["target"]["api_endpoint"]["url"] = json!(placeholder);
+    set(&mut base, &["target", "api_endpoint", "url"], json!(placeholder));
     base
+}
+
+/// Sets the value at `path`, making mappings of whatever lies on the way
+/// (validation has refused anything else there; this keeps rendering total).
+fn set(value: &mut J, path: &[&str], new: J) {
+    let mut at = value;
+    for key in path {
+        if !at.is_object() {
+            *at = J::Object(Default::default());
+        }
+        let J::Object(map) = at else { return };
+        at = map.entry(*key).or_insert(J::Null);
+    }
+    *at = new;
 }
 
 /// Deep-merges JSON objects; other values replace.
