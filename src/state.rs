@@ -49,7 +49,7 @@ pub struct UnitState {
     /// The unit's scripts as submitted, with the shared runtime elided
     /// (for diffs), by file name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub scripts: BTreeMap<String, String>,
+    pub scripts: BTreeMap<String, std::sync::Arc<str>>,
     /// Job ids submitted by apply for the current attempt.
     #[serde(default)]
     pub jobs: Vec<u64>,

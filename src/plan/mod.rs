@@ -15,6 +15,7 @@ pub mod observe;
 pub mod output;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -86,14 +87,12 @@ pub struct Unit<'a> {
 
 impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
-    pub fn scripts(&self) -> BTreeMap<String, String> {
-        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided(RUNTIME_ELIDED))).collect()
+    pub fn scripts(&self) -> BTreeMap<String, Arc<str>> {
+        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided())).collect()
     }
 }
 
-/// What stands for the shared runtime in the scripts a plan shows and a
-/// state records.
-pub const RUNTIME_ELIDED: &str = "# <evalctl runtime>\n";
+pub use crate::render::RUNTIME_ELIDED;
 
 fn sha(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -178,8 +177,8 @@ pub struct Change {
     /// Jobs apply cancels first.
     pub cancel_jobs: Vec<u64>,
     /// Scripts before (from state; runtime elided) and after.
-    pub before: BTreeMap<String, String>,
-    pub after: BTreeMap<String, String>,
+    pub before: BTreeMap<String, Arc<str>>,
+    pub after: BTreeMap<String, Arc<str>>,
     pub script_hash: String,
     pub result_hash: String,
     /// Submissions of the current result after this apply.

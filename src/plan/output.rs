@@ -16,8 +16,8 @@ pub const COMMENT_LIMIT: usize = 65_536;
 fn changed_scripts(c: &Change) -> impl Iterator<Item = (&String, &str, &str, String, String)> {
     let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
     names.into_iter().filter_map(move |name| {
-        let old = c.before.get(name).map(String::as_str).unwrap_or("");
-        let new = c.after.get(name).map(String::as_str).unwrap_or("");
+        let old = c.before.get(name).map(|s| &**s).unwrap_or("");
+        let new = c.after.get(name).map(|s| &**s).unwrap_or("");
         if old == new {
             return None;
         }
@@ -470,7 +470,7 @@ mod tests {
             let mut changes: Vec<Change> = (0..n)
                 .map(|i| {
                     let mut c = change(&format!("task-{i}"), Action::Create, "not on the cluster");
-                    c.after.insert("job.sbatch".into(), format!("#!/bin/bash\n```\necho {i}\n").repeat(20));
+                    c.after.insert("job.sbatch".into(), format!("#!/bin/bash\n```\necho {i}\n").repeat(20).into());
                     c
                 })
                 .collect();

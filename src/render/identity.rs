@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn the_runtime_counts_by_its_digest() {
         assert_eq!(hex(&[0, 15, 255]), "000fff");
-        let script = |after: &str| Script { before: "#!/bin/bash\nset -uo pipefail\n\n".into(), after: after.into() };
+        let script = |after: &str| Script::new("#!/bin/bash\nset -uo pipefail\n\n", after);
         let (a, b) = (script("echo a\n"), script("echo b\n"));
         assert_ne!(script_hash(&a), script_hash(&b));
         assert_eq!(script_hash(&a), script_hash(&a.clone()));

@@ -45,37 +45,51 @@ pub const RUNTIME: &str = include_str!("lib.sh");
 /// Start of the ownership tag in a job's comment.
 pub const TAG_PREFIX: &str = "evalctl:";
 
-/// A job's script, kept around the shared runtime: the full text is
-/// `before`, then [`RUNTIME`], then `after`. The runtime (~10 KB, the same
-/// in every script) is not copied into each job, so thousands of jobs cost
-/// what their own lines cost; it is joined in where a script is written.
+/// What stands for the shared runtime in the scripts a plan shows and a
+/// state records.
+pub const RUNTIME_ELIDED: &str = "# <evalctl runtime>\n";
+
+/// A job's script, kept with the shared runtime elided: the full text is
+/// the part before [`RUNTIME_ELIDED`], then [`RUNTIME`], then the part after.
+/// The runtime (~20 KB, the same in every script) is not copied into each
+/// job, and the elided text is one shared allocation that plans and states
+/// hold without copying, so thousands of jobs cost what their own lines
+/// cost; the runtime is joined in where a script is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Script {
-    /// `#!`, the `#SBATCH` header, up to [`script::RUNTIME_MARK`].
-    before: String,
-    /// The job's variables, functions and work.
-    after: String,
+    /// `before`, [`RUNTIME_ELIDED`], `after`.
+    elided: std::sync::Arc<str>,
+    /// Where [`RUNTIME_ELIDED`] starts in `elided`.
+    at: usize,
 }
 
 impl Script {
+    /// A script from the text before the runtime (the header, up to
+    /// [`script::RUNTIME_MARK`]) and the text after it.
+    fn new(before: &str, after: &str) -> Script {
+        Script { elided: [before, RUNTIME_ELIDED, after].concat().into(), at: before.len() }
+    }
+
     /// The text around the runtime: (before, after).
     pub fn parts(&self) -> (&str, &str) {
-        (&self.before, &self.after)
+        (&self.elided[..self.at], &self.elided[self.at + RUNTIME_ELIDED.len()..])
     }
 
     /// The whole script, as it is written to the cluster.
     pub fn text(&self) -> String {
-        [self.before.as_str(), RUNTIME, &self.after].concat()
+        let (before, after) = self.parts();
+        [before, RUNTIME, after].concat()
     }
 
-    /// The script with the runtime replaced by `marker` (for diffs).
-    pub fn elided(&self, marker: &str) -> String {
-        [self.before.as_str(), marker, &self.after].concat()
+    /// The script with the runtime replaced by [`RUNTIME_ELIDED`] (what
+    /// diffs show and states record), shared rather than copied.
+    pub fn elided(&self) -> std::sync::Arc<str> {
+        self.elided.clone()
     }
 
     /// Length of the whole script, in bytes.
     pub fn len(&self) -> usize {
-        self.before.len() + RUNTIME.len() + self.after.len()
+        self.elided.len() - RUNTIME_ELIDED.len() + RUNTIME.len()
     }
 
     /// Never: every script has at least its header.
@@ -239,7 +253,7 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         Some(w) => after.push_str(w),
         None => after.push_str(&script::work(&spec.work)),
     }
-    let script = Script { before, after };
+    let script = Script::new(&before, &after);
     let secrets = spec
         .env
         .iter()
