@@ -38,7 +38,11 @@ impl Printer {
         if !self.verbose {
             return Ok(inner);
         }
-        Ok(Box::new(Traced { inner, trace: Box::new(|m| self.err(&format!("evalctl: {m}\n"))) }))
+        // Straight to stderr (as `err` writes), so the cluster stays `Sync`.
+        let trace = |m: &str| {
+            let _ = anstream::stderr().write_all(format!("evalctl: {m}\n").as_bytes());
+        };
+        Ok(Box::new(Traced { inner, trace: Box::new(trace) }))
     }
 
     /// Turns colour off for both streams (`--no-color`).
