@@ -20,6 +20,7 @@ pub mod planfile;
 pub mod results;
 pub mod secrets;
 pub mod state;
+pub mod stacks;
 pub mod status;
 
 pub use apply::{Applied, ApplyOptions, ApplyReport, apply};
