@@ -213,11 +213,7 @@ pub fn markdown(stacks: &[StackPlan], limit: usize) -> String {
         ));
     }
     let total_errors = if t.errors > 0 { t.errors.to_string() } else { String::new() };
-    head.push_str(&format!(
-        "| **total** | | {} | {} | {total_errors} |\n\n",
-        totals_changes(&t),
-        total_gpu(&t)
-    ));
+    head.push_str(&format!("| **total** | | {} | {} | {total_errors} |\n\n", totals_changes(&t), total_gpu(&t)));
 
     // Sections: a fixed wrapper each, and a body from the shared budget.
     const NOTE_ROOM: usize = 600;
@@ -413,7 +409,8 @@ mod tests {
 
     #[test]
     fn failed_stacks_fail_the_whole_and_changes_show_with_detailed_exit_codes() {
-        let failed = StackPlan { name: "b".into(), config: "b.yaml".into(), outcome: Outcome::Failed(vec!["x".into()]) };
+        let failed =
+            StackPlan { name: "b".into(), config: "b.yaml".into(), outcome: Outcome::Failed(vec!["x".into()]) };
         assert_eq!(exit_status(&[failed], true, None), ExitStatus::Failure);
         assert_eq!(exit_status(&[], true, None), ExitStatus::Success);
     }

@@ -103,6 +103,15 @@ impl Printer {
         e.exit_status()
     }
 
+    /// Asks whether to apply the changes of several stacks (`apply PATH...`).
+    pub fn confirm_stacks(&self, names: &[String]) -> bool {
+        self.err(&format!("\nApply these changes to stacks {}? Only 'yes' applies: ", names.join(", ")));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer.trim() == "yes"
+    }
+
     /// The exit status of a command's result, its error printed.
     pub fn finish(&self, r: Result<ExitStatus, Error>) -> ExitStatus {
         r.unwrap_or_else(|e| self.fail(&e))

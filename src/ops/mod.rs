@@ -19,8 +19,8 @@ pub mod plan;
 pub mod planfile;
 pub mod results;
 pub mod secrets;
-pub mod state;
 pub mod stacks;
+pub mod state;
 pub mod status;
 
 pub use apply::{Applied, ApplyOptions, ApplyReport, apply};

@@ -178,7 +178,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
         .map_err(|e| Error::msg(format!("--changed-since needs git: cannot run it: {e}")))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Err(Error::msg(format!("--changed-since: `git {}` in {} failed: {why}", args.join(" "), dir.display())));
+        return Err(Error::msg(format!(
+            "--changed-since: `git {}` in {} failed: {why}",
+            args.join(" "),
+            dir.display()
+        )));
     }
     String::from_utf8(out.stdout).map_err(|_| Error::msg("--changed-since: git printed a file name that is not UTF-8"))
 }

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
+use super::super::args::ClusterArgs;
 use super::super::args::{ColorArgs, OverrideArgs, PlanFormat, StackFlags};
 use super::super::printer::Printer;
-use super::super::args::ClusterArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::ops::Reporter;
-use crate::stacks::{self, Outcome, StackPlan};
 use crate::ops::{self, Observe, PlanFile, PlanOptions};
 use crate::plan::{Plan, output};
+use crate::stacks::{self, Outcome, StackPlan};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
