@@ -73,7 +73,7 @@ pub fn plan<'a>(
 pub fn refresh(stack: &Stack, cluster: &dyn Cluster) -> Result<Refreshed> {
     let r = &stack.rendered;
     let probes = feasibility::probed(&feasibility::shapes(r));
-    Ok(remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)?)
+    remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)
 }
 
 /// A plan from the stack's [`refresh`], as [`plan`] with
