@@ -84,6 +84,23 @@ impl Sources {
         SourceId((v.len() - 1) as u32)
     }
 
+    /// How many sources are registered: a mark for [`Sources::names_from`].
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no source is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names of the sources registered since `mark` (a [`Sources::len`]):
+    /// what one config's load read (the file, its group files).
+    pub fn names_from(&self, mark: usize) -> Vec<String> {
+        let v = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        v.iter().skip(mark).map(|s| s.name.clone()).collect()
+    }
+
     fn get(&self, id: SourceId) -> Option<Arc<Source>> {
         let v = self.inner.read().unwrap_or_else(|e| e.into_inner());
         v.get(id.0 as usize).cloned()

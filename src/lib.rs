@@ -33,6 +33,7 @@ pub mod plan;
 pub mod render;
 pub mod report;
 pub mod results;
+pub mod stacks;
 pub mod state;
 pub mod stats;
 pub mod status;

@@ -57,3 +57,16 @@ fn gitlab_pipeline_parses_and_mirrors_the_workflow() {
     assert!(text_of(at(&p, "apply")).contains("evalctl apply \"$EVALCTL_CONFIG\" --auto-approve"));
     assert_eq!(at(&p, "plan.rules.0.if").as_str(), Some("$CI_PIPELINE_SOURCE == \"merge_request_event\""));
 }
+
+#[test]
+fn ci_examples_plan_the_config_folder_changed_since_the_base_into_one_comment() {
+    let w = load("examples/ci/github-actions.yml");
+    assert_eq!(at(&w, "env.EVALCTL_CONFIG").as_str(), Some("evals"), "the folder of configs");
+    let plan = at(&w, "jobs.plan");
+    assert!(text_of(plan).contains("--changed-since \"origin/$BASE_REF\""));
+    assert_eq!(at(plan, "steps.0.with.fetch-depth").value, Value::Int(0), "the base's history is fetched");
+    assert_eq!(at(plan, "steps.3.env.BASE_REF").as_str(), Some("${{ github.base_ref }}"));
+    let p = load("examples/ci/gitlab-ci.yml");
+    assert_eq!(at(&p, "variables.EVALCTL_CONFIG").as_str(), Some("evals"));
+    assert!(text_of(at(&p, "plan")).contains("--changed-since \"$CI_MERGE_REQUEST_DIFF_BASE_SHA\""));
+}

@@ -38,7 +38,11 @@ impl Printer {
         if !self.verbose {
             return Ok(inner);
         }
-        Ok(Box::new(Traced { inner, trace: Box::new(|m| self.err(&format!("evalctl: {m}\n"))) }))
+        // Straight to stderr (as `err` writes), so the cluster stays `Sync`.
+        let trace = |m: &str| {
+            let _ = anstream::stderr().write_all(format!("evalctl: {m}\n").as_bytes());
+        };
+        Ok(Box::new(Traced { inner, trace: Box::new(trace) }))
     }
 
     /// Turns colour off for both streams (`--no-color`).
@@ -97,6 +101,15 @@ impl Printer {
             self.err(&format!("evalctl: {n} errors\n"));
         }
         e.exit_status()
+    }
+
+    /// Asks whether to apply the changes of several stacks (`apply PATH...`).
+    pub fn confirm_stacks(&self, names: &[String]) -> bool {
+        self.err(&format!("\nApply these changes to stacks {}? Only 'yes' applies: ", names.join(", ")));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        answer.trim() == "yes"
     }
 
     /// The exit status of a command's result, its error printed.

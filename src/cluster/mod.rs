@@ -115,7 +115,10 @@ impl Target {
 }
 
 /// One way to run programs on the cluster's login node.
-pub trait Cluster {
+///
+/// `Send + Sync`: the refreshes of several stacks on one host run in
+/// parallel threads over one shared value (one connection per host).
+pub trait Cluster: Send + Sync {
     /// Runs `program` (bash source text) with bash on the login node (read whole from stdin, then run), feeding it on stdin (so it never appears in
     /// argv, `ps` or logs; programs carry secrets this way). One call = one round trip. Exit status of bash returned,
     /// not an error; an error only when the program could not be run or the connection broke.
@@ -153,7 +156,7 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// target, the bytes sent and how long it took, through `trace`.
 pub struct Traced<'a> {
     pub inner: Box<dyn Cluster>,
-    pub trace: Box<dyn Fn(&str) + 'a>,
+    pub trace: Box<dyn Fn(&str) + Send + Sync + 'a>,
 }
 
 impl Cluster for Traced<'_> {

@@ -38,7 +38,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
@@ -69,7 +69,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs programs on a remote login node over one SSH ControlMaster.
 ///
-/// Runs on one value are serialized; open several values for parallel runs.
+/// Runs from several threads at once share the master: each is one
+/// multiplexed channel (sshd's `MaxSessions`, 10 by default, bounds how
+/// many are open at a time).
 #[derive(Debug)]
 pub struct Ssh {
     target: Target,
@@ -92,8 +94,9 @@ enum How {
 
 #[derive(Debug)]
 struct Conn {
-    /// `None` after a lost connection or a failed reopen: the next run opens one.
-    session: Option<Session>,
+    /// `None` after a lost connection or a failed reopen: the next run opens
+    /// one. Shared with the runs in flight, which keep it open until they end.
+    session: Option<Arc<Session>>,
     last_used: Instant,
 }
 
@@ -175,7 +178,7 @@ impl Ssh {
             round_trips: AtomicUsize::new(0),
         };
         let session = ssh.open()?;
-        ssh.conn.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).session = Some(session);
+        ssh.conn.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).session = Some(Arc::new(session));
         Ok(ssh)
     }
 
@@ -300,21 +303,34 @@ impl Ssh {
 impl Cluster for Ssh {
     fn run(&self, program: &[u8]) -> Result<Output, ClusterError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.lock();
-        let own = matches!(self.how, How::Own { .. });
-        if own && conn.last_used.elapsed() >= REOPEN_AFTER {
-            // Close the old master (if still there) before its ControlPersist
-            // timer can close it under a run.
-            conn.session = None;
-        }
-        let session = match conn.session.take() {
-            Some(session) => session,
-            None => self.open()?,
+        // The lock is held only to pick (or open) the session, not for the
+        // run: runs from other threads go through the same master at once.
+        let session = {
+            let mut conn = self.lock();
+            let own = matches!(self.how, How::Own { .. });
+            if own && conn.last_used.elapsed() >= REOPEN_AFTER {
+                // Close the old master (if still there, and once no run uses
+                // it) before its ControlPersist timer can close it under a run.
+                conn.session = None;
+            }
+            let session = match &conn.session {
+                Some(session) => Arc::clone(session),
+                None => {
+                    let session = Arc::new(self.open()?);
+                    conn.session = Some(Arc::clone(&session));
+                    session
+                }
+            };
+            conn.last_used = Instant::now();
+            session
         };
         let result = self.run_on(&session, program);
+        let mut conn = self.lock();
         conn.last_used = Instant::now();
-        if !matches!(result, Err(ClusterError::Lost { .. })) {
-            conn.session = Some(session);
+        if matches!(result, Err(ClusterError::Lost { .. }))
+            && conn.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session))
+        {
+            conn.session = None;
         }
         result
     }

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod planfile;
 pub mod results;
 pub mod secrets;
+pub mod stacks;
 pub mod state;
 pub mod status;
 

@@ -62,14 +62,46 @@ pub fn plan<'a>(
             let r = &stack.rendered;
             let probes = feasibility::probed(&feasibility::shapes(r));
             let r = remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)?;
-            if let Some(st) = &r.state {
-                stack.check_owner(st)?;
-            }
-            let planned = from_refresh(stack, opts, &r, cluster)?;
-            record_locally(stack, &planned, reporter);
-            Ok(planned)
+            planned_from(stack, opts, &r, cluster, reporter)
         }
     }
+}
+
+/// The refresh of a plan against the cluster ([`Observe::Cluster`]): one
+/// round trip, no reporter, so that the refreshes of several stacks can
+/// run in parallel threads; [`plan_refreshed`] then makes each plan.
+pub fn refresh(stack: &Stack, cluster: &dyn Cluster) -> Result<Refreshed> {
+    let r = &stack.rendered;
+    let probes = feasibility::probed(&feasibility::shapes(r));
+    remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)
+}
+
+/// A plan from the stack's [`refresh`], as [`plan`] with
+/// [`Observe::Cluster`] makes it (the refreshed state recorded locally).
+pub fn plan_refreshed<'a>(
+    stack: &'a Stack,
+    opts: &PlanOptions,
+    r: &Refreshed,
+    cluster: &dyn Cluster,
+    reporter: &dyn Reporter,
+) -> Result<Planned<'a>> {
+    check_options(stack, opts)?;
+    planned_from(stack, opts, r, cluster, reporter)
+}
+
+fn planned_from<'a>(
+    stack: &'a Stack,
+    opts: &PlanOptions,
+    r: &Refreshed,
+    cluster: &dyn Cluster,
+    reporter: &dyn Reporter,
+) -> Result<Planned<'a>> {
+    if let Some(st) = &r.state {
+        stack.check_owner(st)?;
+    }
+    let planned = from_refresh(stack, opts, r, cluster)?;
+    record_locally(stack, &planned, reporter);
+    Ok(planned)
 }
 
 /// Why a plan is over `budget` GPU-hours.
