@@ -510,11 +510,12 @@ pub fn make<'a>(
     }
     let runtime_digest = crate::render::runtime_digest();
     let runtime_changed = state.units.values().any(|u| !u.scripts.is_empty()) && state.runtime != runtime_digest;
+    let by_id: std::collections::HashMap<&str, &Unit> = units.iter().map(|u| (u.id.as_str(), u)).collect();
     let priced: Vec<cost::Priced> = changes
         .iter()
         .filter(|c| c.action.submits())
         .filter_map(|c| {
-            let unit = units.iter().find(|u| u.id == c.unit)?;
+            let unit = by_id.get(c.unit.as_str())?;
             let obs = observations.get(&c.unit);
             // An earlier chain of the same result that completed: its run time.
             let same = state.units.get(&c.unit).is_some_and(|r| r.result_hash == unit.result_hash);

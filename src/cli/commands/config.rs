@@ -37,6 +37,7 @@ pub fn validate(a: &ConfigArgs, p: &Printer) -> Result<ExitStatus> {
             c.loaded.config.execution.topology.as_str(),
         ))?;
     }
+    super::super::leak(c);
     Ok(ExitStatus::Success)
 }
 

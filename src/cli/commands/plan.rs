@@ -97,7 +97,10 @@ fn plan_one(a: &PlanArgs, config: &std::path::Path, p: &Printer) -> Result<ExitS
         p.err(&format!("evalctl: {}\n", ops::plan::over_budget(&planned.plan, budget)));
         return Ok(ExitStatus::OverBudget);
     }
-    Ok(if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
+    let status = if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success };
+    super::super::leak(planned);
+    super::super::leak(stack);
+    Ok(status)
 }
 
 /// `plan PATH...` with several stacks: one combined document.
