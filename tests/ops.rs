@@ -378,7 +378,7 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     assert!(!plan.offline);
     assert_eq!(plan.target, "local");
     let doc: serde_json::Value = serde_json::from_str(&output::json(&plan)).expect("the plan document is JSON");
-    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format_version"], 2);
     assert_eq!(doc["has_changes"], true);
     assert_eq!(doc["summary"]["create"], 2);
     let doc_actions: Vec<&str> =

@@ -62,11 +62,16 @@ fn json_and_markdown_formats() {
     let dir = workdir("formats", &|s| s);
     let out = evalctl(&["plan", "--offline", "--format", "json", "evals.yaml"], &dir);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2);
     assert_eq!(v["summary"]["create"], 3);
     assert_eq!(v["has_changes"], true);
     assert_eq!(v["changes"][0]["action"], "create");
-    assert!(v["changes"][0]["diff"].as_str().unwrap().contains("+#SBATCH --time=02:00:00"));
+    // Changes carry no scripts: the grouped hunks say what changes.
+    for key in ["diff", "before", "after"] {
+        assert!(v["changes"][0].get(key).is_none(), "{key} in {}", v["changes"][0]);
+    }
+    let hunks: Vec<&str> = v["diff_groups"].as_array().unwrap().iter().map(|g| g["hunk"].as_str().unwrap()).collect();
+    assert!(hunks.iter().any(|h| h.contains("+#SBATCH --time=02:00:00")), "{hunks:?}");
     let out = evalctl(&["plan", "--offline", "--format", "markdown", "evals.yaml"], &dir);
     let md = text(&out.stdout);
     assert!(md.contains("**Plan: 3 to create, 0 to replace, 0 to rerun, 0 to cancel.**"), "{md}");

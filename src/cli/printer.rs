@@ -66,12 +66,22 @@ impl Printer {
     /// Text without escapes (JSON, markdown) goes out as it is; styled text
     /// through anstream, which drops styles where colour is off.
     pub fn out(&self, text: &str) -> Result<(), Error> {
-        let written = if text.contains('\x1b') {
-            let mut out = anstream::stdout().lock();
-            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        self.out_with(text.contains('\x1b'), |w| w.write_all(text.as_bytes()))
+    }
+
+    /// Writes a result to stdout as `write` produces it, buffered (a large
+    /// plan is never held whole); `styled`: through anstream, as [`Self::out`].
+    pub fn out_with(
+        &self,
+        styled: bool,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let written = if styled {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, anstream::stdout().lock());
+            write(&mut out).and_then(|_| out.flush())
         } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            write(&mut out).and_then(|_| out.flush())
         };
         match written {
             Ok(()) => Ok(()),

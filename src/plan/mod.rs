@@ -11,6 +11,7 @@
 pub mod causes;
 pub mod cost;
 pub mod feasibility;
+pub mod hunks;
 pub mod observe;
 pub mod output;
 
@@ -24,7 +25,7 @@ use crate::render::{Rendered, RenderedJob, Role};
 use crate::state::{Observed, State, UnitKind, UnitState};
 
 /// Version of the plan document (`--format json`, `--out`).
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 /// What will happen to a unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -176,17 +177,16 @@ pub struct Change {
     pub interrupts_running: bool,
     /// Jobs apply cancels first.
     pub cancel_jobs: Vec<u64>,
-    /// Scripts before (from state; runtime elided) and after.
+    /// Scripts before (from state; runtime elided) and after. Not in
+    /// documents: their hunks are (see [`output::PlanDocument`]).
+    #[serde(skip)]
     pub before: BTreeMap<String, Arc<str>>,
+    #[serde(skip)]
     pub after: BTreeMap<String, Arc<str>>,
     pub script_hash: String,
     pub result_hash: String,
     /// Submissions of the current result after this apply.
     pub attempts: u32,
-    /// The unified diff of the scripts, in documents only (see
-    /// [`output::PlanDocument`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
     /// Left out by `--only`/`--exclude`: nothing happens to it, and the
     /// state keeps what it recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -371,7 +371,6 @@ pub fn reconcile(
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 attempts,
-                diff: None,
                 untargeted: false,
             }
         })
@@ -396,7 +395,6 @@ pub fn reconcile(
             after: BTreeMap::new(),
             script_hash: String::new(),
             result_hash: String::new(),
-            diff: None,
             attempts: 0,
             untargeted: false,
         });
@@ -623,7 +621,6 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
-            diff: None,
             untargeted: false,
         };
         p.changes =
@@ -648,7 +645,6 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
-            diff: None,
             untargeted: false,
         };
         let none = BTreeMap::new();

@@ -1,153 +1,18 @@
 //! Plan output: text (styled when asked, for a terminal), markdown for pull-request
 //! comments, and a versioned JSON document.
 
-use similar::TextDiff;
+use std::io::{self, Write};
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::hunks::{DiffGroup, Grouping, UNIT_PLACEHOLDER};
+use super::hunks::{some, write_grouped};
 use super::{Action, Change, Plan, Summary};
 use crate::table::markdown_text as md_text;
 
 /// GitHub's limit on a comment's length.
 pub const COMMENT_LIMIT: usize = 65_536;
-
-/// The scripts of a change whose text differs: name, old text, new text,
-/// and the diff's `---`/`+++` paths (`/dev/null` for a script added or removed).
-fn changed_scripts(c: &Change) -> impl Iterator<Item = (&String, &str, &str, String, String)> {
-    let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
-    names.into_iter().filter_map(move |name| {
-        let old = c.before.get(name).map(|s| &**s).unwrap_or("");
-        let new = c.after.get(name).map(|s| &**s).unwrap_or("");
-        if old == new {
-            return None;
-        }
-        let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
-        let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
-        Some((name, old, new, a, b))
-    })
-}
-
-/// Unified diff (context 3) of one unit's scripts.
-pub fn unit_diff(c: &Change) -> String {
-    let mut out = String::new();
-    for (_, old, new, a, b) in changed_scripts(c) {
-        out.push_str(&TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(&a, &b).to_string());
-    }
-    out
-}
-
-/// One hunk of the scripts' diffs and every script it appears in: a change
-/// made across many units is shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiffGroup {
-    /// `unit/script` of every script with this hunk, in plan order.
-    pub scripts: Vec<String>,
-    /// The distinct units among them.
-    pub units: Vec<String>,
-    /// The hunk with its `---`/`+++` and `@@` lines (those of its first
-    /// script). Shared by several units, each unit's own name is written
-    /// `{unit}`.
-    pub hunk: String,
-}
-
-/// Placeholder of the unit's name in a hunk shared by several units.
-pub const UNIT_PLACEHOLDER: &str = "{unit}";
-
-/// `text` with `unit` replaced by [`UNIT_PLACEHOLDER`] where it stands as a
-/// name of its own (not inside a longer name: `t1` in `/t1/`, not in `t10`).
-fn generic(text: &str, unit: &str) -> String {
-    if unit.is_empty() {
-        return text.to_owned();
-    }
-    let word = |c: char| c.is_alphanumeric() || "_-.".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(unit) {
-        let before = rest[..i].chars().next_back();
-        let after = rest[i + unit.len()..].chars().next();
-        let (b_ok, a_ok) = (before.is_none_or(|c| !word(c)), after.is_none_or(|c| !word(c)));
-        // A name that ends in `.` or `-` (`t1.sbatch`) still counts as the unit's own.
-        let a_ok = a_ok || (after == Some('.') && rest[i + unit.len() + 1..].starts_with(|c: char| c.is_alphabetic()));
-        out.push_str(&rest[..i]);
-        out.push_str(if b_ok && a_ok { UNIT_PLACEHOLDER } else { unit });
-        rest = &rest[i + unit.len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The hunks of every changed unit's scripts, identical ones (up to the
-/// unit's name and line numbers) grouped, in order of first appearance.
-pub fn diff_groups(changes: &[&Change]) -> Vec<DiffGroup> {
-    let mut groups: Vec<DiffGroup> = vec![];
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for c in changes {
-        for (name, old, new, a, b) in changed_scripts(c) {
-            let diff = TextDiff::from_lines(old, new);
-            let script = format!("{}/{name}", c.unit);
-            for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-                let text = hunk.to_string();
-                let body = text.split_once('\n').map_or("", |(_, b)| b);
-                let key = format!("{}\n{}", generic(name, &c.unit), generic(body, &c.unit));
-                let full = format!("--- {a}\n+++ {b}\n{text}");
-                match index.get(&key) {
-                    Some(&g) => {
-                        let g = &mut groups[g];
-                        if g.units.last() != Some(&c.unit) && !g.units.contains(&c.unit) {
-                            if g.units.len() == 1 {
-                                g.hunk = generic(&g.hunk, &g.units[0]);
-                            }
-                            g.units.push(c.unit.clone());
-                        }
-                        g.scripts.push(script.clone());
-                    }
-                    None => {
-                        index.insert(key, groups.len());
-                        groups.push(DiffGroup {
-                            scripts: vec![script.clone()],
-                            units: vec![c.unit.clone()],
-                            hunk: full,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    groups
-}
-
-/// A list of names, the first `max` of them and how many more.
-fn some(names: &[String], max: usize) -> String {
-    let shown: Vec<&str> = names.iter().take(max).map(String::as_str).collect();
-    let more = names.len().saturating_sub(max);
-    if more > 0 { format!("{}, … ({more} more)", shown.join(", ")) } else { shown.join(", ") }
-}
-
-/// The grouped diff as text: each group's hunk once, a comment line above
-/// the ones shared by several scripts.
-pub fn grouped_diff(groups: &[DiffGroup]) -> String {
-    let mut out = String::new();
-    let mut previous: Option<&Vec<String>> = None;
-    for g in groups {
-        // The next hunk of the same scripts continues under the same header.
-        if previous == Some(&g.scripts) {
-            let hunk = g.hunk.splitn(3, '\n').nth(2).unwrap_or_default();
-            out.push_str(hunk);
-            continue;
-        }
-        if g.scripts.len() > 1 {
-            out.push_str(&format!(
-                "# the same change in {} scripts of {} units: {}\n",
-                g.scripts.len(),
-                g.units.len(),
-                some(&g.units, 10)
-            ));
-        }
-        out.push_str(&g.hunk);
-        previous = Some(&g.scripts);
-    }
-    out
-}
 
 /// One line per changed config key.
 fn cause_lines(plan: &Plan) -> Vec<String> {
@@ -199,14 +64,22 @@ fn paint(style: anstyle::Style, s: &str, color: bool) -> String {
 
 /// Human-readable plan, with ANSI styles (see [`style`]) when `color`.
 pub fn text(plan: &Plan, color: bool) -> String {
-    let mut out = format!("Stack `{}` ({}, {})\n", plan.stack, plan.target, plan.stack_dir);
+    let mut out = vec![];
+    write_text(plan, color, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("the plan is text")
+}
+
+/// Writes the human-readable plan to `out` as it goes: a plan of thousands
+/// of scripts is never held whole.
+pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "Stack `{}` ({}, {})", plan.stack, plan.target, plan.stack_dir)?;
     for n in &plan.notes {
-        out.push_str(&format!("note: {n}\n"));
+        writeln!(out, "note: {n}")?;
     }
     let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
     let given_up = given_up(plan);
     if !changed.is_empty() || !given_up.is_empty() {
-        out.push('\n');
+        writeln!(out)?;
     }
     for c in &changed {
         let s = match c.action {
@@ -216,28 +89,28 @@ pub fn text(plan: &Plan, color: bool) -> String {
             Action::Replace => style::REPLACE,
             _ => style::CHANGE,
         };
-        out.push_str(&paint(s, &line(c), color));
-        out.push('\n');
+        writeln!(out, "{}", paint(s, &line(c), color))?;
     }
     for c in &given_up {
-        out.push_str(&format!("      {} ({})\n", c.unit, c.reason));
+        writeln!(out, "      {} ({})", c.unit, c.reason)?;
     }
     if !plan.causes.is_empty() {
-        out.push_str("\nConfig changes:\n");
+        writeln!(out, "\nConfig changes:")?;
         for l in cause_lines(plan) {
-            out.push_str(&format!("  {l}\n"));
+            writeln!(out, "  {l}")?;
         }
     }
     if !plan.feasibility.is_empty() {
-        out.push_str("\nFeasibility (sbatch --test-only, per job shape):\n");
+        writeln!(out, "\nFeasibility (sbatch --test-only, per job shape):")?;
         for l in super::feasibility::lines(&plan.feasibility) {
-            out.push_str(&format!("  {l}\n"));
+            writeln!(out, "  {l}")?;
         }
     }
     if !changed.is_empty() {
-        out.push('\n');
-        {
-            for l in grouped_diff(&diff_groups(&changed)).lines() {
+        writeln!(out)?;
+        let mut result = Ok(());
+        write_grouped(&Grouping::new(&changed), |chunk| {
+            for l in chunk.lines() {
                 let s = if l.starts_with("+++") || l.starts_with("---") {
                     Some(style::BOLD)
                 } else if l.starts_with('+') {
@@ -249,22 +122,27 @@ pub fn text(plan: &Plan, color: bool) -> String {
                 } else {
                     None
                 };
-                out.push_str(&s.map_or_else(|| l.to_owned(), |s| paint(s, l, color)));
-                out.push('\n');
+                result = match s {
+                    Some(s) if color => writeln!(out, "{s}{l}{s:#}"),
+                    _ => writeln!(out, "{l}"),
+                };
+                if result.is_err() {
+                    return ControlFlow::Break(());
+                }
             }
-        }
+            ControlFlow::Continue(())
+        });
+        result?;
         if plan.runtime_changed {
-            out.push_str("note: the evalctl job runtime shared by all scripts changed (a different evalctl version)\n");
+            writeln!(out, "note: the evalctl job runtime shared by all scripts changed (a different evalctl version)")?;
         }
     }
-    out.push('\n');
-    out.push_str(&paint(style::BOLD, &plan.summary_line(), color));
-    out.push('\n');
+    writeln!(out)?;
+    writeln!(out, "{}", paint(style::BOLD, &plan.summary_line(), color))?;
     if plan.has_changes() {
-        out.push_str(&plan.cost.line());
-        out.push('\n');
+        writeln!(out, "{}", plan.cost.line())?;
     }
-    out
+    Ok(())
 }
 
 /// Markdown for a pull-request comment: summary and actions outside, diffs
@@ -319,9 +197,8 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         push_bounded(&mut head, lines, share(7), |n| format!("- … {n} more shapes\n"));
         head.push('\n');
     }
-    // Fences inside scripts are broken up before anything is measured.
-    let diff = grouped_diff(&diff_groups(&changed)).replace("```", "` ` `");
-    if diff.is_empty() {
+    let grouping = Grouping::new(&changed);
+    if grouping.is_empty() {
         return head;
     }
     let open = "<details><summary>Script changes</summary>\n\n```diff\n";
@@ -330,21 +207,32 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     if budget < 1_000 {
         return head + "_Script changes not shown (comment limit). Run `evalctl plan` for them._\n";
     }
-    let body = if diff.len() > budget {
-        let mut cut = budget;
-        while !diff.is_char_boundary(cut) {
-            cut -= 1;
+    // Hunks are added while they fit; the first that does not is cut at a
+    // line, and the rest are counted, not rendered. Fences inside scripts
+    // are broken up before anything is measured.
+    let mut body = String::new();
+    let (mut shown, mut cut) = (0, false);
+    write_grouped(&grouping, |chunk| {
+        let chunk = chunk.replace("```", "` ` `");
+        if body.len() + chunk.len() <= budget {
+            body.push_str(&chunk);
+            shown += 1;
+            return ControlFlow::Continue(());
         }
-        let cut = diff[..cut].rfind('\n').map_or(0, |i| i + 1);
-        let shown = diff[..cut].lines().count();
-        let total = diff.lines().count();
-        format!(
-            "{}```\n\n_Diff truncated: {shown} of {total} lines shown (comment limit). Run `evalctl plan` for the full diff._\n\n```diff\n",
-            &diff[..cut]
-        )
-    } else {
-        diff
-    };
+        let mut end = budget - body.len();
+        while !chunk.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.push_str(&chunk[..chunk[..end].rfind('\n').map_or(0, |i| i + 1)]);
+        cut = true;
+        ControlFlow::Break(())
+    });
+    if cut {
+        body.push_str(&format!(
+            "```\n\n_Diff truncated: {shown} of {} distinct hunks shown whole (comment limit). Run `evalctl plan` for the full diff._\n\n```diff\n",
+            grouping.len()
+        ));
+    }
     format!("{head}{open}{body}{close}")
 }
 
@@ -365,15 +253,17 @@ fn push_bounded(out: &mut String, lines: impl Iterator<Item = String>, budget: u
 }
 
 /// The versioned plan document: `plan --format json`, and the plan inside
-/// a saved plan file. The plan's own fields, each change with its diff,
-/// then the summary.
+/// a saved plan file. The plan's own fields (each change without its
+/// scripts: the hunks say what changes), the scripts' hunks grouped, then
+/// the summary. `G` is how the groups are held: a list when the document
+/// is read back, computed as they are written when it is written out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PlanDocument {
+pub struct PlanDocument<P = Plan, G = Vec<DiffGroup>> {
     #[serde(flatten)]
-    pub plan: Plan,
+    pub plan: P,
     /// The scripts' hunks, identical ones across units grouped.
     #[serde(default)]
-    pub diff_groups: Vec<DiffGroup>,
+    pub diff_groups: G,
     pub summary: Summary,
     pub summary_line: String,
     pub has_changes: bool,
@@ -381,25 +271,54 @@ pub struct PlanDocument {
 
 impl PlanDocument {
     pub fn of(plan: &Plan) -> PlanDocument {
-        let mut plan = plan.clone();
-        for c in &mut plan.changes {
-            c.diff = Some(unit_diff(c));
-        }
         let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
-        let diff_groups = diff_groups(&changed);
         PlanDocument {
-            diff_groups,
+            diff_groups: Grouping::new(&changed).collect(),
             summary: plan.summary(),
             summary_line: plan.summary_line(),
             has_changes: plan.has_changes(),
-            plan,
+            plan: plan.clone(),
         }
+    }
+}
+
+/// The groups of a document being written, computed as they are written.
+struct Streamed<'g, 'c>(&'g Grouping<'c>);
+
+impl Serialize for Streamed<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        let mut result = Ok(());
+        self.0.each(|g| {
+            result = seq.serialize_element(&g.to_owned());
+            if result.is_err() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        result?;
+        seq.end()
     }
 }
 
 /// The plan document as JSON text.
 pub fn json(plan: &Plan) -> String {
-    serde_json::to_string_pretty(&PlanDocument::of(plan)).expect("plain data serializes") + "\n"
+    let mut out = vec![];
+    write_json(plan, &mut out).expect("writing to memory cannot fail");
+    String::from_utf8(out).expect("JSON is text")
+}
+
+/// Writes the plan document to `out` as it goes (see [`write_text`]).
+pub fn write_json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let changed: Vec<&Change> = plan.changes.iter().filter(|c| c.action != Action::None).collect();
+    let grouping = Grouping::new(&changed);
+    let doc = PlanDocument {
+        plan,
+        diff_groups: Streamed(&grouping),
+        summary: plan.summary(),
+        summary_line: plan.summary_line(),
+        has_changes: plan.has_changes(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
 }
 
 #[cfg(test)]
@@ -421,7 +340,6 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 2,
-            diff: None,
             untargeted: false,
         }
     }

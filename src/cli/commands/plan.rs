@@ -57,12 +57,16 @@ pub struct DiffArgs {
     pub color: ColorArgs,
 }
 
+/// Writes a plan as it is produced (text and JSON can be large).
 fn print(plan: &Plan, format: PlanFormat, p: &Printer) -> Result<()> {
-    p.out(&match format {
-        PlanFormat::Text => output::text(plan, p.color_out()),
-        PlanFormat::Markdown => output::markdown(plan, output::COMMENT_LIMIT),
-        PlanFormat::Json => output::json(plan),
-    })
+    match format {
+        PlanFormat::Text => {
+            let color = p.color_out();
+            p.out_with(color, |w| output::write_text(plan, color, w))
+        }
+        PlanFormat::Markdown => p.out(&output::markdown(plan, output::COMMENT_LIMIT)),
+        PlanFormat::Json => p.out_with(false, |w| output::write_json(plan, w)),
+    }
 }
 
 pub fn plan(a: &PlanArgs, p: &Printer) -> Result<ExitStatus> {
@@ -97,7 +101,8 @@ fn plan_one(a: &PlanArgs, config: &std::path::Path, p: &Printer) -> Result<ExitS
         p.err(&format!("evalctl: {}\n", ops::plan::over_budget(&planned.plan, budget)));
         return Ok(ExitStatus::OverBudget);
     }
-    let status = if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success };
+    let status =
+        if a.detailed_exitcode && planned.plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success };
     super::super::leak(planned);
     super::super::leak(stack);
     Ok(status)
