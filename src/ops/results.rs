@@ -126,7 +126,7 @@ pub fn gather(stack: &Stack, cluster: &dyn Cluster, since: u64, detail: Detail) 
         gathered.insert(
             unit.id.clone(),
             UnitResults {
-                identity: unit.jobs.first().map(|j| j.identity.clone()).unwrap_or_default(),
+                identity: unit.jobs.first().map(|j| j.identity.value()).unwrap_or_default(),
                 current,
                 results_file: results_file.clone(),
                 samples: refreshed.samples_files.remove(&unit.id).unwrap_or_default(),

@@ -43,9 +43,31 @@ pub(super) fn script_hash(script: &Script) -> String {
     hex(&h.finalize())
 }
 
-/// Hash of a job's result identity (a JSON value built by `lower`).
-pub(super) fn result_hash(result: &J) -> String {
-    sha(&serde_json::to_string(result).unwrap_or_default())
+/// A job's result identity (a JSON value built by `lower`) as the compact
+/// JSON text its hash is taken of. Both links of a chain share one: kept
+/// as text, it is one allocation instead of a tree of them per job.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ResultIdentity {
+    json: std::sync::Arc<str>,
+    hash: String,
+}
+
+impl ResultIdentity {
+    pub(super) fn new(value: &J) -> ResultIdentity {
+        let json = serde_json::to_string(value).unwrap_or_default();
+        ResultIdentity { hash: sha(&json), json: json.into() }
+    }
+
+    /// The result hash: what determines the job's result, hashed.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The identity as plain data (for naming what differs between two
+    /// results).
+    pub fn value(&self) -> J {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
 }
 
 /// What identifies a served model.

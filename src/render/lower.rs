@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use serde_json::{Value as J, json};
 
-use super::identity::{env_identity, model_identity};
+use super::identity::{ResultIdentity, env_identity, model_identity};
 use super::run_config::{endpoint_for, run_config};
 use super::sbatch::{FlagName, SbatchValue};
 use super::shell::{mount_path, output_pattern};
@@ -238,7 +238,7 @@ impl<'a> Lower<'a> {
             context: self.context(unit),
             env,
             work,
-            result: J::Null,
+            result: Default::default(),
         }
     }
 
@@ -417,7 +417,9 @@ impl<'a> Lower<'a> {
         let results = if aux.is_none() { Some(dir.as_str()) } else { None };
         let server = self.server(d, &base, &group, aux, 0, results);
         let work = Work::Serve { server: Box::new(server), tasks: self.graph.task_ids.clone() };
-        let result = json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) });
+        let result = ResultIdentity::new(
+            &json!({ "kind": "deployment", "deployment": model_identity(d), "env": env_identity(vars) }),
+        );
         let links = [
             (id.to_owned(), NodeKind::Deployment { aux: aux.map(str::to_owned) }, Role::Server),
             (format!("{id}.resume"), NodeKind::Resume { of: id.to_owned(), task: None }, Role::Resume),
@@ -509,7 +511,7 @@ impl<'a> Lower<'a> {
         let resume_id = format!("{task_id}.resume");
 
         let eval = self.evaluation(&rt, index, &dir, &env, &eval_vars);
-        let result = self.task_identity(&rt, &eval.client, &eval_vars, index);
+        let result = ResultIdentity::new(&self.task_identity(&rt, &eval.client, &eval_vars, index));
         let eval = Rc::new(eval);
         let links = [
             (task_id.clone(), NodeKind::EvalTask { task: index }, Role::First),

@@ -35,7 +35,7 @@ use crate::config::env::{EnvVar, Source};
 use crate::diag::Diagnostic;
 use crate::graph::{Dep, JobGraph, NodeKind};
 use crate::shell::{CommentText, ShellWord, VarName};
-pub use identity::{hex, runtime_digest};
+pub use identity::{ResultIdentity, hex, runtime_digest};
 use spec::JobSpec;
 pub use spec::Role;
 
@@ -129,10 +129,10 @@ pub struct RenderedJob {
     /// Hash of what determines the job's result (model, image, command,
     /// task, parameters, variable names), not how it is scheduled.
     pub result_hash: String,
-    /// What [`Self::result_hash`] hashes: the result identity as plain
-    /// data (secret values never in it), for naming what differs between
-    /// two results (`compare`).
-    pub identity: serde_json::Value,
+    /// What [`Self::result_hash`] hashes: the result identity (secret
+    /// values never in it), for naming what differs between two results
+    /// (`compare`).
+    pub identity: ResultIdentity,
     /// Hash of the whole script.
     pub script_hash: String,
 }
@@ -266,7 +266,7 @@ fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
         dir: spec.dir,
         script_name: spec.script_name.to_owned(),
         script_hash: identity::script_hash(&script),
-        result_hash: identity::result_hash(&spec.result),
+        result_hash: spec.result.hash().to_owned(),
         identity: spec.result,
         script,
         secrets,

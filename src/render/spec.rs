@@ -67,7 +67,7 @@ pub struct JobSpec {
     pub env: Vec<EnvGroup>,
     pub work: Work,
     /// What determines the job's result (hashed into its result hash).
-    pub result: J,
+    pub result: super::identity::ResultIdentity,
 }
 
 /// What a job asks of the scheduler.
