@@ -73,9 +73,9 @@ impl<'c> Grouping<'c> {
         each_hunk(changes, |c, name, _, hunk| {
             let body = hunk.split_once('\n').map_or("", |(_, b)| b);
             let mut h = Sha256::new();
-            h.update(generic(name, &c.unit).as_bytes());
+            generic_parts(name, &c.unit, |p| h.update(p.as_bytes()));
             h.update(b"\n");
-            h.update(generic(body, &c.unit).as_bytes());
+            generic_parts(body, &c.unit, |p| h.update(p.as_bytes()));
             let id = *index.entry(h.finalize().into()).or_insert_with(|| {
                 groups.push(Members::default());
                 (groups.len() - 1) as u32
@@ -146,6 +146,17 @@ fn each_hunk<'c>(changes: &[&'c Change], mut f: impl FnMut(&'c Change, &str, (&s
             }
             let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
             let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let whole = match (old.is_empty(), new.is_empty()) {
+                (true, _) => whole_hunk(new, '+'),
+                (_, true) => whole_hunk(old, '-'),
+                _ => None,
+            };
+            if let Some(hunk) = whole {
+                if f(c, name, (&a, &b), &hunk).is_break() {
+                    return;
+                }
+                continue;
+            }
             let diff = TextDiff::from_lines(old, new);
             for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
                 if f(c, name, (&a, &b), &hunk.to_string()).is_break() {
@@ -156,14 +167,41 @@ fn each_hunk<'c>(changes: &[&'c Change], mut f: impl FnMut(&'c Change, &str, (&s
     }
 }
 
+/// The one hunk of a script added (`+`) or removed (`-`), written as the
+/// diff would write it but without diffing: a large plan is mostly new
+/// scripts. None for text the fast way might spell differently (no final
+/// newline, carriage returns).
+fn whole_hunk(text: &str, sign: char) -> Option<String> {
+    if !text.ends_with('\n') || text.contains('\r') {
+        return None;
+    }
+    let n = text.bytes().filter(|b| *b == b'\n').count();
+    let range = if n == 1 { "1".to_owned() } else { format!("1,{n}") };
+    let header = if sign == '+' { format!("@@ -0,0 +{range} @@\n") } else { format!("@@ -{range} +0,0 @@\n") };
+    let mut out = String::with_capacity(header.len() + text.len() + n);
+    out.push_str(&header);
+    for line in text.split_inclusive('\n') {
+        out.push(sign);
+        out.push_str(line);
+    }
+    Some(out)
+}
+
 /// `text` with `unit` replaced by [`UNIT_PLACEHOLDER`] where it stands as a
 /// name of its own (not inside a longer name: `t1` in `/t1/`, not in `t10`).
 fn generic(text: &str, unit: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    generic_parts(text, unit, |p| out.push_str(p));
+    out
+}
+
+/// [`generic`] as the pieces it is made of, each handed to `f` (to hash
+/// it without building it).
+fn generic_parts<'t>(text: &'t str, unit: &str, mut f: impl FnMut(&'t str)) {
     if unit.is_empty() {
-        return text.to_owned();
+        return f(text);
     }
     let word = |c: char| c.is_alphanumeric() || "_-.".contains(c);
-    let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find(unit) {
         let before = rest[..i].chars().next_back();
@@ -171,12 +209,11 @@ fn generic(text: &str, unit: &str) -> String {
         let (b_ok, a_ok) = (before.is_none_or(|c| !word(c)), after.is_none_or(|c| !word(c)));
         // A name that ends in `.` or `-` (`t1.sbatch`) still counts as the unit's own.
         let a_ok = a_ok || (after == Some('.') && rest[i + unit.len() + 1..].starts_with(|c: char| c.is_alphabetic()));
-        out.push_str(&rest[..i]);
-        out.push_str(if b_ok && a_ok { UNIT_PLACEHOLDER } else { unit });
+        f(&rest[..i]);
+        f(if b_ok && a_ok { UNIT_PLACEHOLDER } else { &rest[i..i + unit.len()] });
         rest = &rest[i + unit.len()..];
     }
-    out.push_str(rest);
-    out
+    f(rest);
 }
 
 /// A list of names, the first `max` of them and how many more.
@@ -207,4 +244,25 @@ pub fn write_grouped(grouping: &Grouping<'_>, mut out: impl FnMut(&str) -> Contr
         previous = Some(g.scripts.to_vec());
         out(g.hunk)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hunks of one script, as the diff writes them.
+    fn diffed(old: &str, new: &str) -> Vec<String> {
+        TextDiff::from_lines(old, new).unified_diff().context_radius(3).iter_hunks().map(|h| h.to_string()).collect()
+    }
+
+    #[test]
+    fn whole_hunks_are_what_the_diff_writes() {
+        for text in ["a\n", "a\nb\n", "#!/bin/bash\n\nset -u\n\n\necho x\n", "\n", "\n\n"] {
+            assert_eq!(whole_hunk(text, '+').map(|h| vec![h]), Some(diffed("", text)), "{text:?} added");
+            assert_eq!(whole_hunk(text, '-').map(|h| vec![h]), Some(diffed(text, "")), "{text:?} removed");
+        }
+        for text in ["no newline", "a\r\nb\r\n", "a\nb"] {
+            assert_eq!(whole_hunk(text, '+'), None, "{text:?}");
+        }
+    }
 }

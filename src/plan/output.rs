@@ -110,6 +110,10 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
         writeln!(out)?;
         let mut result = Ok(());
         write_grouped(&Grouping::new(&changed), |chunk| {
+            if !color {
+                result = out.write_all(chunk.as_bytes());
+                return if result.is_err() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) };
+            }
             for l in chunk.lines() {
                 let s = if l.starts_with("+++") || l.starts_with("---") {
                     Some(style::BOLD)
@@ -123,8 +127,8 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
                     None
                 };
                 result = match s {
-                    Some(s) if color => writeln!(out, "{s}{l}{s:#}"),
-                    _ => writeln!(out, "{l}"),
+                    Some(s) => writeln!(out, "{s}{l}{s:#}"),
+                    None => writeln!(out, "{l}"),
                 };
                 if result.is_err() {
                     return ControlFlow::Break(());
