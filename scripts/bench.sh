@@ -12,4 +12,5 @@ fi
 hyperfine --warmup 20 --runs 300 -N \
   'target/release/evalctl validate -q examples/slurm_llama_3_1_8b_instruct.yaml'
 cargo bench --bench validate -- --noplot
-cargo bench --bench render -- --noplot
+cargo bench --bench scale -- --noplot
+benches/scale.sh

@@ -71,11 +71,10 @@ impl<'c> Grouping<'c> {
         let mut index: HashMap<[u8; 32], u32> = HashMap::new();
         let mut sequence = vec![];
         each_hunk(changes, |c, name, _, hunk| {
-            let body = hunk.split_once('\n').map_or("", |(_, b)| b);
             let mut h = Sha256::new();
             generic_parts(name, &c.unit, |p| h.update(p.as_bytes()));
             h.update(b"\n");
-            generic_parts(body, &c.unit, |p| h.update(p.as_bytes()));
+            hunk.digest_into(&c.unit, &mut h);
             let id = *index.entry(h.finalize().into()).or_insert_with(|| {
                 groups.push(Members::default());
                 (groups.len() - 1) as u32
@@ -112,7 +111,7 @@ impl<'c> Grouping<'c> {
                 return ControlFlow::Continue(());
             }
             let g = &self.groups[id];
-            let mut full = format!("--- {a}\n+++ {b}\n{hunk}");
+            let mut full = format!("--- {a}\n+++ {b}\n{}", hunk.text());
             if g.units.len() > 1 {
                 full = generic(&full, &c.unit);
             }
@@ -131,11 +130,49 @@ impl<'c> Grouping<'c> {
     }
 }
 
+/// A hunk as [`each_hunk`] finds it: a whole script added (`+`) or
+/// removed (`-`), kept as the script until it is written (a large plan is
+/// mostly new scripts: they are grouped without being diffed or written),
+/// or one hunk of a diff, from its `@@` line.
+enum Hunk<'t> {
+    Whole { sign: char, text: &'t str },
+    Diffed(String),
+}
+
+impl Hunk<'_> {
+    /// The hunk's text, from its `@@` line.
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Hunk::Whole { sign, text } => whole_hunk(text, *sign).into(),
+            Hunk::Diffed(text) => text.as_str().into(),
+        }
+    }
+
+    /// Feeds what makes the hunk the same as another, up to the name
+    /// `unit` (its lines, not where they are), to `h`.
+    fn digest_into(&self, unit: &str, h: &mut Sha256) {
+        match self {
+            Hunk::Whole { sign, text } => {
+                h.update([b'w', *sign as u8]);
+                generic_parts(text, unit, |p| h.update(p.as_bytes()));
+            }
+            Hunk::Diffed(text) => {
+                h.update(b"d");
+                let body = text.split_once('\n').map_or("", |(_, b)| b);
+                generic_parts(body, unit, |p| h.update(p.as_bytes()));
+            }
+        }
+    }
+}
+
 /// Calls `f` with every hunk (context 3) of every changed script of
 /// `changes`, in plan order: the change, the script's name, its diff's
 /// `---`/`+++` paths (`/dev/null` for a script added or removed) and the
-/// hunk's text from its `@@` line.
-fn each_hunk<'c>(changes: &[&'c Change], mut f: impl FnMut(&'c Change, &str, (&str, &str), &str) -> ControlFlow<()>) {
+/// hunk.
+fn each_hunk<'c>(
+    changes: &[&'c Change],
+    mut f: impl FnMut(&'c Change, &str, (&str, &str), Hunk<'_>) -> ControlFlow<()>,
+) {
     for c in changes {
         let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
         for name in names {
@@ -147,19 +184,19 @@ fn each_hunk<'c>(changes: &[&'c Change], mut f: impl FnMut(&'c Change, &str, (&s
             let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
             let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
             let whole = match (old.is_empty(), new.is_empty()) {
-                (true, _) => whole_hunk(new, '+'),
-                (_, true) => whole_hunk(old, '-'),
+                (true, _) if wholly(new) => Some(Hunk::Whole { sign: '+', text: new }),
+                (_, true) if wholly(old) => Some(Hunk::Whole { sign: '-', text: old }),
                 _ => None,
             };
             if let Some(hunk) = whole {
-                if f(c, name, (&a, &b), &hunk).is_break() {
+                if f(c, name, (&a, &b), hunk).is_break() {
                     return;
                 }
                 continue;
             }
             let diff = TextDiff::from_lines(old, new);
             for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-                if f(c, name, (&a, &b), &hunk.to_string()).is_break() {
+                if f(c, name, (&a, &b), Hunk::Diffed(hunk.to_string())).is_break() {
                     return;
                 }
             }
@@ -167,14 +204,16 @@ fn each_hunk<'c>(changes: &[&'c Change], mut f: impl FnMut(&'c Change, &str, (&s
     }
 }
 
+/// Whether a script added or removed may be written as one hunk without
+/// diffing ([`whole_hunk`]): not text the diff might spell differently (no
+/// final newline, carriage returns).
+fn wholly(text: &str) -> bool {
+    text.ends_with('\n') && !text.contains('\r')
+}
+
 /// The one hunk of a script added (`+`) or removed (`-`), written as the
-/// diff would write it but without diffing: a large plan is mostly new
-/// scripts. None for text the fast way might spell differently (no final
-/// newline, carriage returns).
-fn whole_hunk(text: &str, sign: char) -> Option<String> {
-    if !text.ends_with('\n') || text.contains('\r') {
-        return None;
-    }
+/// diff would write it (for text [`wholly`] accepts).
+fn whole_hunk(text: &str, sign: char) -> String {
     let n = text.bytes().filter(|b| *b == b'\n').count();
     let range = if n == 1 { "1".to_owned() } else { format!("1,{n}") };
     let header = if sign == '+' { format!("@@ -0,0 +{range} @@\n") } else { format!("@@ -{range} +0,0 @@\n") };
@@ -184,7 +223,7 @@ fn whole_hunk(text: &str, sign: char) -> Option<String> {
         out.push(sign);
         out.push_str(line);
     }
-    Some(out)
+    out
 }
 
 /// `text` with `unit` replaced by [`UNIT_PLACEHOLDER`] where it stands as a
@@ -258,11 +297,12 @@ mod tests {
     #[test]
     fn whole_hunks_are_what_the_diff_writes() {
         for text in ["a\n", "a\nb\n", "#!/bin/bash\n\nset -u\n\n\necho x\n", "\n", "\n\n"] {
-            assert_eq!(whole_hunk(text, '+').map(|h| vec![h]), Some(diffed("", text)), "{text:?} added");
-            assert_eq!(whole_hunk(text, '-').map(|h| vec![h]), Some(diffed(text, "")), "{text:?} removed");
+            assert!(wholly(text), "{text:?}");
+            assert_eq!(vec![whole_hunk(text, '+')], diffed("", text), "{text:?} added");
+            assert_eq!(vec![whole_hunk(text, '-')], diffed(text, ""), "{text:?} removed");
         }
         for text in ["no newline", "a\r\nb\r\n", "a\nb"] {
-            assert_eq!(whole_hunk(text, '+'), None, "{text:?}");
+            assert!(!wholly(text), "{text:?}");
         }
     }
 }

@@ -220,7 +220,8 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         let chunk = chunk.replace("```", "` ` `");
         if body.len() + chunk.len() <= budget {
             body.push_str(&chunk);
-            shown += 1;
+            // A line naming the scripts that share the next hunk is no hunk.
+            shown += usize::from(!chunk.starts_with("# the same change"));
             return ControlFlow::Continue(());
         }
         let mut end = budget - body.len();
@@ -408,6 +409,14 @@ mod tests {
             assert!(out.contains(&row), "{n}: {}", &out[..2000.min(out.len())]);
             if n == 10 {
                 assert!(out.contains("</details>"), "{out}");
+            } else {
+                // The note counts the hunks shown whole (one may be cut).
+                let note = out.split("_Diff truncated: ").nth(1).expect("a note");
+                let (shown, rest) = note.split_once(" of ").expect("N of M");
+                let shown: usize = shown.parse().expect("a count");
+                assert!(rest.starts_with(&format!("{n} distinct hunks shown whole")), "{rest}");
+                let hunks = out.matches("\n@@ ").count();
+                assert!(shown > 0 && (shown..=shown + 1).contains(&hunks), "{shown} vs {hunks}");
             }
         }
     }

@@ -202,7 +202,7 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
         Err(e) => return Err(vec![Diagnostic::error(None, e)]),
     };
     let mut lower = lower::Lower::new(loaded, graph);
-    let mut jobs = vec![];
+    let mut jobs = Vec::with_capacity(order.len());
     let mut resume_links: std::collections::HashMap<String, RenderedJob> = std::collections::HashMap::new();
     for node in order {
         let job = match &node.kind {
