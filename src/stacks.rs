@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::ExitStatus;
 use crate::plan::output::{self, PlanDocument};
-use crate::plan::{Action, Plan};
+use crate::plan::{Plan, Summary};
 use crate::table::markdown_text;
 
 pub use crate::plan::output::COMMENT_LIMIT;
@@ -62,13 +62,9 @@ pub struct Totals {
     pub with_changes: usize,
     pub with_errors: usize,
     pub errors: usize,
-    pub create: usize,
-    pub replace: usize,
-    pub rerun: usize,
-    pub retry: usize,
-    pub update: usize,
-    pub cancel: usize,
-    pub unchanged: usize,
+    /// The planned stacks' counts by action, added up.
+    #[serde(flatten)]
+    pub changes: Summary,
     /// The sum of the planned stacks' upper bounds; none when one of them
     /// is unbounded.
     pub gpu_hours_max: Option<f64>,
@@ -84,15 +80,8 @@ pub fn totals(stacks: &[StackPlan]) -> Totals {
                 t.errors += e.len().max(1);
             }
             Outcome::Planned(p) => {
-                let sum = p.summary();
                 t.with_changes += usize::from(p.has_changes());
-                t.create += sum.create;
-                t.replace += sum.replace;
-                t.rerun += sum.rerun;
-                t.retry += sum.retry;
-                t.update += sum.update;
-                t.cancel += sum.cancel;
-                t.unchanged += sum.unchanged;
+                t.changes.add(&p.summary());
                 t.gpu_hours_max = t.gpu_hours_max.zip(p.cost.gpu_hours_max).map(|(a, b)| a + b);
             }
         }
@@ -117,27 +106,15 @@ pub fn exit_status(stacks: &[StackPlan], detailed: bool, budget: Option<f64>) ->
 }
 
 /// `2 create, 1 replace` (the actions that occur), or `no changes`.
-fn changes_cell(p: &Plan) -> String {
-    let order = [Action::Create, Action::Replace, Action::Rerun, Action::Retry, Action::Update, Action::Cancel];
-    let parts: Vec<String> = order
-        .iter()
-        .filter_map(|a| {
-            let n = p.changes.iter().filter(|c| c.action == *a).count();
-            (n > 0).then(|| format!("{n} {}", a.word()))
-        })
-        .collect();
+fn changes_cell(s: &Summary) -> String {
+    let parts: Vec<String> =
+        s.changing().iter().filter(|(n, _)| *n > 0).map(|(n, a)| format!("{n} {}", a.word())).collect();
     if parts.is_empty() { "no changes".into() } else { parts.join(", ") }
 }
 
-fn gpu_cell(p: &Plan) -> String {
-    match p.cost.gpu_hours_max {
-        Some(m) => format!("{m:.1}"),
-        None => "unbounded".into(),
-    }
-}
-
-fn total_gpu(t: &Totals) -> String {
-    t.gpu_hours_max.map_or_else(|| "unbounded".into(), |m| format!("{m:.1}"))
+/// A GPU-hours upper bound, or `unbounded`.
+fn gpu_cell(max: Option<f64>) -> String {
+    max.map_or_else(|| "unbounded".into(), |m| format!("{m:.1}"))
 }
 
 /// One line over all stacks: `3 stacks: 2 with changes, 1 with errors.`
@@ -157,7 +134,13 @@ pub fn text(stacks: &[StackPlan], color: bool) -> String {
     let rows: Vec<[String; 5]> = stacks
         .iter()
         .map(|s| match s.plan() {
-            Some(p) => [s.name.clone(), s.config.clone(), changes_cell(p), gpu_cell(p), String::new()],
+            Some(p) => [
+                s.name.clone(),
+                s.config.clone(),
+                changes_cell(&p.summary()),
+                gpu_cell(p.cost.gpu_hours_max),
+                String::new(),
+            ],
             None => [s.name.clone(), s.config.clone(), String::new(), String::new(), s.errors().len().to_string()],
         })
         .collect();
@@ -190,7 +173,13 @@ pub fn markdown(stacks: &[StackPlan], limit: usize) -> String {
     head.push_str("| stack | config | changes | GPU-h ≤ | errors |\n|---|---|---|---|---|\n");
     let code = |s: &str| format!("`{}`", markdown_text(s).replace('`', "'"));
     let rows = stacks.iter().map(|s| match s.plan() {
-        Some(p) => format!("| {} | {} | {} | {} | |\n", code(&s.name), code(&s.config), changes_cell(p), gpu_cell(p)),
+        Some(p) => format!(
+            "| {} | {} | {} | {} | |\n",
+            code(&s.name),
+            code(&s.config),
+            changes_cell(&p.summary()),
+            gpu_cell(p.cost.gpu_hours_max)
+        ),
         None => {
             let first = s.errors().first().map(|e| markdown_text(&clip(e, 160))).unwrap_or_default();
             format!("| {} | {} | | | ⚠️ {}: {first} |\n", code(&s.name), code(&s.config), s.errors().len())
@@ -213,7 +202,11 @@ pub fn markdown(stacks: &[StackPlan], limit: usize) -> String {
         ));
     }
     let total_errors = if t.errors > 0 { t.errors.to_string() } else { String::new() };
-    head.push_str(&format!("| **total** | | {} | {} | {total_errors} |\n\n", totals_changes(&t), total_gpu(&t)));
+    head.push_str(&format!(
+        "| **total** | | {} | {} | {total_errors} |\n\n",
+        changes_cell(&t.changes),
+        gpu_cell(t.gpu_hours_max)
+    ));
 
     // Sections: a fixed wrapper each, and a body from the shared budget.
     const NOTE_ROOM: usize = 600;
@@ -224,7 +217,10 @@ pub fn markdown(stacks: &[StackPlan], limit: usize) -> String {
                 Some(p) => markdown_text(&p.summary_line()),
                 None => format!("⚠️ {} errors", s.errors().len()),
             };
-            (format!("<details><summary><code>{}</code>: {what}</summary>\n\n", html(&s.name)), "\n</details>\n\n")
+            (
+                format!("<details><summary><code>{}</code>: {what}</summary>\n\n", crate::report::escape(&s.name)),
+                "\n</details>\n\n",
+            )
         })
         .collect();
     let mut room = limit.saturating_sub(head.len() + NOTE_ROOM);
@@ -282,22 +278,6 @@ pub fn markdown(stacks: &[StackPlan], limit: usize) -> String {
 /// The least a section's body is given: below it, the section is left out.
 const MIN_BODY: usize = 400;
 
-fn totals_changes(t: &Totals) -> String {
-    let parts: Vec<String> = [
-        (t.create, "create"),
-        (t.replace, "replace"),
-        (t.rerun, "rerun"),
-        (t.retry, "retry"),
-        (t.update, "update"),
-        (t.cancel, "cancel"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, w)| format!("{n} {w}"))
-    .collect();
-    if parts.is_empty() { "no changes".into() } else { parts.join(", ") }
-}
-
 /// A stack's section body within `limit` bytes: its Markdown plan, or its
 /// errors in a fence.
 fn body(s: &StackPlan, limit: usize) -> String {
@@ -342,10 +322,6 @@ fn cut(text: &str, limit: usize) -> String {
 /// At most `n` characters of `s`, with `…` when cut.
 fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n).collect::<String>() + "…" }
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// The combined JSON document.

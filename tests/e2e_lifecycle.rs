@@ -109,29 +109,18 @@ fn disrupt_lock() -> MutexGuard<'static, ()> {
 
 /// The running test cluster, with the partitions these tests use.
 fn cluster() -> &'static ClusterInfo {
-    common::cluster_checked(
-        &[
-            "EVALCTL_CLUSTER_USER",
-            "EVALCTL_CLUSTER_IDENTITY",
-            "EVALCTL_CLUSTER_SSH_CONFIG",
-            "EVALCTL_CLUSTER_SSH_ALIAS",
-            "EVALCTL_CLUSTER_SHARED",
-        ],
-        |_| {
-            let sinfo = Command::new("sinfo")
-                .args(["-h", "-o", "%R"])
-                .output()
-                .map_err(|e| format!("cannot run sinfo: {e}"))?;
-            let partitions: BTreeSet<String> =
-                String::from_utf8_lossy(&sinfo.stdout).split_whitespace().map(str::to_owned).collect();
-            for p in ["cpu", "gpu", "urgent"] {
-                if !partitions.contains(p) {
-                    return Err(format!("the cluster has no partition `{p}` (sinfo shows {partitions:?})"));
-                }
+    common::cluster_checked(common::SSH_VARS, |_| {
+        let sinfo =
+            Command::new("sinfo").args(["-h", "-o", "%R"]).output().map_err(|e| format!("cannot run sinfo: {e}"))?;
+        let partitions: BTreeSet<String> =
+            String::from_utf8_lossy(&sinfo.stdout).split_whitespace().map(str::to_owned).collect();
+        for p in ["cpu", "gpu", "urgent"] {
+            if !partitions.contains(p) {
+                return Err(format!("the cluster has no partition `{p}` (sinfo shows {partitions:?})"));
             }
-            Ok(())
-        },
-    )
+        }
+        Ok(())
+    })
 }
 
 // ------------------------------------------------------------------ processes

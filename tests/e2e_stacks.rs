@@ -24,16 +24,7 @@ use common::{ClusterInfo, Out, Proc};
 const BIN: &str = env!("CARGO_BIN_EXE_evalctl");
 
 fn cluster() -> &'static ClusterInfo {
-    common::cluster_checked(
-        &[
-            "EVALCTL_CLUSTER_USER",
-            "EVALCTL_CLUSTER_IDENTITY",
-            "EVALCTL_CLUSTER_SSH_CONFIG",
-            "EVALCTL_CLUSTER_SSH_ALIAS",
-            "EVALCTL_CLUSTER_SHARED",
-        ],
-        |_| Ok(()),
-    )
+    common::cluster_checked(common::SSH_VARS, |_| Ok(()))
 }
 
 /// The test's folder of configs and its output dir on the shared disk;

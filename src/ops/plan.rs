@@ -58,12 +58,7 @@ pub fn plan<'a>(
             planned.plan.causes = config_causes(&stack.loaded, stack.config_values(), &old, &planned.plan);
             Ok(planned)
         }
-        Observe::Cluster(cluster) => {
-            let r = &stack.rendered;
-            let probes = feasibility::probed(&feasibility::shapes(r));
-            let r = remote::refresh::refresh_probing(cluster, &r.stack_dir, &r.stack, stack.since(), &probes)?;
-            planned_from(stack, opts, &r, cluster, reporter)
-        }
+        Observe::Cluster(cluster) => planned_from(stack, opts, &refresh(stack, cluster)?, cluster, reporter),
     }
 }
 

@@ -286,6 +286,31 @@ pub struct Summary {
     pub unchanged: usize,
 }
 
+impl Summary {
+    /// Adds another summary's counts (several stacks together).
+    pub fn add(&mut self, o: &Summary) {
+        self.create += o.create;
+        self.replace += o.replace;
+        self.rerun += o.rerun;
+        self.retry += o.retry;
+        self.update += o.update;
+        self.cancel += o.cancel;
+        self.unchanged += o.unchanged;
+    }
+
+    /// The count of each action that changes something, in plan order.
+    pub fn changing(&self) -> [(usize, Action); 6] {
+        [
+            (self.create, Action::Create),
+            (self.replace, Action::Replace),
+            (self.rerun, Action::Rerun),
+            (self.retry, Action::Retry),
+            (self.update, Action::Update),
+            (self.cancel, Action::Cancel),
+        ]
+    }
+}
+
 impl Plan {
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();

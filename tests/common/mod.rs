@@ -90,6 +90,15 @@ fn probe(required: &[&str], extra: fn(&ClusterInfo) -> Result<(), String>) -> Re
     Ok(info)
 }
 
+/// What a test needs to reach the cluster over ssh and share its disk.
+pub const SSH_VARS: &[&str] = &[
+    "EVALCTL_CLUSTER_USER",
+    "EVALCTL_CLUSTER_IDENTITY",
+    "EVALCTL_CLUSTER_SSH_CONFIG",
+    "EVALCTL_CLUSTER_SSH_ALIAS",
+    "EVALCTL_CLUSTER_SHARED",
+];
+
 /// The running test cluster, probed once per test binary (see [`probe`]);
 /// fails the test with what to do when it is not up.
 pub fn cluster_checked(required: &[&str], extra: fn(&ClusterInfo) -> Result<(), String>) -> &'static ClusterInfo {
