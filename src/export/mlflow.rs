@@ -335,7 +335,7 @@ pub fn desired(u: &UnitResults, s: &Settings) -> Result<Desired, String> {
 
 /// Hex SHA-256 of a text.
 pub fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::render::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// A run the server holds (from `runs/search`): its latest metric values.
