@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Submission through SSH: `evalctl apply` of 100 jobs (50 tasks, each a
-# first link and a resume link) against a bare loop of 100 `sbatch` calls
-# over the same kind of SSH connection (a ControlMaster), on the test
-# cluster. Prints wall times and SSH round trips. Needs the test cluster up
-# (bash tests/cluster/up.sh).
+# Submission at scale on the test cluster (bash tests/cluster/up.sh first).
+#
+# For each N in JOBS (default "100 400 2000") jobs (N/2 tasks, each a first
+# link and a resume link, held back by `--begin` so nothing runs):
+#   - `evalctl apply` of the stack, from nothing;
+#   - `evalctl plan` of the applied stack (the refresh of N jobs: "No changes.");
+#   - `evalctl cancel` of the stack;
+#   - a bare loop of N `sbatch --hold` calls over one SSH connection (one
+#     ssh invocation running the loop on the login node) submitting the
+#     same N scripts apply wrote, each resume link after its first link
+#     (`--dependency=afternotok`, as apply does), and `scancel` of what it
+#     submitted: what submitting the same jobs by hand costs.
+# Prints one line per measurement and the ratio apply / bare loop; each
+# figure is the best of RUNS (default 2) runs.
+#
+# Usage: benches/apply.sh [N ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -11,38 +22,68 @@ bin=$PWD/target/release/evalctl
 state=${EVALCTL_CLUSTER_STATE:-/tmp/evalctl-cluster}
 cfg=$state/ssh/config
 export EVALCTL_SSH_CONFIG=$cfg
+host=evalctl-cluster
+runs=${RUNS:-2}
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(100 400 2000)
 work=$(mktemp -d)
-out=$state/shared/bench-$$
-trap 'ssh -F "$cfg" evalctl-cluster "scancel -u \$(id -un) --quiet" || true; cp "$work"/apply.err /tmp/apply-bench.err; rm -rf "$work"' EXIT
+remote() { ssh -F "$cfg" "$host" "$@"; }
+trap 'remote "scancel -u \$(id -un) --quiet" || true; rm -rf "$work"' EXIT
+remote "scancel -u \$(id -un) --quiet" || true
 
-{
+now() { date +%s.%N; }
+# Best (lowest) of the figures on stdin.
+best() { sort -g | head -1; }
+
+config() { # N OUT_DIR
+  local tasks=$(($1 / 2))
   echo "defaults: [{execution: slurm/default}, {deployment: none}, _self_]"
-  echo "name: bench"
-  echo "execution: {hostname: evalctl-cluster, account: research, partition: cpu, output_dir: $out, gres: null,"
+  echo "name: bench$1"
+  echo "execution: {hostname: $host, account: research, partition: cpu, output_dir: $2, gres: null,"
   echo "  walltime: '00:01:00', sbatch_extra_flags: {exclusive: false, begin: 'now+3600'}, mounts: {mount_home: false}}"
   echo "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1/chat/completions', model_id: m}}"
   echo "evaluation:"
   echo "  tasks:"
-  for i in $(seq 1 50); do echo "    - {name: gsm8k, id: t$i, container: 'evaluator:latest'}"; done
-} >"$work/bench.yaml"
+  for ((i = 0; i < tasks; i++)); do echo "    - {name: gsm8k, id: t$i, container: 'evaluator:latest'}"; done
+}
 
-# Count round trips: every remote program is one ssh invocation.
-start=$(date +%s.%N)
-EVALCTL_TRACE=1 "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err"
-end=$(date +%s.%N)
-jobs=$(ssh -F "$cfg" evalctl-cluster "squeue -h -u \$(id -un) -o %k | grep -c 'evalctl:bench/'")
-trips=$(grep -c '^evalctl: round trip' "$work/apply.err" || true)
-printf 'evalctl apply: %s jobs in %.2f s, %s SSH round trips\n' "$jobs" "$(echo "$end - $start" | bc)" "$trips"
-ssh -F "$cfg" evalctl-cluster "scancel -u \$(id -un) --quiet"
+queued() { remote "squeue -h -u \$(id -un) -o %i | wc -l"; }
 
-# The bare loop, over one ControlMaster connection.
-ctl=$work/cm.sock
-ssh -F "$cfg" -o ControlMaster=yes -o ControlPath="$ctl" -o ControlPersist=60 -f -N evalctl-cluster
-start=$(date +%s.%N)
-for i in $(seq 1 100); do
-  ssh -F "$cfg" -o ControlPath="$ctl" evalctl-cluster \
-    "sbatch --parsable --hold --account=research --partition=cpu --time=00:01:00 --output=/dev/null --job-name=loop$i --wrap=true" >/dev/null
+for n in "${sizes[@]}"; do
+  apply_t=() refresh_t=() cancel_t=() loop_t=()
+  for ((r = 0; r < runs; r++)); do
+    out=$state/shared/bench-$$-$n-$r
+    config "$n" "$out" >"$work/bench.yaml"
+    t0=$(now)
+    "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err" \
+      || { cat "$work/apply.err" >&2; exit 1; }
+    t1=$(now)
+    got=$(queued)
+    [ "$got" -eq "$n" ] || { echo "apply queued $got jobs, not $n" >&2; exit 1; }
+    rc=0
+    "$bin" plan "$work/bench.yaml" --detailed-exitcode -q >"$work/plan.out" 2>&1 || rc=$?
+    t2=$(now)
+    [ "$rc" -eq 0 ] || { echo "plan after apply exited $rc" >&2; cat "$work/plan.out" >&2; exit 1; }
+    "$bin" cancel "$work/bench.yaml" -q >/dev/null
+    t3=$(now)
+    apply_t+=("$(echo "$t1 - $t0" | bc)") refresh_t+=("$(echo "$t2 - $t1" | bc)") cancel_t+=("$(echo "$t3 - $t2" | bc)")
+    remote "scancel -u \$(id -un) --quiet" || true
+
+    # The bare loop: one SSH round trip running N sbatch calls.
+    t0=$(now)
+    remote "for d in $out/*/*/; do j=\$(sbatch --parsable --hold \"\$d/task.sbatch\") || exit 1; sbatch --parsable --hold --dependency=afternotok:\$j --kill-on-invalid-dep=yes \"\$d/resume.sbatch\" >/dev/null || exit 1; done"
+    t1=$(now)
+    got=$(queued)
+    [ "$got" -eq "$n" ] || { echo "the loop queued $got jobs, not $n" >&2; exit 1; }
+    remote "rm -rf $out"
+    loop_t+=("$(echo "$t1 - $t0" | bc)")
+    remote "scancel -u \$(id -un) --quiet"
+    # Let slurmctld forget the cancelled jobs before the next run.
+    sleep 2
+  done
+  a=$(printf '%s\n' "${apply_t[@]}" | best)
+  l=$(printf '%s\n' "${loop_t[@]}" | best)
+  printf '%5d jobs: apply %6.2f s | bare sbatch loop %6.2f s | ratio %.2f | refresh (plan) %5.2f s | cancel %5.2f s\n' \
+    "$n" "$a" "$l" "$(echo "$a / $l" | bc -l)" \
+    "$(printf '%s\n' "${refresh_t[@]}" | best)" "$(printf '%s\n' "${cancel_t[@]}" | best)"
 done
-end=$(date +%s.%N)
-printf 'sbatch loop: 100 jobs in %.2f s, 100 SSH round trips\n' "$(echo "$end - $start" | bc)"
-ssh -F "$cfg" -o ControlPath="$ctl" -O exit evalctl-cluster 2>/dev/null || true

@@ -103,15 +103,17 @@ fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
             logs::fetch_program(dir, "gsm8k", &[("slurm-12.out".into(), 0), ("server-12-a b.log".into(), 99)]),
         ),
         ("apply", with_inputs(rendered, |inp| submit::program(inp).program)),
+        ("apply_second_stage", with_inputs(rendered, |inp| submit::program(inp).second)),
     ]
 }
 
-/// A program with each here-document's body replaced by its size.
-fn elide_heredocs(text: &str) -> String {
+/// A program with each here-document's body, and each long single-quoted
+/// word (file contents), replaced by its size.
+fn elide_data(text: &str) -> String {
     let mut out = String::new();
     let mut until: Option<String> = None;
     let mut size = 0;
-    for line in text.lines() {
+    for line in elide_quoted(text).lines() {
         if let Some(delim) = &until {
             if line == delim {
                 out.push_str(&format!("<{size} bytes>\n{line}\n"));
@@ -131,11 +133,44 @@ fn elide_heredocs(text: &str) -> String {
     out
 }
 
+/// `NAME='…'` words of more than 80 bytes, as `NAME=<N bytes>`.
+fn elide_quoted(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("='") {
+        out.push_str(&rest[..i + 1]);
+        let mut word = String::new();
+        let mut tail = &rest[i + 1..];
+        // Quoted pieces joined by `\'`: `'a'\''b'` is `a'b`.
+        while let Some(body) = tail.strip_prefix('\'') {
+            let end = body.find('\'').expect("a closed quote");
+            word.push_str(&body[..end]);
+            tail = &body[end + 1..];
+            match tail.strip_prefix("\\'") {
+                Some(t) if t.starts_with('\'') => {
+                    word.push('\'');
+                    tail = t;
+                }
+                _ => break,
+            }
+        }
+        let quoted = &rest[i + 1..rest.len() - tail.len()];
+        if word.len() > 80 {
+            out.push_str(&format!("<{} bytes>", word.len()));
+        } else {
+            out.push_str(quoted);
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 #[test]
 fn snapshots() {
     let r = render_at("/scratch/evals");
     for (name, p) in programs(&r) {
-        insta::assert_snapshot!(name, elide_heredocs(p.text()));
+        insta::assert_snapshot!(name, elide_data(p.text()));
     }
     insta::assert_snapshot!("prelude", evalctl::remote::protocol::PRELUDE.0);
 }
@@ -161,13 +196,32 @@ fn shellcheck_finds_nothing() {
 }
 
 /// Stand-ins for the Slurm commands the apply program calls: sbatch hands
-/// out ids from 101 (kept in a file: it runs in a subshell).
-const FAKE_SLURM: &str = r#"
-sbatch() { local n; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster"; }
-scontrol() { echo "scontrol $*" >>"$EVALCTL_FAKE/calls"; }
-scancel() { echo "scancel $*" >>"$EVALCTL_FAKE/calls"; }
-squeue() { :; }
-"#;
+/// out ids from 101 (kept in a file), the others record their arguments.
+const FAKE_SLURM: &[(&str, &str)] = &[
+    (
+        "sbatch",
+        r#"n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster""#,
+    ),
+    ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
+    ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
+    ("squeue", ":"),
+];
+
+/// Runs `program` with bash, the commands `fakes` (name, bash body) first
+/// on its PATH as executables in `fake/bin` (the apply program's second
+/// stage is a new bash: stand-ins must be commands, not functions).
+fn run_with_fakes(program: &str, fake: &Path, fakes: &[(&str, &str)]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = fake.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, body) in fakes {
+        let file = bin.join(name);
+        std::fs::write(&file, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
+}
 
 #[test]
 fn the_state_written_is_the_state_recorded() {
@@ -181,8 +235,7 @@ fn the_state_written_is_the_state_recorded() {
     std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
     with_inputs(&r, |inp| {
         let prog = submit::program(inp);
-        let text = prog.program.full_text().replacen("set -u\n", &format!("set -u\n{FAKE_SLURM}"), 1);
-        let out = Command::new("bash").arg("-c").arg(&text).env("EVALCTL_FAKE", &fake).output().unwrap();
+        let out = run_with_fakes(&prog.program.full_text(), &fake, FAKE_SLURM);
         let replies = Replies::from_stdout(String::from_utf8(out.stdout).unwrap());
         let outcome = submit::outcome(&replies);
         assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
@@ -253,11 +306,12 @@ fn apply_names_jobs_and_passes_the_comment_verbatim() {
     std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
     std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
     // Each call's arguments, one per line (none holds a newline).
-    let record = "sbatch() { printf '%s\\n' \"$@\" >>\"$EVALCTL_FAKE/args\"; printf -- '--\\n' >>\"$EVALCTL_FAKE/args\"; local n; n=$(( $(cat \"$EVALCTL_FAKE/next\" 2>/dev/null || echo 100) + 1 )); echo \"$n\" >\"$EVALCTL_FAKE/next\"; echo \"$n\"; }\n";
+    let record = r#"printf '%s\n' "$@" >>"$EVALCTL_FAKE/args"; printf -- '--\n' >>"$EVALCTL_FAKE/args"; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n""#;
+    let fakes: Vec<(&str, &str)> =
+        FAKE_SLURM.iter().copied().filter(|(n, _)| *n != "sbatch").chain([("sbatch", record)]).collect();
     with_inputs(&r, |inp| {
         let prog = submit::program(inp);
-        let text = prog.program.full_text().replacen("set -u\n", &format!("set -u\n{FAKE_SLURM}{record}"), 1);
-        let out = Command::new("bash").arg("-c").arg(&text).env("EVALCTL_FAKE", &fake).output().unwrap();
+        let out = run_with_fakes(&prog.program.full_text(), &fake, &fakes);
         let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
         assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
         let args = std::fs::read_to_string(fake.join("args")).unwrap();

@@ -4,14 +4,12 @@
 //! - [`Snippet`]: shell text made only by the `shell!` macro (through
 //!   [`snippet!`](crate::remote::encoding::snippet)), so every value in it is
 //!   a quoted word; snippets nest into larger snippets and programs;
-//! - [`raw_var`]: sets a shell variable to exact text with a quoted
-//!   here-document (file contents: scripts, secrets, the state);
+//! - [`raw_var`]: sets a shell variable to exact text with one quoted word
+//!   (file contents: scripts, secrets, the state);
 //! - base64 ([`base64_encode`], [`base64_decode`]): small payloads sent in a
 //!   word (the lock file) and binary replies (the state file, the lock holder).
 
 use std::fmt;
-
-use sha2::Digest;
 
 use crate::shell::{Code, Shell};
 
@@ -71,19 +69,30 @@ pub fn ids(list: &[u64], sep: Code) -> Snippet {
     s
 }
 
-/// Sets shell variable `name` to exactly `content` with builtins only: a
-/// quoted here-document read by `read` (its delimiter is derived from the
-/// content and checked not to occur in it; base64 otherwise).
+/// Sets shell variable `name` to exactly `content`: a single-quoted word
+/// (each `'` spelled `'\\''`), which bash takes from the program text in
+/// memory. A here-document would be read back by `read` one byte per
+/// system call, which costs seconds for the megabytes of scripts and state
+/// an apply of a few hundred jobs carries. Text with a NUL, which no shell
+/// variable can hold, goes as base64.
 pub fn raw_var(name: Code, content: &str) -> Snippet {
-    let digest = sha2::Sha256::digest(content.as_bytes());
-    let delim = format!("EVALCTL_{}", crate::render::hex(&digest[..8]));
-    let clash = content.lines().any(|l| l == delim);
-    if clash || content.contains('\0') {
+    if content.contains('\0') {
         return snippet!("{}=$({}printf x)\n{}=${{{}%x}}\n", name, heredoc(content.as_bytes()), name, name);
     }
-    // The delimiter is hex behind a fixed prefix and the body is verbatim
-    // in a quoted here-document: neither is shell syntax.
-    Snippet(format!("IFS= read -r -d '' {n} <<'{delim}'\n{content}\n{delim}\n{n}=${{{n}%$'\\n'}}\n", n = name.0))
+    let quotes = content.bytes().filter(|&b| b == b'\'').count();
+    let mut s = String::with_capacity(name.0.len() + content.len() + 3 * quotes + 32);
+    // The word is data: `$` and backquotes in it are meant literally.
+    s.push_str("# shellcheck disable=SC2016,SC1003\n");
+    s.push_str(name.0);
+    s.push_str("='");
+    for (i, piece) in content.split('\'').enumerate() {
+        if i > 0 {
+            s.push_str("'\\''");
+        }
+        s.push_str(piece);
+    }
+    s.push_str("'\n");
+    Snippet(s)
 }
 
 /// A command that prints `data`: `base64 -d` of a here-document.
@@ -137,7 +146,7 @@ mod tests {
 
     #[test]
     fn raw_var_reads_back_exactly() {
-        for content in ["", "a b\n", "it's \"$(x)\"\n\n", "EVALCTL_B64\n", "tail\\"] {
+        for content in ["", "a b\n", "it's \"$(x)\"\n\n", "EVALCTL_B64\n", "tail\\", "''", "'\n'", "ünï\tcode !$`"] {
             let mut prog = raw_var(Code("V"), content);
             prog.code(Code("printf '%s' \"$V\"\n"));
             let out = std::process::Command::new("bash").arg("-c").arg(prog.as_str()).output().unwrap();

@@ -12,6 +12,14 @@
 //! 5. write the state atomically (the job ids filled in on the cluster) and
 //!    drop the lock.
 //!
+//! The program runs in two stages. The first (phases 0-2) carries every
+//! file's content and runs no process per file. It then writes the second
+//! (the file moves of submitting units, phases 3-5) to a file and `exec`s
+//! a fresh bash on it: bash forks slowly while it holds megabytes of
+//! program text (tens of milliseconds per fork at a few megabytes, measured),
+//! and the second stage forks once per job for `sbatch`, so it runs in a
+//! process that reads its program from a file a command at a time.
+//!
 //! A failure while submitting cancels the jobs this apply submitted (they
 //! are held, so none has started); a crash leaves held jobs that the next
 //! plan sees as `held` and replaces, or released jobs that it adopts by
@@ -24,7 +32,7 @@ use crate::graph::Dep;
 use crate::plan::{Action, Change, Observation, Plan, Unit};
 use crate::render::Rendered;
 use crate::shell::{Code, ShellWord};
-use crate::state::{JOBS_INDENT, Observed, State, UnitState, job_slot};
+use crate::state::{JOBS_INDENT, Observed, State, UnitState};
 
 use super::encoding::{Snippet, ids, raw_var, snippet};
 use super::{Program, Replies, Reply, layout, lock, protocol};
@@ -58,7 +66,10 @@ pub struct Outcome {
 
 /// The apply program and what it submits.
 pub struct ApplyProgram {
+    /// What is sent: the first stage, which carries the second.
     pub program: Program,
+    /// The second stage (in `program` as data), for review and tests.
+    pub second: Program,
     /// Units whose jobs are submitted, in order (index = job slot number).
     pub submitting: Vec<String>,
 }
@@ -87,25 +98,40 @@ evalctl_write_atomic() { { printf '%s' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$
 /// The remote program of one apply.
 pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
     let plan = inp.plan;
+    let units: BTreeMap<&str, &Unit<'_>> = inp.units.iter().map(|u| (u.id.as_str(), u)).collect();
+
+    // The second stage: everything that runs a process per unit or job.
+    let mut second = Program::new();
+    second.push(layout::stack_vars(&plan.stack_dir));
+    // Bash keeps reading the file it runs after it is unlinked.
+    second.code(Code("rm -f -- \"$0\"\n"));
+    second.push(snippet!("SERIAL={}\nSUBMITTED=()\n", plan.serial + 1));
+    second.push(functions());
+    second.push(moves_phase(inp, &units));
+    let (submit, var_of) = submit_phase(inp, &units);
+    second.push(submit);
+    if !var_of.is_empty() {
+        second.push(release_phase());
+    }
+    let submitting = submitting(plan);
+    second.push(state_phase(inp, &submitting, &var_of));
+    second.push(snippet!("evalctl_write_atomic {} \"$STATE\"\n", layout::STATE_PATH));
+    second.push(protocol::state_written());
+    second.code(Code("rm -f \"$L\"\n"));
+    second.push(protocol::end());
+
     let mut p = Program::new();
     p.push(layout::stack_vars(&plan.stack_dir));
-    p.push(snippet!("SERIAL={}\nSUBMITTED=()\n", plan.serial + 1));
+    p.code(Code("SUBMITTED=()\n"));
     p.push(lock::check_held(inp.lock_id));
     p.push(functions());
     p.push(cancel_phase(plan));
-    p.push(files_phase(inp));
-    let (submit, var_of) = submit_phase(inp);
-    p.push(submit);
-    if !var_of.is_empty() {
-        p.push(release_phase());
-    }
-    let submitting = submitting(plan);
-    p.push(state_phase(inp, &submitting, &var_of));
-    p.push(snippet!("evalctl_write_atomic {} \"$STATE\"\n", layout::STATE_PATH));
-    p.push(protocol::state_written());
-    p.code(Code("rm -f \"$L\"\n"));
-    p.push(protocol::end());
-    ApplyProgram { program: p, submitting }
+    p.push(files_phase(inp, &units));
+    p.push(raw_var(Code("EVALCTL_NEXT"), &second.full_text()));
+    p.code(Code(
+        "F=\"$D/.evalctl/apply.$$.sh\"\numask 022\nevalctl_write \"$F\" \"$EVALCTL_NEXT\"\nexec \"$BASH\" \"$F\"\n",
+    ));
+    ApplyProgram { program: p, second, submitting }
 }
 
 /// Units that submit, in plan order.
@@ -136,62 +162,133 @@ fn cancel_phase(plan: &Plan) -> Snippet {
 }
 
 /// Phase 2. Files: scripts of every unit that submits or updates, secrets of
-/// submitting ones. Written with shell builtins from here-documents (no
-/// process per file); the runtime every script carries is sent once.
-fn files_phase(inp: &Inputs<'_>) -> Snippet {
+/// submitting ones. Written with shell builtins (no process per file); the
+/// runtime every script carries is sent once. Scripts a running job may
+/// read (an update) are written beside their place and moved in by the
+/// second stage, at once.
+fn files_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
     let mut s = Snippet::default();
-    let writing: Vec<&Change> =
-        inp.plan.changes.iter().filter(|c| c.action.submits() || c.action == Action::Update).collect();
-    if !writing.is_empty() {
-        s.push(raw_var(Code("EVALCTL_RUNTIME"), crate::render::RUNTIME));
-        s.code(Code("umask 022\n"));
-        let dirs: Vec<ShellWord> = writing
-            .iter()
-            .filter_map(|c| inp.units.iter().find(|u| u.id == c.unit))
-            .filter_map(|u| u.jobs.first().map(|j| ShellWord::from(&j.dir)))
-            .collect();
-        for chunk in dirs.chunks(128) {
-            let mut words = Snippet::default();
-            for (i, d) in chunk.iter().enumerate() {
-                words.push(snippet!("{}{}/logs {}/artifacts", Code(if i > 0 { " " } else { "" }), d, d));
-            }
-            s.push(snippet!("mkdir -p {} || evalctl_abort 'cannot create the job directories'\n", words));
-        }
+    let writing: Vec<(&Change, &str, &Unit<'_>)> = inp
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action.submits() || c.action == Action::Update)
+        .filter_map(|c| {
+            let u = *units.get(c.unit.as_str())?;
+            Some((c, u.jobs.first()?.dir.as_str(), u))
+        })
+        .collect();
+    if writing.is_empty() {
+        return s;
     }
-    for c in writing {
-        let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
-        let Some(dir) = u.jobs.first().map(|j| j.dir.clone()) else { continue };
-        s.push(snippet!("U={}\n", ShellWord::from(&dir)));
-        if c.action.submits() {
-            if c.action == Action::Rerun {
-                // Old results are kept beside the new ones.
-                s.code(Code("if [ -n \"$(ls -A \"$U/artifacts\" 2>/dev/null)\" ]; then mv \"$U/artifacts\" \"$U/artifacts.$SERIAL\" && mkdir -p \"$U/artifacts\"; fi\n"));
-            }
-            s.code(Code("if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nif [ -e \"$U/status\" ] || [ -e \"$U/endpoint\" ]; then rm -f \"$U/status\" \"$U/endpoint\"; fi\n"));
-        }
-        // A running job may read these (update): replace them atomically.
-        let write = if c.action == Action::Update { Code("evalctl_write_atomic") } else { Code("evalctl_write") };
+    s.push(raw_var(Code("EVALCTL_RUNTIME"), crate::render::RUNTIME));
+    s.code(Code("umask 022\n"));
+    let dirs: Vec<ShellWord> = writing.iter().map(|(_, dir, _)| ShellWord::from(*dir)).collect();
+    s.push(batched(&dirs, "mkdir -p", &["/logs", "/artifacts"], "cannot create the job directories"));
+    let secret_dirs: Vec<ShellWord> = writing
+        .iter()
+        .filter(|(c, dir, _)| c.action.submits() && secrets_of(inp.secrets, dir).next().is_some())
+        .map(|(_, dir, _)| ShellWord::from(*dir))
+        .collect();
+    // The directory is closed before any secret is written into it.
+    s.code(Code("umask 077\n"));
+    s.push(batched(&secret_dirs, "mkdir -p", &["/secrets"], "cannot create a secrets directory"));
+    s.push(batched(&secret_dirs, "chmod 0700", &["/secrets"], "cannot create a secrets directory"));
+    s.code(Code("umask 022\n"));
+    let mut secret_files: Vec<ShellWord> = vec![];
+    for (c, dir, u) in &writing {
+        s.push(snippet!("U={}\n", ShellWord::from(*dir)));
+        let suffix = if c.action == Action::Update { NEW_SUFFIX } else { "" };
+        // The links of a task share what follows their heads: sent once.
+        let mut sent_tail = None;
         for j in &u.jobs {
             let (head, tail) = j.script.parts();
             s.push(raw_var(Code("H"), head));
-            s.push(raw_var(Code("T"), tail));
-            let name = ShellWord::from(&j.script_name);
-            s.push(snippet!("{} \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", write, name));
+            if sent_tail != Some(tail) {
+                s.push(raw_var(Code("T"), tail));
+                sent_tail = Some(tail);
+            }
+            let name = ShellWord::from(format!("{}{suffix}", j.script_name));
+            s.push(snippet!("evalctl_write \"$U\"/{} \"$H$EVALCTL_RUNTIME$T\"\n", name));
         }
         if c.action.submits() {
-            for ((_, group), values) in inp.secrets.iter().filter(|((d, _), _)| *d == dir) {
-                let file = ShellWord::from(format!("{group}.env"));
+            for ((_, group), values) in secrets_of(inp.secrets, dir) {
+                let file = format!("{dir}/secrets/{group}.env");
                 s.push(raw_var(Code("S"), &crate::render::secrets_file(values)));
-                s.push(snippet!(
-                    "( umask 077 && mkdir -p \"$U/secrets\" && chmod 0700 \"$U/secrets\" && printf '%s' \"$S\" >\"$U/secrets/\"{} && chmod 0600 \"$U/secrets/\"{} ) || evalctl_abort 'cannot write a secrets file'\nS=\n",
-                    file,
-                    file
-                ));
+                s.push(snippet!("umask 077\nevalctl_write {} \"$S\"\nS=\numask 022\n", ShellWord::from(&file)));
+                secret_files.push(ShellWord::from(file));
             }
         }
     }
-    for c in inp.plan.changes.iter().filter(|c| c.action == Action::Update) {
-        s.push(protocol::updated(&ShellWord::from(&c.unit)));
+    s.push(batched(&secret_files, "chmod 0600", &[""], "cannot write a secrets file"));
+    s
+}
+
+/// The secrets files of the job directory `dir`: (directory, group) and values.
+fn secrets_of<'a>(
+    secrets: &'a SecretValues,
+    dir: &'a str,
+) -> impl Iterator<Item = (&'a (String, String), &'a Vec<(String, String)>)> {
+    secrets.iter().filter(move |((d, _), _)| d == dir)
+}
+
+/// What an update's script is written as until the second stage moves it in.
+const NEW_SUFFIX: &str = ".evalctl-new";
+
+/// `COMMAND` over every path (each followed by each suffix), 128 paths per
+/// process; the program stops with `error` when one fails.
+fn batched(paths: &[ShellWord], command: &'static str, suffixes: &[&'static str], error: &'static str) -> Snippet {
+    let mut s = Snippet::default();
+    for chunk in paths.chunks(128) {
+        let mut words = Snippet::default();
+        for p in chunk {
+            for suffix in suffixes {
+                words.push(snippet!(" {}{}", p, Code(suffix)));
+            }
+        }
+        s.push(snippet!("{}{} || evalctl_abort {}\n", Code(command), words, ShellWord::from(error)));
+    }
+    s
+}
+
+/// Second stage, before submission: the previous run's files of submitting
+/// units move aside (chain; artifacts of a rerun) or go (status, endpoint),
+/// and updated scripts move into place.
+fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
+    let mut s = Snippet::default();
+    let mut stale = false;
+    for c in &inp.plan.changes {
+        let Some(u) = units.get(c.unit.as_str()) else { continue };
+        let Some(dir) = u.jobs.first().map(|j| ShellWord::from(&j.dir)) else { continue };
+        if c.action.submits() {
+            s.push(snippet!("U={}\n", dir));
+            if c.action == Action::Rerun {
+                // Old results are kept beside the new ones.
+                s.code(Code("A=(\"$U\"/artifacts/*)\nif [ ${#A[@]} -gt 0 ]; then mv \"$U/artifacts\" \"$U/artifacts.$SERIAL\" && mkdir -p \"$U/artifacts\"; fi\n"));
+            }
+            s.code(Code("if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nfor f in \"$U/status\" \"$U/endpoint\"; do if [ -e \"$f\" ]; then STALE+=(\"$f\"); fi; done\n"));
+            stale = true;
+        } else if c.action == Action::Update {
+            for j in &u.jobs {
+                let name = ShellWord::from(&j.script_name);
+                let new = ShellWord::from(format!("{}{NEW_SUFFIX}", j.script_name));
+                s.push(snippet!(
+                    "mv -f {}/{} {}/{} || evalctl_abort {}\n",
+                    dir,
+                    new,
+                    dir,
+                    name,
+                    ShellWord::from(format!("cannot write {}/{}", j.dir, j.script_name))
+                ));
+            }
+            s.push(protocol::updated(&ShellWord::from(&c.unit)));
+        }
+    }
+    if stale {
+        let mut head = snippet!("shopt -s nullglob dotglob\nSTALE=()\n");
+        head.push(s);
+        s = head;
+        s.code(Code("if [ ${#STALE[@]} -gt 0 ]; then rm -f -- \"${STALE[@]}\"; fi\nshopt -u nullglob dotglob\n"));
     }
     s
 }
@@ -204,16 +301,17 @@ fn job_var(n: usize) -> Snippet {
 /// Phase 3. Submit held, in topological order, with real ids in --dependency.
 /// Returns the program and, by rendered job id, the number of the shell
 /// variable `J<n>` that holds its Slurm id.
-fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
+fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet, BTreeMap<String, usize>) {
     let submitting = submitting(inp.plan);
     let submit_set: BTreeSet<&str> = submitting.iter().map(String::as_str).collect();
     let mut s = Snippet::default();
     let mut var_of: BTreeMap<String, usize> = BTreeMap::new();
+    let mut chains: BTreeMap<&str, usize> = BTreeMap::new();
     for (n, job) in inp.rendered.jobs.iter().enumerate() {
         if !submit_set.contains(job.unit.as_str()) {
             continue;
         }
-        let Some(unit) = inp.units.iter().find(|u| u.id == job.unit) else { continue };
+        let Some(unit) = units.get(job.unit.as_str()) else { continue };
         let mut deps = Snippet::default();
         // A resume link finds the job it resumes in the chain file (never in
         // its environment: `--export` on the command line would override the
@@ -261,22 +359,39 @@ fn submit_phase(inp: &Inputs<'_>) -> (Snippet, BTreeMap<String, usize>) {
             failed,
             var
         ));
+        // Chain records are gathered per unit and written once each, before
+        // the release (no job reads its chain before it starts).
+        let next = chains.len();
+        let c = *chains.entry(job.dir.as_str()).or_insert(next);
         s.push(snippet!(
-            "SUBMITTED+=({})\nprintf '%s submit %s apply\\n' {} \"${{EPOCHSECONDS:-$(date +%s)}}\" >>{}/chain\n",
+            "SUBMITTED+=({})\nprintf -v R '%s submit %s apply\\n' {} \"${{EPOCHSECONDS:-$NOW}}\"\nC{}+=$R\n",
             var,
             var,
-            dir
+            c
         ));
         if let Some(prev) = &predecessor {
             s.push(snippet!(
-                "printf '%s submit %s %s\\n' {} \"${{EPOCHSECONDS:-$(date +%s)}}\" {} >>{}/chain\n",
+                "printf -v R '%s submit %s %s\\n' {} \"${{EPOCHSECONDS:-$NOW}}\" {}\nC{}+=$R\n",
                 prev,
                 var,
-                dir
+                c
             ));
         }
         s.push(protocol::submitted(&ShellWord::from(&job.unit), &ShellWord::from(job.role.as_str()), &var));
         var_of.insert(job.id.clone(), n);
+    }
+    if !chains.is_empty() {
+        let mut head = snippet!("NOW=${{EPOCHSECONDS:-$(date +%s)}}\n");
+        head.push(s);
+        s = head;
+    }
+    for (dir, c) in chains {
+        s.push(snippet!(
+            "printf '%s' \"$C{}\" >>{}/chain || evalctl_abort {}\n",
+            c,
+            ShellWord::from(dir),
+            ShellWord::from(format!("cannot write {dir}/chain"))
+        ));
     }
     (s, var_of)
 }
@@ -302,25 +417,52 @@ fn release_phase() -> Snippet {
 
 /// Phase 5. `STATE`: the new state with this apply's job ids, filled into the
 /// slots the serializer left (laid out as `State::to_text` lays out a list).
+/// The text is sent in pieces between slots and joined with the ids: linear
+/// in the size of the state (a pattern substitution per unit is quadratic,
+/// seconds at a few hundred units).
 fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String, usize>) -> Snippet {
     let slots: BTreeMap<String, usize> = submitting.iter().enumerate().map(|(n, u)| (u.clone(), n)).collect();
-    let mut s = raw_var(Code("STATE"), &next_state(inp).to_text_with_job_slots(&slots));
-    s.code(Code("NL=$'\\n'\n"));
-    for (n, unit) in submitting.iter().enumerate() {
+    let text = next_state(inp).to_text_with_job_slots(&slots);
+    let mut s = snippet!("NL=$'\\n'\nSTATE=\n");
+    let mut rest = text.as_str();
+    while let Some((piece, n, after)) = next_slot(rest) {
+        s.push(raw_var(Code("P"), piece));
+        let unit = &submitting[n];
         let vars: Vec<usize> =
             inp.rendered.jobs.iter().filter(|j| &j.unit == unit).filter_map(|j| var_of.get(&j.id).copied()).collect();
         let mut list = Snippet::default();
         for (i, v) in vars.iter().enumerate() {
             list.push(snippet!("{}{}${{J{}}}", Code(if i > 0 { "," } else { "" }), LIST_ITEM, v));
         }
-        let slot = ShellWord::from(format!("\"{}\"", job_slot(n)));
         if vars.is_empty() {
-            s.push(snippet!("STATE=${{STATE//{}/[]}}\n", slot));
+            s.code(Code("STATE+=\"${P}[]\"\n"));
         } else {
-            s.push(snippet!("STATE=${{STATE//{}/\"[{}{}\"}}\n", slot, list, LIST_END));
+            s.push(snippet!("STATE+=\"${{P}}[{}{}\"\n", list, LIST_END));
         }
+        rest = after;
     }
+    s.push(raw_var(Code("P"), rest));
+    s.code(Code("STATE+=$P\nP=\n"));
     s
+}
+
+/// The text before the first job slot of `text` (a JSON string
+/// [`job_slot`](crate::state::job_slot)), the slot's number and the text after it; `None` when no
+/// slot is left.
+fn next_slot(text: &str) -> Option<(&str, usize, &str)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("\"@@J").map(|i| i + from) {
+        let digits = &text[i + 4..];
+        let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+        if len > 0
+            && digits[len..].starts_with("@@\"")
+            && let Ok(n) = digits[..len].parse()
+        {
+            return Some((&text[..i], n, &digits[len + 3..]));
+        }
+        from = i + 1;
+    }
+    None
 }
 
 /// How `State::to_text` lays out a unit's job list (inside double quotes).
@@ -436,4 +578,20 @@ pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, O
     }
     let state = recorded_state(inputs, &prog.submitting, &outcome);
     Ok((outcome, Some(state)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::job_slot;
+
+    #[test]
+    fn slots_are_found_in_order_of_the_text() {
+        let text = format!("a \"@@J\" \"@@Jx@@\" \"{}\" b \"{}\" c", job_slot(12), job_slot(3));
+        let (before, n, rest) = next_slot(&text).unwrap();
+        assert_eq!((before, n), ("a \"@@J\" \"@@Jx@@\" ", 12));
+        let (between, m, tail) = next_slot(rest).unwrap();
+        assert_eq!((between, m, tail), (" b ", 3, " c"));
+        assert_eq!(next_slot(tail), None);
+    }
 }
