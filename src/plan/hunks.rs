@@ -176,8 +176,8 @@ fn each_hunk<'c>(
     for c in changes {
         let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
         for name in names {
-            let old = c.before.get(name).map_or("", |s| &**s);
-            let new = c.after.get(name).map_or("", |s| &**s);
+            let (old, new) = (c.before.get(name).map(|s| s.text()), c.after.get(name).map(|s| s.text()));
+            let (old, new) = (old.as_deref().unwrap_or_default(), new.as_deref().unwrap_or_default());
             if old == new {
                 continue;
             }

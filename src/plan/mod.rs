@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::{Rendered, RenderedJob, Role};
+use crate::render::{Elided, Rendered, RenderedJob, Role};
 use crate::state::{Observed, State, UnitKind, UnitState};
 
 /// Version of the plan document (`--format json`, `--out`).
@@ -90,6 +90,12 @@ impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
     pub fn scripts(&self) -> BTreeMap<String, Arc<str>> {
         self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided())).collect()
+    }
+
+    /// The scripts, runtime elided, by file name, as the shared pieces
+    /// they are kept in (what plans hold).
+    pub fn shared_scripts(&self) -> BTreeMap<String, Elided> {
+        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.shared())).collect()
     }
 }
 
@@ -180,9 +186,9 @@ pub struct Change {
     /// Scripts before (from state; runtime elided) and after. Not in
     /// documents: their hunks are (see [`output::PlanDocument`]).
     #[serde(skip)]
-    pub before: BTreeMap<String, Arc<str>>,
+    pub before: BTreeMap<String, Elided>,
     #[serde(skip)]
-    pub after: BTreeMap<String, Arc<str>>,
+    pub after: BTreeMap<String, Elided>,
     pub script_hash: String,
     pub result_hash: String,
     /// Submissions of the current result after this apply.
@@ -391,8 +397,8 @@ pub fn reconcile(
                 } else {
                     vec![]
                 },
-                before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
-                after: u.scripts(),
+                before: recorded.map(recorded_scripts).unwrap_or_default(),
+                after: u.shared_scripts(),
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 attempts,
@@ -416,7 +422,7 @@ pub fn reconcile(
             observed: o.observed,
             interrupts_running: o.observed == Observed::Running,
             cancel_jobs: o.live_jobs.clone(),
-            before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
+            before: recorded.map(recorded_scripts).unwrap_or_default(),
             after: BTreeMap::new(),
             script_hash: String::new(),
             result_hash: String::new(),
@@ -436,6 +442,11 @@ pub fn reconcile(
         c.after = c.before.clone();
     }
     changes
+}
+
+/// The scripts a state records for a unit, as a plan holds them.
+fn recorded_scripts(r: &UnitState) -> BTreeMap<String, Elided> {
+    r.scripts.iter().map(|(name, text)| (name.clone(), Elided::from(text.clone()))).collect()
 }
 
 /// A deployment serving the stack's tasks is needed while any task runs or
