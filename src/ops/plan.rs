@@ -114,6 +114,9 @@ pub fn over_budget(plan: &plan::Plan, budget: f64) -> String {
 /// name or glob of `--only`/`--exclude` must match one: a typo must not
 /// silently plan nothing (or everything).
 pub(crate) fn check_options(stack: &Stack, opts: &PlanOptions) -> Result<()> {
+    if opts.replace.is_empty() && opts.targets.is_empty() {
+        return Ok(());
+    }
     let units = plan::units(&stack.rendered);
     let matches = |p: &String| units.iter().any(|u| crate::gate::glob(p, &u.id));
     let flags = [
