@@ -245,7 +245,7 @@ fn wholly(text: &str) -> bool {
 }
 
 /// Appends the one hunk of a script added (`+`) or removed (`-`), written
-/// as the diff would write it (for text [`wholly`] accepts, in pieces each
+/// as the diff would write it (for text `wholly` accepts, in pieces each
 /// but the last ending a line), to `out`.
 fn whole_hunk_into(text: &[&str; 2], sign: char, out: &mut String) {
     let n: usize = text.iter().map(|t| t.bytes().filter(|b| *b == b'\n').count()).sum();
