@@ -5,6 +5,7 @@
 //! macro accepts only what implements [`Shell`]:
 //! - [`ShellWord`]: any text, written as a single-quoted word that bash reads
 //!   back verbatim whatever the bytes (quotes, `$`, backticks, newlines);
+//!   [`Word`] is the same for borrowed text (no copy is made to quote it);
 //! - [`Words`]: a list of such words separated by spaces;
 //! - [`VarName`]: an identifier, checked when it is made;
 //! - [`CommentText`]: text for a `#` comment, which cannot end the comment;
@@ -15,17 +16,39 @@
 //! A `String` or `&str` does not implement [`Shell`], so forgetting to quote
 //! a value is a compile error, not a code-execution bug. The macro's format
 //! string allows only `{}` placeholders (checked at compile time): an inline
-//! `{name}` capture would bypass the check and is refused.
+//! `{name}` capture would bypass the check and is refused. [`shell_push!`]
+//! is the same, appending to a `String` instead of making one.
 
 use std::fmt;
 
 /// A bash word that reads back as exactly `s`: plain when every character is
 /// safe unquoted, single-quoted otherwise.
 pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:./_-".contains(c)) {
-        return s.to_owned();
+    let mut out = String::with_capacity(s.len() + 2);
+    let _ = write_quoted(&mut out, s);
+    out
+}
+
+/// Whether `s` is written as it is: not empty, and every byte safe unquoted.
+fn plain(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:./_-".contains(&b))
+}
+
+/// Writes `s` as [`quote`] spells it, without building it first.
+pub fn write_quoted(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    if plain(s) {
+        return w.write_str(s);
     }
-    format!("'{}'", s.replace('\'', r"'\''"))
+    w.write_char('\'')?;
+    let mut pieces = s.split('\'');
+    if let Some(first) = pieces.next() {
+        w.write_str(first)?;
+    }
+    for piece in pieces {
+        w.write_str(r"'\''")?;
+        w.write_str(piece)?;
+    }
+    w.write_char('\'')
 }
 
 /// Text that becomes one shell word when spliced: its `Display` quotes.
@@ -45,7 +68,17 @@ impl ShellWord {
 
 impl fmt::Display for ShellWord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&quote(&self.0))
+        write_quoted(f, &self.0)
+    }
+}
+
+/// A borrowed [`ShellWord`]: any text, written quoted the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Word<'a>(pub &'a str);
+
+impl Shell for Word<'_> {
+    fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_quoted(f, self.0)
     }
 }
 
@@ -206,6 +239,16 @@ macro_rules! shell {
     }};
 }
 
+/// [`shell!`] appending to the `String` `$buf` instead of making one.
+#[macro_export]
+macro_rules! shell_push {
+    ($buf:expr, $fmt:literal $(, $arg:expr)* $(,)?) => {{
+        const _: () = assert!($crate::shell::only_positional($fmt), "shell_push!: only positional placeholders are allowed");
+        use ::std::fmt::Write as _;
+        let _ = $buf.write_fmt(format_args!($fmt $(, $crate::shell::Spliced(&$arg))*));
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +264,10 @@ mod tests {
         let ws: Words = ["x", "y z"].into_iter().collect();
         assert_eq!(shell!("scancel {}", ws), "scancel x 'y z'");
         assert_eq!(shell!("{{ a; }} {}", w), "{ a; } 'a b'");
+        assert_eq!(shell!("{} {} {}", Word("x"), Word("'"), Word("a'b'")), r"x ''\''' 'a'\''b'\'''");
+        let mut buf = String::from("echo");
+        shell_push!(buf, " {} {}", Word("a b"), 3u32);
+        assert_eq!(buf, "echo 'a b' 3");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn plan<'a>(
             let old = st.config_values.clone();
             let seen = Seen { observations: obs, state: st, target: "offline".into(), offline: true, notes };
             let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
-            planned.plan.causes = config_causes(&stack.loaded, stack.config_values(), &old, &planned.plan);
+            planned.plan.causes = stack_causes(stack, &old, &planned.plan);
             Ok(planned)
         }
         Observe::Cluster(cluster) => planned_from(stack, opts, &refresh(stack, cluster)?, cluster, reporter),
@@ -114,6 +114,9 @@ pub fn over_budget(plan: &plan::Plan, budget: f64) -> String {
 /// name or glob of `--only`/`--exclude` must match one: a typo must not
 /// silently plan nothing (or everything).
 pub(crate) fn check_options(stack: &Stack, opts: &PlanOptions) -> Result<()> {
+    if opts.replace.is_empty() && opts.targets.is_empty() {
+        return Ok(());
+    }
     let units = plan::units(&stack.rendered);
     let matches = |p: &String| units.iter().any(|u| crate::gate::glob(p, &u.id));
     let flags = [
@@ -158,7 +161,7 @@ pub(crate) fn from_refresh<'a>(
     let old = st.config_values.clone();
     let seen = Seen { observations: obs, state: st, target: cluster.target().describe(), offline: false, notes };
     let mut planned = plan::make(&stack.rendered, stack.max_attempts(), &opts.replace, &opts.targets, seen);
-    planned.plan.causes = config_causes(&stack.loaded, stack.config_values(), &old, &planned.plan);
+    planned.plan.causes = stack_causes(stack, &old, &planned.plan);
     let changing: Vec<String> =
         planned.plan.changes.iter().filter(|c| c.action != plan::Action::None).map(|c| c.unit.clone()).collect();
     let uses = feasibility::shapes(&stack.rendered);
@@ -170,6 +173,16 @@ pub(crate) fn from_refresh<'a>(
     planned.plan.feasibility = entries;
     planned.plan.notes.extend(notes);
     Ok(planned)
+}
+
+/// [`config_causes`] of a stack's plan. The config's values (a key and a
+/// place per value: tens of thousands for a large config) are gathered
+/// only when there are recorded ones to compare them with.
+fn stack_causes(stack: &Stack, old: &std::collections::BTreeMap<String, String>, plan: &plan::Plan) -> Vec<Cause> {
+    if old.is_empty() {
+        return vec![];
+    }
+    config_causes(&stack.loaded, stack.config_values(), old, plan)
 }
 
 /// The config keys that changed from `old` (the recorded values) to `new`

@@ -157,7 +157,7 @@ pub fn shapes(rendered: &Rendered) -> Vec<ShapeUse> {
     let mut out: Vec<ShapeUse> = vec![];
     let mut index: BTreeMap<Shape, usize> = BTreeMap::new();
     for job in &rendered.jobs {
-        let shape = Shape::of_script(job.script.parts().0);
+        let shape = Shape::of_script(job.script.before());
         let i = *index.entry(shape.clone()).or_insert_with(|| {
             out.push(ShapeUse { shape, units: vec![] });
             out.len() - 1

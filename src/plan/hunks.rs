@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use similar::TextDiff;
 
 use super::Change;
+use crate::render::Elided;
 
 /// One hunk of the scripts' diffs and every script it appears in: a change
 /// made across many units is shown once.
@@ -111,7 +112,13 @@ impl<'c> Grouping<'c> {
                 return ControlFlow::Continue(());
             }
             let g = &self.groups[id];
-            let mut full = format!("--- {a}\n+++ {b}\n{}", hunk.text());
+            let mut full = String::with_capacity(a.len() + b.len() + 9 + hunk.len());
+            full.push_str("--- ");
+            full.push_str(a);
+            full.push_str("\n+++ ");
+            full.push_str(b);
+            full.push('\n');
+            hunk.write_into(&mut full);
             if g.units.len() > 1 {
                 full = generic(&full, &c.unit);
             }
@@ -131,20 +138,29 @@ impl<'c> Grouping<'c> {
 }
 
 /// A hunk as [`each_hunk`] finds it: a whole script added (`+`) or
-/// removed (`-`), kept as the script until it is written (a large plan is
-/// mostly new scripts: they are grouped without being diffed or written),
-/// or one hunk of a diff, from its `@@` line.
+/// removed (`-`), kept as the script (in the pieces it is held in, each but
+/// the last ending a line) until it is written (a large plan is mostly new
+/// scripts: they are grouped without being diffed or written), or one hunk
+/// of a diff, from its `@@` line.
 enum Hunk<'t> {
-    Whole { sign: char, text: &'t str },
+    Whole { sign: char, text: [&'t str; 2] },
     Diffed(String),
 }
 
 impl Hunk<'_> {
-    /// The hunk's text, from its `@@` line.
-    fn text(&self) -> std::borrow::Cow<'_, str> {
+    /// Length of the hunk's text, about (to size a buffer).
+    fn len(&self) -> usize {
         match self {
-            Hunk::Whole { sign, text } => whole_hunk(text, *sign).into(),
-            Hunk::Diffed(text) => text.as_str().into(),
+            Hunk::Whole { text, .. } => text[0].len() + text[1].len() + text[0].len() / 16 + 32,
+            Hunk::Diffed(text) => text.len(),
+        }
+    }
+
+    /// Appends the hunk's text, from its `@@` line, to `out`.
+    fn write_into(&self, out: &mut String) {
+        match self {
+            Hunk::Whole { sign, text } => whole_hunk_into(text, *sign, out),
+            Hunk::Diffed(text) => out.push_str(text),
         }
     }
 
@@ -154,7 +170,11 @@ impl Hunk<'_> {
         match self {
             Hunk::Whole { sign, text } => {
                 h.update([b'w', *sign as u8]);
-                generic_parts(text, unit, |p| h.update(p.as_bytes()));
+                // Pieces split after a newline, which no unit name holds
+                // (see `each_hunk`): the same parts as the text joined.
+                for piece in text {
+                    generic_parts(piece, unit, |p| h.update(p.as_bytes()));
+                }
             }
             Hunk::Diffed(text) => {
                 h.update(b"d");
@@ -176,22 +196,34 @@ fn each_hunk<'c>(
     for c in changes {
         let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
         for name in names {
-            let old = c.before.get(name).map_or("", |s| &**s);
-            let new = c.after.get(name).map_or("", |s| &**s);
-            if old == new {
-                continue;
-            }
-            let a = if c.before.contains_key(name) { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
-            let b = if c.after.contains_key(name) { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
-            let whole = match (old.is_empty(), new.is_empty()) {
-                (true, _) if wholly(new) => Some(Hunk::Whole { sign: '+', text: new }),
-                (_, true) if wholly(old) => Some(Hunk::Whole { sign: '-', text: old }),
+            let (old, new) = (c.before.get(name), c.after.get(name));
+            let a = if old.is_some() { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let b = if new.is_some() { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let empty = |t: Option<&Elided>| t.is_none_or(Elided::is_empty);
+            // A script added or removed, kept in its pieces when they split
+            // after a newline and the unit's name holds none (so that
+            // `generic_parts` finds the same names piece by piece).
+            let whole = match (empty(old), empty(new)) {
+                (true, false) => new.map(|t| ('+', t)),
+                (false, true) => old.map(|t| ('-', t)),
                 _ => None,
             };
-            if let Some(hunk) = whole {
-                if f(c, name, (&a, &b), hunk).is_break() {
-                    return;
+            if let Some((sign, text)) = whole {
+                let pieces = text.pieces();
+                let split_well = pieces[1].is_empty() || (pieces[0].ends_with('\n') && !c.unit.contains('\n'));
+                if split_well
+                    && pieces.iter().all(|p| !p.contains('\r'))
+                    && pieces.iter().rev().find(|p| !p.is_empty()).is_some_and(|p| p.ends_with('\n'))
+                {
+                    if f(c, name, (&a, &b), Hunk::Whole { sign, text: pieces }).is_break() {
+                        return;
+                    }
+                    continue;
                 }
+            }
+            let (old, new) = (old.map(Elided::text), new.map(Elided::text));
+            let (old, new) = (old.as_deref().unwrap_or_default(), new.as_deref().unwrap_or_default());
+            if old == new {
                 continue;
             }
             let diff = TextDiff::from_lines(old, new);
@@ -205,25 +237,33 @@ fn each_hunk<'c>(
 }
 
 /// Whether a script added or removed may be written as one hunk without
-/// diffing ([`whole_hunk`]): not text the diff might spell differently (no
-/// final newline, carriage returns).
+/// diffing ([`whole_hunk_into`]): not text the diff might spell differently
+/// (no final newline, carriage returns).
+#[cfg(test)]
 fn wholly(text: &str) -> bool {
     text.ends_with('\n') && !text.contains('\r')
 }
 
-/// The one hunk of a script added (`+`) or removed (`-`), written as the
-/// diff would write it (for text [`wholly`] accepts).
-fn whole_hunk(text: &str, sign: char) -> String {
-    let n = text.bytes().filter(|b| *b == b'\n').count();
+/// Appends the one hunk of a script added (`+`) or removed (`-`), written
+/// as the diff would write it (for text `wholly` accepts, in pieces each
+/// but the last ending a line), to `out`.
+fn whole_hunk_into(text: &[&str; 2], sign: char, out: &mut String) {
+    let n: usize = text.iter().map(|t| t.bytes().filter(|b| *b == b'\n').count()).sum();
     let range = if n == 1 { "1".to_owned() } else { format!("1,{n}") };
-    let header = if sign == '+' { format!("@@ -0,0 +{range} @@\n") } else { format!("@@ -{range} +0,0 @@\n") };
-    let mut out = String::with_capacity(header.len() + text.len() + n);
-    out.push_str(&header);
-    for line in text.split_inclusive('\n') {
+    if sign == '+' {
+        out.push_str("@@ -0,0 +");
+        out.push_str(&range);
+        out.push_str(" @@\n");
+    } else {
+        out.push_str("@@ -");
+        out.push_str(&range);
+        out.push_str(" +0,0 @@\n");
+    }
+    out.reserve(text[0].len() + text[1].len() + n);
+    for line in text.iter().flat_map(|t| t.split_inclusive('\n')) {
         out.push(sign);
         out.push_str(line);
     }
-    out
 }
 
 /// `text` with `unit` replaced by [`UNIT_PLACEHOLDER`] where it stands as a
@@ -298,8 +338,19 @@ mod tests {
     fn whole_hunks_are_what_the_diff_writes() {
         for text in ["a\n", "a\nb\n", "#!/bin/bash\n\nset -u\n\n\necho x\n", "\n", "\n\n"] {
             assert!(wholly(text), "{text:?}");
-            assert_eq!(vec![whole_hunk(text, '+')], diffed("", text), "{text:?} added");
-            assert_eq!(vec![whole_hunk(text, '-')], diffed(text, ""), "{text:?} removed");
+            let whole = |sign| {
+                let mut out = String::new();
+                whole_hunk_into(&[text, ""], sign, &mut out);
+                out
+            };
+            assert_eq!(vec![whole('+')], diffed("", text), "{text:?} added");
+            assert_eq!(vec![whole('-')], diffed(text, ""), "{text:?} removed");
+            // In two pieces, split after a newline: the same hunk.
+            if let Some(i) = text[..text.len() - 1].find('\n') {
+                let mut out = String::new();
+                whole_hunk_into(&[&text[..=i], &text[i + 1..]], '+', &mut out);
+                assert_eq!(out, whole('+'), "{text:?} in pieces");
+            }
         }
         for text in ["no newline", "a\r\nb\r\n", "a\nb"] {
             assert!(!wholly(text), "{text:?}");

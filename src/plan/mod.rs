@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::render::{Rendered, RenderedJob, Role};
+use crate::render::{Elided, Rendered, RenderedJob, Role};
 use crate::state::{Observed, State, UnitKind, UnitState};
 
 /// Version of the plan document (`--format json`, `--out`).
@@ -90,6 +90,63 @@ impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
     pub fn scripts(&self) -> BTreeMap<String, Arc<str>> {
         self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided())).collect()
+    }
+
+    /// The scripts, runtime elided, by file name, as the shared pieces
+    /// they are kept in (what plans hold).
+    pub fn shared_scripts(&self) -> Scripts {
+        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.shared())).collect()
+    }
+}
+
+/// A unit's scripts by file name (runtime elided), in name order: a unit
+/// has one to a few, so a sorted list (a plan of thousands of units holds
+/// one per unit, twice).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scripts(Vec<(String, Elided)>);
+
+impl Scripts {
+    /// Adds or replaces the script `name`.
+    pub fn insert(&mut self, name: String, text: Elided) {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(i) => self.0[i].1 = text,
+            Err(i) => self.0.insert(i, (name, text)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Elided> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(n, _)| n)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Elided)> {
+        self.0.iter().map(|(n, t)| (n, t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, Elided)> for Scripts {
+    fn from_iter<I: IntoIterator<Item = (String, Elided)>>(iter: I) -> Scripts {
+        let mut out = Scripts(Vec::with_capacity(2));
+        for (name, text) in iter {
+            out.insert(name, text);
+        }
+        out
     }
 }
 
@@ -180,9 +237,9 @@ pub struct Change {
     /// Scripts before (from state; runtime elided) and after. Not in
     /// documents: their hunks are (see [`output::PlanDocument`]).
     #[serde(skip)]
-    pub before: BTreeMap<String, Arc<str>>,
+    pub before: Scripts,
     #[serde(skip)]
-    pub after: BTreeMap<String, Arc<str>>,
+    pub after: Scripts,
     pub script_hash: String,
     pub result_hash: String,
     /// Submissions of the current result after this apply.
@@ -391,8 +448,8 @@ pub fn reconcile(
                 } else {
                     vec![]
                 },
-                before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
-                after: u.scripts(),
+                before: recorded.map(recorded_scripts).unwrap_or_default(),
+                after: u.shared_scripts(),
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 attempts,
@@ -416,8 +473,8 @@ pub fn reconcile(
             observed: o.observed,
             interrupts_running: o.observed == Observed::Running,
             cancel_jobs: o.live_jobs.clone(),
-            before: recorded.map(|r| r.scripts.clone()).unwrap_or_default(),
-            after: BTreeMap::new(),
+            before: recorded.map(recorded_scripts).unwrap_or_default(),
+            after: Scripts::default(),
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
@@ -436,6 +493,11 @@ pub fn reconcile(
         c.after = c.before.clone();
     }
     changes
+}
+
+/// The scripts a state records for a unit, as a plan holds them.
+fn recorded_scripts(r: &UnitState) -> Scripts {
+    r.scripts.iter().map(|(name, text)| (name.clone(), Elided::from(text.clone()))).collect()
 }
 
 /// A deployment serving the stack's tasks is needed while any task runs or
@@ -641,8 +703,8 @@ mod tests {
             observed: Observed::Absent,
             interrupts_running: false,
             cancel_jobs: vec![],
-            before: BTreeMap::new(),
-            after: BTreeMap::new(),
+            before: Scripts::default(),
+            after: Scripts::default(),
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
@@ -665,8 +727,8 @@ mod tests {
             observed,
             interrupts_running: false,
             cancel_jobs: vec![],
-            before: BTreeMap::new(),
-            after: BTreeMap::new(),
+            before: Scripts::default(),
+            after: Scripts::default(),
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,

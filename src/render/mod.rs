@@ -28,6 +28,8 @@ mod script;
 pub mod shell;
 pub mod spec;
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 
 use crate::config::Loaded;
@@ -49,42 +51,145 @@ pub const TAG_PREFIX: &str = "evalctl:";
 /// state records.
 pub const RUNTIME_ELIDED: &str = "# <evalctl runtime>\n";
 
+/// A script's text with the shared runtime elided (what diffs show and
+/// states record), as shared pieces: a rendered script is its own lines
+/// and then the work, which both links of a task share; a script read back
+/// from a state is one text. Equal when the texts are.
+#[derive(Clone, Debug)]
+pub struct Elided {
+    own: Arc<str>,
+    shared: Option<Arc<str>>,
+}
+
+impl Elided {
+    /// The text's pieces, in order (the second may be empty).
+    pub fn pieces(&self) -> [&str; 2] {
+        [&self.own, self.shared.as_deref().unwrap_or_default()]
+    }
+
+    /// The text, joined only when it is in two pieces.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.shared {
+            Some(shared) if !shared.is_empty() => [&*self.own, shared].concat().into(),
+            _ => (*self.own).into(),
+        }
+    }
+
+    /// The text as one shared allocation (shared as it is when it is one piece).
+    pub fn to_arc(&self) -> Arc<str> {
+        match &self.shared {
+            Some(shared) if !shared.is_empty() => [&*self.own, shared].concat().into(),
+            _ => self.own.clone(),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.own.len() + self.shared.as_ref().map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Elided {
+    fn eq(&self, other: &Elided) -> bool {
+        let (a, b) = (self.pieces(), other.pieces());
+        self.len() == other.len() && a.iter().flat_map(|p| p.bytes()).eq(b.iter().flat_map(|p| p.bytes()))
+    }
+}
+
+impl Eq for Elided {}
+
+impl From<Arc<str>> for Elided {
+    fn from(text: Arc<str>) -> Elided {
+        Elided { own: text, shared: None }
+    }
+}
+
+impl From<String> for Elided {
+    fn from(text: String) -> Elided {
+        Elided { own: text.into(), shared: None }
+    }
+}
+
+impl From<&str> for Elided {
+    fn from(text: &str) -> Elided {
+        Elided { own: text.into(), shared: None }
+    }
+}
+
 /// A job's script, kept with the shared runtime elided: the full text is
 /// the part before [`RUNTIME_ELIDED`], then [`RUNTIME`], then the part after.
 /// The runtime (~20 KB, the same in every script) is not copied into each
-/// job, and the elided text is one shared allocation that plans and states
-/// hold without copying, so thousands of jobs cost what their own lines
-/// cost; the runtime is joined in where a script is written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// job, and the elided text is shared allocations that plans hold without
+/// copying: the job's own lines (header, variables, chain step), and its
+/// work, which the two links of a task share. So thousands of jobs cost
+/// what their own lines cost; the runtime is joined in where a script is
+/// written.
+#[derive(Clone, Debug)]
 pub struct Script {
-    /// `before`, [`RUNTIME_ELIDED`], `after`.
-    elided: std::sync::Arc<str>,
-    /// Where [`RUNTIME_ELIDED`] starts in `elided`.
+    /// The job's own lines: before, [`RUNTIME_ELIDED`], what follows the
+    /// runtime up to the work; then the work.
+    elided: Elided,
+    /// Where [`RUNTIME_ELIDED`] starts.
     at: usize,
+    /// The text after the runtime in one piece, joined when first asked
+    /// for ([`Self::parts`]).
+    after: std::sync::OnceLock<Box<str>>,
 }
 
+impl PartialEq for Script {
+    fn eq(&self, other: &Script) -> bool {
+        self.at == other.at && self.elided == other.elided
+    }
+}
+
+impl Eq for Script {}
+
 impl Script {
-    /// A script from the text before the runtime (the header, up to
-    /// [`script::RUNTIME_MARK`]) and the text after it.
-    fn new(before: &str, after: &str) -> Script {
-        Script { elided: [before, RUNTIME_ELIDED, after].concat().into(), at: before.len() }
+    /// A script from its own lines (`own`, [`RUNTIME_ELIDED`] at `at`: see
+    /// [`script::head`]) and its work.
+    fn new(own: String, at: usize, work: Arc<str>) -> Script {
+        debug_assert_eq!(&own[at..at + RUNTIME_ELIDED.len()], RUNTIME_ELIDED);
+        Script { elided: Elided { own: own.into(), shared: Some(work) }, at, after: Default::default() }
     }
 
-    /// The text around the runtime: (before, after).
+    /// The text before the runtime (the header, up to [`script::RUNTIME_MARK`]).
+    pub fn before(&self) -> &str {
+        &self.elided.own[..self.at]
+    }
+
+    /// The text after the runtime, in pieces.
+    pub fn after_pieces(&self) -> [&str; 2] {
+        let [own, shared] = self.elided.pieces();
+        [&own[self.at + RUNTIME_ELIDED.len()..], shared]
+    }
+
+    /// The text around the runtime: (before, after). The part after is
+    /// joined into one piece the first time it is asked for.
     pub fn parts(&self) -> (&str, &str) {
-        (&self.elided[..self.at], &self.elided[self.at + RUNTIME_ELIDED.len()..])
+        let after = self.after.get_or_init(|| self.after_pieces().concat().into());
+        (self.before(), after)
     }
 
     /// The whole script, as it is written to the cluster.
     pub fn text(&self) -> String {
-        let (before, after) = self.parts();
-        [before, RUNTIME, after].concat()
+        let [own, work] = self.after_pieces();
+        [self.before(), RUNTIME, own, work].concat()
+    }
+
+    /// The script with the runtime replaced by [`RUNTIME_ELIDED`], in its
+    /// shared pieces (what plans hold).
+    pub fn shared(&self) -> Elided {
+        self.elided.clone()
     }
 
     /// The script with the runtime replaced by [`RUNTIME_ELIDED`] (what
-    /// diffs show and states record), shared rather than copied.
-    pub fn elided(&self) -> std::sync::Arc<str> {
-        self.elided.clone()
+    /// states record), as one text.
+    pub fn elided(&self) -> Arc<str> {
+        self.elided.to_arc()
     }
 
     /// Length of the whole script, in bytes.
@@ -208,17 +313,17 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
         let job = match &node.kind {
             NodeKind::Deployment { aux } => {
                 let (first, resume) = lower.deployment(&node.id, aux.as_deref());
-                let work = script::work(&first.work);
-                let resume = finish(resume, Some(&work));
+                let work: Arc<str> = script::work(&first.work).into();
+                let resume = finish(resume, work.clone());
                 resume_links.insert(resume.id.clone(), resume);
-                Some(finish(first, Some(&work)))
+                Some(finish(first, work))
             }
             NodeKind::EvalTask { task } => lower.task(&node.id, *task).map(|(first, resume)| {
-                // Both links run the same work: spell it once.
-                let work = script::work(&first.work);
-                let resume = finish(resume, Some(&work));
+                // Both links run the same work: spell it once, keep it once.
+                let work: Arc<str> = script::work(&first.work).into();
+                let resume = finish(resume, work.clone());
                 resume_links.insert(resume.id.clone(), resume);
-                finish(first, Some(&work))
+                finish(first, work)
             }),
             NodeKind::Resume { .. } => resume_links.remove(&node.id),
         };
@@ -246,14 +351,10 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
     })
 }
 
-/// A job's script and hashes from its spec (`work`: its work already spelled).
-fn finish(spec: JobSpec, work: Option<&str>) -> RenderedJob {
-    let (before, mut after) = script::head(&spec);
-    match work {
-        Some(w) => after.push_str(w),
-        None => after.push_str(&script::work(&spec.work)),
-    }
-    let script = Script::new(&before, &after);
+/// A job's script and hashes from its spec (`work`: its work, spelled).
+fn finish(spec: JobSpec, work: Arc<str>) -> RenderedJob {
+    let (own, at) = script::head(&spec);
+    let script = Script::new(own, at, work);
     let secrets = spec
         .env
         .iter()

@@ -4,6 +4,7 @@
 //! a flag name only as a [`FlagName`]. [`SbatchHeader`] spells the lines.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use super::shell::sbatch_value;
 
@@ -78,9 +79,14 @@ impl SbatchHeader {
         SbatchHeader::default()
     }
 
+    /// Lines appended to `text` (what [`Self::finish`] returns then starts with it).
+    pub fn after(text: String) -> SbatchHeader {
+        SbatchHeader { text }
+    }
+
     /// `#SBATCH --flag=value`.
     pub fn push(&mut self, flag: impl Into<FlagName>, value: impl Into<SbatchValue>) -> &mut Self {
-        self.text.push_str(&format!("#SBATCH --{}={}\n", flag.into(), value.into()));
+        let _ = writeln!(self.text, "#SBATCH --{}={}", flag.into(), value.into());
         self
     }
 
@@ -94,7 +100,7 @@ impl SbatchHeader {
 
     /// `#SBATCH --flag`, a switch without a value.
     pub fn switch(&mut self, flag: impl Into<FlagName>) -> &mut Self {
-        self.text.push_str(&format!("#SBATCH --{}\n", flag.into()));
+        let _ = writeln!(self.text, "#SBATCH --{}", flag.into());
         self
     }
 

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde_json::Value as J;
 
+use super::RUNTIME_ELIDED;
 use super::run_config::url_placeholder;
 use super::sbatch::SbatchHeader;
 use super::spec::{
@@ -14,22 +15,25 @@ use super::spec::{
     ServerSpec, Work,
 };
 use crate::config::urls::UrlPath;
-use crate::shell;
-use crate::shell::{Code, CommentText, Shell, ShellWord, Words};
+use crate::shell::{Code, CommentText, Shell, ShellWord, Word, Words};
+use crate::{shell, shell_push};
 
 /// The line after which every script carries the runtime.
 pub const RUNTIME_MARK: &str = "\nset -uo pipefail\n\n";
 
 /// Everything before the job's work: header, runtime, the job's variables,
 /// its groups' variable functions and, for a task link, its chain step.
-/// Both links of a task differ only here. Returned around the runtime:
-/// (the header up to [`RUNTIME_MARK`], what follows the runtime).
-pub fn head(job: &JobSpec) -> (String, String) {
-    let mut before = header(job);
-    before.push_str(RUNTIME_MARK);
-    let mut s = preamble(job);
+/// Both links of a task differ only here. Written as the script's elided
+/// text (the header up to [`RUNTIME_MARK`], [`RUNTIME_ELIDED`], what follows
+/// the runtime), in one buffer, with where [`RUNTIME_ELIDED`] starts.
+pub fn head(job: &JobSpec) -> (String, usize) {
+    let mut s = header(job);
+    s.push_str(RUNTIME_MARK);
+    let at = s.len();
+    s.push_str(RUNTIME_ELIDED);
+    preamble(job, &mut s);
     for g in &job.env {
-        s.push_str(&public_env_fn(g));
+        public_env_fn(g, &mut s);
     }
     match job.role {
         Role::First => s.push_str("\n# ---- auto-resume chain ----\nevalctl_chain start first\nevalctl_status running\n"),
@@ -38,7 +42,7 @@ pub fn head(job: &JobSpec) -> (String, String) {
         ),
         Role::Server => s.push_str("\n# ---- auto-resume chain ----\nevalctl_chain start server\nevalctl_status running\n"),
     }
-    (before, s)
+    (s, at)
 }
 
 /// The job's work: serving a model, or one evaluation.
@@ -53,12 +57,15 @@ pub fn work(work: &Work) -> String {
 fn header(job: &JobSpec) -> String {
     let (r, b) = (&job.resources, &job.sbatch);
     // Functions of the shared runtime a given job does not call are expected.
-    let mut s = shell!(
+    // The job's own text is about 2 KB: one allocation for all of it.
+    let mut s = String::with_capacity(2048);
+    shell_push!(
+        s,
         "#!/bin/bash\n# shellcheck disable=SC2317\n# evalctl job `{}` of stack `{}`: rendered by evalctl, submitted by `evalctl apply`.\n",
         CommentText(&job.id),
         CommentText(&job.context.stack)
     );
-    let mut h = SbatchHeader::new();
+    let mut h = SbatchHeader::after(s);
     h.push("job-name", &b.job_name)
         .push_some("account", b.account.as_ref())
         .push_some("partition", b.partition.as_ref())
@@ -79,60 +86,60 @@ fn header(job: &JobSpec) -> String {
         h.switch("kill-on-invalid-dep=yes");
     }
     h.push("signal", super::sbatch::SbatchValue::new(&format!("B:USR1@{}", b.signal_lead)).unwrap_or_default());
-    s.push_str(&h.finish());
-    s
+    h.finish()
 }
 
 /// The variables and traps every script sets after the runtime, before its body.
-fn preamble(job: &JobSpec) -> String {
+fn preamble(job: &JobSpec, s: &mut String) {
     let c = &job.context;
-    let dir = ShellWord::from(&job.dir);
-    let mut s = shell!(
+    let dir = Word(&job.dir);
+    shell_push!(
+        s,
         "\n# ---- this job ----\nexport EVALCTL_STACK={}\nexport EVALCTL_NODE={}\nexport EVALCTL_ROLE={}\nexport EVALCTL_STACK_DIR={}\nexport EVALCTL_DIR={}\nexport EVALCTL_ARTIFACTS={}/artifacts\nexport EVALCTL_LOGS={}/logs\n",
-        ShellWord::from(&c.stack),
-        ShellWord::from(&c.node),
-        ShellWord::from(job.role.as_str()),
-        ShellWord::from(&c.stack_dir),
+        Word(&c.stack),
+        Word(&c.node),
+        Word(job.role.as_str()),
+        Word(&c.stack_dir),
         dir,
         dir,
         dir
     );
     // The name and comment the resume links this job queues are given
     // (evalctl_submit_next): on sbatch's command line, which carries any value.
-    s.push_str(&shell!(
+    shell_push!(
+        s,
         "EVALCTL_JOB_NAME={}\nEVALCTL_COMMENT={}\n",
-        ShellWord::from(&job.job_name),
-        ShellWord::from(job.comment.as_deref().unwrap_or_default())
-    ));
-    s.push_str(&shell!(
+        Word(&job.job_name),
+        Word(job.comment.as_deref().unwrap_or_default())
+    );
+    shell_push!(
+        s,
         "export EVALCTL_WALLTIME_S={}\nexport EVALCTL_MAX_WALLTIME_S={}\nexport EVALCTL_MAX_LINKS={}\n",
         c.walltime_s,
         c.max_walltime_s,
         c.max_links
-    ));
+    );
     s.push_str("mkdir -p \"$EVALCTL_ARTIFACTS\" \"$EVALCTL_LOGS\"\n");
     s.push_str("mapfile -t EVALCTL_NODES < <(scontrol show hostnames \"${SLURM_JOB_NODELIST:-$(hostname)}\")\n");
     s.push_str("trap 'evalctl_on_signal USR1' USR1\n");
     s.push_str("trap 'evalctl_on_signal TERM; evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\" ${EVALCTL_CLIENT_PID:-}; exit 143' TERM\n");
     s.push_str("EVALCTL_SERVER_PIDS=()\n");
-    s
 }
 
 /// A shell function exporting a group's visible variables (literals and
 /// compute-node variables); `evalctl_env` calls it after the secrets file.
-fn public_env_fn(group: &EnvGroup) -> String {
-    let mut s = shell!("evalctl_public_env_{}() {{\n", group.name);
+fn public_env_fn(group: &EnvGroup, s: &mut String) {
+    shell_push!(s, "evalctl_public_env_{}() {{\n", group.name);
     for (name, value) in &group.public {
-        s.push_str(&match value {
-            PublicValue::Literal(v) => shell!("  export {}={}\n", name, ShellWord::from(v)),
-            PublicValue::Runtime(var) => shell!("  export {}=\"${{{}-}}\"\n", name, var),
-        });
+        match value {
+            PublicValue::Literal(v) => shell_push!(s, "  export {}={}\n", name, Word(v)),
+            PublicValue::Runtime(var) => shell_push!(s, "  export {}=\"${{{}-}}\"\n", name, var),
+        }
     }
     if group.public.is_empty() {
         s.push_str("  :\n");
     }
     s.push_str("}\n");
-    s
 }
 
 /// The container options of an `srun` step.
@@ -141,7 +148,8 @@ struct ContainerArgs<'a>(&'a Container);
 impl Shell for ContainerArgs<'_> {
     fn write_shell(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self.0;
-        write!(f, "--container-image={}", ShellWord::from(&c.image))?;
+        f.write_str("--container-image=")?;
+        crate::shell::write_quoted(f, &c.image)?;
         if !c.mounts.is_empty() {
             let items: Vec<String> = c
                 .mounts
@@ -165,21 +173,22 @@ impl Shell for ContainerArgs<'_> {
 fn start_server(sv: &ServerSpec) -> String {
     let mut s = String::from("EVALCTL_SRV_ARGS=(");
     if let Some(m) = &sv.mpi {
-        s.push_str(&shell!("{} ", ShellWord::new(format!("--mpi={m}"))));
+        shell_push!(s, "{} ", ShellWord::new(format!("--mpi={m}")));
     }
-    s.push_str(&shell!(
+    shell_push!(
+        s,
         "{})\nEVALCTL_SRV_CMD={}\nevalctl_start_servers {} {} {} {} {} {}",
         ContainerArgs(&sv.container),
-        ShellWord::from(&sv.cmd),
-        ShellWord::from(&sv.key),
-        ShellWord::from(sv.group.as_str()),
+        Word(&sv.cmd),
+        Word(&sv.key),
+        Word(sv.group.as_str()),
         sv.first_node,
         sv.instances,
         sv.nodes_per_instance,
         sv.tasks_per_instance
-    ));
+    );
     if let Some(p) = &sv.prefix {
-        s.push_str(&shell!(" {}", p));
+        shell_push!(s, " {}", p);
     }
     s.push('\n');
     s
@@ -191,12 +200,12 @@ fn start_server(sv: &ServerSpec) -> String {
 fn server_ready(sv: &ServerSpec) -> String {
     let mut s = shell!(
         "if ! evalctl_servers_ready {} {} {} {} {} {}; then\n",
-        ShellWord::from(&sv.key),
+        Word(&sv.key),
         sv.port,
-        ShellWord::from(sv.health.as_ref().map_or("", UrlPath::as_str)),
+        Word(sv.health.as_ref().map_or("", UrlPath::as_str)),
         sv.wait,
         sv.proxy_port,
-        ShellWord::from(&sv.proxy_image)
+        Word(&sv.proxy_image)
     );
     s.push_str("  evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n  evalctl_status failed server-not-ready\n  evalctl_chain end server-not-ready\n  exit 1\nfi\n");
     s
@@ -209,11 +218,12 @@ fn serve(server: &ServerSpec, tasks: &[String]) -> String {
     s.push_str(&start_server(server));
     s.push_str(&server_ready(server));
     // Other jobs reach the server on its node's address, never the loopback one.
-    s.push_str(&shell!(
+    shell_push!(
+        s,
         "if ! evalctl_publish_endpoint {}; then\n  evalctl_stop \"${{EVALCTL_SERVER_PIDS[@]}}\"\n  evalctl_status failed endpoint-unreachable\n  evalctl_chain end endpoint-unreachable\n  exit 1\nfi\n",
-        ShellWord::from(server.health.as_ref().map_or("", UrlPath::as_str))
-    ));
-    s.push_str(&shell!("evalctl_serve_until_done {}\nrc=$?\n", tasks.iter().collect::<Words>()));
+        Word(server.health.as_ref().map_or("", UrlPath::as_str))
+    );
+    shell_push!(s, "evalctl_serve_until_done {}\nrc=$?\n", tasks.iter().collect::<Words>());
     s.push_str("rm -f \"$EVALCTL_DIR/endpoint\"\nevalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     s.push_str("if [ \"$rc\" -eq 0 ]; then evalctl_status completed; evalctl_chain end completed; else evalctl_status failed server-exited; evalctl_chain end server-exited; fi\nexit \"$rc\"\n");
     s
@@ -224,8 +234,8 @@ fn endpoint_of(var: impl Shell, node: &str, health: Option<&UrlPath>, wait: u64)
     shell!(
         "if ! {}=$(evalctl_endpoint_of {} {} {}); then\n  evalctl_status failed no-endpoint\n  evalctl_chain end no-endpoint\n  exit 1\nfi\n",
         var,
-        ShellWord::from(node),
-        ShellWord::from(health.map_or("", UrlPath::as_str)),
+        Word(node),
+        Word(health.map_or("", UrlPath::as_str)),
         wait
     )
 }
@@ -256,33 +266,34 @@ fn evaluate(eval: &EvalSpec) -> String {
         s.push_str(&start_server(server));
     }
     for (name, sv) in own_aux() {
-        s.push_str(&shell!("\n# ---- auxiliary deployment `{}` ----\n", CommentText(name)));
+        shell_push!(s, "\n# ---- auxiliary deployment `{}` ----\n", CommentText(name));
         s.push_str(&start_server(sv));
     }
     match &eval.endpoint {
         Endpoint::Own { server, path } => {
             s.push_str("\n# ---- the model server is ready ----\n");
             s.push_str(&server_ready(server));
-            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path.as_str())));
+            shell_push!(s, "EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", Word(path.as_str()));
         }
         Endpoint::Shared { node, health, wait, path } => {
             s.push_str("\n# ---- the stack's shared model server ----\n");
             s.push_str(&endpoint_of(Code("EVALCTL_BASE_URL"), node, health.as_ref(), *wait));
-            s.push_str(&shell!("EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", ShellWord::from(path.as_str())));
+            shell_push!(s, "EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", Word(path.as_str()));
         }
         Endpoint::External { url } => {
-            s.push_str(&shell!("\n# ---- endpoint under evaluation ----\nEVALCTL_URL={}\n", ShellWord::from(url)));
+            shell_push!(s, "\n# ---- endpoint under evaluation ----\nEVALCTL_URL={}\n", Word(url));
         }
     }
     for (i, aux) in eval.auxiliary.iter().enumerate() {
         s.push_str(&aux_ready(i, aux));
     }
     let client = &eval.client;
-    s.push_str(&shell!(
+    shell_push!(
+        s,
         "\n# ---- evaluation ----\nEVALCTL_RUN_CONFIG=$(cat <<'EVALCTL_RUN_CONFIG_END'\n{}\nEVALCTL_RUN_CONFIG_END\n)\nevalctl_subst {} \"$EVALCTL_URL\"\n",
         JsonLine(&client.run_config),
-        ShellWord::from(url_placeholder(&client.run_config))
-    ));
+        Word(url_placeholder(&client.run_config))
+    );
     for (i, aux) in eval.auxiliary.iter().enumerate() {
         s.push_str(&aux_subst(i, aux));
     }
@@ -302,10 +313,11 @@ fn evaluate(eval: &EvalSpec) -> String {
     if watched.is_empty() {
         s.push_str("evalctl_wait \"$EVALCTL_CLIENT_PID\"\nrc=$?\nEVALCTL_CLIENT_PID=\n");
     } else {
-        s.push_str(&shell!(
+        shell_push!(
+            s,
             "evalctl_wait_watching \"$EVALCTL_CLIENT_PID\" {}\nrc=$?\nEVALCTL_CLIENT_PID=\n",
             watched.iter().copied().collect::<Words>()
-        ));
+        );
     }
     if matches!(eval.endpoint, Endpoint::Own { .. }) || own_aux().next().is_some() {
         s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
@@ -330,7 +342,7 @@ fn aux_ready(i: usize, aux: &AuxEndpoint) -> String {
         AuxPlacement::Own(sv) => {
             let mut s = shell!("\n# ---- auxiliary deployment `{}` is ready ----\n", CommentText(&aux.name));
             s.push_str(&server_ready(sv));
-            s.push_str(&shell!("{}=$EVALCTL_BASE_URL\n", var));
+            shell_push!(s, "{}=$EVALCTL_BASE_URL\n", var);
             s
         }
         AuxPlacement::Shared { node, health, wait } => {
@@ -346,12 +358,13 @@ fn aux_subst(i: usize, aux: &AuxEndpoint) -> String {
     let mut s = String::new();
     for (suffix, path) in [("chat_url", aux.chat.as_str()), ("completions_url", aux.completions.as_str()), ("url", "")]
     {
-        s.push_str(&shell!(
+        shell_push!(
+            s,
             "evalctl_subst_url {} \"${}\" {}\n",
             ShellWord::new(format!("auxiliary_deployments.{}.{suffix}", aux.name)),
             AuxVar(i),
-            ShellWord::from(path)
-        ));
+            Word(path)
+        );
     }
     s
 }
@@ -383,20 +396,21 @@ fn client_step(client: &ClientSpec, auxiliary: &[AuxEndpoint]) -> String {
     let mut aux_env = String::new();
     for (i, aux) in auxiliary.iter().enumerate() {
         for (var, path) in &aux.url_vars {
-            aux_env.push_str(&shell!("  export {}=\"${}\"{}\n", var, AuxVar(i), ShellWord::from(path.as_str())));
+            shell_push!(aux_env, "  export {}=\"${}\"{}\n", var, AuxVar(i), Word(path.as_str()));
         }
         if let Some((var, model)) = &aux.model_id {
-            aux_env.push_str(&shell!("  export {}={}\n", var, ShellWord::from(model)));
+            shell_push!(aux_env, "  export {}={}\n", var, Word(model));
         }
     }
     // The harness runs on the job's first node, as the batch shell does
     // (loopback reaches a server there).
     let mut s = String::from("(\n  evalctl_env evaluation\n");
     s.push_str(&aux_env);
-    s.push_str(&shell!(
+    shell_push!(
+        s,
         "  exec srun --overlap --nodes=1 --ntasks=1 --nodelist=\"${{EVALCTL_NODES[0]}}\" {} bash -c {}\n) >\"$EVALCTL_LOGS/client-${{SLURM_JOB_ID:-0}}.log\" 2>&1 &\n",
         ContainerArgs(&client.container),
         ShellWord::new(cmd)
-    ));
+    );
     s
 }
