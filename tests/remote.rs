@@ -11,7 +11,7 @@ use evalctl::config;
 use evalctl::diag::Sources;
 use evalctl::plan::{self, Action, Observation};
 use evalctl::remote::submit::{self, Inputs, SecretValues};
-use evalctl::remote::{Program, Replies, cancel, lock, logs, refresh};
+use evalctl::remote::{Program, Replies, Reply, cancel, lock, logs, refresh};
 use evalctl::render::{self, Rendered};
 use evalctl::state::{Observed, State};
 
@@ -200,7 +200,7 @@ fn shellcheck_finds_nothing() {
 const FAKE_SLURM: &[(&str, &str)] = &[
     (
         "sbatch",
-        r#"n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster""#,
+        r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster""#,
     ),
     ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
     ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
@@ -250,6 +250,54 @@ fn the_state_written_is_the_state_recorded() {
         assert_eq!(secrets, 1);
         let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
         assert!(calls.starts_with("scancel 12 11 7\nscontrol release 101,"), "{calls}");
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A submission that fails stops every submitter: the jobs this apply had
+/// submitted are cancelled, no state is written and the lock is dropped.
+#[test]
+fn a_failed_sbatch_cancels_what_was_submitted() {
+    let tmp = std::env::temp_dir().join(format!("evalctl-remote-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let r = render_at(tmp.join("out").to_str().unwrap());
+    let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
+    std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
+    std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
+    // The third call fails, the others hand out ids.
+    let failing = r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; if [ "$n" -eq 103 ]; then echo "sbatch: error: Batch job submission failed: Invalid account" >&2; exit 1; fi; echo "$n""#;
+    let fakes: Vec<(&str, &str)> =
+        FAKE_SLURM.iter().copied().filter(|(n, _)| *n != "sbatch").chain([("sbatch", failing)]).collect();
+    with_inputs(&r, |inp| {
+        let prog = submit::program(inp);
+        let out = run_with_fakes(&prog.program.full_text(), &fake, &fakes);
+        let replies = Replies::from_stdout(String::from_utf8(out.stdout).unwrap());
+        let outcome = submit::outcome(&replies);
+        let error = outcome.error.clone().unwrap_or_default();
+        assert!(error.contains("failed: sbatch: error: Batch job submission failed: Invalid account"), "{error}");
+        let own: Vec<u64> = replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::CancelledOwn(ids) => Some(ids.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let issued = std::fs::read_to_string(fake.join("next")).unwrap().trim().parse::<u64>().unwrap();
+        let mut expected: Vec<u64> = (101..=issued).filter(|id| *id != 103).collect();
+        let mut cancelled = own.clone();
+        cancelled.sort();
+        expected.sort();
+        assert_eq!(cancelled, expected, "every id handed out but the failed one is cancelled");
+        let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+        assert!(!calls.contains("scontrol release"), "{calls}");
+        assert!(!Path::new(&r.stack_dir).join(".evalctl/state.json").exists());
+        assert!(!lock_file.exists(), "apply drops the lock");
+        let left: Vec<_> =
+            std::fs::read_dir(lock_file.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "the work files are removed: {left:?}");
     });
     let _ = std::fs::remove_dir_all(&tmp);
 }
@@ -306,7 +354,7 @@ fn apply_names_jobs_and_passes_the_comment_verbatim() {
     std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
     std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
     // Each call's arguments, one per line (none holds a newline).
-    let record = r#"printf '%s\n' "$@" >>"$EVALCTL_FAKE/args"; printf -- '--\n' >>"$EVALCTL_FAKE/args"; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n""#;
+    let record = r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; printf '%s\n' "$@" >>"$EVALCTL_FAKE/args"; printf -- '--\n' >>"$EVALCTL_FAKE/args"; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n""#;
     let fakes: Vec<(&str, &str)> =
         FAKE_SLURM.iter().copied().filter(|(n, _)| *n != "sbatch").chain([("sbatch", record)]).collect();
     with_inputs(&r, |inp| {
@@ -317,7 +365,9 @@ fn apply_names_jobs_and_passes_the_comment_verbatim() {
         let args = std::fs::read_to_string(fake.join("args")).unwrap();
         let calls: Vec<Vec<&str>> = args.split_terminator("--\n").map(|c| c.lines().collect()).collect();
         assert_eq!(calls.len(), outcome.submitted.len());
-        for (call, (unit, role, _)) in calls.iter().zip(&outcome.submitted) {
+        // Calls run in parallel: the i-th call recorded got id 101 + i.
+        for (i, call) in calls.iter().enumerate() {
+            let (unit, role, _) = outcome.submitted.iter().find(|(_, _, id)| *id == 101 + i as u64).expect("an id");
             let u = inp.units.iter().find(|u| &u.id == unit).unwrap();
             let name = call.iter().find_map(|a| a.strip_prefix("--job-name=")).expect("a name");
             let tag = evalctl::remote::layout::parse_name(name).unwrap_or_else(|| panic!("{name}"));
