@@ -11,7 +11,9 @@
 //! the login node itself, `hostname` omitted or `localhost`), and
 //! [`ssh::Ssh`] runs it through one OpenSSH ControlMaster connection per
 //! value, opened once and reused for every run. [`connect`] picks one.
+//! [`limits`] reads the scheduler's association limits from its answers.
 
+pub mod limits;
 pub mod local;
 pub mod ssh;
 
