@@ -28,8 +28,10 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 400 2000)
 work=$(mktemp -d)
 remote() { ssh -F "$cfg" "$host" "$@"; }
-trap 'remote "scancel -u \$(id -un) --quiet" || true; rm -rf "$work"' EXIT
-remote "scancel -u \$(id -un) --quiet" || true
+# Cancels this benchmark's jobs only (their names start with the stacks'),
+# so other work of the same user on the cluster is left alone.
+cancel_own() { remote "squeue -h -u \$(id -un) -o '%i %j' | awk '\$2 ~ /^evalctl:bench$$-/ {print \$1}' | xargs -r scancel"; }
+trap 'cancel_own || true; rm -rf "$work"' EXIT
 
 now() { date +%s.%N; }
 # Best (lowest) of the figures on stdin.
@@ -38,7 +40,7 @@ best() { sort -g | head -1; }
 config() { # N OUT_DIR
   local tasks=$(($1 / 2))
   echo "defaults: [{execution: slurm/default}, {deployment: none}, _self_]"
-  echo "name: bench$1"
+  echo "name: bench$$-$1"
   echo "execution: {hostname: $host, account: research, partition: cpu, output_dir: $2, gres: null,"
   echo "  walltime: '00:01:00', sbatch_extra_flags: {exclusive: false, begin: 'now+3600'}, mounts: {mount_home: false}}"
   echo "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1/chat/completions', model_id: m}}"
@@ -47,7 +49,7 @@ config() { # N OUT_DIR
   for ((i = 0; i < tasks; i++)); do echo "    - {name: gsm8k, id: t$i, container: 'evaluator:latest'}"; done
 }
 
-queued() { remote "squeue -h -u \$(id -un) -o %i | wc -l"; }
+queued() { remote "squeue -h -u \$(id -un) -o %j | grep -c '^evalctl:bench$$-'" || true; }
 
 for n in "${sizes[@]}"; do
   apply_t=() refresh_t=() cancel_t=() loop_t=()
@@ -67,7 +69,7 @@ for n in "${sizes[@]}"; do
     "$bin" cancel "$work/bench.yaml" -q >/dev/null
     t3=$(now)
     apply_t+=("$(echo "$t1 - $t0" | bc)") refresh_t+=("$(echo "$t2 - $t1" | bc)") cancel_t+=("$(echo "$t3 - $t2" | bc)")
-    remote "scancel -u \$(id -un) --quiet" || true
+    cancel_own || true
 
     # The bare loop: one SSH round trip running N sbatch calls.
     t0=$(now)
@@ -77,7 +79,7 @@ for n in "${sizes[@]}"; do
     [ "$got" -eq "$n" ] || { echo "the loop queued $got jobs, not $n" >&2; exit 1; }
     remote "rm -rf $out"
     loop_t+=("$(echo "$t1 - $t0" | bc)")
-    remote "scancel -u \$(id -un) --quiet"
+    cancel_own
     # Let slurmctld forget the cancelled jobs before the next run.
     sleep 2
   done
