@@ -821,7 +821,9 @@ fn an_offline_plan_sees_what_the_last_apply_recorded() {
 #[test]
 fn a_failed_submission_cancels_what_this_apply_submitted() {
     let f = Fixture::new("sbatch-fails", &["alpha", "beta"]);
-    // The third sbatch call fails: alpha's two jobs are in, held.
+    // The third sbatch call fails: the first links (submitted together,
+    // the first level of the graph) are in, held; the other resume link,
+    // submitted beside the failing call, may be in too.
     std::fs::write(f.slurm.join("sbatch_fail_at"), "3\n").unwrap();
     let stack = f.open(&[]);
     let report = match f.try_apply(&stack, None) {
@@ -830,8 +832,9 @@ fn a_failed_submission_cancels_what_this_apply_submitted() {
     };
     assert!(report.error.is_some());
     assert_eq!(report.submitted.len(), 2, "{:?}", report.submitted);
+    assert!(report.submitted.iter().all(|(_, role, _)| role == "first"), "{:?}", report.submitted);
     let jobs = f.jobs();
-    assert_eq!(jobs.len(), 2);
+    assert!((2..=3).contains(&jobs.len()), "{jobs:?}");
     assert!(jobs.values().all(|j| j.state == "CANCELLED"), "held jobs are cancelled: {jobs:?}");
     assert!(f.calls_of("scontrol").is_empty(), "nothing released");
     assert!(!f.stack_dir().join(".evalctl/state.json").exists(), "no state recorded");

@@ -223,9 +223,11 @@ fn run_with_fakes(program: &str, fake: &Path, fakes: &[(&str, &str)]) -> std::pr
     Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
 }
 
-#[test]
-fn the_state_written_is_the_state_recorded() {
-    let tmp = std::env::temp_dir().join(format!("evalctl-remote-apply-{}", std::process::id()));
+/// A fresh directory `evalctl-remote-<name>-<pid>` with `fake/` for the
+/// stand-ins, the example rendered under `out/` and its stack lock held
+/// by [`lock_info`]: (directory, fake, rendered, lock file).
+fn locked_stack(name: &str) -> (PathBuf, PathBuf, Rendered, PathBuf) {
+    let tmp = std::env::temp_dir().join(format!("evalctl-remote-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let fake = tmp.join("fake");
     std::fs::create_dir_all(&fake).unwrap();
@@ -233,6 +235,12 @@ fn the_state_written_is_the_state_recorded() {
     let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
     std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
     std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
+    (tmp, fake, r, lock_file)
+}
+
+#[test]
+fn the_state_written_is_the_state_recorded() {
+    let (tmp, fake, r, lock_file) = locked_stack("apply");
     with_inputs(&r, |inp| {
         let prog = submit::program(inp);
         let out = run_with_fakes(&prog.program.full_text(), &fake, FAKE_SLURM);
@@ -258,14 +266,7 @@ fn the_state_written_is_the_state_recorded() {
 /// submitted are cancelled, no state is written and the lock is dropped.
 #[test]
 fn a_failed_sbatch_cancels_what_was_submitted() {
-    let tmp = std::env::temp_dir().join(format!("evalctl-remote-failed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let fake = tmp.join("fake");
-    std::fs::create_dir_all(&fake).unwrap();
-    let r = render_at(tmp.join("out").to_str().unwrap());
-    let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
-    std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
-    std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
+    let (tmp, fake, r, lock_file) = locked_stack("failed");
     // The third call fails, the others hand out ids.
     let failing = r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; if [ "$n" -eq 103 ]; then echo "sbatch: error: Batch job submission failed: Invalid account" >&2; exit 1; fi; echo "$n""#;
     let fakes: Vec<(&str, &str)> =
@@ -340,19 +341,12 @@ fn refresh_reads_a_hostile_stack_directory() {
 /// the unit's hashes) and the user's comment verbatim, as sbatch arguments.
 #[test]
 fn apply_names_jobs_and_passes_the_comment_verbatim() {
-    let tmp = std::env::temp_dir().join(format!("evalctl-remote-comment-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let fake = tmp.join("fake");
-    std::fs::create_dir_all(&fake).unwrap();
-    let mut r = render_at(tmp.join("out").to_str().unwrap());
+    let (tmp, fake, mut r, _lock) = locked_stack("comment");
     let json =
         r#"{"OccupiedIdleGPUsJobReaper":{"exemptIdleTimeMins":"600","reason":"data loading"}} it's $(x) `y` \ #z"#;
     for j in &mut r.jobs {
         j.comment = Some(json.to_owned());
     }
-    let lock_file = Path::new(&r.stack_dir).join(".evalctl/lock");
-    std::fs::create_dir_all(lock_file.parent().unwrap()).unwrap();
-    std::fs::write(&lock_file, serde_json::to_string(&lock_info()).unwrap()).unwrap();
     // Each call's arguments, one per line (none holds a newline).
     let record = r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; printf '%s\n' "$@" >>"$EVALCTL_FAKE/args"; printf -- '--\n' >>"$EVALCTL_FAKE/args"; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n""#;
     let fakes: Vec<(&str, &str)> =
