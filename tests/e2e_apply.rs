@@ -861,6 +861,11 @@ fn pending_change_is_replaced_and_removed_task_cancelled_local() {
 
 /// Starts `apply`, waits until the stack's first job is in squeue, then runs
 /// `interrupt`; returns the apply's process and the jobs once they settled.
+/// Tasks of the stacks whose apply is interrupted: enough jobs that the
+/// interruption (sent once the first job is seen) lands while apply is
+/// still submitting, with several `sbatch` running at once.
+const INTERRUPTED_TASKS: usize = 40;
+
 fn interrupt_apply(s: &Stack, interrupt: impl FnOnce(&mut Proc)) -> (Proc, Vec<Job>) {
     let mut p = s.spawn(&["apply", s.config_arg(), "--auto-approve"]);
     let start = Instant::now();
@@ -883,7 +888,7 @@ fn interrupt_apply(s: &Stack, interrupt: impl FnOnce(&mut Proc)) -> (Proc, Vec<J
 fn sigkill_mid_apply(backend: Backend) {
     let net = if backend == Backend::Ssh { Net::Bind(3) } else { Net::Plain };
     let s = Stack::with_net(&format!("sigkill-{}", tag(backend)), backend, net);
-    let spec = Spec::pending_n(8);
+    let spec = Spec::pending_n(INTERRUPTED_TASKS);
     s.write(&spec);
     let (mut p, jobs) = interrupt_apply(&s, Proc::kill);
     let out = p.wait(Duration::from_secs(10));
@@ -1344,7 +1349,7 @@ fn assert_nothing_released(jobs: &[Job], n: usize) {
 #[test]
 fn ssh_session_killed_mid_apply() {
     let s = Stack::with_net("sshdkill", Backend::Ssh, Net::Bind(7));
-    let spec = Spec::pending_n(8);
+    let spec = Spec::pending_n(INTERRUPTED_TASKS);
     s.write(&spec);
     let bind = s.bind.clone().expect("bind address");
     let sshd = cluster().sshd();
@@ -1375,7 +1380,7 @@ fn ssh_session_killed_mid_apply() {
 #[test]
 fn ssh_network_cut_mid_apply() {
     let s = Stack::with_net("netcut", Backend::Ssh, Net::Relay(8));
-    let spec = Spec::pending_n(8);
+    let spec = Spec::pending_n(INTERRUPTED_TASKS);
     s.write(&spec);
     let relay = s.relay.as_ref().expect("relay");
     let (mut p, jobs) = interrupt_apply(&s, |_| relay.cut());
