@@ -92,8 +92,12 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     p.push(protocol::user(&Code("\"$U\"")));
     p.push(snippet!("if [ -f {} ]; then\n  ", layout::STATE_PATH));
     p.push(protocol::state(&snippet!("\"$(base64 -w0 <{})\"", layout::STATE_PATH)));
-    p.code(Code("fi\nfor f in \"$D\"/*/status; do\n  [ -f \"$f\" ] || continue\n  u=${f%/status}\n  "));
-    p.push(protocol::status(&Code("\"${u##*/}\""), &Code("\"$(head -n 1 \"$f\")\"")));
+    // The first line of each status file, read by a builtin: no process
+    // per unit.
+    p.code(Code(
+        "fi\nfor f in \"$D\"/*/status; do\n  [ -f \"$f\" ] || continue\n  u=${f%/status}\n  l=\n  IFS= read -r l <\"$f\"\n  ",
+    ));
+    p.push(protocol::status(&Code("\"${u##*/}\""), &Code("\"$l\"")));
     // Every chain's run time (its links' start to end), in one awk.
     p.code(Code(
         "done\nawk 'FNR==1 && NR>1 {print t, f} FNR==1 {t=0; f=FILENAME; split(\"\", st)} $2==\"start\" {st[$1]=$3} $2==\"end\" && ($1 in st) {t+=$3-st[$1]; delete st[$1]} END {if (NR>0) print t, f}' \"$D\"/*/chain 2>/dev/null | while read -r t f; do\n  u=${f%/chain}\n  ",
