@@ -44,6 +44,13 @@ pub fn program(shapes: &[Shape]) -> Program {
     p.code(Code("else\n  "));
     p.push(protocol::probe_unavailable(&ShellWord::from("there is no sbatch on the login node")));
     p.code(Code("fi\n"));
+    // The limits the jobs will be charged against, with what is in use
+    // (only where the controller keeps associations: accounting).
+    p.code(Code(
+        "if command -v scontrol >/dev/null 2>&1 && out=$(scontrol show assoc_mgr users=\"$(id -un)\" flags=assoc 2>/dev/null) && [ -n \"$out\" ]; then\n  ",
+    ));
+    p.push(protocol::limits(&Code("\"$out\"")));
+    p.code(Code("fi\n"));
     p
 }
 
@@ -86,6 +93,36 @@ mod tests {
         let none = run(&program(&[Shape::of_script("#SBATCH --nodes=1\n")]), &bin);
         assert!(matches!(none.as_slice(), [Reply::ProbeUnavailable(_)]), "{none:?}");
         assert!(program(&[]).text().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_association_limits_come_back_with_the_probes() {
+        let dir = std::env::temp_dir().join(format!("evalctl-probe-limits-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fixture = dir.join("assoc.txt");
+        std::fs::write(&fixture, include_str!("../../tests/fixtures/slurm/assoc_mgr-assoc.txt")).unwrap();
+        let fakes = [
+            ("sbatch", "#!/bin/bash\necho 'sbatch: Job 1 to start at 2030-01-01T00:00:00' >&2\n".to_owned()),
+            ("id", "#!/bin/bash\necho slurmuser\n".to_owned()),
+            // Answers only the question the program asks.
+            (
+                "scontrol",
+                format!(
+                    "#!/bin/bash\n[ \"$*\" = 'show assoc_mgr users=slurmuser flags=assoc' ] || exit 1\nwhile IFS= read -r l; do echo \"$l\"; done <{}\n",
+                    fixture.display()
+                ),
+            ),
+        ];
+        for (name, body) in fakes {
+            std::fs::write(bin.join(name), body).unwrap();
+            std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let replies = run(&program(&[Shape::of_script("#SBATCH --account=limited\n")]), &bin);
+        let text = replies.iter().find_map(|r| if let Reply::Limits(t) = r { Some(t.clone()) } else { None });
+        let chain_len = text.map(|t| crate::cluster::limits::parse(&t).chain("slurmuser", "limited", "").len());
+        assert_eq!(chain_len, Some(3), "{replies:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

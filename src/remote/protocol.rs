@@ -41,6 +41,9 @@ pub enum Reply {
     Probe { index: usize, code: i32, output: String },
     /// No shape could be probed; why (refresh).
     ProbeUnavailable(String),
+    /// The controller's association records for the user
+    /// (`scontrol show assoc_mgr flags=assoc`), read by `crate::cluster::limits`.
+    Limits(String),
     /// One line of a unit's chain file (status detail).
     Chain { unit: String, line: String },
     /// A unit's harness progress, JSON on one line (status detail).
@@ -158,6 +161,9 @@ pub fn probe(index: &dyn Shell, code: &dyn Shell, output: &dyn Shell) -> Snippet
 pub fn probe_unavailable(why: &dyn Shell) -> Snippet {
     emit(Code("probe-unavailable"), &[why])
 }
+pub fn limits(text: &dyn Shell) -> Snippet {
+    emit(Code("limits"), &[text])
+}
 pub fn chain(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("chain"), &[unit, line])
 }
@@ -248,6 +254,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
             Reply::Probe { index: index.parse().ok()?, code: code.trim().parse().ok()?, output: output.clone() }
         }
         ("probe-unavailable", _) => Reply::ProbeUnavailable(one()),
+        ("limits", _) => Reply::Limits(one()),
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
@@ -330,6 +337,7 @@ mod tests {
             (elapsed(&w(unit), &w("3600")), Reply::Elapsed { unit: unit.into(), seconds: 3600 }),
             (probe(&3u64, &Code("1"), &w(hostile)), Reply::Probe { index: 3, code: 1, output: hostile.into() }),
             (probe_unavailable(&w("no sbatch")), Reply::ProbeUnavailable("no sbatch".into())),
+            (limits(&w(hostile)), Reply::Limits(hostile.into())),
             (
                 chain(&w(unit), &w("12 submit 1700000000 13")),
                 Reply::Chain { unit: unit.into(), line: "12 submit 1700000000 13".into() },

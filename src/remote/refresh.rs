@@ -72,6 +72,9 @@ pub struct Refreshed {
     pub probes: BTreeMap<usize, Answer>,
     /// Why no shape could be probed (no `sbatch`).
     pub probe_unavailable: Option<String>,
+    /// With [`refresh_probing`]: the user's association limits and usage
+    /// (none without accounting).
+    pub limits: Option<crate::cluster::limits::Associations>,
     /// With [`detail_program`]: each unit's chain file, progress and results.
     pub chains: BTreeMap<String, Vec<String>>,
     pub progress: BTreeMap<String, String>,
@@ -276,6 +279,7 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
                 r.probes.insert(*index, feasibility::parse_answer(*code, output));
             }
             Reply::ProbeUnavailable(why) => r.probe_unavailable = Some(why.clone()),
+            Reply::Limits(text) => r.limits = Some(crate::cluster::limits::parse(text)),
             Reply::End => ended = true,
             _ => {}
         }
