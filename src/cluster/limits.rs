@@ -37,6 +37,9 @@ pub struct Association {
     pub user: String,
     /// Empty unless the association is per partition.
     pub partition: String,
+    /// The user's default association (`DefAssoc=Yes`): where a job that
+    /// names no account goes.
+    pub default: bool,
     /// The parent account of an account record (empty for the root and for
     /// user records, whose parent is their account's record).
     pub parent: String,
@@ -60,6 +63,8 @@ impl Associations {
     /// user's own record up to the root. Empty when the user has no
     /// association under the account.
     pub fn chain(&self, user: &str, account: &str, partition: &str) -> Vec<&Association> {
+        let default = self.0.iter().find(|a| a.user == user && a.default).map(|a| a.account.as_str());
+        let account = if account.is_empty() { default.unwrap_or_default() } else { account };
         let own = |p: &str| self.0.iter().find(|a| a.user == user && a.account == account && a.partition == p);
         let Some(first) = own(partition).or_else(|| own("")) else { return vec![] };
         let mut chain = vec![first];
@@ -105,6 +110,7 @@ pub fn parse(text: &str) -> Associations {
                 "GrpJobs" => record.grp_jobs = limit(value),
                 "GrpTRES" => record.grp_tres = tres(value),
                 "MaxWallPJ" => record.max_wall_minutes = value.parse().ok(),
+                "DefAssoc" => record.default = value == "Yes",
                 _ => {}
             }
         }
@@ -158,6 +164,7 @@ mod tests {
         assert_eq!(a.chain("slurmuser", "research", "")[0].max_submit_jobs, None);
         assert!(a.chain("slurmuser", "nope", "").is_empty());
         assert!(a.chain("someone", "limited", "").is_empty());
+        assert_eq!(a.chain("slurmuser", "", "")[0].account, "default", "no account: the default association");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod causes;
 pub mod cost;
 pub mod feasibility;
 pub mod hunks;
+pub mod limits;
 pub mod observe;
 pub mod output;
 
