@@ -40,9 +40,15 @@ pub struct Room {
 }
 
 impl Room {
+    /// How many jobs the plan may submit against it: what is left, plus
+    /// what the plan's cancellations give back (never above the limit).
+    pub fn left(&self) -> u64 {
+        (self.max.saturating_sub(self.used) + self.freed).min(self.max)
+    }
+
     /// Whether the jobs fit.
     pub fn fits(&self) -> bool {
-        self.needed <= self.max.saturating_sub(self.used) + self.freed
+        self.needed <= self.left()
     }
 
     /// `MaxSubmitJobs=50 (12 in use)`.
@@ -118,14 +124,14 @@ fn too_many(room: &Room, tree: &Node) -> Diagnostic {
     let whose = if room.level == "user" { "your association".to_owned() } else { format!("account `{}`", room.level) };
     let account =
         if room.account.is_empty() { "your default account".to_owned() } else { format!("`{}`", room.account) };
-    let left = (room.max.saturating_sub(room.used) + room.freed).min(room.max);
     Diagnostic::error(
         span,
         format!(
-            "the plan submits {} jobs under account {account}, but {whose} allows {} queued jobs ({}): room for {left}",
+            "the plan submits {} jobs under account {account}, but {whose} allows {} queued jobs ({}): room for {}",
             room.needed,
             room.max,
-            room.describe()
+            room.describe(),
+            room.left()
         ),
     )
     .with_note("nothing was submitted: apply submits a stack's jobs whole or not at all")
