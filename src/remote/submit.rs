@@ -481,7 +481,7 @@ fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String
     let text = next_state(inp).to_text_with_job_slots(&slots);
     let mut s = snippet!("NL=$'\\n'\nSTATE=\n");
     let mut rest = text.as_str();
-    while let Some((piece, n, after)) = next_slot(rest) {
+    while let Some((piece, n, after)) = next_slot(rest, submitting.len()) {
         s.push(raw_var(Code("P"), piece));
         let unit = &submitting[n];
         let vars: Vec<usize> =
@@ -503,16 +503,18 @@ fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String
 }
 
 /// The text before the first job slot of `text` (a JSON string
-/// [`job_slot`](crate::state::job_slot)), the slot's number and the text after it; `None` when no
-/// slot is left.
-fn next_slot(text: &str) -> Option<(&str, usize, &str)> {
+/// [`job_slot`](crate::state::job_slot)) numbered below `slots`, the
+/// slot's number and the text after it; `None` when no slot is left. A
+/// config value that merely looks like a slot of a higher number stays text.
+fn next_slot(text: &str, slots: usize) -> Option<(&str, usize, &str)> {
     let mut from = 0;
     while let Some(i) = text[from..].find("\"@@J").map(|i| i + from) {
         let digits = &text[i + 4..];
         let len = digits.bytes().take_while(u8::is_ascii_digit).count();
         if len > 0
             && digits[len..].starts_with("@@\"")
-            && let Ok(n) = digits[..len].parse()
+            && let Ok(n) = digits[..len].parse::<usize>()
+            && n < slots
         {
             return Some((&text[..i], n, &digits[len + 3..]));
         }
@@ -644,10 +646,13 @@ mod tests {
     #[test]
     fn slots_are_found_in_order_of_the_text() {
         let text = format!("a \"@@J\" \"@@Jx@@\" \"{}\" b \"{}\" c", job_slot(12), job_slot(3));
-        let (before, n, rest) = next_slot(&text).unwrap();
+        let (before, n, rest) = next_slot(&text, 13).unwrap();
         assert_eq!((before, n), ("a \"@@J\" \"@@Jx@@\" ", 12));
-        let (between, m, tail) = next_slot(rest).unwrap();
+        let (between, m, tail) = next_slot(rest, 13).unwrap();
         assert_eq!((between, m, tail), (" b ", 3, " c"));
-        assert_eq!(next_slot(tail), None);
+        assert_eq!(next_slot(tail, 13), None);
+        // A value that looks like a slot past the last one is text.
+        let (before, n, _) = next_slot(&text, 4).unwrap();
+        assert_eq!((before.len(), n), (text.find(" b ").unwrap() + 3, 3));
     }
 }
