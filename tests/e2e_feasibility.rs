@@ -6,6 +6,13 @@
 //! the value, and nothing reaches the queue; a feasible plan shows when the
 //! scheduler expects to start the jobs.
 //!
+//! And of the scheduler limits (issue 15): the cluster's account `limited`
+//! allows the test user 50 queued jobs (`MaxSubmitJobs=50`) and its QOS
+//! `small` 30 per user. A 40-task stack (80 jobs) is refused by `plan` and
+//! `apply` naming the limit, at the account's line, with nothing
+//! submitted; 40 jobs in `small` are refused naming the QOS's limit; a
+//! stack that fits shows the room left in text, markdown and JSON.
+//!
 //! The partitions of the test cluster have no time limit, so the time test
 //! creates a partition of its own with `MaxTime=00:10:00` on `n1`
 //! (`scontrol create`, named after the test process and the test, never
@@ -43,9 +50,14 @@ struct Exec<'a> {
     partition: &'a str,
     walltime: &'a str,
     gres: &'a str,
+    /// `execution.qos` (none: empty).
+    qos: &'a str,
+    /// Tasks beyond the two every case has (`t0`, `t1`, ...).
+    more_tasks: usize,
 }
 
-const OK: Exec<'static> = Exec { account: "research", partition: "cpu", walltime: "\"00:10:00\"", gres: "null" };
+const OK: Exec<'static> =
+    Exec { account: "research", partition: "cpu", walltime: "\"00:10:00\"", gres: "null", qos: "", more_tasks: 0 };
 
 impl Case {
     fn new(test: &str, exec: &Exec) -> Case {
@@ -59,11 +71,11 @@ impl Case {
              defaults: [{{execution: slurm/default}}, {{deployment: none}}, _self_]\n\
              name: {name}\n\
              execution:\n  hostname: {host}\n  username: {user}\n  account: {account}\n  partition: {partition}\n  \
-             output_dir: {out}\n  gres: {gres}\n{walltime}  \
+             output_dir: {out}\n  gres: {gres}\n{walltime}{qos}  \
              sbatch_extra_flags: {{exclusive: false, begin: \"now+600\"}}\n  mounts: {{mount_home: false}}\n\
              target: {{api_endpoint: {{url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}}}\n\
              evaluation:\n  tasks:\n    - {{name: gsm8k, container: \"evaluator:latest\"}}\n    \
-             - {{name: simple_evals.mmlu, container: \"evaluator:latest\"}}\n",
+             - {{name: simple_evals.mmlu, container: \"evaluator:latest\"}}\n{more}",
             host = info.alias(),
             user = info.get("EVALCTL_CLUSTER_USER"),
             account = exec.account,
@@ -72,6 +84,10 @@ impl Case {
             walltime =
                 if exec.walltime.is_empty() { String::new() } else { format!("  walltime: {}\n", exec.walltime) },
             out = info.shared().join(format!("e2e-{name}")).display(),
+            qos = if exec.qos.is_empty() { String::new() } else { format!("  qos: {}\n", exec.qos) },
+            more = (0..exec.more_tasks)
+                .map(|i| format!("    - {{name: t{i}, container: \"evaluator:latest\"}}\n"))
+                .collect::<String>(),
         );
         let config = dir.join("evalctl.yaml");
         std::fs::write(&config, yaml).expect("write the config");
@@ -241,5 +257,68 @@ fn a_feasible_plan_shows_the_expected_start() {
     assert!(offline.ok(), "{}", offline.show());
     assert!(offline.stdout.contains("feasibility not checked (offline)"), "{}", offline.show());
     assert!(!offline.stdout.contains("expected start"), "{}", offline.show());
+    c.assert_nothing_queued();
+}
+
+/// The account whose association limits queued jobs (see `tests/cluster/up.sh`).
+fn limited() -> String {
+    cluster().get("EVALCTL_CLUSTER_LIMITED_ACCOUNT").to_owned()
+}
+
+#[test]
+fn a_stack_over_the_queued_job_limit_is_refused_naming_the_limit() {
+    let account = limited();
+    // 40 tasks: 80 jobs (a first link and a resume link each) against 50.
+    let c = Case::new("maxsubmit", &Exec { account: &account, more_tasks: 38, ..OK });
+    let at = c.location("account");
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = c.run(args);
+        assert_eq!(out.code, Some(1), "{}", out.show());
+        let headline = format!("{at}: error: the plan submits 80 jobs under account `{account}`");
+        assert!(out.stderr.contains(&headline), "expected `{headline}`\n{}", out.show());
+        assert!(out.stderr.contains("MaxSubmitJobs=50"), "{}", out.show());
+        assert!(out.stderr.contains("nothing was submitted"), "{}", out.show());
+    }
+    c.assert_nothing_queued();
+}
+
+#[test]
+fn jobs_over_a_qos_per_user_limit_are_refused_at_the_qos() {
+    let account = limited();
+    // 20 tasks: 40 jobs, within the association's 50 but not the QOS's 30.
+    let c = Case::new("qos", &Exec { account: &account, qos: "small", more_tasks: 18, ..OK });
+    let out = c.run(&["plan"]);
+    assert_eq!(out.code, Some(1), "{}", out.show());
+    let headline = format!("{}: error: the plan submits 40 jobs in QOS `small`", c.location("qos"));
+    assert!(out.stderr.contains(&headline), "expected `{headline}`\n{}", out.show());
+    assert!(out.stderr.contains("MaxSubmitJobsPerUser=30"), "{}", out.show());
+    assert!(!out.stderr.contains("MaxSubmitJobs=50"), "the association's limit is not exceeded\n{}", out.show());
+    c.assert_nothing_queued();
+}
+
+#[test]
+fn a_stack_within_the_limits_shows_the_room_left() {
+    let account = limited();
+    let c = Case::new("room", &Exec { account: &account, more_tasks: 8, ..OK });
+    let out = c.run(&["plan"]);
+    assert!(out.ok(), "{}", out.show());
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("MaxSubmitJobs=50"))
+        .unwrap_or_else(|| panic!("no limit line\n{}", out.show()));
+    assert!(line.contains("20 jobs to submit") && line.contains(&format!("account `{account}`")), "{line}");
+    let json = c.run(&["plan", "--format", "json"]);
+    assert!(json.ok(), "{}", json.show());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("plan JSON");
+    let limits = v["limits"].as_array().expect("a limits list");
+    let own = limits.iter().find(|l| l["limit"] == "MaxSubmitJobs").expect("the association's limit");
+    assert_eq!(
+        (own["max"].as_u64(), own["needed"].as_u64(), own["level"].as_str()),
+        (Some(50), Some(20), Some("user"))
+    );
+    assert_eq!(own["room"].as_u64(), own["max"].as_u64().zip(own["used"].as_u64()).map(|(m, u)| m - u));
+    let md = c.run(&["plan", "--format", "markdown"]);
+    assert!(md.ok() && md.stdout.contains("**Scheduler limits**"), "{}", md.show());
     c.assert_nothing_queued();
 }

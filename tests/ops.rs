@@ -408,7 +408,7 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     let jobs = f.jobs();
     let submitted: BTreeSet<u64> = report.submitted.iter().map(|(_, _, id)| *id).collect();
     assert_eq!(jobs.keys().copied().collect::<BTreeSet<_>>(), submitted);
-    let releases = f.calls_of("scontrol");
+    let releases = f.calls_of("scontrol release");
     assert_eq!(releases.len(), 1, "one release for the whole apply: {releases:?}");
     let released: BTreeSet<u64> =
         releases[0].trim_start_matches("scontrol release ").split(',').map(|s| s.parse().unwrap()).collect();
@@ -836,7 +836,7 @@ fn a_failed_submission_cancels_what_this_apply_submitted() {
     let jobs = f.jobs();
     assert!((2..=3).contains(&jobs.len()), "{jobs:?}");
     assert!(jobs.values().all(|j| j.state == "CANCELLED"), "held jobs are cancelled: {jobs:?}");
-    assert!(f.calls_of("scontrol").is_empty(), "nothing released");
+    assert!(f.calls_of("scontrol release").is_empty(), "nothing released");
     assert!(!f.stack_dir().join(".evalctl/state.json").exists(), "no state recorded");
     assert!(!f.lock_file().exists(), "the lock is released");
 

@@ -177,16 +177,7 @@ pub(crate) fn from_refresh<'a>(
         if !errors.is_empty() {
             return Err(errors.into());
         }
-        for room in rooms.iter().filter(|room| room.needed > 0) {
-            let account = if room.account.is_empty() { "the default account" } else { room.account.as_str() };
-            planned.plan.notes.push(format!(
-                "scheduler limit {} ({}): {} jobs to submit under {account}, room for {}",
-                room.describe(),
-                if room.level == "user" { "your association" } else { room.level.as_str() },
-                room.needed,
-                room.left()
-            ));
-        }
+        planned.plan.limits = rooms.into_iter().filter(|room| room.needed > 0).collect();
     }
     Ok(planned)
 }

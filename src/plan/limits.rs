@@ -10,7 +10,7 @@
 //! shortfall into an error at the config key that chose the account,
 //! before anything is submitted. Pure: no cluster needed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::limits::{Associations, Limit};
 use crate::config::node::Node;
@@ -18,37 +18,62 @@ use crate::diag::Diagnostic;
 use crate::plan::Plan;
 use crate::plan::feasibility::{Shape, config_path};
 use crate::render::Rendered;
+use serde::{Deserialize, Serialize};
 
 /// The room one limit leaves for the jobs of the plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Room {
     /// The account the jobs are charged to (as the scripts name it; empty:
-    /// the user's default).
+    /// the user's default, or a QOS limit).
     pub account: String,
-    /// Where the limit is set: `user` (the user's own association) or an
-    /// account name.
+    /// Where the limit is set: `user` (the user's own association), an
+    /// account name or `QOS <name>`.
     pub level: String,
-    /// `MaxSubmitJobs` or `GrpSubmitJobs`.
-    pub limit: &'static str,
+    /// `MaxSubmitJobs`, `GrpSubmitJobs` or (QOS) `MaxSubmitJobsPerUser`.
+    pub limit: String,
     pub max: u64,
     /// Jobs queued or running against it now.
     pub used: u64,
     /// Live jobs of this stack the plan cancels (room they give back).
     pub freed: u64,
-    /// Jobs the plan submits under the account.
+    /// Jobs the plan submits against it.
     pub needed: u64,
+    /// How many jobs the plan may submit against it: what is left, plus
+    /// what the plan's cancellations give back (never above the limit).
+    pub room: u64,
 }
 
 impl Room {
-    /// How many jobs the plan may submit against it: what is left, plus
-    /// what the plan's cancellations give back (never above the limit).
-    pub fn left(&self) -> u64 {
-        (self.max.saturating_sub(self.used) + self.freed).min(self.max)
+    fn new(account: &str, level: String, limit: &str, l: Limit, freed: u64, needed: u64) -> Room {
+        let room = (l.max.saturating_sub(l.used) + freed).min(l.max);
+        Room {
+            account: account.to_owned(),
+            level,
+            limit: limit.to_owned(),
+            max: l.max,
+            used: l.used,
+            freed,
+            needed,
+            room,
+        }
     }
 
     /// Whether the jobs fit.
     pub fn fits(&self) -> bool {
-        self.needed <= self.left()
+        self.needed <= self.room
+    }
+
+    /// Where the limit is set, for people: `your association (account
+    /// `a`)`, `account `b``, `QOS `q``.
+    fn whose(&self) -> String {
+        match self.level.as_str() {
+            "user" if self.account.is_empty() => "your association (default account)".to_owned(),
+            "user" => format!("your association (account `{}`)", self.account),
+            level => match level.strip_prefix("QOS ") {
+                Some(q) => format!("QOS `{q}`"),
+                None => format!("account `{level}`"),
+            },
+        }
     }
 
     /// `MaxSubmitJobs=50 (12 in use)`.
@@ -70,17 +95,31 @@ pub fn assess(
     let mut needed: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut freed: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut where_of: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    // The same by QOS (jobs that name one).
+    let mut needed_qos: BTreeMap<String, u64> = BTreeMap::new();
+    let mut freed_qos: BTreeMap<String, u64> = BTreeMap::new();
+    let mut qos_of: BTreeMap<&str, String> = BTreeMap::new();
+    let submitting: BTreeSet<&str> =
+        plan.changes.iter().filter(|c| c.action.submits() && !c.untargeted).map(|c| c.unit.as_str()).collect();
     for job in &rendered.jobs {
         let shape = Shape::of_script(job.script.before());
         let key = (shape.get("account").unwrap_or_default(), shape.get("partition").unwrap_or_default());
+        let qos = shape.get("qos").unwrap_or_default();
         where_of.entry(job.unit.as_str()).or_insert_with(|| key.clone());
-        if plan.changes.iter().any(|c| c.unit == job.unit && c.action.submits() && !c.untargeted) {
+        qos_of.entry(job.unit.as_str()).or_insert_with(|| qos.clone());
+        if submitting.contains(job.unit.as_str()) {
             *needed.entry(key).or_default() += 1;
+            if !qos.is_empty() {
+                *needed_qos.entry(qos).or_default() += 1;
+            }
         }
     }
     for c in &plan.changes {
         if let Some(key) = where_of.get(c.unit.as_str()) {
             *freed.entry(key.clone()).or_default() += c.cancel_jobs.len() as u64;
+        }
+        if let Some(qos) = qos_of.get(c.unit.as_str()).filter(|q| !q.is_empty()) {
+            *freed_qos.entry(qos.clone()).or_default() += c.cancel_jobs.len() as u64;
         }
     }
     let mut rooms = vec![];
@@ -98,15 +137,7 @@ pub fn assess(
             }
             for (limit, l) in limits {
                 let Some(l) = l else { continue };
-                let room = Room {
-                    account: account.clone(),
-                    level: level.clone(),
-                    limit,
-                    max: l.max,
-                    used: l.used,
-                    freed: back,
-                    needed: n,
-                };
+                let room = Room::new(&account, level.clone(), limit, l, back, n);
                 if !room.fits() {
                     errors.push(too_many(&room, tree));
                 }
@@ -114,7 +145,60 @@ pub fn assess(
             }
         }
     }
+    for (qos, n) in needed_qos {
+        let Some(record) = assocs.qos.get(&qos) else { continue };
+        let back = freed_qos.get(&qos).copied().unwrap_or(0);
+        let limits =
+            [("MaxSubmitJobsPerUser", record.max_submit_jobs_per_user), ("GrpSubmitJobs", record.grp_submit_jobs)];
+        for (limit, l) in limits {
+            let Some(l) = l else { continue };
+            let room = Room::new("", format!("QOS {qos}"), limit, l, back, n);
+            if !room.fits() {
+                errors.push(too_many_in_qos(&room, &qos, tree));
+            }
+            rooms.push(room);
+        }
+    }
     (rooms, errors)
+}
+
+/// The error for jobs that do not fit in a QOS, at the key that set it.
+fn too_many_in_qos(room: &Room, qos: &str, tree: &Node) -> Diagnostic {
+    let span = Some(tree.value_span_of(&config_path("qos", tree)));
+    let whose = if room.limit == "GrpSubmitJobs" { "everyone's jobs together" } else { "one user" };
+    Diagnostic::error(
+        span,
+        format!(
+            "the plan submits {} jobs in QOS `{qos}`, which allows {} queued jobs for {whose} ({}): room for {}",
+            room.needed,
+            room.max,
+            room.describe(),
+            room.room
+        ),
+    )
+    .with_note("nothing was submitted: apply submits a stack's jobs whole or not at all")
+    .with_note("plan and apply fewer units at a time (`--only`), use another QOS, or wait for queued jobs to end")
+}
+
+/// One line per limit the plan's jobs meet, for people: `MaxSubmitJobs=50
+/// (12 in use) on your association (account `a`): 40 jobs to submit, room
+/// for 38`.
+pub fn lines(rooms: &[Room]) -> Vec<String> {
+    rooms
+        .iter()
+        .filter(|r| r.needed > 0)
+        .map(|r| {
+            let back = if r.freed > 0 { format!(" ({} given back by cancelled jobs)", r.freed) } else { String::new() };
+            let verdict = if r.fits() { "" } else { ": DOES NOT FIT" };
+            format!(
+                "{} on {}: {} jobs to submit, room for {}{back}{verdict}",
+                r.describe(),
+                r.whose(),
+                r.needed,
+                r.room
+            )
+        })
+        .collect()
 }
 
 /// The error for jobs that do not fit, at the key that set the account.
@@ -131,7 +215,7 @@ fn too_many(room: &Room, tree: &Node) -> Diagnostic {
             room.needed,
             room.max,
             room.describe(),
-            room.left()
+            room.room
         ),
     )
     .with_note("nothing was submitted: apply submits a stack's jobs whole or not at all")
@@ -145,7 +229,7 @@ mod tests {
     use super::*;
 
     fn room(max: u64, used: u64, freed: u64, needed: u64) -> Room {
-        Room { account: "a".into(), level: "user".into(), limit: "MaxSubmitJobs", max, used, freed, needed }
+        Room::new("a", "user".into(), "MaxSubmitJobs", Limit { max, used }, freed, needed)
     }
 
     #[test]

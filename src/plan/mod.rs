@@ -328,6 +328,10 @@ pub struct Plan {
     /// (`sbatch --test-only`); empty when not checked (offline, diff).
     #[serde(default)]
     pub feasibility: Vec<feasibility::Feasibility>,
+    /// The room each scheduler limit leaves for the jobs the plan submits
+    /// (empty when not read: offline, diff, no accounting).
+    #[serde(default)]
+    pub limits: Vec<limits::Room>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -629,6 +633,7 @@ pub fn make<'a>(
         causes: vec![],
         cost,
         feasibility: vec![],
+        limits: vec![],
         notes,
     };
     Planned { plan, units, observations, state }
@@ -693,6 +698,7 @@ mod tests {
             causes: vec![],
             cost: Default::default(),
             feasibility: vec![],
+            limits: vec![],
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

@@ -106,6 +106,12 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
             writeln!(out, "  {l}")?;
         }
     }
+    if !plan.limits.is_empty() {
+        writeln!(out, "\nScheduler limits (jobs queued at once):")?;
+        for l in super::limits::lines(&plan.limits) {
+            writeln!(out, "  {l}")?;
+        }
+    }
     if !changed.is_empty() {
         writeln!(out)?;
         let mut result = Ok(());
@@ -199,6 +205,12 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         head.push_str("\n**Feasibility** (`sbatch --test-only`, per job shape)\n\n");
         let lines = super::feasibility::lines(&plan.feasibility).into_iter().map(|l| format!("- {}\n", md_text(&l)));
         push_bounded(&mut head, lines, share(7), |n| format!("- … {n} more shapes\n"));
+        head.push('\n');
+    }
+    if !plan.limits.is_empty() {
+        head.push_str("\n**Scheduler limits** (jobs queued at once)\n\n");
+        let lines = super::limits::lines(&plan.limits).into_iter().map(|l| format!("- {}\n", md_text(&l)));
+        push_bounded(&mut head, lines, share(7), |n| format!("- … {n} more limits\n"));
         head.push('\n');
     }
     let grouping = Grouping::new(&changed);
@@ -364,6 +376,7 @@ mod tests {
             causes: vec![],
             cost: Default::default(),
             feasibility: vec![],
+            limits: vec![],
             notes: vec![],
         }
     }

@@ -47,12 +47,30 @@ pub fn program(shapes: &[Shape]) -> Program {
     // The limits the jobs will be charged against, with what is in use
     // (only where the controller keeps associations: accounting).
     p.code(Code(
-        "if command -v scontrol >/dev/null 2>&1 && out=$(scontrol show assoc_mgr users=\"$(id -un)\" flags=assoc 2>/dev/null) && [ -n \"$out\" ]; then\n  ",
+        "if command -v scontrol >/dev/null 2>&1 && out=$(scontrol show assoc_mgr users=\"$(id -un)\" flags=assoc,qos 2>/dev/null) && [ -n \"$out\" ]; then\n  ",
     ));
     p.push(protocol::limits(&Code("\"$out\"")));
     p.code(Code("fi\n"));
+    // The QOS the jobs name: their limits (the controller shows a user's
+    // limits in a QOS only once the user has jobs in it).
+    let mut qos: Vec<String> = shapes.iter().filter_map(|s| s.get("qos")).filter(|q| !q.is_empty()).collect();
+    qos.sort();
+    qos.dedup();
+    if !qos.is_empty() {
+        p.push(snippet!(
+            "if command -v sacctmgr >/dev/null 2>&1 && out=$(${{evalctl_t:+timeout {}}} sacctmgr -n -P show qos where name={} format={} 2>/dev/null) && [ -n \"$out\" ]; then\n  ",
+            TIMEOUT_S,
+            ShellWord::from(qos.join(",").as_str()),
+            Code(QOS_FORMAT)
+        ));
+        p.push(protocol::qos_table(&Code("\"$out\"")));
+        p.code(Code("fi\n"));
+    }
     p
 }
+
+/// The columns `crate::cluster::limits::parse_qos_table` reads.
+const QOS_FORMAT: &str = "name,maxsubmitjobsperuser,maxjobsperuser,maxwall,grpsubmitjobs,grpjobs";
 
 #[cfg(test)]
 mod tests {
@@ -102,7 +120,7 @@ mod tests {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let fixture = dir.join("assoc.txt");
-        std::fs::write(&fixture, include_str!("../../tests/fixtures/slurm/assoc_mgr-assoc.txt")).unwrap();
+        std::fs::write(&fixture, include_str!("../../tests/fixtures/slurm/assoc_mgr.txt")).unwrap();
         let fakes = [
             ("sbatch", "#!/bin/bash\necho 'sbatch: Job 1 to start at 2030-01-01T00:00:00' >&2\n".to_owned()),
             ("id", "#!/bin/bash\necho slurmuser\n".to_owned()),
@@ -110,8 +128,14 @@ mod tests {
             (
                 "scontrol",
                 format!(
-                    "#!/bin/bash\n[ \"$*\" = 'show assoc_mgr users=slurmuser flags=assoc' ] || exit 1\nwhile IFS= read -r l; do echo \"$l\"; done <{}\n",
+                    "#!/bin/bash\n[ \"$*\" = 'show assoc_mgr users=slurmuser flags=assoc,qos' ] || exit 1\nwhile IFS= read -r l; do echo \"$l\"; done <{}\n",
                     fixture.display()
+                ),
+            ),
+            (
+                "sacctmgr",
+                format!(
+                    "#!/bin/bash\n[ \"$*\" = '-n -P show qos where name=normal,small format={QOS_FORMAT}' ] || exit 1\necho 'small|30|10|01:00:00||'\n"
                 ),
             ),
         ];
@@ -119,10 +143,17 @@ mod tests {
             std::fs::write(bin.join(name), body).unwrap();
             std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        let replies = run(&program(&[Shape::of_script("#SBATCH --account=limited\n")]), &bin);
+        let shapes = [
+            Shape::of_script("#SBATCH --account=limited\n#SBATCH --qos=small\n"),
+            Shape::of_script("#SBATCH --account=limited\n#SBATCH --qos=normal\n"),
+            Shape::of_script("#SBATCH --account=limited\n#SBATCH --qos=small\n#SBATCH --time=5\n"),
+        ];
+        let replies = run(&program(&shapes), &bin);
         let text = replies.iter().find_map(|r| if let Reply::Limits(t) = r { Some(t.clone()) } else { None });
         let chain_len = text.map(|t| crate::cluster::limits::parse(&t).chain("slurmuser", "limited", "").len());
         assert_eq!(chain_len, Some(3), "{replies:?}");
+        let table = replies.iter().find_map(|r| if let Reply::QosTable(t) = r { Some(t.clone()) } else { None });
+        assert_eq!(table.as_deref(), Some("small|30|10|01:00:00||"), "each QOS asked about once: {replies:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

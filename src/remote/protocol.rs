@@ -41,9 +41,12 @@ pub enum Reply {
     Probe { index: usize, code: i32, output: String },
     /// No shape could be probed; why (refresh).
     ProbeUnavailable(String),
-    /// The controller's association records for the user
-    /// (`scontrol show assoc_mgr flags=assoc`), read by `crate::cluster::limits`.
+    /// The controller's association records and QOS usage for the user
+    /// (`scontrol show assoc_mgr flags=assoc,qos`), read by
+    /// `crate::cluster::limits`.
     Limits(String),
+    /// The limits of the QOS the stack's jobs name (`sacctmgr show qos`).
+    QosTable(String),
     /// One line of a unit's chain file (status detail).
     Chain { unit: String, line: String },
     /// A unit's harness progress, JSON on one line (status detail).
@@ -164,6 +167,9 @@ pub fn probe_unavailable(why: &dyn Shell) -> Snippet {
 pub fn limits(text: &dyn Shell) -> Snippet {
     emit(Code("limits"), &[text])
 }
+pub fn qos_table(text: &dyn Shell) -> Snippet {
+    emit(Code("qos-table"), &[text])
+}
 pub fn chain(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("chain"), &[unit, line])
 }
@@ -255,6 +261,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         }
         ("probe-unavailable", _) => Reply::ProbeUnavailable(one()),
         ("limits", _) => Reply::Limits(one()),
+        ("qos-table", _) => Reply::QosTable(one()),
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
@@ -338,6 +345,7 @@ mod tests {
             (probe(&3u64, &Code("1"), &w(hostile)), Reply::Probe { index: 3, code: 1, output: hostile.into() }),
             (probe_unavailable(&w("no sbatch")), Reply::ProbeUnavailable("no sbatch".into())),
             (limits(&w(hostile)), Reply::Limits(hostile.into())),
+            (qos_table(&w(hostile)), Reply::QosTable(hostile.into())),
             (
                 chain(&w(unit), &w("12 submit 1700000000 13")),
                 Reply::Chain { unit: unit.into(), line: "12 submit 1700000000 13".into() },

@@ -234,6 +234,7 @@ pub fn refresh_detail(
 pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
     let mut r = Refreshed::default();
     let mut ended = false;
+    let mut qos_table = vec![];
     for reply in replies.iter() {
         match reply {
             Reply::User(u) => r.user = u.clone(),
@@ -280,6 +281,7 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
             }
             Reply::ProbeUnavailable(why) => r.probe_unavailable = Some(why.clone()),
             Reply::Limits(text) => r.limits = Some(crate::cluster::limits::parse(text)),
+            Reply::QosTable(text) => qos_table = crate::cluster::limits::parse_qos_table(text),
             Reply::End => ended = true,
             _ => {}
         }
@@ -287,6 +289,7 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
     if !ended {
         return Err("the refresh program stopped before its end".into());
     }
+    r.limits = r.limits.take().map(|l| l.with_qos_table(qos_table));
     Ok(r)
 }
 

@@ -29,6 +29,7 @@ TEST_USER=${EVALCTL_CLUSTER_USER:-slurmuser}
 SSH_ALIAS=evalctl-cluster
 CLUSTER=evalctl
 ACCOUNTS=(default research)
+LIMITED_ACCOUNT=limited
 DB_NAME=slurm_acct_db
 DB_USER=slurm
 DB_PASS=slurmdbpass
@@ -270,7 +271,7 @@ JobAcctGatherFrequency=10
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
-AccountingStorageEnforce=associations
+AccountingStorageEnforce=associations,limits,qos
 AccountingStorageTRES=gres/gpu
 AccountingStoreFlags=job_comment,job_script
 JobCompType=jobcomp/filetxt
@@ -369,6 +370,32 @@ if [ $acct_ok = 0 ]; then
     sacctmgr -i -Q modify user "$TEST_USER" set adminlevel=Admin >/dev/null
     log "$TEST_USER: AdminLevel=Admin"
   fi
+fi
+
+# A shared cluster's limits, for the scheduler-limit tests: the test user's
+# association under account `limited` (MaxSubmitJobs=50, MaxJobs=20, at most
+# 4 GPUs, 2 h a job) and a QOS `small` it may use (30 queued / 10 running jobs
+# per user, 2 GPUs, 1 h). The other accounts stay unlimited.
+LIMITED_ASSOC="limited|$TEST_USER|50|20|gres/gpu=4|02:00:00|"
+SMALL_QOS="small|30|10|01:00:00|gres/gpu=2"
+limits=$(sacctmgr -n -P list assoc account=$LIMITED_ACCOUNT user="$TEST_USER" \
+           format=account,user,maxsubmitjobs,maxjobs,grptres,maxwall,qos 2>/dev/null || true)
+qos=$(sacctmgr -n -P show qos small format=name,maxsubmitjobsperuser,maxjobsperuser,maxwall,maxtresperuser 2>/dev/null || true)
+if [ "$qos" != "$SMALL_QOS" ]; then
+  grep -q '^small|' <<<"$qos" || sacctmgr -i -Q add qos small >/dev/null
+  sacctmgr -i -Q modify qos small set MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=01:00:00 \
+    MaxTRESPerUser=gres/gpu=2 >/dev/null
+  log "QOS small: MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=1h MaxTRESPerUser=gres/gpu=2"
+fi
+if ! grep -qx "${LIMITED_ASSOC}normal,small" <<<"$limits" && ! grep -qx "${LIMITED_ASSOC}small,normal" <<<"$limits"; then
+  grep -q "^$LIMITED_ACCOUNT|$TEST_USER|" <<<"$limits" || {
+    grep -q "^$LIMITED_ACCOUNT|" <<<"$(sacctmgr -n -P list account format=account)" \
+      || sacctmgr -i -Q add account $LIMITED_ACCOUNT Cluster="$CLUSTER" Description=evalctl-limits Organization=evalctl >/dev/null
+    sacctmgr -i -Q add user "$TEST_USER" Account=$LIMITED_ACCOUNT Cluster="$CLUSTER" >/dev/null
+  }
+  sacctmgr -i -Q modify user "$TEST_USER" where account=$LIMITED_ACCOUNT cluster="$CLUSTER" set \
+    MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=02:00:00 QOS=normal,small >/dev/null
+  log "association $TEST_USER@$LIMITED_ACCOUNT: MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=2h QOS=normal,small"
 fi
 
 # ---------------------------------------------------------------- slurmctld + slurmd
@@ -516,6 +543,7 @@ EVALCTL_CLUSTER_NAME=$CLUSTER
 EVALCTL_CLUSTER_PARTITIONS=cpu,gpu,urgent
 EVALCTL_CLUSTER_DEFAULT_PARTITION=cpu
 EVALCTL_CLUSTER_ACCOUNTS=$(join "${ACCOUNTS[@]}")
+EVALCTL_CLUSTER_LIMITED_ACCOUNT=$LIMITED_ACCOUNT
 EOF
 write_if_changed "$STATE/cluster.json" 644 root:root <<EOF || true
 {
@@ -530,7 +558,8 @@ write_if_changed "$STATE/cluster.json" 644 root:root <<EOF || true
   "cluster_name": "$CLUSTER",
   "partitions": ["cpu", "gpu", "urgent"],
   "default_partition": "cpu",
-  "accounts": ["default", "research"]
+  "accounts": ["default", "research"],
+  "limited_account": "$LIMITED_ACCOUNT"
 }
 EOF
 
@@ -540,7 +569,8 @@ cat <<EOF
 
 evalctl test cluster '$CLUSTER' (Slurm $(sinfo -V | awk '{print $2}')) on host $HOST
   partitions : cpu (default; n1,n2), gpu (g1, gres gpu:2 - fake devices), urgent (n1,n2, preempts cpu jobs, REQUEUE)
-  accounts   : $(join "${ACCOUNTS[@]}")   (users: root, $TEST_USER [AdminLevel=Admin]; AccountingStorageEnforce=associations)
+  accounts   : $(join "${ACCOUNTS[@]}")   (users: root, $TEST_USER [AdminLevel=Admin]; AccountingStorageEnforce=associations,limits,qos)
+  limits     : account $LIMITED_ACCOUNT ($TEST_USER: MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=2h), QOS small (per user: 30 queued, 10 running)
   ssh        : host 127.0.0.1  port $SSH_PORT  user $TEST_USER
   identity   : $STATE/ssh/id_ed25519
   known_hosts: $STATE/ssh/known_hosts
