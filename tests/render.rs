@@ -112,6 +112,29 @@ fn rendering_is_deterministic() {
 }
 
 #[test]
+fn rendering_on_several_threads_gives_what_one_gives() {
+    let sources = Sources::new();
+    let tasks: String = (0..700).map(|i| format!("    - {{name: gsm8k, id: t{i}}}\n")).collect();
+    for topology in ["per_task", "shared"] {
+        let text = format!(
+            "defaults: [{{execution: slurm/default}}, {{deployment: vllm}}, _self_]\n\
+             execution: {{hostname: login, account: a, output_dir: /shared/evals, topology: {topology}}}\n\
+             deployment: {{hf_model_handle: org/model, served_model_name: model}}\n\
+             evaluation:\n  tasks:\n{tasks}"
+        );
+        let loaded = config::load_text(Path::new("big.yaml"), &text, &[], &sources, &|_| None)
+            .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+        let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+        let one = render::render_on(&loaded, &graph, 1).expect("renders");
+        assert!(one.jobs.len() >= 1400, "{topology}: {} jobs", one.jobs.len());
+        for threads in [2, 3, 8] {
+            let many = render::render_on(&loaded, &graph, threads).expect("renders");
+            assert!(one == many, "{topology}: {threads} threads render differently");
+        }
+    }
+}
+
+#[test]
 fn shellcheck_finds_nothing_above_info() {
     let dir = std::env::temp_dir().join(format!("evalctl-shellcheck-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

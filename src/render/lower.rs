@@ -4,7 +4,7 @@
 //! script cannot carry is reported here, at its place in the config. No
 //! script text is written here, so the decisions are testable on their own.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::{Value as J, json};
 
@@ -512,7 +512,7 @@ impl<'a> Lower<'a> {
 
         let eval = self.evaluation(&rt, index, &dir, &env, &eval_vars);
         let result = ResultIdentity::new(&self.task_identity(&rt, &eval.client, &eval_vars, index));
-        let eval = Rc::new(eval);
+        let eval = Arc::new(eval);
         let links = [
             (task_id.clone(), NodeKind::EvalTask { task: index }, Role::First),
             (resume_id, NodeKind::Resume { of: task_id.clone(), task: Some(index) }, Role::Resume),

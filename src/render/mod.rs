@@ -300,45 +300,61 @@ pub fn placeholder(s: &Source) -> String {
     }
 }
 
-/// Renders every job of the graph.
+/// Renders every job of the graph. Jobs are independent of each other
+/// until their dependencies are filled in, so large graphs are lowered and
+/// spelled on several threads, each over its own slice of the order; the
+/// result is the same as on one (jobs, errors and their order).
 pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnostic>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+    let threads = if graph.graph.node_count() < JOBS_PER_THREAD { 1 } else { threads };
+    render_on(loaded, graph, threads)
+}
+
+/// [`render`] on `threads` threads (at least one).
+pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Rendered, Vec<Diagnostic>> {
     let order = match graph.topo_order() {
         Ok(o) => o,
         Err(e) => return Err(vec![Diagnostic::error(None, e)]),
     };
-    let mut lower = lower::Lower::new(loaded, graph);
-    let mut jobs = Vec::with_capacity(order.len());
-    let mut resume_links: std::collections::HashMap<String, RenderedJob> = std::collections::HashMap::new();
-    for node in order {
-        let job = match &node.kind {
-            NodeKind::Deployment { aux } => {
-                let (first, resume) = lower.deployment(&node.id, aux.as_deref());
-                let work: Arc<str> = script::work(&first.work).into();
-                let resume = finish(resume, work.clone());
-                resume_links.insert(resume.id.clone(), resume);
-                Some(finish(first, work))
+    let slices: Vec<&[&crate::graph::JobNode]> = order.chunks(order.len().div_ceil(threads).max(1)).collect();
+    let lowered: Vec<(Vec<RenderedJob>, Vec<Diagnostic>)> = if slices.len() <= 1 {
+        slices.iter().map(|slice| render_slice(loaded, graph, slice)).collect()
+    } else {
+        // This thread renders the first slice itself.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                slices[1..].iter().map(|slice| scope.spawn(|| render_slice(loaded, graph, slice))).collect();
+            let first = render_slice(loaded, graph, slices[0]);
+            let rest = handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            std::iter::once(first).chain(rest).collect()
+        })
+    };
+    // Each job goes to its node's place in the order.
+    let place: std::collections::HashMap<&str, usize> =
+        order.iter().enumerate().map(|(i, node)| (node.id.as_str(), i)).collect();
+    let mut slots: Vec<Option<RenderedJob>> = Vec::with_capacity(order.len());
+    slots.resize_with(order.len(), || None);
+    let mut errors = vec![];
+    for (jobs, errs) in lowered {
+        for job in jobs {
+            if let Some(&i) = place.get(job.id.as_str()) {
+                slots[i] = Some(job);
             }
-            NodeKind::EvalTask { task } => lower.task(&node.id, *task).map(|(first, resume)| {
-                // Both links run the same work: spell it once, keep it once.
-                let work: Arc<str> = script::work(&first.work).into();
-                let resume = finish(resume, work.clone());
-                resume_links.insert(resume.id.clone(), resume);
-                finish(first, work)
-            }),
-            NodeKind::Resume { .. } => resume_links.remove(&node.id),
-        };
-        if let Some(mut job) = job {
-            job.deps = graph.dependencies(&node.id).into_iter().map(|(n, d)| (n.id.clone(), d)).collect();
-            jobs.push(job);
         }
+        errors.extend(errs);
     }
-    if !lower.errors.is_empty() {
+    if !errors.is_empty() {
         // A value every job carries is reported once, not once per job.
         let mut seen = std::collections::HashSet::new();
-        let mut errors = lower.errors;
         errors.retain(|d| seen.insert((d.span, d.message.clone())));
         return Err(errors);
     }
+    // (In place: an empty slot costs no more than a job.)
+    let mut jobs: Vec<RenderedJob> = slots.into_iter().flatten().collect();
+    for job in &mut jobs {
+        job.deps = graph.dependencies(&job.id).into_iter().map(|(n, d)| (n.id.clone(), d)).collect();
+    }
+    let lower = lower::Lower::new(loaded, graph);
     let (walltime_s, max_links) = (lower.walltime_s(), lower.max_links());
     let max_walltime_s = loaded.config.execution.max_walltime.as_ref().and_then(|m| m.seconds().ok()).unwrap_or(0);
     Ok(Rendered {
@@ -349,6 +365,37 @@ pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnos
         max_links,
         max_walltime_s,
     })
+}
+
+/// At most this many threads render.
+const MAX_THREADS: usize = 4;
+/// Fewer jobs than this render on one thread (a thread costs more than it saves).
+const JOBS_PER_THREAD: usize = 512;
+
+/// The jobs of a slice of the order (a task's or deployment's resume link
+/// with its first link, whichever slice its node is in) and the problems
+/// found, in order.
+fn render_slice(
+    loaded: &Loaded,
+    graph: &JobGraph,
+    slice: &[&crate::graph::JobNode],
+) -> (Vec<RenderedJob>, Vec<Diagnostic>) {
+    let mut lower = lower::Lower::new(loaded, graph);
+    let mut jobs = Vec::with_capacity(slice.len());
+    for node in slice {
+        let links = match &node.kind {
+            NodeKind::Deployment { aux } => Some(lower.deployment(&node.id, aux.as_deref())),
+            NodeKind::EvalTask { task } => lower.task(&node.id, *task),
+            NodeKind::Resume { .. } => None,
+        };
+        if let Some((first, resume)) = links {
+            // Both links run the same work: spell it once, keep it once.
+            let work: Arc<str> = script::work(&first.work).into();
+            jobs.push(finish(resume, work.clone()));
+            jobs.push(finish(first, work));
+        }
+    }
+    (jobs, lower.errors)
 }
 
 /// A job's script and hashes from its spec (`work`: its work, spelled).

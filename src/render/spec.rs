@@ -2,7 +2,7 @@
 //! value here from the config, and the script step (`script`) only spells
 //! it as bash. Nothing in this module knows about shell text.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as J;
@@ -170,7 +170,7 @@ pub enum Work {
     /// A deployment job: serves a model until the stack's tasks are done.
     Serve { server: Box<ServerSpec>, tasks: Vec<String> },
     /// A task link: one evaluation against an endpoint.
-    Evaluate(Rc<EvalSpec>),
+    Evaluate(Arc<EvalSpec>),
 }
 
 /// A model server: instances started together, behind a proxy when several.
