@@ -24,6 +24,9 @@ pub enum Reply {
     User(String),
     /// The stack's state file, base64 (refresh).
     State(String),
+    /// The stack's state file, gzip then base64 (refresh, where the login
+    /// node has gzip).
+    StateGz(String),
     /// First line of a unit's status file (refresh).
     Status { unit: String, line: String },
     /// A squeue line `ID|STATE|REASON|COMMENT` of the stack (refresh).
@@ -143,8 +146,16 @@ pub enum Verbatim {
 pub fn user(name: &dyn Shell) -> Snippet {
     emit(Code("user"), &[name])
 }
-pub fn state(b64: &dyn Shell) -> Snippet {
-    emit(Code("state"), &[b64])
+/// The file at `path` as a `state-gz` reply (gzip, then base64), or a
+/// `state` reply (base64) without gzip: streamed straight to the output,
+/// since a state of thousands of units is megabytes that bash would be
+/// slow to hold and encode (base64 needs no encoding).
+pub fn state_file(path: &dyn Shell) -> Snippet {
+    snippet!(
+        "if command -v gzip >/dev/null 2>&1; then\n  printf 'EVALCTL state-gz '\n  gzip -1 -c <{} | base64 -w0\nelse\n  printf 'EVALCTL state '\n  base64 -w0 <{}\nfi\necho\n",
+        path,
+        path
+    )
 }
 pub fn status(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("status"), &[unit, line])
@@ -252,6 +263,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
     Some(match (kind, fields.as_slice()) {
         ("user", _) => Reply::User(one()),
         ("state", _) => Reply::State(one()),
+        ("state-gz", _) => Reply::StateGz(one()),
         ("status", [unit, line]) => Reply::Status { unit: unit.clone(), line: line.clone() },
         ("sacct", _) => Reply::SacctOk,
         ("squeue-error", _) => Reply::SqueueError(one()),
@@ -334,7 +346,6 @@ mod tests {
         let unit = "unit name\nEVALCTL locked";
         let cases: Vec<(Snippet, Reply)> = vec![
             (user(&w("alice")), Reply::User("alice".into())),
-            (state(&w("eyJ2IjoxfQ==")), Reply::State("eyJ2IjoxfQ==".into())),
             (
                 status(&w(unit), &w("failed 12 exit 1")),
                 Reply::Status { unit: unit.into(), line: "failed 12 exit 1".into() },
@@ -402,6 +413,46 @@ mod tests {
                 Reply::Acct("9|st.e|CANCELLED by 0".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_state_file_comes_back_whole_with_gzip_or_without() {
+        use base64::Engine;
+        let dir = std::env::temp_dir().join(format!("evalctl-state-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let text: String = (0..5000).map(|i| format!("{{\"unit\": \"t{i}\", \"x\": \"% \\t\"}}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let snippet = state_file(&w(path.to_str().unwrap()));
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+        match round_trip(&snippet).as_slice() {
+            [Reply::StateGz(data)] => {
+                let mut back = String::new();
+                std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&b64(data)[..]), &mut back).unwrap();
+                assert_eq!(back, text);
+                assert!(data.len() < text.len() / 4, "compressed: {} of {}", data.len(), text.len());
+            }
+            other => panic!("expected one state-gz reply: {other:?}"),
+        }
+        // Without gzip on the PATH: plain base64.
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(which("base64"), bin.join("base64")).unwrap();
+        let program = format!("set -u\n{}{}", PRELUDE.0, snippet.as_str());
+        let out = std::process::Command::new(which("bash")).arg("-c").arg(&program).env("PATH", &bin).output().unwrap();
+        match parse(&String::from_utf8(out.stdout).unwrap()).as_slice() {
+            [Reply::State(data)] => assert_eq!(String::from_utf8(b64(data)).unwrap(), text),
+            other => panic!("expected one state reply: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The absolute path of a program on the PATH.
+    fn which(name: &str) -> std::path::PathBuf {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no {name} on the PATH"))
     }
 
     #[test]

@@ -93,8 +93,8 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     let mut p = Program::new();
     p.push(snippet!("D={}\nS={}\nU=$(id -un)\n", ShellWord::from(stack_dir), ShellWord::from(stack)));
     p.push(protocol::user(&Code("\"$U\"")));
-    p.push(snippet!("if [ -f {} ]; then\n  ", layout::STATE_PATH));
-    p.push(protocol::state(&snippet!("\"$(base64 -w0 <{})\"", layout::STATE_PATH)));
+    p.push(snippet!("if [ -f {} ]; then\n", layout::STATE_PATH));
+    p.push(protocol::state_file(&layout::STATE_PATH));
     // The first line of each status file, read by a builtin: no process
     // per unit.
     p.code(Code(
@@ -241,6 +241,11 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
             Reply::State(b64) => {
                 let bytes = base64_decode(b64).ok_or("the state file could not be transferred")?;
                 let text = String::from_utf8(bytes).map_err(|_| "the state file is not UTF-8")?;
+                r.state = Some(State::parse(&text)?);
+            }
+            Reply::StateGz(b64) => {
+                let bytes = base64_decode(b64).ok_or("the state file could not be transferred")?;
+                let text = gunzip(&bytes).ok_or("the state file could not be transferred (gzip)")?;
                 r.state = Some(State::parse(&text)?);
             }
             Reply::Status { unit, line } => {
