@@ -336,3 +336,20 @@ fn parse_acct(data: &str, stack: &str) -> Option<(u64, String)> {
     layout::parse_name(name).filter(|t| t.stack == stack)?;
     Some((id, state.split(' ').next().unwrap_or_default().to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state that does not come back whole is an error, never "no state"
+    /// (which would make apply submit the recorded jobs again).
+    #[test]
+    fn a_broken_state_transfer_is_an_error() {
+        for broken in ["", "H4sIAAAA", "bm90IGd6aXA=", "not base64!"] {
+            let replies = Replies { replies: vec![Reply::StateGz(broken.into()), Reply::End], stdout: String::new() };
+            assert!(read(&replies, "s").is_err(), "`{broken}` was read as a state");
+        }
+        let replies = Replies { replies: vec![Reply::State(String::new()), Reply::End], stdout: String::new() };
+        assert!(read(&replies, "s").is_err(), "an empty state was read as a state");
+    }
+}
