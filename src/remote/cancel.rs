@@ -6,7 +6,7 @@ use crate::cluster::Cluster;
 use crate::plan::Observation;
 use crate::shell::{Code, ShellWord};
 
-use super::encoding::{ids, snippet};
+use super::encoding::{ids, scancel, snippet};
 use super::{Program, Reply, layout, lock, protocol};
 use crate::error::Error;
 
@@ -30,10 +30,10 @@ pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str
         rest.extend(others);
     }
     if !first.is_empty() {
-        p.push(snippet!("scancel {}\n", ids(&first, Code(" "))));
+        p.push(scancel(&first, false));
     }
     if !rest.is_empty() {
-        p.push(snippet!("scancel {}\n", ids(&rest, Code(" "))));
+        p.push(scancel(&rest, false));
     }
     let all: Vec<u64> = first.iter().chain(&rest).copied().collect();
     if !all.is_empty() {
@@ -90,6 +90,19 @@ mod tests {
         for u in ["gsm8k", "mmlu", "done"] {
             assert!(p.contains(&format!("evalctl_reply cancelled-unit {u}\n")), "{u} is marked: {p}");
         }
+        // Many jobs: four `scancel` at once per group, successors first,
+        // each id once.
+        let many = Observation { live_jobs: (1000..1300).collect(), ..Default::default() };
+        let p = program("/s", &[(&a, &many)], "L");
+        let p = p.text();
+        let lines: Vec<&str> = p.lines().filter(|l| l.starts_with("scancel")).collect();
+        assert_eq!(lines.len(), 4 + 1, "{p}");
+        assert!(lines[..4].iter().all(|l| l.ends_with(" &")), "{p}");
+        let ids: Vec<u64> =
+            lines[..4].iter().flat_map(|l| l.split(' ').filter_map(|w| w.parse::<u64>().ok())).collect();
+        assert_eq!(ids, (1000..1299).collect::<Vec<_>>(), "the pending successors first");
+        assert_eq!(lines[4], "scancel 1299", "then the running link: {p}");
+        assert!(p.contains("wait \"$evalctl_sc0\" \"$evalctl_sc1\" \"$evalctl_sc2\" \"$evalctl_sc3\"\n"), "{p}");
         // Nothing live: no bare `scancel`, no wait.
         let p = program("/s", &[(&c, &ended)], "L");
         assert!(!p.text().contains("scancel") && !p.text().contains("squeue"), "{}", p.text());

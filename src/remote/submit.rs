@@ -151,7 +151,7 @@ fn cancel_phase(plan: &Plan) -> Snippet {
     if cancel.is_empty() {
         return s;
     }
-    s.push(snippet!("scancel {} 2>/dev/null\n", ids(&cancel, Code(" "))));
+    s.push(super::encoding::scancel(&cancel, true));
     s.push(protocol::cancelled(&ids(&cancel, Code(" "))));
     // Cancelled work may still be writing; wait (bounded) until it is gone.
     s.push(snippet!(
