@@ -42,6 +42,7 @@ pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str
             ids(&all, Code(","))
         ));
     }
+    p.code(layout::CANCEL_TIME);
     for (u, _) in units {
         let u = ShellWord::from(*u);
         p.push(layout::mark_cancelled(&u));

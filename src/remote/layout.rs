@@ -74,10 +74,17 @@ pub fn stack_vars(stack_dir: &str) -> Snippet {
 /// The state file, as a shell word (after [`stack_vars`]).
 pub const STATE_PATH: Code = Code("\"$D/.evalctl/state.json\"");
 
-/// Marks the unit in directory `"$D"/<unit>` stopped by `cancel`.
+/// Sets `evalctl_now` (epoch seconds), which [`mark_cancelled`] records.
+pub const CANCEL_TIME: Code = Code("evalctl_now=${EPOCHSECONDS:-$(date +%s)}\n");
+
+/// Marks the unit in directory `"$D"/<unit>` stopped by `cancel` at
+/// `$evalctl_now` ([`CANCEL_TIME`]). Builtins only where the folder exists
+/// (as it does for every unit apply submitted): a process per unit costs
+/// seconds for a thousand units.
 pub fn mark_cancelled(unit: &ShellWord) -> Snippet {
     snippet!(
-        "mkdir -p \"$D\"/{} && printf 'stopped 0 cancelled\\n' >\"$D\"/{}/status\nprintf '%s stop %s cancelled\\n' 0 \"$(date +%s)\" >>\"$D\"/{}/chain\n",
+        "{{ [ -d \"$D\"/{} ] || mkdir -p \"$D\"/{}; }} && printf 'stopped 0 cancelled\\n' >\"$D\"/{}/status\nprintf '%s stop %s cancelled\\n' 0 \"$evalctl_now\" >>\"$D\"/{}/chain\n",
+        unit,
         unit,
         unit,
         unit
