@@ -1188,9 +1188,12 @@ fn failed_evaluation_is_retried_up_to_max_attempts() {
     assert!(j3 > j2, "the retry submitted a new chain ({j3})");
     assert_eq!(acct_final(j3, Duration::from_secs(60)).state, "FAILED", "the retried link {j3}");
     assert_eq!(s.requests(UNIT).len(), 2, "two runs of the harness in all: {:?}", s.requests(UNIT));
+    // As after the first attempt: the retry's resume link is still live
+    // (it wakes, sees the failure and stops), and the unit shows as
+    // running until it has ended.
+    s.wait_no_live();
     let row = s.unit(UNIT);
     assert_eq!((str_of(&row, "state"), row["attempts"].as_u64()), ("failed", Some(2)), "{row}");
-    s.wait_no_live();
 
     // No third attempt, and the plan says why.
     let jobs_before: BTreeSet<u64> = s.jobs().iter().map(|a| a.id).collect();
