@@ -8,7 +8,9 @@
 //! shared deployment), `server.<aux>` (auxiliary deployments with
 //! `topology: shared`; the others run inside each task's job) and
 //! `<job>.resume` (the next link of the auto-resume chain of a task or of a
-//! shared deployment).
+//! shared deployment). In the `packed` topology the tasks are run by
+//! `pack.<first task's id>` jobs, each running `tasks_per_job` consecutive
+//! tasks (with its own resume link); the tasks stay the units.
 //!
 //! Edges point from a job to the jobs that wait for it, so a topological
 //! order is a submission order.
@@ -33,6 +35,9 @@ pub enum NodeKind {
     Deployment { aux: Option<String> },
     /// Runs one evaluation task (`task`: index in `evaluation.tasks`).
     EvalTask { task: usize },
+    /// Serves the model once and runs several tasks in turn (`tasks`:
+    /// their indexes, in order).
+    Pack { tasks: Vec<usize> },
     /// The next link of the auto-resume chain of a task (`task`: its
     /// index) or of a shared deployment (`task`: none).
     Resume {
@@ -83,6 +88,11 @@ pub struct JobGraph {
 
 /// Id of the shared deployment node.
 pub const SERVER: &str = "server";
+
+/// Id of the pack job whose first task is `first`.
+pub fn pack_id(first: &str) -> String {
+    format!("pack.{first}")
+}
 
 impl JobGraph {
     /// Adds a node; its id must be new.
@@ -154,6 +164,7 @@ impl JobGraph {
             let shape = match n.kind {
                 NodeKind::Deployment { .. } => "shape=component",
                 NodeKind::EvalTask { .. } => "shape=box",
+                NodeKind::Pack { .. } => "shape=box3d",
                 NodeKind::Resume { .. } => "shape=box, style=dashed",
             };
             s.push_str(&format!("  {} [{shape}];\n", dot_id(&n.id)));
@@ -269,7 +280,26 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
         add(&mut g, resume, path);
     }
     let servers: Vec<String> = shared_deployments.into_iter().map(|(id, _, _)| id).collect();
-    for (i, id) in ids.iter().enumerate() {
+    // The jobs that run tasks: one per task, or one per pack of tasks.
+    let packed = cfg.execution.topology == Topology::Packed;
+    let per_job = cfg.execution.tasks_per_job();
+    let runners: Vec<String> = if packed {
+        let mut runners = vec![];
+        for (k, chunk) in ids.chunks(per_job).enumerate() {
+            let first = k * per_job;
+            let id = pack_id(&chunk[0]);
+            let tasks: Vec<usize> = (first..first + chunk.len()).collect();
+            let path = vec![Seg::Key("execution".into()), Seg::Key("tasks_per_job".into())];
+            add(&mut g, JobNode { id: id.clone(), kind: NodeKind::Pack { tasks } }, &path);
+            let resume = JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: None } };
+            add(&mut g, resume, &path);
+            runners.push(id);
+        }
+        runners
+    } else {
+        ids.clone()
+    };
+    for (i, id) in ids.iter().enumerate().filter(|_| !packed) {
         let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
         if cfg.evaluation.tasks[i].id.is_some() {
             path.push(Seg::Key("id".into()));
@@ -288,7 +318,7 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
     for id in &servers {
         edges.push((id.clone(), format!("{id}.resume"), Dep::AfterNotOk));
     }
-    for id in &ids {
+    for id in &runners {
         for waits_for in [id.clone(), format!("{id}.resume")] {
             // Every link waits until the shared deployments have started.
             for server in &servers {

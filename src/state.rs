@@ -91,6 +91,18 @@ impl Observed {
     pub fn is_live(self) -> bool {
         matches!(self, Observed::Held | Observed::Pending | Observed::Running)
     }
+
+    /// The state as one word (`pending`, ...).
+    pub fn word(self) -> &'static str {
+        match self {
+            Observed::Absent => "absent",
+            Observed::Held => "held",
+            Observed::Pending => "pending",
+            Observed::Running => "running",
+            Observed::Completed => "completed",
+            Observed::Failed => "failed",
+        }
+    }
 }
 
 impl State {

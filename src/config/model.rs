@@ -209,9 +209,17 @@ pub struct Execution {
     pub proxy: Option<Proxy>,
     /// `per_task`: every evaluation job starts its own model server (the
     /// launcher's behaviour). `shared`: one deployment job serves every task,
-    /// loading the model once. Default: `per_task`.
+    /// loading the model once. `packed`: each job starts the model server
+    /// once and runs `tasks_per_job` tasks one after another (fewer jobs and
+    /// model loads; each task keeps its own status and results). Default:
+    /// `per_task`.
     #[serde(default)]
     pub topology: Topology,
+    /// Tasks one job runs in the `packed` topology, in config order.
+    /// Default: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tasks_per_job: Option<u32>,
     /// How many times `apply` submits a task that failed or was cancelled
     /// before it stops retrying. Default: 3.
     #[serde(default = "default_attempts")]
@@ -243,6 +251,22 @@ pub enum Topology {
     PerTask,
     /// One deployment job serves every evaluation job.
     Shared,
+    /// Each job serves the model for `tasks_per_job` tasks it runs in turn.
+    Packed,
+}
+
+/// Tasks a `packed` job runs when `tasks_per_job` is not set.
+pub const DEFAULT_TASKS_PER_JOB: u32 = 10;
+
+impl Execution {
+    /// Tasks per job: `tasks_per_job` in the `packed` topology (at least
+    /// one), one in the others.
+    pub fn tasks_per_job(&self) -> usize {
+        match self.topology {
+            Topology::Packed => self.tasks_per_job.unwrap_or(DEFAULT_TASKS_PER_JOB).max(1) as usize,
+            _ => 1,
+        }
+    }
 }
 
 impl Topology {
@@ -251,6 +275,7 @@ impl Topology {
         match self {
             Topology::PerTask => "per_task",
             Topology::Shared => "shared",
+            Topology::Packed => "packed",
         }
     }
 }

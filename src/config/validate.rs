@@ -517,6 +517,31 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             err(diags, keys(&["execution", "topology"]), true, "`shared` topology needs a deployment to share".into());
         }
     }
+    // Packing: how many tasks a job runs, and only the model's topology packs.
+    if exec.tasks_per_job.is_some() && exec.topology != super::model::Topology::Packed {
+        err(
+            diags,
+            keys(&["execution", "tasks_per_job"]),
+            false,
+            format!(
+                "`execution.tasks_per_job` is for the `packed` topology (this config's is `{}`)",
+                exec.topology.as_str()
+            ),
+        );
+    }
+    if exec.tasks_per_job == Some(0) {
+        err(diags, keys(&["execution", "tasks_per_job"]), true, "`execution.tasks_per_job` must be at least 1".into());
+    }
+    for (name, d) in &cfg.auxiliary_deployments {
+        if d.topology == Some(super::model::Topology::Packed) {
+            err(
+                diags,
+                keys(&["auxiliary_deployments", name, "topology"]),
+                true,
+                format!("`auxiliary_deployments.{name}.topology` is `per_task` or `shared`: only the model's packs tasks"),
+            );
+        }
+    }
 
     // The endpoint's API key: a variable every task's job exports.
     if let Some(key) = &cfg.target.api_endpoint.api_key_name

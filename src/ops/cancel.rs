@@ -44,8 +44,8 @@ fn locked(
         stack.check_owner(st)?;
     }
     let r = &stack.rendered;
-    let obs = plan::observe::observe(refreshed);
     let units = plan::units(r);
+    let obs = plan::observe::with_packs(plan::observe::observe(refreshed), &units, refreshed.state.as_ref());
     let unknown: Vec<String> = names
         .iter()
         .filter(|n| !obs.contains_key(*n) && !units.iter().any(|u| &&u.id == n))

@@ -23,7 +23,7 @@ pub fn resolve(
     let mut errors = vec![];
     let mut reported: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for job in &rendered.jobs {
-        if units.is_some_and(|u| !u.contains(&job.unit)) {
+        if units.is_some_and(|u| !job.units().iter().any(|j| u.iter().any(|x| x == j))) {
             continue;
         }
         for (group, vars) in &job.secrets {

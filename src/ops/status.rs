@@ -24,8 +24,9 @@ pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<Un
 /// Every unit's status from a detailed refresh.
 pub(super) fn statuses(stack: &Stack, refreshed: &Refreshed) -> Vec<UnitStatus> {
     let r = &stack.rendered;
-    let obs = plan::observe::observe(refreshed);
-    let units: Vec<(String, UnitKind)> = plan::units(r).iter().map(|u| (u.id.clone(), u.kind)).collect();
+    let all = plan::units(r);
+    let obs = plan::observe::with_packs(plan::observe::observe(refreshed), &all, refreshed.state.as_ref());
+    let units: Vec<(String, UnitKind)> = all.iter().map(|u| (u.id.clone(), u.kind)).collect();
     crate::status::build(&units, refreshed, &obs, &r.stack_dir, r.walltime_s, super::now())
 }
 

@@ -162,8 +162,10 @@ pub fn shapes(rendered: &Rendered) -> Vec<ShapeUse> {
             out.push(ShapeUse { shape, units: vec![] });
             out.len() - 1
         });
-        if !out[i].units.contains(&job.unit) {
-            out[i].units.push(job.unit.clone());
+        for unit in job.units() {
+            if !out[i].units.iter().any(|u| u == unit) {
+                out[i].units.push(unit.to_owned());
+            }
         }
     }
     out

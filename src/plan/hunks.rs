@@ -197,8 +197,9 @@ fn each_hunk<'c>(
         let names: std::collections::BTreeSet<&String> = c.before.keys().chain(c.after.keys()).collect();
         for name in names {
             let (old, new) = (c.before.get(name), c.after.get(name));
-            let a = if old.is_some() { format!("a/{}/{name}", c.unit) } else { "/dev/null".into() };
-            let b = if new.is_some() { format!("b/{}/{name}", c.unit) } else { "/dev/null".into() };
+            let folder = c.pack.as_deref().unwrap_or(&c.unit);
+            let a = if old.is_some() { format!("a/{folder}/{name}") } else { "/dev/null".into() };
+            let b = if new.is_some() { format!("b/{folder}/{name}") } else { "/dev/null".into() };
             let empty = |t: Option<&Elided>| t.is_none_or(Elided::is_empty);
             // A script added or removed, kept in its pieces when they split
             // after a newline and the unit's name holds none (so that

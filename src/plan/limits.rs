@@ -105,21 +105,28 @@ pub fn assess(
         let shape = Shape::of_script(job.script.before());
         let key = (shape.get("account").unwrap_or_default(), shape.get("partition").unwrap_or_default());
         let qos = shape.get("qos").unwrap_or_default();
-        where_of.entry(job.unit.as_str()).or_insert_with(|| key.clone());
-        qos_of.entry(job.unit.as_str()).or_insert_with(|| qos.clone());
-        if submitting.contains(job.unit.as_str()) {
+        let units = job.units();
+        for unit in &units {
+            where_of.entry(unit).or_insert_with(|| key.clone());
+            qos_of.entry(unit).or_insert_with(|| qos.clone());
+        }
+        // A pack's jobs count once, whichever of its tasks submit.
+        if units.iter().any(|u| submitting.contains(u)) {
             *needed.entry(key).or_default() += 1;
             if !qos.is_empty() {
                 *needed_qos.entry(qos).or_default() += 1;
             }
         }
     }
+    // Each cancelled job once (the tasks of a pack cancel the same jobs).
+    let mut counted: BTreeSet<u64> = BTreeSet::new();
     for c in &plan.changes {
+        let jobs = c.cancel_jobs.iter().filter(|j| counted.insert(**j)).count() as u64;
         if let Some(key) = where_of.get(c.unit.as_str()) {
-            *freed.entry(key.clone()).or_default() += c.cancel_jobs.len() as u64;
+            *freed.entry(key.clone()).or_default() += jobs;
         }
         if let Some(qos) = qos_of.get(c.unit.as_str()).filter(|q| !q.is_empty()) {
-            *freed_qos.entry(qos.clone()).or_default() += c.cancel_jobs.len() as u64;
+            *freed_qos.entry(qos.clone()).or_default() += jobs;
         }
     }
     let mut rooms = vec![];

@@ -82,21 +82,31 @@ impl Action {
 pub struct Unit<'a> {
     pub id: String,
     pub kind: UnitKind,
+    /// Its jobs: its own, or its pack's (shared with the pack's other tasks).
     pub jobs: Vec<&'a RenderedJob>,
     pub script_hash: String,
     pub result_hash: String,
+    /// Its folder on the cluster (status, chain, artifacts, logs).
+    pub dir: String,
+    /// The pack job that runs it (the `packed` topology).
+    pub pack: Option<String>,
+    /// Whether its scripts are its own to show and record: a pack's are
+    /// its first task's (the others' would repeat them).
+    pub carries_scripts: bool,
 }
 
 impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
     pub fn scripts(&self) -> BTreeMap<String, Arc<str>> {
-        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.elided())).collect()
+        let jobs = self.jobs.iter().filter(|_| self.carries_scripts);
+        jobs.map(|j| (j.script_name.clone(), j.script.elided())).collect()
     }
 
     /// The scripts, runtime elided, by file name, as the shared pieces
     /// they are kept in (what plans hold).
     pub fn shared_scripts(&self) -> Scripts {
-        self.jobs.iter().map(|j| (j.script_name.clone(), j.script.shared())).collect()
+        let jobs = self.jobs.iter().filter(|_| self.carries_scripts);
+        jobs.map(|j| (j.script_name.clone(), j.script.shared())).collect()
     }
 }
 
@@ -162,7 +172,9 @@ fn sha(parts: &[&str]) -> String {
     crate::render::hex(&h.finalize())
 }
 
-/// Groups rendered jobs into units, in submission order of their first job.
+/// Groups rendered jobs into units, in submission order of their first
+/// job. The tasks of a pack are units of their own, in the pack's order,
+/// each with the pack's jobs and script hash and its own result hash.
 pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
     let mut order: Vec<String> = vec![];
     let mut by_id: BTreeMap<String, Vec<&RenderedJob>> = BTreeMap::new();
@@ -172,16 +184,30 @@ pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
         }
         by_id.entry(j.unit.clone()).or_default().push(j);
     }
-    order
-        .into_iter()
-        .map(|id| {
-            let jobs = by_id.remove(&id).unwrap_or_default();
-            let kind = if jobs.iter().any(|j| j.role == Role::Server) { UnitKind::Deployment } else { UnitKind::Task };
-            let script_hash = sha(&jobs.iter().map(|j| j.script_hash.as_str()).collect::<Vec<_>>());
-            let result_hash = jobs.first().map(|j| j.result_hash.clone()).unwrap_or_default();
-            Unit { id, kind, jobs, script_hash, result_hash }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(order.len());
+    for id in order {
+        let jobs = by_id.remove(&id).unwrap_or_default();
+        let kind = if jobs.iter().any(|j| j.role == Role::Server) { UnitKind::Deployment } else { UnitKind::Task };
+        let script_hash = sha(&jobs.iter().map(|j| j.script_hash.as_str()).collect::<Vec<_>>());
+        let dir = jobs.first().map(|j| j.dir.clone()).unwrap_or_default();
+        match jobs.iter().find(|j| !j.members.is_empty()) {
+            Some(pack) => out.extend(pack.members.iter().enumerate().map(|(i, m)| Unit {
+                id: m.id.clone(),
+                kind: UnitKind::Task,
+                jobs: jobs.clone(),
+                script_hash: script_hash.clone(),
+                result_hash: m.result_hash.clone(),
+                dir: m.dir.clone(),
+                pack: Some(id.clone()),
+                carries_scripts: i == 0,
+            })),
+            None => {
+                let result_hash = jobs.first().map(|j| j.result_hash.clone()).unwrap_or_default();
+                out.push(Unit { id, kind, jobs, script_hash, result_hash, dir, pack: None, carries_scripts: true });
+            }
+        }
+    }
+    out
 }
 
 /// Which units a plan may change (`--only`, `--exclude`): names or globs
@@ -245,6 +271,10 @@ pub struct Change {
     pub result_hash: String,
     /// Submissions of the current result after this apply.
     pub attempts: u32,
+    /// The pack job that runs the task (the `packed` topology): its
+    /// scripts are shown with the pack's first task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
     /// Left out by `--only`/`--exclude`: nothing happens to it, and the
     /// state keeps what it recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -332,8 +362,67 @@ pub struct Plan {
     /// (empty when not read: offline, diff, no accounting).
     #[serde(default)]
     pub limits: Vec<limits::Room>,
+    /// How the tasks are packed into jobs (the `packed` topology).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<Packing>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
+}
+
+/// The `packed` topology in numbers: what the plan submits, and the model
+/// loads it saves against one job per task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packing {
+    pub tasks_per_job: usize,
+    /// Tasks and pack jobs (first links) of the config.
+    pub tasks: usize,
+    pub packs: usize,
+    /// Tasks this plan runs, and the packs it submits for them (each a
+    /// first link and a resume link).
+    pub tasks_submitted: usize,
+    pub packs_submitted: usize,
+    /// Model servers not started: tasks submitted minus packs submitted
+    /// (0 when the jobs start no model server).
+    pub model_loads_saved: usize,
+}
+
+impl Packing {
+    /// `Packed 10 tasks per job: 40 tasks in 4 jobs. Submits 4 packs (8 jobs) for 40 tasks: 36 model loads saved.`
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "Packed {} tasks per job: {} tasks in {} jobs.",
+            self.tasks_per_job, self.tasks, self.packs
+        );
+        if self.packs_submitted > 0 {
+            s.push_str(&format!(
+                " Submits {} packs ({} jobs) for {} tasks: {} model loads saved.",
+                self.packs_submitted,
+                self.packs_submitted * 2,
+                self.tasks_submitted,
+                self.model_loads_saved
+            ));
+        }
+        s
+    }
+
+    /// The packing of a plan's units, `None` when nothing is packed.
+    fn of(rendered: &Rendered, units: &[Unit<'_>], changes: &[Change]) -> Option<Packing> {
+        let packs: std::collections::BTreeSet<&str> = units.iter().filter_map(|u| u.pack.as_deref()).collect();
+        if packs.is_empty() {
+            return None;
+        }
+        let submitted: Vec<&Change> = changes.iter().filter(|c| c.action.submits() && c.pack.is_some()).collect();
+        let packs_submitted =
+            submitted.iter().filter_map(|c| c.pack.as_deref()).collect::<std::collections::BTreeSet<_>>().len();
+        Some(Packing {
+            tasks_per_job: rendered.tasks_per_job,
+            tasks: units.iter().filter(|u| u.pack.is_some()).count(),
+            packs: packs.len(),
+            tasks_submitted: submitted.len(),
+            packs_submitted,
+            model_loads_saved: if rendered.own_model { submitted.len() - packs_submitted } else { 0 },
+        })
+    }
 }
 
 /// Counts by action.
@@ -458,13 +547,18 @@ pub fn reconcile(
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 attempts,
+                pack: u.pack.clone(),
                 untargeted: false,
             }
         })
         .collect();
+    packs_move_together(&mut changes, units, observations, state);
     deployments_follow_tasks(&mut changes, observations);
-    // Units gone from the config: cancel what still runs.
-    let known: std::collections::BTreeSet<&str> = units.iter().map(|u| u.id.as_str()).collect();
+    pack_scripts_where_they_change(&mut changes);
+    // Units gone from the config: cancel what still runs (a pack of the
+    // config is no unit: its tasks are).
+    let known: std::collections::BTreeSet<&str> =
+        units.iter().flat_map(|u| std::iter::once(u.id.as_str()).chain(u.pack.as_deref())).collect();
     let mut gone: Vec<(&String, &Observation)> =
         observations.iter().filter(|(id, o)| !known.contains(id.as_str()) && o.observed.is_live()).collect();
     gone.sort_by_key(|(id, _)| id.as_str());
@@ -483,11 +577,18 @@ pub fn reconcile(
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
+            pack: None,
             untargeted: false,
         });
     }
-    // Units `--only`/`--exclude` leave out: no action, no diff.
-    for c in changes.iter_mut().filter(|c| !targets.includes(&c.unit)) {
+    // Units `--only`/`--exclude` leave out: no action, no diff. The tasks
+    // of a pack share its jobs: a pack is in when any of its tasks is.
+    let pack_of: BTreeMap<&str, &str> =
+        units.iter().filter_map(|u| Some((u.id.as_str(), u.pack.as_deref()?))).collect();
+    let packs_in: std::collections::BTreeSet<&str> =
+        pack_of.iter().filter(|(u, _)| targets.includes(u)).map(|(_, p)| *p).collect();
+    let included = |unit: &str| targets.includes(unit) || pack_of.get(unit).is_some_and(|p| packs_in.contains(p));
+    for c in changes.iter_mut().filter(|c| !included(&c.unit)) {
         if c.action != Action::None {
             c.reason = format!("left out by --only/--exclude (would {})", c.action.word());
         }
@@ -503,6 +604,92 @@ pub fn reconcile(
 /// The scripts a state records for a unit, as a plan holds them.
 fn recorded_scripts(r: &UnitState) -> Scripts {
     r.scripts.iter().map(|(name, text)| (name.clone(), Elided::from(text.clone()))).collect()
+}
+
+/// The tasks of a pack share its jobs, so they move together:
+/// - a task whose live jobs are not its pack's (`tasks_per_job` or the
+///   task order changed) is replaced, so its old pack's jobs are cancelled;
+/// - when a pack's live jobs are cancelled, every task of it that has not
+///   ended is replaced with it (submitted again in its new pack);
+/// - a task to run again while its pack's jobs still run other tasks waits
+///   until they end (submitting the pack again would run them twice).
+///
+/// Tasks that ended stay as they are: the pack's script skips them.
+fn packs_move_together(
+    changes: &mut [Change],
+    units: &[Unit<'_>],
+    observations: &BTreeMap<String, Observation>,
+    state: &State,
+) {
+    let pack_of: BTreeMap<&str, &str> =
+        units.iter().filter_map(|u| Some((u.id.as_str(), u.pack.as_deref()?))).collect();
+    if pack_of.is_empty() {
+        return;
+    }
+    let empty = Observation::default();
+    let live_of = |unit: &str| observations.get(unit).unwrap_or(&empty);
+    let replace = |c: &mut Change, reason: String| {
+        c.action = Action::Replace;
+        c.reason = reason;
+        c.cancel_jobs = live_of(&c.unit).live_jobs.clone();
+        c.interrupts_running = c.observed == Observed::Running;
+        c.attempts = c.attempts.max(1);
+    };
+    for c in changes.iter_mut() {
+        let Some(pack) = pack_of.get(c.unit.as_str()) else { continue };
+        let own = &live_of(pack).live_jobs;
+        if live_of(&c.unit).live_jobs.iter().any(|j| !own.contains(j)) && c.action != Action::Cancel {
+            replace(c, format!("{}; runs in another pack now ({pack})", c.observed.word()));
+        }
+    }
+    loop {
+        let cancelled: std::collections::BTreeSet<u64> =
+            changes.iter().flat_map(|c| c.cancel_jobs.iter().copied()).collect();
+        let mut more = false;
+        for c in changes.iter_mut() {
+            let Some(pack) = pack_of.get(c.unit.as_str()) else { continue };
+            if c.action.submits() || c.action == Action::Cancel || !c.observed.is_live() {
+                continue;
+            }
+            if live_of(&c.unit).live_jobs.iter().any(|j| cancelled.contains(j)) {
+                replace(c, format!("{}; its pack {pack} is submitted again", c.observed.word()));
+                more = true;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    let cancelled: std::collections::BTreeSet<u64> =
+        changes.iter().flat_map(|c| c.cancel_jobs.iter().copied()).collect();
+    for c in changes.iter_mut().filter(|c| c.action.submits()) {
+        let Some(pack) = pack_of.get(c.unit.as_str()) else { continue };
+        let p = live_of(pack);
+        if p.observed.is_live() && p.live_jobs.iter().any(|j| !cancelled.contains(j)) {
+            c.reason = format!("{}; waits until {pack} ends (its jobs run other tasks)", c.reason);
+            c.action = Action::None;
+            c.cancel_jobs.clear();
+            c.attempts = state.units.get(&c.unit).map_or(0, |r| r.attempts);
+        }
+    }
+}
+
+/// A pack's scripts, which its first task carries, are shown with its
+/// first task that changes (when that is another).
+fn pack_scripts_where_they_change(changes: &mut [Change]) {
+    let mut carrier: BTreeMap<String, usize> = BTreeMap::new();
+    let mut moved: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for i in 0..changes.len() {
+        let Some(pack) = changes[i].pack.clone() else { continue };
+        let from = *carrier.entry(pack.clone()).or_insert(i);
+        if from != i && changes[i].action != Action::None && changes[from].action == Action::None && moved.insert(pack)
+        {
+            let (before, after) =
+                (std::mem::take(&mut changes[from].before), std::mem::take(&mut changes[from].after));
+            changes[i].before = before;
+            changes[i].after = after;
+        }
+    }
 }
 
 /// A deployment serving the stack's tasks is needed while any task runs or
@@ -592,6 +779,7 @@ pub fn make<'a>(
 ) -> Planned<'a> {
     let Seen { observations, state, target, offline, mut notes } = seen;
     let units = units(rendered);
+    let observations = observe::with_packs(observations, &units, Some(&state));
     let changes = reconcile(&units, &observations, &state, max_attempts, replace, targets);
     let left_out: Vec<&str> =
         changes.iter().filter(|c| c.untargeted && c.reason.starts_with("left out")).map(|c| c.unit.as_str()).collect();
@@ -601,24 +789,29 @@ pub fn make<'a>(
     let runtime_digest = crate::render::runtime_digest();
     let runtime_changed = state.units.values().any(|u| !u.scripts.is_empty()) && state.runtime != runtime_digest;
     let by_id: std::collections::HashMap<&str, &Unit> = units.iter().map(|u| (u.id.as_str(), u)).collect();
-    let priced: Vec<cost::Priced> = changes
-        .iter()
-        .filter(|c| c.action.submits())
-        .filter_map(|c| {
-            let unit = by_id.get(c.unit.as_str())?;
-            let obs = observations.get(&c.unit);
-            // An earlier chain of the same result that completed: its run time.
-            let same = state.units.get(&c.unit).is_some_and(|r| r.result_hash == unit.result_hash);
-            let earlier = obs.filter(|o| same && o.observed == Observed::Completed).and_then(|o| o.elapsed_s);
-            let gpus = unit.jobs.iter().map(|j| j.gpus).max().unwrap_or(0);
-            Some(cost::Priced { unit: &c.unit, gpus, earlier_elapsed_s: earlier })
-        })
-        .collect();
+    // A pack is priced once, as one chain: its tasks run in turn in its jobs.
+    let mut priced: Vec<cost::Priced> = vec![];
+    for c in changes.iter().filter(|c| c.action.submits()) {
+        let Some(unit) = by_id.get(c.unit.as_str()) else { continue };
+        let obs = observations.get(&c.unit);
+        // An earlier chain of the same result that completed: its run time.
+        let same = state.units.get(&c.unit).is_some_and(|r| r.result_hash == unit.result_hash);
+        let earlier = obs.filter(|o| same && o.observed == Observed::Completed).and_then(|o| o.elapsed_s);
+        let gpus = unit.jobs.iter().map(|j| j.gpus).max().unwrap_or(0);
+        match &unit.pack {
+            Some(pack) => match priced.iter_mut().find(|p| p.unit == pack) {
+                Some(p) => p.earlier_elapsed_s = p.earlier_elapsed_s.zip(earlier).map(|(a, b)| a + b),
+                None => priced.push(cost::Priced { unit: pack, gpus, earlier_elapsed_s: earlier }),
+            },
+            None => priced.push(cost::Priced { unit: &c.unit, gpus, earlier_elapsed_s: earlier }),
+        }
+    }
     let cost = cost::cost(
         &priced,
         rendered.walltime_s,
         cost::chain_limit_s(rendered.walltime_s, rendered.max_links, rendered.max_walltime_s),
     );
+    let packing = Packing::of(rendered, &units, &changes);
     let plan = Plan {
         format_version: PLAN_VERSION,
         stack: rendered.stack.clone(),
@@ -634,6 +827,7 @@ pub fn make<'a>(
         cost,
         feasibility: vec![],
         limits: vec![],
+        packing,
         notes,
     };
     Planned { plan, units, observations, state }
@@ -715,6 +909,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
+            pack: None,
             untargeted: false,
         };
         p.changes =
@@ -739,6 +934,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 0,
+            pack: None,
             untargeted: false,
         };
         let none = BTreeMap::new();

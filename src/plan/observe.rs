@@ -1,9 +1,10 @@
 //! Observation: what a refresh saw, turned into one [`Observation`] per
 //! unit. Pure (no cluster), so every case is tested from reply text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::Observation;
+use super::{Observation, Unit};
+use crate::state::State;
 use crate::remote::refresh::{Job, Refreshed, is_unfinished};
 use crate::state::Observed;
 
@@ -51,6 +52,45 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
         };
     }
     units
+}
+
+/// The observations of the tasks of packs (the `packed` topology): a
+/// task's status file says how it ended; while it has not ended, it is
+/// where its pack's jobs are (held, pending, running). A task's live jobs
+/// are its pack's, and any other live job its state records (a pack it was
+/// in before the packing changed), so that work is cancelled rather than
+/// run twice. The packs' own observations stay in the map.
+pub fn with_packs(
+    mut obs: BTreeMap<String, Observation>,
+    units: &[Unit<'_>],
+    state: Option<&State>,
+) -> BTreeMap<String, Observation> {
+    if units.iter().all(|u| u.pack.is_none()) {
+        return obs;
+    }
+    let live: BTreeSet<u64> = obs.values().flat_map(|o| o.live_jobs.iter().copied()).collect();
+    let empty = Observation::default();
+    for u in units {
+        let Some(pack) = &u.pack else { continue };
+        let p = obs.get(pack).unwrap_or(&empty).clone();
+        let o = obs.entry(u.id.clone()).or_default();
+        let word = o.status.as_deref().and_then(|s| s.split(' ').next()).unwrap_or("");
+        let recorded = state.and_then(|s| s.units.get(&u.id)).map(|r| r.jobs.as_slice()).unwrap_or_default();
+        let mut jobs = p.live_jobs.clone();
+        jobs.extend(recorded.iter().filter(|j| live.contains(j) && !p.live_jobs.contains(j)));
+        o.live_jobs = jobs;
+        o.tag_script_hash = p.tag_script_hash.clone();
+        // The pack's tag carries the pack's result hash, not the task's.
+        o.tag_result_hash = None;
+        o.observed = match word {
+            "completed" => Observed::Completed,
+            "failed" | "stopped" => Observed::Failed,
+            _ if p.observed.is_live() => p.observed,
+            _ if !o.live_jobs.is_empty() => Observed::Running,
+            _ => o.observed,
+        };
+    }
+    obs
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ fn cause_lines(plan: &Plan) -> Vec<String> {
 
 fn line(c: &Change) -> String {
     let loud = if c.interrupts_running { "  !! cancels running work" } else { "" };
-    format!("  {:>3} {} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
+    let pack = c.pack.as_deref().map(|p| format!(" in {p}")).unwrap_or_default();
+    format!("  {:>3} {}{pack} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
 }
 
 /// Units left failed because they used up their attempts: said in every
@@ -152,6 +153,9 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
     if plan.has_changes() {
         writeln!(out, "{}", plan.cost.line())?;
     }
+    if let Some(p) = &plan.packing {
+        writeln!(out, "{}", p.line())?;
+    }
     Ok(())
 }
 
@@ -161,6 +165,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     let mut head = format!("### evalctl plan: `{}`\n\n**{}**\n\n", plan.stack, plan.summary_line());
     if plan.has_changes() {
         head.push_str(&format!("{}\n\n", plan.cost.line()));
+    }
+    if let Some(p) = &plan.packing {
+        head.push_str(&format!("{}\n\n", md_text(&p.line())));
     }
     // The table, the lists and the diff share the limit: lines are added
     // while they fit in the section's share (the table up to half of it,

@@ -22,12 +22,14 @@ pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str
         return p;
     }
     // live_jobs lists each unit's pending successors first.
+    // Each job once: the tasks of a pack share its jobs.
     let mut first: Vec<u64> = vec![];
     let mut rest: Vec<u64> = vec![];
+    let mut seen = std::collections::BTreeSet::new();
     for (_, o) in units {
         let (succ, others) = o.live_jobs.split_at(o.live_jobs.len().saturating_sub(1));
-        first.extend(succ);
-        rest.extend(others);
+        first.extend(succ.iter().filter(|j| seen.insert(**j)));
+        rest.extend(others.iter().filter(|j| seen.insert(**j)));
     }
     if !first.is_empty() {
         p.push(scancel(&first, false));

@@ -168,7 +168,7 @@ fn cancel_phase(plan: &Plan) -> Snippet {
 /// second stage, at once.
 fn files_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
     let mut s = Snippet::default();
-    let writing: Vec<(&Change, &str, &Unit<'_>)> = inp
+    let changing: Vec<(&Change, &str, &Unit<'_>)> = inp
         .plan
         .changes
         .iter()
@@ -178,12 +178,23 @@ fn files_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
             Some((c, u.jobs.first()?.dir.as_str(), u))
         })
         .collect();
-    if writing.is_empty() {
+    if changing.is_empty() {
         return s;
+    }
+    // The tasks of a pack share its folder's scripts and secrets: written
+    // once (by the first of them that submits, else the first that updates).
+    let mut writing: Vec<(&Change, &str, &Unit<'_>)> = vec![];
+    for (c, dir, u) in &changing {
+        match writing.iter_mut().find(|(_, d, _)| d == dir) {
+            Some(w) if c.action.submits() && !w.0.action.submits() => *w = (c, dir, u),
+            Some(_) => {}
+            None => writing.push((c, dir, u)),
+        }
     }
     s.push(raw_var(Code("EVALCTL_RUNTIME"), crate::render::RUNTIME));
     s.code(Code("umask 022\n"));
-    let dirs: Vec<ShellWord> = writing.iter().map(|(_, dir, _)| ShellWord::from(*dir)).collect();
+    let mut dirs: Vec<ShellWord> = writing.iter().map(|(_, dir, _)| ShellWord::from(*dir)).collect();
+    dirs.extend(changing.iter().filter(|(_, dir, u)| u.dir != *dir).map(|(_, _, u)| ShellWord::from(&u.dir)));
     s.push(batched(&dirs, "mkdir -p", &["/logs", "/artifacts"], "cannot create the job directories"));
     let secret_dirs: Vec<ShellWord> = writing
         .iter()
@@ -257,19 +268,41 @@ fn batched(paths: &[ShellWord], command: &'static str, suffixes: &[&'static str]
 fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
     let mut s = Snippet::default();
     let mut stale = false;
+    // A pack's folder (its jobs' chain and status), besides its tasks':
+    // once per pack submitted; its updated scripts are moved in once.
+    let mut packs_submitted: BTreeSet<&str> = BTreeSet::new();
+    let mut packs_updated: BTreeSet<&str> = BTreeSet::new();
     for c in &inp.plan.changes {
         let Some(u) = units.get(c.unit.as_str()) else { continue };
-        let Some(dir) = u.jobs.first().map(|j| ShellWord::from(&j.dir)) else { continue };
+        if let Some(pack) = u.pack.as_deref() {
+            let first = match c.action {
+                a if a.submits() => packs_submitted.insert(pack),
+                Action::Update => packs_updated.insert(pack),
+                _ => false,
+            };
+            if c.action.submits()
+                && first
+                && let Some(job) = u.jobs.first()
+            {
+                s.push(snippet!("U={}\n", ShellWord::from(&job.dir)));
+                s.code(Code(MOVE_CHAIN_ASIDE));
+            }
+            if c.action == Action::Update && !first {
+                continue;
+            }
+        }
+        let dir = ShellWord::from(&u.dir);
         if c.action.submits() {
             s.push(snippet!("U={}\n", dir));
             if c.action == Action::Rerun {
                 // Old results are kept beside the new ones.
                 s.code(Code("A=(\"$U\"/artifacts/*)\nif [ ${#A[@]} -gt 0 ]; then mv \"$U/artifacts\" \"$U/artifacts.$SERIAL\" && mkdir -p \"$U/artifacts\"; fi\n"));
             }
-            s.code(Code("if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nfor f in \"$U/status\" \"$U/endpoint\"; do if [ -e \"$f\" ]; then STALE+=(\"$f\"); fi; done\n"));
+            s.code(Code(MOVE_CHAIN_ASIDE));
             stale = true;
         } else if c.action == Action::Update {
             for j in &u.jobs {
+                let dir = ShellWord::from(&j.dir);
                 let name = ShellWord::from(&j.script_name);
                 let new = ShellWord::from(format!("{}{NEW_SUFFIX}", j.script_name));
                 s.push(snippet!(
@@ -292,6 +325,10 @@ fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
     }
     s
 }
+
+/// In the folder `$U`: the chain file moves aside (`chain.<serial>`), and
+/// the status and endpoint files are marked stale (removed together).
+const MOVE_CHAIN_ASIDE: &str = "if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nfor f in \"$U/status\" \"$U/endpoint\"; do if [ -e \"$f\" ]; then STALE+=(\"$f\"); fi; done\n";
 
 /// `"$J<n>"`: the id of the n-th rendered job, once submitted.
 fn job_var(n: usize) -> Snippet {
@@ -327,10 +364,10 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     let mut chains: BTreeMap<&str, usize> = BTreeMap::new();
     let mut jobs: Vec<Submission> = vec![];
     for (n, job) in inp.rendered.jobs.iter().enumerate() {
-        if !submit_set.contains(job.unit.as_str()) {
+        // A pack's jobs are submitted when any of its tasks is.
+        let Some(unit) = job.units().into_iter().filter(|u| submit_set.contains(u)).find_map(|u| units.get(u)) else {
             continue;
-        }
-        let Some(unit) = units.get(job.unit.as_str()) else { continue };
+        };
         let mut deps = Snippet::default();
         let mut level = 0;
         // A resume link finds the job it resumes in the chain file (never in
@@ -358,7 +395,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         // The ownership tag is in the name, the user's comment goes verbatim
         // (both as shell words on the command line, where sbatch takes them
         // as they are and they win over the script's `#SBATCH` lines).
-        let name = ShellWord::from(layout::submit_name(&job.job_name, &unit.script_hash, &unit.result_hash));
+        let name = ShellWord::from(layout::submit_name(&job.job_name, &unit.script_hash, &job.result_hash));
         let comment = match &job.comment {
             Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
             None => Snippet::default(),
@@ -485,7 +522,7 @@ fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String
         s.push(raw_var(Code("P"), piece));
         let unit = &submitting[n];
         let vars: Vec<usize> =
-            inp.rendered.jobs.iter().filter(|j| &j.unit == unit).filter_map(|j| var_of.get(&j.id).copied()).collect();
+            inp.rendered.jobs.iter().filter(|j| j.serves(unit)).filter_map(|j| var_of.get(&j.id).copied()).collect();
         let mut list = Snippet::default();
         for (i, v) in vars.iter().enumerate() {
             list.push(snippet!("{}{}${{J{}}}", Code(if i > 0 { "," } else { "" }), LIST_ITEM, v));
@@ -603,8 +640,10 @@ pub fn outcome(replies: &Replies) -> Outcome {
 pub fn recorded_state(inp: &Inputs<'_>, submitting: &[String], outcome: &Outcome) -> State {
     let mut state = next_state(inp);
     for unit in submitting {
+        // A pack's tasks record the pack's jobs.
+        let owner = inp.units.iter().find(|u| &u.id == unit).and_then(|u| u.pack.as_ref()).unwrap_or(unit);
         if let Some(u) = state.units.get_mut(unit) {
-            u.jobs = outcome.submitted.iter().filter(|(s, _, _)| s == unit).map(|(_, _, id)| *id).collect();
+            u.jobs = outcome.submitted.iter().filter(|(s, _, _)| s == owner).map(|(_, _, id)| *id).collect();
         }
     }
     state

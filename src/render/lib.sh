@@ -15,12 +15,12 @@ evalctl_status() {
 evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "${EPOCHSECONDS:-$(date +%s)}" "${2:-}" >>"$EVALCTL_DIR/chain"; }
 
 # Loads the variables of one container group (secrets file written by
-# `evalctl apply`, mode 0600) with tracing off.
+# `evalctl apply` in the job's folder, mode 0600) with tracing off.
 evalctl_env() {
   { set +x; } 2>/dev/null
-  if [ -f "$EVALCTL_DIR/secrets/$1.env" ]; then
+  if [ -f "${EVALCTL_PACK_DIR:-$EVALCTL_DIR}/secrets/$1.env" ]; then
     # shellcheck disable=SC1090
-    . "$EVALCTL_DIR/secrets/$1.env"
+    . "${EVALCTL_PACK_DIR:-$EVALCTL_DIR}/secrets/$1.env"
   fi
   "evalctl_public_env_$1"
 }
@@ -259,6 +259,60 @@ evalctl_finish() {
     [ -n "$code" ] && EVALCTL_RC=$code
     evalctl_status failed "exit $EVALCTL_RC"
     evalctl_chain end "failed $EVALCTL_RC"
+  fi
+}
+
+# Packs (the `packed` topology): a pack's job runs its tasks in turn, each
+# in its own folder, which becomes EVALCTL_DIR while it runs (status, chain,
+# artifacts, logs); the pack's folder keeps the job's own status and chain.
+# Usage: evalctl_pack_task ID DIR. Fails, so the task is skipped, when the
+# task already ended (completed, failed, stopped: apply removes the status
+# of every task it runs again); a task cut short runs again, from its cache.
+evalctl_pack_task() {
+  local word=""
+  read -r word _ <"$2/status" 2>/dev/null
+  case $word in
+    completed | failed | stopped)
+      evalctl_log "task $1 already ended ($word): skipped"
+      [ "$word" = completed ] || EVALCTL_PACK_FAILED=1
+      return 1
+      ;;
+  esac
+  export EVALCTL_NODE=$1 EVALCTL_DIR=$2 EVALCTL_ARTIFACTS=$2/artifacts EVALCTL_LOGS=$2/logs
+  mkdir -p "$EVALCTL_ARTIFACTS" "$EVALCTL_LOGS"
+  evalctl_chain start task
+  evalctl_status running
+  evalctl_log "task $1: running"
+}
+# After a task's evaluation (evalctl_finish): back to the pack's folder.
+# Fails when the task was cut short, so the link ends and its resume link
+# continues with that task; a failed task does not stop the others.
+evalctl_pack_task_end() {
+  local word=""
+  read -r word _ <"$EVALCTL_DIR/status" 2>/dev/null
+  export EVALCTL_NODE=$EVALCTL_PACK_NODE EVALCTL_DIR=$EVALCTL_PACK_DIR
+  export EVALCTL_ARTIFACTS=$EVALCTL_PACK_DIR/artifacts EVALCTL_LOGS=$EVALCTL_PACK_DIR/logs
+  case $word in
+    completed) ;;
+    interrupted)
+      evalctl_status interrupted task-cut-short
+      return 1
+      ;;
+    *) EVALCTL_PACK_FAILED=1 ;;
+  esac
+  return 0
+}
+# The end of a pack's link once every task ran or was skipped: completed
+# when every task completed, else failed (the tasks say which).
+evalctl_pack_end() {
+  if [ "$EVALCTL_PACK_FAILED" = 1 ]; then
+    EVALCTL_RC=1
+    evalctl_status failed tasks-failed
+    evalctl_chain end tasks-failed
+  else
+    EVALCTL_RC=0
+    evalctl_status completed
+    evalctl_chain end completed
   fi
 }
 

@@ -14,7 +14,7 @@ use super::sbatch::{FlagName, SbatchValue};
 use super::shell::{mount_path, output_pattern};
 use super::spec::{
     AuxEndpoint, AuxPlacement, ClientSpec, Container, Context, Endpoint, EnvGroup, EvalSpec, JobSpec, Mount,
-    PublicValue, Resources, Role, Sbatch, ServerSpec, Work,
+    PackMember, PackSpec, PublicValue, Resources, Role, Sbatch, ServerSpec, Work,
 };
 use crate::config::env::{EnvVar, Source};
 use crate::config::model::{Config, Deployment, DeploymentType, Topology};
@@ -526,6 +526,77 @@ impl<'a> Lower<'a> {
         Some((first, resume))
     }
 
+    /// A pack job running the tasks `tasks` (indexes, in order) and its
+    /// resume link: the model's server and the auxiliary deployments that
+    /// run in the job start once; each task is evaluated in its own folder,
+    /// with its own container group (tasks whose variables are the same
+    /// share one).
+    pub fn pack(&mut self, id: &str, tasks: &[usize]) -> Option<(JobSpec, JobSpec)> {
+        let cfg = self.cfg;
+        let dir = self.node_dir(id);
+        let deployed = cfg.deployment.kind != DeploymentType::None;
+        let own_aux: Vec<&String> =
+            cfg.auxiliary_deployments.iter().filter(|(_, d)| !d.shared_aux()).map(|(n, _)| n).collect();
+        let aux_nodes: u32 = own_aux.iter().map(|n| cfg.auxiliary_deployments[*n].num_nodes.unwrap_or(1)).sum();
+        let mut env = vec![];
+        if deployed {
+            env.push(self.env_group("deployment", &self.loaded.env.deployment));
+        }
+        for name in &own_aux {
+            let vars = self.loaded.env.auxiliary.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            env.push(self.env_group(&aux_group_name(name), vars));
+        }
+        let mut eval_groups: Vec<(Vec<EnvVar>, EnvGroup)> = vec![];
+        let mut members = vec![];
+        for &index in tasks {
+            let Some(rt) = self.loaded.tasks.get(index).filter(|t| t.index == index).cloned() else {
+                self.errors.push(Diagnostic::error(None, format!("task {index} was not resolved")));
+                return None;
+            };
+            let task_id = self.graph.task_ids.get(index).cloned().unwrap_or_else(|| format!("{id}.{index}"));
+            let task_dir = self.node_dir(&task_id);
+            let vars = self.eval_vars(index);
+            let group = match eval_groups.iter().find(|(v, _)| *v == vars) {
+                Some((_, g)) => g.clone(),
+                None => {
+                    let name = match eval_groups.len() {
+                        0 => "evaluation".to_owned(),
+                        n => format!("evaluation_{}", n + 1),
+                    };
+                    let g = self.env_group(&name, &vars);
+                    eval_groups.push((vars.clone(), g.clone()));
+                    g
+                }
+            };
+            let mut task_env = env.clone();
+            task_env.push(group);
+            let eval = self.evaluation(&rt, index, &task_dir, &task_env, &vars);
+            let result = ResultIdentity::new(&self.task_identity(&rt, &eval.client, &vars, index));
+            members.push(PackMember { id: task_id, dir: task_dir, eval: Arc::new(eval), result });
+        }
+        let model = match deployed {
+            true => Some(Box::new(self.server(&cfg.deployment, &keys(&["deployment"]), &env[0], None, 0, Some(&dir)))),
+            false => None,
+        };
+        env.extend(eval_groups.into_iter().map(|(_, g)| g));
+        let nodes = if deployed { cfg.execution.num_nodes } else { 1 } + aux_nodes;
+        let result = ResultIdentity::new(&json!({
+            "kind": "pack",
+            "tasks": members.iter().map(|m| json!([m.id, m.result.hash()])).collect::<Vec<_>>(),
+        }));
+        let work = Work::Pack(Arc::new(PackSpec { model, members }));
+        let links = [
+            (id.to_owned(), NodeKind::Pack { tasks: tasks.to_vec() }, Role::First),
+            (format!("{id}.resume"), NodeKind::Resume { of: id.to_owned(), task: None }, Role::Resume),
+        ];
+        let [first, resume] = links.map(|(job_id, kind, role)| {
+            let mut job = self.job(&job_id, id, kind, role, &dir, nodes, false, env.clone(), work.clone());
+            job.result = result.clone();
+            job
+        });
+        Some((first, resume))
+    }
+
     /// What a task link runs: endpoint, auxiliary endpoints and harness step.
     fn evaluation(
         &mut self,
@@ -630,6 +701,7 @@ impl<'a> Lower<'a> {
         let [pre, post] = pre_post(cfg, index);
         let client = ClientSpec {
             container,
+            group: eval_group.name.clone(),
             pre: pre.map(str::to_owned).into_iter().collect(),
             post: post.map(str::to_owned).into_iter().collect(),
             run_config: run_config(cfg, rt, task, &endpoint_type, eval_vars),

@@ -219,8 +219,12 @@ pub struct RenderedJob {
     pub secrets: IndexMap<String, Vec<EnvVar>>,
     /// Jobs this one waits for.
     pub deps: Vec<(String, Dep)>,
-    /// The unit the job belongs to: its task, or itself for a deployment.
+    /// The unit the job belongs to: its task, or itself for a deployment
+    /// or a pack (whose tasks are [`Self::members`]).
     pub unit: String,
+    /// The tasks a pack job runs, in order (empty for other jobs): each is
+    /// a unit of its own, whose jobs are the pack's.
+    pub members: Vec<Member>,
     pub role: Role,
     /// The job's name as rendered, its ownership tag
     /// (`[<subproject>.]evalctl:<stack>/<unit>/<role>`; apply adds the hashes).
@@ -242,6 +246,32 @@ pub struct RenderedJob {
     pub script_hash: String,
 }
 
+/// A task that a pack job runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The task's unit (its node id).
+    pub id: String,
+    /// The task's folder.
+    pub dir: String,
+    pub result_hash: String,
+    pub identity: ResultIdentity,
+}
+
+impl RenderedJob {
+    /// Whether the job runs (part of) `unit`: its own unit, or a task of its pack.
+    pub fn serves(&self, unit: &str) -> bool {
+        self.unit == unit || self.members.iter().any(|m| m.id == unit)
+    }
+
+    /// The units the job runs: the tasks of a pack, else its own unit.
+    pub fn units(&self) -> Vec<&str> {
+        match self.members.is_empty() {
+            true => vec![self.unit.as_str()],
+            false => self.members.iter().map(|m| m.id.as_str()).collect(),
+        }
+    }
+}
+
 /// Every job of a config, in submission order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered {
@@ -254,6 +284,11 @@ pub struct Rendered {
     pub max_links: u32,
     /// Run time after which a chain starts no further link (0: none).
     pub max_walltime_s: u64,
+    /// Tasks per job (1 unless the topology is `packed`).
+    pub tasks_per_job: usize,
+    /// Whether the jobs that run tasks start the model's server (a
+    /// deployment of type other than `none`, not shared).
+    pub own_model: bool,
 }
 
 impl RenderedJob {
@@ -364,6 +399,9 @@ pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Re
         walltime_s,
         max_links,
         max_walltime_s,
+        tasks_per_job: loaded.config.execution.tasks_per_job(),
+        own_model: loaded.config.deployment.kind != crate::config::model::DeploymentType::None
+            && loaded.config.execution.topology != crate::config::model::Topology::Shared,
     })
 }
 
@@ -386,6 +424,7 @@ fn render_slice(
         let links = match &node.kind {
             NodeKind::Deployment { aux } => Some(lower.deployment(&node.id, aux.as_deref())),
             NodeKind::EvalTask { task } => lower.task(&node.id, *task),
+            NodeKind::Pack { tasks } => lower.pack(&node.id, tasks),
             NodeKind::Resume { .. } => None,
         };
         if let Some((first, resume)) = links {
@@ -400,6 +439,19 @@ fn render_slice(
 
 /// A job's script and hashes from its spec (`work`: its work, spelled).
 fn finish(spec: JobSpec, work: Arc<str>) -> RenderedJob {
+    let members = match &spec.work {
+        spec::Work::Pack(pack) => pack
+            .members
+            .iter()
+            .map(|m| Member {
+                id: m.id.clone(),
+                dir: m.dir.clone(),
+                result_hash: m.result.hash().to_owned(),
+                identity: m.result.clone(),
+            })
+            .collect(),
+        _ => vec![],
+    };
     let (own, at) = script::head(&spec);
     let script = Script::new(own, at, work);
     let secrets = spec
@@ -420,6 +472,7 @@ fn finish(spec: JobSpec, work: Arc<str>) -> RenderedJob {
         secrets,
         deps: vec![],
         unit: spec.unit,
+        members,
         role: spec.role,
         gpus: spec.resources.gpus(),
         job_name: spec.job_name,

@@ -11,8 +11,8 @@ use super::RUNTIME_ELIDED;
 use super::run_config::url_placeholder;
 use super::sbatch::SbatchHeader;
 use super::spec::{
-    AuxEndpoint, AuxPlacement, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PublicValue, Role,
-    ServerSpec, Work,
+    AuxEndpoint, AuxPlacement, ClientSpec, Container, Endpoint, EnvGroup, EvalSpec, JobSpec, PackSpec, PublicValue,
+    Role, ServerSpec, Work,
 };
 use crate::config::urls::UrlPath;
 use crate::shell::{Code, CommentText, Shell, ShellWord, Word, Words};
@@ -50,6 +50,7 @@ pub fn work(work: &Work) -> String {
     match work {
         Work::Serve { server, tasks } => serve(server, tasks),
         Work::Evaluate(eval) => evaluate(eval),
+        Work::Pack(pack) => pack_work(pack),
     }
 }
 
@@ -250,25 +251,32 @@ impl Shell for JsonLine<'_> {
     }
 }
 
+/// The auxiliary deployments that run inside a task's job, with their servers.
+fn own_aux(eval: &EvalSpec) -> impl Iterator<Item = (&str, &ServerSpec)> {
+    eval.auxiliary.iter().filter_map(|a| match &a.placement {
+        AuxPlacement::Own(sv) => Some((a.name.as_str(), sv.as_ref())),
+        AuxPlacement::Shared { .. } => None,
+    })
+}
+
+/// Starts the auxiliary deployments that run inside the job.
+fn start_own_aux(eval: &EvalSpec, s: &mut String) {
+    for (name, sv) in own_aux(eval) {
+        shell_push!(s, "\n# ---- auxiliary deployment `{}` ----\n", CommentText(name));
+        s.push_str(&start_server(sv));
+    }
+}
+
 /// A task link's work: start its servers (the model's and the auxiliary
 /// deployments' that run in the job, all at once), reach the endpoints,
 /// write the run config, run the harness and record how it ended.
 fn evaluate(eval: &EvalSpec) -> String {
     let mut s = String::new();
-    let own_aux = || {
-        eval.auxiliary.iter().filter_map(|a| match &a.placement {
-            AuxPlacement::Own(sv) => Some((a.name.as_str(), sv.as_ref())),
-            AuxPlacement::Shared { .. } => None,
-        })
-    };
     if let Endpoint::Own { server, .. } = &eval.endpoint {
         s.push_str("\n# ---- model server ----\n");
         s.push_str(&start_server(server));
     }
-    for (name, sv) in own_aux() {
-        shell_push!(s, "\n# ---- auxiliary deployment `{}` ----\n", CommentText(name));
-        s.push_str(&start_server(sv));
-    }
+    start_own_aux(eval, &mut s);
     match &eval.endpoint {
         Endpoint::Own { server, path } => {
             s.push_str("\n# ---- the model server is ready ----\n");
@@ -287,6 +295,18 @@ fn evaluate(eval: &EvalSpec) -> String {
     for (i, aux) in eval.auxiliary.iter().enumerate() {
         s.push_str(&aux_ready(i, aux));
     }
+    run_harness(eval, &mut s);
+    if matches!(eval.endpoint, Endpoint::Own { .. }) || own_aux(eval).next().is_some() {
+        s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
+    }
+    s.push_str("evalctl_finish \"$rc\"\nexit \"$EVALCTL_RC\"\n");
+    s
+}
+
+/// Writes the run config (the endpoints filled in), runs the harness and
+/// waits for it (watching the shared deployments it uses), leaving its
+/// exit code in `rc`.
+fn run_harness(eval: &EvalSpec, s: &mut String) {
     let client = &eval.client;
     shell_push!(
         s,
@@ -319,10 +339,59 @@ fn evaluate(eval: &EvalSpec) -> String {
             watched.iter().copied().collect::<Words>()
         );
     }
-    if matches!(eval.endpoint, Endpoint::Own { .. }) || own_aux().next().is_some() {
+}
+
+/// A pack link's work: start the servers once, then run each task that has
+/// not ended yet in its own folder (`evalctl_pack_task`); a task cut short
+/// ends the link, so the resume link continues with it (from the harness's
+/// cache in its artifacts); a task that failed does not stop the others.
+fn pack_work(pack: &PackSpec) -> String {
+    let mut s = String::from(
+        "\n# ---- the pack's tasks run in turn, each in its own folder ----\nEVALCTL_PACK_DIR=$EVALCTL_DIR\nEVALCTL_PACK_NODE=$EVALCTL_NODE\nEVALCTL_PACK_FAILED=0\n",
+    );
+    let Some(first) = pack.members.first() else {
+        s.push_str("evalctl_pack_end\nexit \"$EVALCTL_RC\"\n");
+        return s;
+    };
+    if let Some(server) = &pack.model {
+        s.push_str("\n# ---- model server, started once for every task of the pack ----\n");
+        s.push_str(&start_server(server));
+    }
+    start_own_aux(&first.eval, &mut s);
+    if let Some(server) = &pack.model {
+        s.push_str("\n# ---- the model server is ready ----\n");
+        s.push_str(&server_ready(server));
+        s.push_str("EVALCTL_MODEL_URL=$EVALCTL_BASE_URL\n");
+    }
+    for (i, aux) in first.eval.auxiliary.iter().enumerate() {
+        s.push_str(&aux_ready(i, aux));
+    }
+    let servers = pack.model.is_some() || own_aux(&first.eval).next().is_some();
+    let stop = if servers { "evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"; " } else { "" };
+    for m in &pack.members {
+        shell_push!(
+            s,
+            "\n# ==== task `{}` ====\nif evalctl_pack_task {} {}; then\n",
+            CommentText(&m.id),
+            Word(&m.id),
+            Word(&m.dir)
+        );
+        match &m.eval.endpoint {
+            Endpoint::Own { path, .. } => shell_push!(s, "EVALCTL_URL=\"$EVALCTL_MODEL_URL\"{}\n", Word(path.as_str())),
+            Endpoint::External { url } => shell_push!(s, "EVALCTL_URL={}\n", Word(url)),
+            Endpoint::Shared { node, health, wait, path } => {
+                s.push_str(&endpoint_of(Code("EVALCTL_BASE_URL"), node, health.as_ref(), *wait));
+                shell_push!(s, "EVALCTL_URL=\"$EVALCTL_BASE_URL\"{}\n", Word(path.as_str()));
+            }
+        }
+        run_harness(&m.eval, &mut s);
+        shell_push!(s, "evalctl_finish \"$rc\"\nevalctl_pack_task_end || {{ {}exit \"$EVALCTL_RC\"; }}\nfi\n", Code(stop));
+    }
+    s.push_str("\n# ==== every task ran ====\n");
+    if servers {
         s.push_str("evalctl_stop \"${EVALCTL_SERVER_PIDS[@]}\"\n");
     }
-    s.push_str("evalctl_finish \"$rc\"\nexit \"$EVALCTL_RC\"\n");
+    s.push_str("evalctl_pack_end\nexit \"$EVALCTL_RC\"\n");
     s
 }
 
@@ -404,7 +473,7 @@ fn client_step(client: &ClientSpec, auxiliary: &[AuxEndpoint]) -> String {
     }
     // The harness runs on the job's first node, as the batch shell does
     // (loopback reaches a server there).
-    let mut s = String::from("(\n  evalctl_env evaluation\n");
+    let mut s = shell!("(\n  evalctl_env {}\n", client.group);
     s.push_str(&aux_env);
     shell_push!(
         s,

@@ -171,6 +171,31 @@ pub enum Work {
     Serve { server: Box<ServerSpec>, tasks: Vec<String> },
     /// A task link: one evaluation against an endpoint.
     Evaluate(Arc<EvalSpec>),
+    /// A pack link: serve the model once, run the pack's tasks in turn.
+    Pack(Arc<PackSpec>),
+}
+
+/// A pack job's work (the `packed` topology): the servers it starts once,
+/// and its tasks, each evaluated in its own folder.
+#[derive(Clone, Debug)]
+pub struct PackSpec {
+    /// The model's server (`None` when nothing is deployed).
+    pub model: Option<Box<ServerSpec>>,
+    pub members: Vec<PackMember>,
+}
+
+/// A task of a pack.
+#[derive(Clone, Debug)]
+pub struct PackMember {
+    /// The task's node id: its unit and folder name.
+    pub id: String,
+    /// The task's folder (status, chain, artifacts, logs).
+    pub dir: String,
+    /// Its evaluation; the auxiliary deployments are the same for every
+    /// task, and the model's server is the pack's.
+    pub eval: Arc<EvalSpec>,
+    /// What determines the task's result.
+    pub result: super::identity::ResultIdentity,
 }
 
 /// A model server: instances started together, behind a proxy when several.
@@ -246,6 +271,8 @@ pub enum AuxPlacement {
 #[derive(Clone, Debug)]
 pub struct ClientSpec {
     pub container: Container,
+    /// The container group whose variables it is given.
+    pub group: VarName,
     /// Commands run before and after the harness, in order.
     pub pre: Vec<String>,
     pub post: Vec<String>,
