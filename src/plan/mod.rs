@@ -893,6 +893,7 @@ mod tests {
             cost: Default::default(),
             feasibility: vec![],
             limits: vec![],
+            packing: None,
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

@@ -364,6 +364,7 @@ mod tests {
             script_hash: String::new(),
             result_hash: String::new(),
             attempts: 2,
+            pack: None,
             untargeted: false,
         }
     }
@@ -384,6 +385,7 @@ mod tests {
             cost: Default::default(),
             feasibility: vec![],
             limits: vec![],
+            packing: None,
             notes: vec![],
         }
     }
