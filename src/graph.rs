@@ -36,8 +36,8 @@ pub enum NodeKind {
     /// Runs one evaluation task (`task`: index in `evaluation.tasks`).
     EvalTask { task: usize },
     /// Serves the model once and runs several tasks in turn (`tasks`:
-    /// their indexes, in order).
-    Pack { tasks: Vec<usize> },
+    /// their indexes, in order; `units`: their ids).
+    Pack { tasks: Vec<usize>, units: Vec<String> },
     /// The next link of the auto-resume chain of a task (`task`: its
     /// index) or of a shared deployment (`task`: none).
     Resume {
@@ -290,7 +290,8 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
             let id = pack_id(&chunk[0]);
             let tasks: Vec<usize> = (first..first + chunk.len()).collect();
             let path = vec![Seg::Key("execution".into()), Seg::Key("tasks_per_job".into())];
-            add(&mut g, JobNode { id: id.clone(), kind: NodeKind::Pack { tasks } }, &path);
+            let kind = NodeKind::Pack { tasks, units: chunk.to_vec() };
+            add(&mut g, JobNode { id: id.clone(), kind }, &path);
             let resume = JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: None } };
             add(&mut g, resume, &path);
             runners.push(id);

@@ -47,6 +47,15 @@
 //!     is refused, naming the key; `report` of both stacks renders in
 //!     headless Chromium; `export` puts both in a real MLflow server, and a
 //!     second export changes nothing.
+//! 15. packed, 40 tasks of 10 per job under the account `limited`
+//!     (`MaxSubmitJobs=50`, which 80 per-task jobs exceed): `plan` shows 4
+//!     packs, `apply --wait` completes all 40 units, each pack job started
+//!     its model server once, and every task's status, chain and results
+//!     are its own;
+//! 16. packed, a task longer than the 1-minute walltime in the middle of a
+//!     pack: the first link runs the first task and is cut short in the
+//!     second; the resume link skips the first, continues the second from
+//!     the harness's cache and runs the third; one server start per link.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -301,6 +310,8 @@ fn model_servers_of(jobs: &BTreeSet<u64>) -> Vec<String> {
 
 /// What a scenario's config says beyond the common part.
 struct Spec<'a> {
+    /// `execution.account`.
+    account: &'a str,
     partition: &'a str,
     tasks: &'a [&'a str],
     /// The harness stand-in's settings, a YAML flow mapping.
@@ -318,6 +329,7 @@ struct Spec<'a> {
 
 /// The common part of the specs.
 const BASE: Spec<'static> = Spec {
+    account: "research",
     partition: "cpu",
     tasks: &["gsm8k"],
     stub: "{}",
@@ -363,7 +375,7 @@ impl Stack {
         let yaml = format!(
             "defaults: [{{execution: slurm/default}}, {{deployment: generic}}, _self_]\n\
              name: {name}\n\
-             execution: {{{target}, account: research, partition: {partition}, \
+             execution: {{{target}, account: {account}, partition: {partition}, \
              output_dir: {out}, gres: null, walltime: \"00:01:00\", mounts: {{mount_home: false}}{extra}}}\n\
              deployment: {{image: stub-server:latest, served_model_name: stub, {server}}}\n\
              evaluation:\n  \
@@ -378,6 +390,7 @@ impl Stack {
                     info.get("EVALCTL_CLUSTER_USER")
                 )
             },
+            account = spec.account,
             partition = spec.partition,
             out = out_dir.display(),
             stub = spec.stub,
@@ -1679,4 +1692,116 @@ fn results_compare_and_gate_two_models() {
     assert!(out.stderr.contains("`run_config.config.params.limit_samples`: (unset) → 10"), "{}", out.show());
     a.wait_no_live();
     b.wait_no_live();
+}
+
+/// The model server starts in a pack's folder: (job id, starts) per server
+/// log (`server-<job>-<instance>.log`, one "model-server: pid" line per start).
+fn server_starts(s: &Stack, pack: &str) -> BTreeMap<u64, usize> {
+    let mut starts = BTreeMap::new();
+    for f in std::fs::read_dir(s.dir(pack).join("logs")).into_iter().flatten().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        let Some(job) = name.strip_prefix("server-").and_then(|r| r.split('-').next()?.parse::<u64>().ok()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        *starts.entry(job).or_default() += text.matches("model-server: pid").count();
+    }
+    starts
+}
+
+/// 15. packed: 40 tasks, 10 per job, fit an account that allows 50 queued
+///     jobs (80 per-task jobs do not: `e2e_feasibility`); every unit
+///     completes with its own status, chain and results, and each pack job
+///     starts the model once.
+#[test]
+fn packed_tasks_complete_with_one_model_load_per_job() {
+    let ids: Vec<String> = (0..40).map(|i| format!("gsm8k, id: t{i}")).collect();
+    let tasks: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let account = cluster().get("EVALCTL_CLUSTER_LIMITED_ACCOUNT").to_owned();
+    let s = Stack::new(
+        "packed",
+        &Spec {
+            account: &account,
+            tasks: &tasks,
+            stub: "{requests: 2}",
+            execution: "topology: packed, tasks_per_job: 10",
+            ..BASE
+        },
+    );
+    let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
+    assert_eq!(plan.code, Some(0), "{}", plan.show());
+    assert!(plan.stdout.contains("Plan: 40 to create"), "one unit per task\n{}", plan.show());
+    assert!(
+        plan.stdout.contains("Packed 10 tasks per job: 40 tasks in 4 jobs. Submits 4 packs (8 jobs) for 40 tasks: 36 model loads saved."),
+        "{}",
+        plan.show()
+    );
+    assert!(plan.stdout.contains("+ t13 in pack.t10 (create"), "{}", plan.show());
+    let out = s.apply_wait();
+    assert!(out.ok(), "apply --wait exits 0 when every unit completed\n{}", out.show());
+    let rows = s.status();
+    assert_eq!(rows.len(), 40, "one unit per task: {rows:?}");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.stack_dir.join(".evalctl/state.json")).unwrap()).unwrap();
+    for (k, pack) in ["t0", "t10", "t20", "t30"].iter().enumerate() {
+        let pack = format!("pack.{pack}");
+        let links = s.started_links(&pack);
+        assert_eq!(links.len(), 1, "{pack}: one link ran: {:?}", s.chain(&pack));
+        let job = links[0];
+        assert_eq!(s.file(&pack, "status").trim(), format!("completed {job}"), "{pack}'s status");
+        assert_eq!(server_starts(&s, &pack), BTreeMap::from([(job, 1)]), "{pack}: one model load for its 10 tasks");
+        for i in k * 10..k * 10 + 10 {
+            let task = format!("t{i}");
+            let row = rows.iter().find(|r| r["unit"] == task.as_str()).unwrap_or_else(|| panic!("no {task}"));
+            assert_eq!(str_of(row, "state"), "completed", "{row}");
+            assert_eq!(s.file(&task, "status").trim(), format!("completed {job}"), "{task}'s own status");
+            assert_eq!(s.started_links(&task), vec![job], "{task} ran once, in {pack}'s job");
+            assert_eq!(s.requests(&task), vec![(job, 2)], "{task}: its own harness run");
+            let results = s.results(&task).unwrap_or_else(|| panic!("{task}: no results.json"));
+            assert_eq!(results["samples"].as_u64(), Some(2), "{results}");
+            let recorded = state["units"][&task]["jobs"].as_array().cloned().unwrap_or_default();
+            assert!(recorded.contains(&Value::from(job)), "{task} records its pack's jobs: {recorded:?}");
+        }
+    }
+    s.wait_no_live();
+    // Nothing left to do: every task completed.
+    let again = s.evalctl("plan", &["--detailed-exitcode"], CMD_TIMEOUT);
+    assert_eq!(again.code, Some(0), "{}", again.show());
+    assert!(again.stdout.contains("No changes."), "{}", again.show());
+}
+
+/// 16. packed: a pack's link cut short by its time limit in its second
+///     task; the resume link skips the first task, continues the second
+///     from the harness's cache and runs the third.
+#[test]
+fn packed_job_cut_short_resumes_only_unfinished_tasks() {
+    let long = format!("gsm8k, id: long, nemo_evaluator_config: {{config: {{params: {{extra: {{stub: {TIMEOUT_WORK}}}}}}}}}");
+    let tasks = ["gsm8k, id: early", long.as_str(), "gsm8k, id: late"];
+    let s = Stack::new(
+        "packresume",
+        &Spec { tasks: &tasks, stub: "{requests: 2}", execution: "topology: packed, tasks_per_job: 3", ..BASE },
+    );
+    let out = s.apply_wait();
+    assert!(out.ok(), "apply --wait exits 0 when every unit completed\n{}", out.show());
+    let pack = "pack.early";
+    let links = s.started_links(pack);
+    assert_eq!(links.len(), 2, "the pack's first link and one resume link: {:?}", s.chain(pack));
+    let (first, second) = (links[0], links[1]);
+    assert_eq!(acct_final(first, Duration::from_secs(60)).state, "TIMEOUT", "the first link was cut short");
+    for unit in ["early", "long", "late"] {
+        assert_eq!(str_of(&s.unit(unit), "state"), "completed", "{unit}");
+    }
+    assert_eq!(s.started_links("early"), vec![first], "the first task ran once, in the first link");
+    assert_eq!(s.requests("early"), vec![(first, 2)]);
+    assert_eq!(s.started_links("long"), vec![first, second], "the long task ran in both links");
+    let cached = s.cached_at_start("long", second).unwrap_or(0);
+    assert!(cached > 0, "the resumed run continued from the cache:\n{}", s.file("long", &format!("logs/client-{second}.log")));
+    assert_eq!(s.started_links("late"), vec![second], "the last task ran once, in the resume link");
+    assert_eq!(s.requests("late"), vec![(second, 2)]);
+    assert!(
+        s.batch_log(pack, second).contains("task early already ended (completed): skipped"),
+        "{}",
+        s.batch_log(pack, second)
+    );
+    assert_eq!(server_starts(&s, pack), BTreeMap::from([(first, 1), (second, 1)]), "one model load per link");
 }

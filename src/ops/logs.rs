@@ -44,15 +44,24 @@ impl LogFollower {
         let Some(job) = row.current_job else {
             return Err(Error::msg(format!("`{unit}` has no job yet")));
         };
-        let mut grown = vec![];
-        for (name, size) in remote::logs::list(cluster, &r.stack_dir, unit, job)? {
-            let from = self.offsets.get(&name).copied().unwrap_or(0);
-            if size > from {
-                grown.push((name.clone(), from));
-                self.offsets.insert(name, size);
+        // A task of a pack: the pack's folder has the job's batch and server
+        // logs, the task's folder its client log.
+        let pack = crate::plan::units(r).into_iter().find(|u| u.id == unit).and_then(|u| u.pack);
+        let mut text = String::new();
+        for folder in pack.iter().map(String::as_str).chain([unit]) {
+            let mut grown = vec![];
+            for (name, size) in remote::logs::list(cluster, &r.stack_dir, folder, job)? {
+                let key = format!("{folder}/{name}");
+                let from = self.offsets.get(&key).copied().unwrap_or(0);
+                if size > from {
+                    grown.push((name, from));
+                    self.offsets.insert(key, size);
+                }
+            }
+            if !grown.is_empty() {
+                text.push_str(&remote::logs::fetch(cluster, &r.stack_dir, folder, &grown)?);
             }
         }
-        let text = remote::logs::fetch(cluster, &r.stack_dir, unit, &grown)?;
         Ok(LogChunk { text, finished: row.is_terminal() })
     }
 }

@@ -584,9 +584,10 @@ impl<'a> Lower<'a> {
             "kind": "pack",
             "tasks": members.iter().map(|m| json!([m.id, m.result.hash()])).collect::<Vec<_>>(),
         }));
+        let units: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let work = Work::Pack(Arc::new(PackSpec { model, members }));
         let links = [
-            (id.to_owned(), NodeKind::Pack { tasks: tasks.to_vec() }, Role::First),
+            (id.to_owned(), NodeKind::Pack { tasks: tasks.to_vec(), units: units.clone() }, Role::First),
             (format!("{id}.resume"), NodeKind::Resume { of: id.to_owned(), task: None }, Role::Resume),
         ];
         let [first, resume] = links.map(|(job_id, kind, role)| {

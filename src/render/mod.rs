@@ -424,7 +424,7 @@ fn render_slice(
         let links = match &node.kind {
             NodeKind::Deployment { aux } => Some(lower.deployment(&node.id, aux.as_deref())),
             NodeKind::EvalTask { task } => lower.task(&node.id, *task),
-            NodeKind::Pack { tasks } => lower.pack(&node.id, tasks),
+            NodeKind::Pack { tasks, .. } => lower.pack(&node.id, tasks),
             NodeKind::Resume { .. } => None,
         };
         if let Some((first, resume)) = links {
