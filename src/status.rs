@@ -47,25 +47,26 @@ impl UnitStatus {
     }
 }
 
-/// Builds the status of every unit of the config (`units`, in order) and
-/// of units seen on the cluster that the config no longer has.
+/// Builds the status of every unit of the config (`units`, in order, each
+/// with the folder of its jobs' batch logs when that is not its own: a
+/// pack's) and of units seen on the cluster that the config no longer has.
 pub fn build(
-    units: &[(String, UnitKind)],
+    units: &[(String, UnitKind, Option<String>)],
     refreshed: &Refreshed,
     observations: &BTreeMap<String, Observation>,
     stack_dir: &str,
     walltime_s: u64,
     now: u64,
 ) -> Vec<UnitStatus> {
-    let mut ids: Vec<(String, UnitKind)> = units.to_vec();
+    let mut ids: Vec<(String, UnitKind, Option<String>)> = units.to_vec();
     for u in observations.keys() {
-        if !ids.iter().any(|(i, _)| i == u) {
+        if !ids.iter().any(|(i, _, _)| i == u) {
             let kind = refreshed.state.as_ref().and_then(|s| s.units.get(u)).map_or(UnitKind::Task, |s| s.kind);
-            ids.push((u.clone(), kind));
+            ids.push((u.clone(), kind, None));
         }
     }
     ids.into_iter()
-        .map(|(unit, kind)| {
+        .map(|(unit, kind, batch_dir)| {
             let empty = Observation::default();
             let o = observations.get(&unit).unwrap_or(&empty);
             let chain = refreshed.chains.get(&unit).map(Vec::as_slice).unwrap_or(&[]);
@@ -135,7 +136,10 @@ pub fn build(
                 progress: refreshed.progress.get(&unit).and_then(|p| progress_text(p)),
                 results: refreshed.results.contains(&unit).then(|| format!("{dir}/artifacts")),
                 current_job: latest,
-                log: latest.map(|j| format!("{dir}/logs/slurm-{j}.out")),
+                log: latest.map(|j| {
+                    let batch = batch_dir.as_ref().map_or(dir.clone(), |b| format!("{stack_dir}/{b}"));
+                    format!("{batch}/logs/slurm-{j}.out")
+                }),
             }
         })
         .collect()

@@ -1732,7 +1732,9 @@ fn packed_tasks_complete_with_one_model_load_per_job() {
     assert_eq!(plan.code, Some(0), "{}", plan.show());
     assert!(plan.stdout.contains("Plan: 40 to create"), "one unit per task\n{}", plan.show());
     assert!(
-        plan.stdout.contains("Packed 10 tasks per job: 40 tasks in 4 jobs. Submits 4 packs (8 jobs) for 40 tasks: 36 model loads saved."),
+        plan.stdout.contains(
+            "Packed 10 tasks per job: 40 tasks in 4 jobs. Submits 4 packs (8 jobs) for 40 tasks: 36 model loads saved."
+        ),
         "{}",
         plan.show()
     );
@@ -1775,7 +1777,8 @@ fn packed_tasks_complete_with_one_model_load_per_job() {
 ///     from the harness's cache and runs the third.
 #[test]
 fn packed_job_cut_short_resumes_only_unfinished_tasks() {
-    let long = format!("gsm8k, id: long, nemo_evaluator_config: {{config: {{params: {{extra: {{stub: {TIMEOUT_WORK}}}}}}}}}");
+    let long =
+        format!("gsm8k, id: long, nemo_evaluator_config: {{config: {{params: {{extra: {{stub: {TIMEOUT_WORK}}}}}}}}}");
     let tasks = ["gsm8k, id: early", long.as_str(), "gsm8k, id: late"];
     let s = Stack::new(
         "packresume",
@@ -1795,7 +1798,11 @@ fn packed_job_cut_short_resumes_only_unfinished_tasks() {
     assert_eq!(s.requests("early"), vec![(first, 2)]);
     assert_eq!(s.started_links("long"), vec![first, second], "the long task ran in both links");
     let cached = s.cached_at_start("long", second).unwrap_or(0);
-    assert!(cached > 0, "the resumed run continued from the cache:\n{}", s.file("long", &format!("logs/client-{second}.log")));
+    assert!(
+        cached > 0,
+        "the resumed run continued from the cache:\n{}",
+        s.file("long", &format!("logs/client-{second}.log"))
+    );
     assert_eq!(s.started_links("late"), vec![second], "the last task ran once, in the resume link");
     assert_eq!(s.requests("late"), vec![(second, 2)]);
     assert!(

@@ -538,7 +538,9 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
                 diags,
                 keys(&["auxiliary_deployments", name, "topology"]),
                 true,
-                format!("`auxiliary_deployments.{name}.topology` is `per_task` or `shared`: only the model's packs tasks"),
+                format!(
+                    "`auxiliary_deployments.{name}.topology` is `per_task` or `shared`: only the model's packs tasks"
+                ),
             );
         }
     }

@@ -25,8 +25,13 @@ pub fn status(stack: &Stack, cluster: &dyn Cluster, since: u64) -> Result<Vec<Un
 pub(super) fn statuses(stack: &Stack, refreshed: &Refreshed) -> Vec<UnitStatus> {
     let r = &stack.rendered;
     let all = plan::units(r);
-    let obs = plan::observe::with_packs(plan::observe::observe(refreshed), &all, refreshed.state.as_ref());
-    let units: Vec<(String, UnitKind)> = all.iter().map(|u| (u.id.clone(), u.kind)).collect();
+    let mut obs = plan::observe::with_packs(plan::observe::observe(refreshed), &all, refreshed.state.as_ref());
+    // The config's packs are no units: their tasks are.
+    for pack in all.iter().filter_map(|u| u.pack.as_ref()) {
+        obs.remove(pack);
+    }
+    let units: Vec<(String, UnitKind, Option<String>)> =
+        all.iter().map(|u| (u.id.clone(), u.kind, u.pack.clone())).collect();
     crate::status::build(&units, refreshed, &obs, &r.stack_dir, r.walltime_s, super::now())
 }
 

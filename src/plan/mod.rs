@@ -389,10 +389,8 @@ pub struct Packing {
 impl Packing {
     /// `Packed 10 tasks per job: 40 tasks in 4 jobs. Submits 4 packs (8 jobs) for 40 tasks: 36 model loads saved.`
     pub fn line(&self) -> String {
-        let mut s = format!(
-            "Packed {} tasks per job: {} tasks in {} jobs.",
-            self.tasks_per_job, self.tasks, self.packs
-        );
+        let mut s =
+            format!("Packed {} tasks per job: {} tasks in {} jobs.", self.tasks_per_job, self.tasks, self.packs);
         if self.packs_submitted > 0 {
             s.push_str(&format!(
                 " Submits {} packs ({} jobs) for {} tasks: {} model loads saved.",
@@ -637,6 +635,11 @@ fn packs_move_together(
     };
     for c in changes.iter_mut() {
         let Some(pack) = pack_of.get(c.unit.as_str()) else { continue };
+        // A task that ended cancels nothing: its pack's jobs run the others.
+        if !c.observed.is_live() {
+            c.cancel_jobs.clear();
+            c.interrupts_running = false;
+        }
         let own = &live_of(pack).live_jobs;
         if live_of(&c.unit).live_jobs.iter().any(|j| !own.contains(j)) && c.action != Action::Cancel {
             replace(c, format!("{}; runs in another pack now ({pack})", c.observed.word()));
@@ -684,8 +687,7 @@ fn pack_scripts_where_they_change(changes: &mut [Change]) {
         let from = *carrier.entry(pack.clone()).or_insert(i);
         if from != i && changes[i].action != Action::None && changes[from].action == Action::None && moved.insert(pack)
         {
-            let (before, after) =
-                (std::mem::take(&mut changes[from].before), std::mem::take(&mut changes[from].after));
+            let (before, after) = (std::mem::take(&mut changes[from].before), std::mem::take(&mut changes[from].after));
             changes[i].before = before;
             changes[i].after = after;
         }

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Observation, Unit};
-use crate::state::State;
 use crate::remote::refresh::{Job, Refreshed, is_unfinished};
 use crate::state::Observed;
+use crate::state::State;
 
 /// One observation per unit seen anywhere: jobs, status files, state.
 pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {

@@ -385,7 +385,11 @@ fn pack_work(pack: &PackSpec) -> String {
             }
         }
         run_harness(&m.eval, &mut s);
-        shell_push!(s, "evalctl_finish \"$rc\"\nevalctl_pack_task_end || {{ {}exit \"$EVALCTL_RC\"; }}\nfi\n", Code(stop));
+        shell_push!(
+            s,
+            "evalctl_finish \"$rc\"\nevalctl_pack_task_end || {{ {}exit \"$EVALCTL_RC\"; }}\nfi\n",
+            Code(stop)
+        );
     }
     s.push_str("\n# ==== every task ran ====\n");
     if servers {

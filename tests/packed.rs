@@ -1,0 +1,363 @@
+//! The `packed` topology without a cluster: tasks stay units while pack
+//! jobs run them (graph, units, scripts), the tasks of a pack move together
+//! in a plan (never a pack submitted twice, never a pack's live work lost),
+//! and the apply program, run in bash against stand-in Slurm commands,
+//! submits each pack once and records its jobs for every task.
+//! The cluster runs packs end to end in `e2e_lifecycle` (scenarios 15, 16).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use evalctl::config;
+use evalctl::diag::Sources;
+use evalctl::plan::{self, Action, Observation, Planned, Seen, Targets};
+use evalctl::remote::Replies;
+use evalctl::remote::submit::{self, Inputs, SecretValues};
+use evalctl::render::{self, Rendered};
+use evalctl::state::{Observed, State, UnitState};
+
+const NAMES: [&str; 5] = ["gsm8k", "hellaswag", "winogrande", "arc_challenge", "simple_evals.mmlu"];
+
+/// Five tasks, two per job: packs `pack.t0` (t0, t1), `pack.t2` (t2, t3)
+/// and `pack.t4` (t4).
+fn config(output_dir: &str, per_job: u32) -> String {
+    format!(
+        "defaults: [{{execution: slurm/default}}, {{deployment: vllm}}, _self_]\n\
+         name: pk\n\
+         execution: {{hostname: login, account: a, output_dir: {output_dir}, topology: packed, tasks_per_job: {per_job}}}\n\
+         deployment: {{hf_model_handle: org/model, served_model_name: model}}\n\
+         evaluation:\n  tasks:\n{}",
+        NAMES.iter().enumerate().map(|(i, name)| format!("    - {{name: {name}, id: t{i}}}\n")).collect::<String>()
+    )
+}
+
+fn render_text(text: &str) -> Rendered {
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new("pk.yaml"), text, &[], &sources, &|_| None)
+        .unwrap_or_else(|f| panic!("{}", evalctl::diag::render_all(&f.diagnostics, &sources)));
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    render::render(&loaded, &graph).unwrap_or_else(|d| panic!("{}", evalctl::diag::render_all(&d, &sources)))
+}
+
+fn rendered(per_job: u32) -> Rendered {
+    render_text(&config("/shared/out", per_job))
+}
+
+fn plan_with(r: &Rendered, observations: BTreeMap<String, Observation>, state: State) -> Planned<'_> {
+    let seen = Seen { observations, state, target: "local".into(), offline: false, notes: vec![] };
+    plan::make(r, 3, &[], &Targets::default(), seen)
+}
+
+fn action(p: &Planned<'_>, unit: &str) -> (Action, String) {
+    let c = p.plan.changes.iter().find(|c| c.unit == unit).unwrap_or_else(|| panic!("no change for {unit}"));
+    (c.action, c.reason.clone())
+}
+
+/// The state after an apply of the whole config: every task recorded with
+/// its pack's jobs (`jobs[pack]`).
+fn applied(r: &Rendered, jobs: &[(&str, Vec<u64>)]) -> State {
+    let mut state = State::new(&r.stack);
+    state.serial = 1;
+    for u in plan::units(r) {
+        let pack = u.pack.clone().unwrap();
+        let ids = jobs.iter().find(|(p, _)| *p == pack).map(|(_, j)| j.clone()).unwrap_or_default();
+        state.units.insert(
+            u.id.clone(),
+            UnitState {
+                script_hash: u.script_hash.clone(),
+                result_hash: u.result_hash.clone(),
+                scripts: u.scripts(),
+                jobs: ids,
+                attempts: 1,
+                observed: Observed::Pending,
+                serial: 1,
+                ..Default::default()
+            },
+        );
+    }
+    state
+}
+
+fn seen(entries: &[(&str, Observed, &[u64], Option<&str>)]) -> BTreeMap<String, Observation> {
+    entries
+        .iter()
+        .map(|(unit, observed, live, status)| {
+            let o = Observation {
+                observed: *observed,
+                live_jobs: live.to_vec(),
+                status: status.map(str::to_owned),
+                ..Default::default()
+            };
+            (unit.to_string(), o)
+        })
+        .collect()
+}
+
+#[test]
+fn tasks_are_units_and_packs_are_jobs() {
+    let r = rendered(2);
+    let ids: Vec<&str> = r.jobs.iter().map(|j| j.id.as_str()).collect();
+    for pack in ["pack.t0", "pack.t2", "pack.t4"] {
+        assert!(ids.contains(&pack) && ids.contains(&format!("{pack}.resume").as_str()), "{ids:?}");
+    }
+    assert_eq!(r.jobs.len(), 6, "{ids:?}");
+    let units = plan::units(&r);
+    let names: Vec<(&str, Option<&str>)> = units.iter().map(|u| (u.id.as_str(), u.pack.as_deref())).collect();
+    assert_eq!(
+        names,
+        [
+            ("t0", Some("pack.t0")),
+            ("t1", Some("pack.t0")),
+            ("t2", Some("pack.t2")),
+            ("t3", Some("pack.t2")),
+            ("t4", Some("pack.t4"))
+        ]
+    );
+    for u in &units {
+        assert_eq!(u.jobs.len(), 2, "{}: the pack's first and resume links", u.id);
+        assert!(u.jobs.iter().all(|j| j.serves(&u.id)), "{}", u.id);
+        assert_eq!(u.dir, format!("/shared/out/pk/{}", u.id), "each task keeps its folder");
+    }
+    assert_eq!(units[0].script_hash, units[1].script_hash, "a pack's tasks share its scripts");
+    assert_ne!(units[0].result_hash, units[1].result_hash, "each task has its own result");
+    assert!(units[0].carries_scripts && !units[1].carries_scripts, "the scripts are shown once per pack");
+    // A task's result does not depend on the packing: the same as per_task.
+    let per_task = render_text(&config("/shared/out", 2).replace(", topology: packed, tasks_per_job: 2", ""));
+    let hashes: BTreeMap<String, String> =
+        plan::units(&per_task).into_iter().map(|u| (u.id.clone(), u.result_hash.clone())).collect();
+    for u in &units {
+        assert_eq!(hashes[&u.id], u.result_hash, "{}: packing does not rerun completed tasks", u.id);
+    }
+    // The script: one model server, then each task in its own folder.
+    let script = r.jobs.iter().find(|j| j.id == "pack.t0").unwrap().script.text();
+    assert_eq!(script.matches("\nevalctl_start_servers model ").count(), 1, "{script}");
+    for t in ["t0", "t1"] {
+        assert!(script.contains(&format!("if evalctl_pack_task {t} /shared/out/pk/{t}; then\n")), "{script}");
+        assert!(script.contains(&format!("--container-mounts=/shared/out/pk/{t}/artifacts:/results")), "{t}");
+    }
+    assert!(!script.contains("evalctl_pack_task t2"), "{script}");
+    let check = Command::new("bash").arg("-n").arg("-c").arg(&script).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // The graph shows the packing.
+    let text = config("/shared/out", 2);
+    let sources = Sources::new();
+    let loaded = config::load_text(Path::new("pk.yaml"), &text, &[], &sources, &|_| None).unwrap();
+    let (graph, _) = evalctl::graph::build(&loaded).unwrap();
+    let json = graph.to_json().unwrap();
+    let pack = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "pack.t2").unwrap().clone();
+    assert_eq!(pack["kind"], "pack");
+    assert_eq!(pack["units"], serde_json::json!(["t2", "t3"]), "{pack}");
+}
+
+#[test]
+fn a_plan_counts_packs_and_model_loads() {
+    let r = rendered(2);
+    let p = plan_with(&r, BTreeMap::new(), State::new(&r.stack));
+    assert!(p.plan.changes.iter().all(|c| c.action == Action::Create), "{:?}", p.plan.changes);
+    let packing = p.plan.packing.clone().unwrap();
+    assert_eq!((packing.tasks, packing.packs, packing.tasks_submitted, packing.packs_submitted), (5, 3, 5, 3));
+    assert_eq!(packing.model_loads_saved, 2);
+    assert_eq!(p.plan.cost.units.len(), 3, "a pack is priced once: {:?}", p.plan.cost.units);
+    let text = plan::output::text(&p.plan, false);
+    assert!(text.contains("  + t1 in pack.t0 (create: not on the cluster)"), "{text}");
+    assert!(text.contains("+++ b/pack.t0/task.sbatch"), "{text}");
+    assert!(!text.contains("b/t1/task.sbatch"), "a pack's scripts are shown once: {text}");
+    assert!(
+        text.contains(
+            "Packed 2 tasks per job: 5 tasks in 3 jobs. Submits 3 packs (6 jobs) for 5 tasks: 2 model loads saved."
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_tasks_of_a_pack_move_together() {
+    let r = rendered(2);
+    // A pending pack whose script changed: both tasks are replaced, the
+    // pack's jobs cancelled once, and the other packs are untouched.
+    let mut state = applied(&r, &[("pack.t0", vec![11, 10]), ("pack.t2", vec![21, 20]), ("pack.t4", vec![31, 30])]);
+    state.units.get_mut("t0").unwrap().script_hash = "old".into();
+    state.units.get_mut("t1").unwrap().script_hash = "old".into();
+    let obs = seen(&[
+        ("pack.t0", Observed::Pending, &[11, 10], None),
+        ("pack.t2", Observed::Running, &[21, 20], Some("running 20")),
+        ("t2", Observed::Completed, &[], Some("completed 20")),
+        ("t3", Observed::Failed, &[], Some("running 20")),
+        ("pack.t4", Observed::Pending, &[31, 30], None),
+    ]);
+    let p = plan_with(&r, obs, state.clone());
+    assert_eq!(action(&p, "t0").0, Action::Replace);
+    assert_eq!(action(&p, "t1").0, Action::Replace);
+    assert_eq!(action(&p, "t2"), (Action::None, "completed".into()), "a task that ended stays as it is");
+    assert_eq!(action(&p, "t3").0, Action::None, "running in its pack: {:?}", action(&p, "t3"));
+    assert_eq!(action(&p, "t4").0, Action::None);
+    assert!(p.plan.changes.iter().all(|c| c.unit != "pack.t0" && c.unit != "pack.t2"), "packs are no units");
+
+    // A task to run again while its pack still runs the others waits.
+    let mut state2 = state.clone();
+    for unit in ["t2", "t3"] {
+        state2.units.get_mut(unit).unwrap().script_hash = "old".into();
+    }
+    state2.units.get_mut("t2").unwrap().result_hash = "older result".into();
+    let obs = seen(&[
+        ("pack.t2", Observed::Running, &[21, 20], Some("running 20")),
+        ("t2", Observed::Completed, &[], Some("completed 20")),
+        ("t3", Observed::Failed, &[], Some("running 20")),
+    ]);
+    let p = plan_with(&r, obs, state2);
+    let (a, why) = action(&p, "t2");
+    assert_eq!(a, Action::None, "{why}");
+    assert!(why.contains("waits until pack.t2 ends"), "{why}");
+    assert_eq!(action(&p, "t3").0, Action::Update, "the running pack's next link takes the new script");
+
+    // Once the pack ended, the failed task is retried alone: its pack is
+    // submitted, and the completed task (skipped by the script) stays.
+    let obs = seen(&[
+        ("t0", Observed::Completed, &[], Some("completed 10")),
+        ("t1", Observed::Completed, &[], Some("completed 10")),
+        ("pack.t2", Observed::Failed, &[], Some("failed 20 tasks-failed")),
+        ("t2", Observed::Completed, &[], Some("completed 20")),
+        ("t3", Observed::Failed, &[], Some("failed 20 exit 1")),
+        ("t4", Observed::Completed, &[], Some("completed 30")),
+    ]);
+    let p = plan_with(&r, obs, state.clone());
+    assert_eq!(action(&p, "t2").0, Action::None);
+    assert_eq!(action(&p, "t3").0, Action::Retry);
+    assert_eq!(p.plan.packing.as_ref().map(|k| (k.packs_submitted, k.tasks_submitted)), Some((1, 1)));
+
+    // The packing changed to 3 per job: pack.t0 (t0, t1, t2), pack.t3
+    // (t3, t4). The old pack.t2 still runs t2 and t3: both are replaced
+    // in their new packs, and the old pack, no longer in the config, is
+    // cancelled.
+    let r3 = rendered(3);
+    let mut state3 = applied(&r, &[("pack.t0", vec![11, 10]), ("pack.t2", vec![51, 50]), ("pack.t4", vec![31, 30])]);
+    state3.units.values_mut().for_each(|u| u.script_hash = "old".into());
+    let obs = seen(&[
+        ("t0", Observed::Completed, &[], Some("completed 10")),
+        ("t1", Observed::Completed, &[], Some("completed 10")),
+        ("pack.t2", Observed::Running, &[51, 50], Some("running 50")),
+        ("t2", Observed::Failed, &[], Some("running 50")),
+        ("t4", Observed::Completed, &[], Some("completed 30")),
+    ]);
+    let p = plan_with(&r3, obs, state3);
+    for (unit, pack) in [("t2", "pack.t0"), ("t3", "pack.t3")] {
+        let c = p.plan.changes.iter().find(|c| c.unit == unit).unwrap();
+        assert_eq!((c.action, c.cancel_jobs.clone()), (Action::Replace, vec![51, 50]), "{unit}: {}", c.reason);
+        assert!(c.reason.contains(&format!("runs in another pack now ({pack})")), "{}", c.reason);
+        assert!(c.interrupts_running, "{unit}");
+    }
+    let old = p.plan.changes.iter().find(|c| c.unit == "pack.t2").expect("the old pack is cancelled");
+    assert_eq!((old.action, old.reason.as_str()), (Action::Cancel, "removed from the config"));
+    for unit in ["t0", "t1", "t4"] {
+        assert_eq!(action(&p, unit).0, Action::None, "{unit}");
+    }
+}
+
+fn run_with_fakes(program: &str, fake: &Path) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = fake.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fakes = [
+        (
+            "sbatch",
+            r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "sbatch $*" >>"$EVALCTL_FAKE/calls"; echo "$n;cluster""#,
+        ),
+        ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
+        ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
+        ("squeue", ":"),
+    ];
+    for (name, body) in fakes {
+        let file = bin.join(name);
+        std::fs::write(&file, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
+}
+
+/// Apply submits each pack once (its first and resume links), records its
+/// jobs for each of its tasks, creates each task's folder and clears the
+/// status of the tasks it runs again, not of those that ended.
+#[test]
+fn apply_submits_each_pack_once_and_records_it_for_every_task() {
+    let tmp: PathBuf = std::env::temp_dir().join(format!("evalctl-packed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let r = render_text(&config(tmp.join("out").to_str().unwrap(), 2));
+    let stack = Path::new(&r.stack_dir);
+    let lock = evalctl::remote::lock::LockInfo {
+        id: "0000abcd00001234".into(),
+        who: "alice".into(),
+        host: "laptop".into(),
+        pid: 42,
+        when: 1_700_000_000,
+        command: "evalctl apply".into(),
+    };
+    std::fs::create_dir_all(stack.join(".evalctl")).unwrap();
+    std::fs::write(stack.join(".evalctl/lock"), serde_json::to_string(&lock).unwrap()).unwrap();
+    // t2 completed and t3 failed in an earlier run of pack.t2.
+    for (unit, status) in [("t2", "completed 20"), ("t3", "failed 20 exit 1"), ("pack.t2", "failed 20 tasks-failed")] {
+        std::fs::create_dir_all(stack.join(unit)).unwrap();
+        std::fs::write(stack.join(unit).join("status"), format!("{status}\n")).unwrap();
+    }
+    let mut state = applied(&r, &[("pack.t2", vec![21, 20])]);
+    for u in ["t0", "t1", "t4"] {
+        state.units.remove(u);
+    }
+    let obs = seen(&[
+        ("pack.t2", Observed::Failed, &[], Some("failed 20 tasks-failed")),
+        ("t2", Observed::Completed, &[], Some("completed 20")),
+        ("t3", Observed::Failed, &[], Some("failed 20 exit 1")),
+    ]);
+    let planned = plan_with(&r, obs, state);
+    let actions: Vec<(&str, Action)> = planned.plan.changes.iter().map(|c| (c.unit.as_str(), c.action)).collect();
+    assert_eq!(
+        actions,
+        [
+            ("t0", Action::Create),
+            ("t1", Action::Create),
+            ("t2", Action::None),
+            ("t3", Action::Retry),
+            ("t4", Action::Create)
+        ]
+    );
+    let secrets = SecretValues::new();
+    let inputs = Inputs {
+        plan: &planned.plan,
+        rendered: &r,
+        units: &planned.units,
+        observations: &planned.observations,
+        state: &planned.state,
+        secrets: &secrets,
+        lock_id: &lock.id,
+        now: 1_700_000_100,
+    };
+    let prog = submit::program(&inputs);
+    let out = run_with_fakes(&prog.program.full_text(), &fake);
+    let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
+    assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    let sbatch: Vec<&str> = calls.lines().filter(|l| l.starts_with("sbatch")).collect();
+    assert_eq!(sbatch.len(), 6, "each pack's two links once:\n{calls}");
+    for pack in ["pack.t0", "pack.t2", "pack.t4"] {
+        assert_eq!(sbatch.iter().filter(|l| l.contains(&format!("/{pack}/first@"))).count(), 1, "{calls}");
+    }
+    let written = State::parse(&std::fs::read_to_string(stack.join(".evalctl/state.json")).unwrap()).unwrap();
+    assert_eq!(written, submit::recorded_state(&inputs, &prog.submitting, &outcome));
+    let jobs = |u: &str| written.units[u].jobs.clone();
+    assert_eq!(jobs("t0").len(), 2);
+    assert_eq!(jobs("t0"), jobs("t1"), "the tasks of a pack record its jobs");
+    assert_eq!(jobs("t3").len(), 2);
+    assert_eq!(jobs("t2"), vec![21, 20], "a task that is not run again keeps its record");
+    for t in ["t0", "t1", "t3", "t4"] {
+        assert!(stack.join(t).join("artifacts").is_dir() && stack.join(t).join("logs").is_dir(), "{t}'s folder");
+    }
+    assert!(!stack.join("t3/status").exists(), "the retried task's status is cleared");
+    assert!(!stack.join("pack.t2/status").exists(), "the pack's status is cleared");
+    assert_eq!(std::fs::read_to_string(stack.join("t2/status")).unwrap(), "completed 20\n", "kept: the pack skips it");
+    assert!(stack.join("pack.t0/task.sbatch").is_file() && stack.join("pack.t0/resume.sbatch").is_file());
+    assert!(!stack.join("t1/task.sbatch").exists(), "the scripts are the pack's");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
