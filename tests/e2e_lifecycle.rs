@@ -56,6 +56,9 @@
 //!     pack: the first link runs the first task and is cut short in the
 //!     second; the resume link skips the first, continues the second from
 //!     the harness's cache and runs the third; one server start per link.
+//! 17. `max_concurrent: 2`: six task chains on a partition with room for
+//!     four at once never run more than two at a time (`squeue` polled
+//!     every half second), two do run together, and all six complete.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -1811,4 +1814,49 @@ fn packed_job_cut_short_resumes_only_unfinished_tasks() {
         s.batch_log(pack, second)
     );
     assert_eq!(server_starts(&s, pack), BTreeMap::from([(first, 1), (second, 1)]), "one model load per link");
+}
+
+/// 17. max_concurrent: never more than two chains of the stack run at
+///     once, on a partition where four fit.
+#[test]
+fn max_concurrent_keeps_running_chains_within_the_limit() {
+    // No model server (two on one node would share a port): each task
+    // sleeps in its container, then the harness sends no request.
+    let ids: Vec<String> = (0..6).map(|i| format!("gsm8k, id: c{i}, pre_cmd: \"sleep 12\"")).collect();
+    let tasks: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let s = Stack::new(
+        "lanes",
+        &Spec {
+            tasks: &tasks,
+            stub: "{requests: 0}",
+            execution: "max_concurrent: 2, sbatch_extra_flags: {exclusive: false}",
+            server: "type: none",
+            more: "target: {api_endpoint: {url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}\n",
+            ..BASE
+        },
+    );
+    let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
+    assert!(plan.stdout.contains("At most 2 task chains run at once (max_concurrent)."), "{}", plan.show());
+    let mut apply = s.background("apply", &["--auto-approve", "--wait"]);
+    let mut most = 0;
+    let started = Instant::now();
+    while apply.running() && started.elapsed() < CHAIN_TIMEOUT {
+        let running = s.live().iter().filter(|j| j.state == "RUNNING").count();
+        most = most.max(running);
+        assert!(running <= 2, "{running} chains run at once: {:?}", s.live());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = apply.finish(CMD_TIMEOUT);
+    assert!(out.ok(), "apply --wait exits 0 when every unit completed\n{}", out.show());
+    assert_eq!(most, 2, "two chains ran together");
+    for i in 0..6 {
+        assert_eq!(str_of(&s.unit(&format!("c{i}")), "state"), "completed", "c{i}");
+    }
+    // The lanes: c2 started once c0's chain had ended, c4 after c2's, and
+    // so on (sacct's times, ISO 8601: ordered as text).
+    let link = |u: &str| acct_final(s.started_links(u)[0], Duration::from_secs(60));
+    for (before, after) in [("c0", "c2"), ("c1", "c3"), ("c2", "c4"), ("c3", "c5")] {
+        let (a, b) = (link(before), link(after));
+        assert!(a.started() && b.started() && b.start >= a.end, "{after} started before {before} ended: {a:?} {b:?}");
+    }
 }

@@ -361,3 +361,74 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
     assert!(!stack.join("t1/task.sbatch").exists(), "the scripts are the pack's");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `max_concurrent: 2` (per task here): the first links go round two
+/// lanes; each waits (`afterany`) for the first and resume links of the
+/// one two places before it, whose folder names it (`lane-next`) for the
+/// runtime. A chain that already runs is a lane's first occupant.
+#[test]
+fn max_concurrent_chains_first_links_in_lanes() {
+    let tmp: PathBuf = std::env::temp_dir().join(format!("evalctl-lanes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let text = config(tmp.join("out").to_str().unwrap(), 2)
+        .replace("topology: packed, tasks_per_job: 2", "max_concurrent: 2, sbatch_extra_flags: {exclusive: false}");
+    let r = render_text(&text);
+    let stack = Path::new(&r.stack_dir);
+    std::fs::create_dir_all(stack.join(".evalctl")).unwrap();
+    let lock = evalctl::remote::lock::LockInfo {
+        id: "0000abcd00001234".into(),
+        who: "alice".into(),
+        host: "laptop".into(),
+        pid: 42,
+        when: 1_700_000_000,
+        command: "evalctl apply".into(),
+    };
+    std::fs::write(stack.join(".evalctl/lock"), serde_json::to_string(&lock).unwrap()).unwrap();
+    // t0 runs (jobs 9 and 8, from an earlier apply); the other four are new.
+    let mut state = State::new(&r.stack);
+    state.units.insert("t0".into(), UnitState { jobs: vec![9, 8], attempts: 1, ..Default::default() });
+    std::fs::create_dir_all(stack.join("t0")).unwrap();
+    let obs = seen(&[("t0", Observed::Running, &[9, 8], Some("running 8"))]);
+    let mut planned = plan_with(&r, obs, state);
+    // The state's hashes are not the config's: keep t0 as it runs.
+    let t0 = planned.plan.changes.iter_mut().find(|c| c.unit == "t0").unwrap();
+    t0.action = Action::None;
+    assert_eq!(planned.plan.max_concurrent, Some(2));
+    assert!(plan::output::text(&planned.plan, false).contains("At most 2 task chains run at once (max_concurrent)."));
+    let secrets = SecretValues::new();
+    let inputs = Inputs {
+        plan: &planned.plan,
+        rendered: &r,
+        units: &planned.units,
+        observations: &planned.observations,
+        state: &planned.state,
+        secrets: &secrets,
+        lock_id: &lock.id,
+        now: 1_700_000_100,
+    };
+    let prog = submit::program(&inputs);
+    let out = run_with_fakes(&prog.program.full_text(), &fake);
+    let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
+    assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+    let id = |unit: &str, role: &str| {
+        outcome.submitted.iter().find(|(u, r, _)| u == unit && r == role).map(|(_, _, id)| *id).unwrap()
+    };
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    let sbatch_of = |unit: &str| {
+        calls.lines().find(|l| l.starts_with("sbatch") && l.contains(&format!("/{unit}/first@"))).unwrap().to_owned()
+    };
+    // Lane 0: t0 (running), then t1, then t3; lane 1: t2, then t4.
+    assert!(sbatch_of("t1").contains("--dependency=afterany:9:8 "), "{calls}");
+    assert!(!sbatch_of("t2").contains("--dependency"), "{calls}");
+    let after = |unit: &str| format!("--dependency=afterany:{}:{} ", id(unit, "first"), id(unit, "resume"));
+    assert!(sbatch_of("t3").contains(&after("t1")), "{calls}");
+    assert!(sbatch_of("t4").contains(&after("t2")), "{calls}");
+    let lane_next = |unit: &str| std::fs::read_to_string(stack.join(unit).join("lane-next")).unwrap_or_default();
+    assert_eq!(lane_next("t0"), format!("{} \n", id("t1", "first")), "the running chain names its successor");
+    assert_eq!(lane_next("t1"), format!("{} \n", id("t3", "first")));
+    assert_eq!(lane_next("t2"), format!("{} \n", id("t4", "first")));
+    assert_eq!(lane_next("t3"), "", "the last of a lane has no successor");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

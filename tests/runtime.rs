@@ -13,7 +13,7 @@ const STUBS: &[(&str, &str)] = &[
     ("sacct", "#!/bin/bash\n[ -n \"${STUB_SACCT+x}\" ] || exit 1\nprintf '%b' \"$STUB_SACCT\"\n"),
     (
         "scontrol",
-        "#!/bin/bash\n[ \"$1 $2\" = 'show job' ] && [ -n \"${STUB_JOB_STATE:-}\" ] && { echo \"JobId=$3 JobName=x\"; echo \"   JobState=$STUB_JOB_STATE Reason=None\"; exit 0; }\nexit 1\n",
+        "#!/bin/bash\n[ \"$1\" = update ] && { printf '%s\\n' \"$*\" >>\"$EVALCTL_DIR/scontrol.args\"; exit 0; }\n[ \"$1 $2\" = 'show job' ] && [ -n \"${STUB_JOB_STATE:-}\" ] && { echo \"JobId=$3 JobName=x\"; echo \"   JobState=$STUB_JOB_STATE Reason=None\"; exit 0; }\nexit 1\n",
     ),
     (
         "sbatch",
@@ -528,4 +528,76 @@ fn a_shared_server_that_ends_stops_the_evaluation_and_fails_the_link() {
     assert_eq!(r.status, "failed 77 server-gone server\n");
     assert_eq!(r.chain.lines().last(), Some("77 end 900 server-gone"));
     assert!(!r.out.contains("exit=0"), "the job fails: {}", r.out);
+}
+
+/// `max_concurrent`: a link that queues the next one moves its lane
+/// successor's wait to it, keeping the successor's own dependencies.
+#[test]
+fn the_lane_successor_waits_for_the_next_link() {
+    let name = [("EVALCTL_JOB_NAME", "evalctl:st/t/resume"), ("EVALCTL_COMMENT", "")];
+    let j = Job::new();
+    j.write("lane-next", "555 after:9\n");
+    let r = j.run("evalctl_submit_next", &name, Some(42));
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert_eq!(j.read("scontrol.args"), "update JobId=555 Dependency=after:9,afterany:4242\n");
+    assert!(r.out.contains("lane: job 555 now waits for job 4242"), "{}", r.out);
+    let j = Job::new();
+    j.write("lane-next", "555 \n");
+    j.run("evalctl_submit_next", &name, Some(42));
+    assert_eq!(j.read("scontrol.args"), "update JobId=555 Dependency=afterany:4242\n");
+    let j = Job::new();
+    j.run("evalctl_submit_next", &name, Some(42));
+    assert_eq!(j.read("scontrol.args"), "", "no lane: no update");
+}
+
+/// A pack's tasks: each runs in its own folder unless it already ended;
+/// a task cut short ends the link; the pack's status says how it ended.
+#[test]
+fn a_pack_runs_its_unfinished_tasks_in_their_folders() {
+    let j = Job::new();
+    let task = |t: &str| j.root.join(t);
+    for (t, status) in [("t0", Some("completed 5")), ("t1", None), ("t2", Some("interrupted 5 TIMEOUT"))] {
+        std::fs::create_dir_all(task(t)).unwrap();
+        if let Some(s) = status {
+            std::fs::write(task(t).join("status"), format!("{s}\n")).unwrap();
+        }
+    }
+    let pack = |outcome: &str| {
+        format!(
+            "EVALCTL_PACK_DIR=$EVALCTL_DIR\nEVALCTL_PACK_FAILED=0\n\
+             for t in t0 t1 t2; do\n  if evalctl_pack_task $t \"$EVALCTL_STACK_DIR/$t\"; then\n    \
+             echo \"ran $t in $EVALCTL_DIR, artifacts $EVALCTL_ARTIFACTS\"\n    evalctl_status {outcome}\n    \
+             evalctl_pack_task_end || {{ echo \"cut in $EVALCTL_DIR\"; exit 9; }}\n  fi\ndone\n\
+             evalctl_pack_end\necho \"rc=$EVALCTL_RC\"\n"
+        )
+    };
+    let r = j.run(&pack("completed"), &[], Some(50));
+    assert_eq!(r.rc, 0, "{}", r.out);
+    assert!(r.out.contains("task t0 already ended (completed): skipped"), "{}", r.out);
+    assert!(!r.out.contains("ran t0"), "{}", r.out);
+    for t in ["t1", "t2"] {
+        let dir = task(t).display().to_string();
+        assert!(r.out.contains(&format!("ran {t} in {dir}, artifacts {dir}/artifacts")), "{}", r.out);
+        assert_eq!(std::fs::read_to_string(task(t).join("status")).unwrap(), "completed 77 \n");
+        assert_eq!(std::fs::read_to_string(task(t).join("chain")).unwrap(), "77 start 50 task\n");
+        assert!(task(t).join("logs").is_dir() && task(t).join("artifacts").is_dir());
+    }
+    assert!(r.out.contains("rc=0"), "{}", r.out);
+    assert_eq!(r.status, "completed 77 \n", "the pack's own status");
+    assert_eq!(r.chain, "77 end 50 completed\n");
+
+    // A failed task: the others still run, the pack ends failed.
+    std::fs::remove_file(task("t1").join("status")).unwrap();
+    std::fs::remove_file(task("t2").join("status")).unwrap();
+    let r = j.run(&pack("failed 'exit 1'"), &[], Some(60));
+    assert!(r.out.contains("ran t1") && r.out.contains("ran t2") && r.out.contains("rc=1"), "{}", r.out);
+    assert_eq!(r.status, "failed 77 tasks-failed\n");
+
+    // A task cut short ends the link in the pack's folder, marked interrupted.
+    std::fs::remove_file(task("t1").join("status")).unwrap();
+    let r = j.run(&pack("interrupted TIMEOUT"), &[], Some(70));
+    assert_eq!(r.rc, 9, "{}", r.out);
+    assert!(r.out.contains(&format!("cut in {}", j.dir().display())), "{}", r.out);
+    assert!(r.out.contains("task t2 already ended (failed): skipped") || !r.out.contains("ran t2"), "{}", r.out);
+    assert_eq!(r.status, "interrupted 77 task-cut-short\n");
 }

@@ -215,6 +215,13 @@ pub struct Execution {
     /// `per_task`.
     #[serde(default)]
     pub topology: Topology,
+    /// Most of the stack's task jobs (or pack jobs) running at once: each
+    /// waits for the chain of the one `max_concurrent` places before it to
+    /// end (Slurm dependencies, kept across resume links), so a stack can
+    /// be polite on a shared partition. Default: none (no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent: Option<u32>,
     /// Tasks one job runs in the `packed` topology, in config order.
     /// Default: 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -529,6 +529,14 @@ fn semantic(tree: &Node, cfg: &Config, missing: &[Vec<Seg>], diags: &mut Vec<Dia
             ),
         );
     }
+    if exec.max_concurrent == Some(0) {
+        err(
+            diags,
+            keys(&["execution", "max_concurrent"]),
+            true,
+            "`execution.max_concurrent` must be at least 1".into(),
+        );
+    }
     if exec.tasks_per_job == Some(0) {
         err(diags, keys(&["execution", "tasks_per_job"]), true, "`execution.tasks_per_job` must be at least 1".into());
     }

@@ -365,6 +365,9 @@ pub struct Plan {
     /// How the tasks are packed into jobs (the `packed` topology).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packing: Option<Packing>,
+    /// Most task (or pack) chains running at once (`execution.max_concurrent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<usize>,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -830,6 +833,7 @@ pub fn make<'a>(
         feasibility: vec![],
         limits: vec![],
         packing,
+        max_concurrent: rendered.max_concurrent,
         notes,
     };
     Planned { plan, units, observations, state }
@@ -896,6 +900,7 @@ mod tests {
             feasibility: vec![],
             limits: vec![],
             packing: None,
+            max_concurrent: None,
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

@@ -41,6 +41,11 @@ fn line(c: &Change) -> String {
     format!("  {:>3} {}{pack} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
 }
 
+/// `At most 4 task chains run at once (max_concurrent).`
+fn concurrency_line(m: usize) -> String {
+    format!("At most {m} task chains run at once (max_concurrent).")
+}
+
 /// Units left failed because they used up their attempts: said in every
 /// plan, with or without other changes.
 fn given_up(plan: &Plan) -> Vec<&Change> {
@@ -156,6 +161,9 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
     if let Some(p) = &plan.packing {
         writeln!(out, "{}", p.line())?;
     }
+    if let Some(m) = plan.max_concurrent {
+        writeln!(out, "{}", concurrency_line(m))?;
+    }
     Ok(())
 }
 
@@ -168,6 +176,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
     if let Some(p) = &plan.packing {
         head.push_str(&format!("{}\n\n", md_text(&p.line())));
+    }
+    if let Some(m) = plan.max_concurrent {
+        head.push_str(&format!("{}\n\n", md_text(&concurrency_line(m))));
     }
     // The table, the lists and the diff share the limit: lines are added
     // while they fit in the section's share (the table up to half of it,
@@ -386,6 +397,7 @@ mod tests {
             feasibility: vec![],
             limits: vec![],
             packing: None,
+            max_concurrent: None,
             notes: vec![],
         }
     }

@@ -327,8 +327,64 @@ fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
 }
 
 /// In the folder `$U`: the chain file moves aside (`chain.<serial>`), and
-/// the status and endpoint files are marked stale (removed together).
-const MOVE_CHAIN_ASIDE: &str = "if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nfor f in \"$U/status\" \"$U/endpoint\"; do if [ -e \"$f\" ]; then STALE+=(\"$f\"); fi; done\n";
+/// the status, endpoint and lane files are marked stale (removed together).
+const MOVE_CHAIN_ASIDE: &str = "if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" \"$U/chain.$SERIAL\"; fi\nfor f in \"$U/status\" \"$U/endpoint\" \"$U/lane-next\"; do if [ -e \"$f\" ]; then STALE+=(\"$f\"); fi; done\n";
+
+/// What a first link waits for in its lane (`execution.max_concurrent`):
+/// the chain before it in the lane, as jobs of this apply (rendered ids:
+/// a first link and its resume link) or live jobs of earlier applies, and
+/// the folders whose chains tell the runtime about later links
+/// (`lane-next`).
+#[derive(Clone, Default)]
+struct LaneWait {
+    rendered: Vec<String>,
+    live: Vec<u64>,
+    dirs: Vec<String>,
+}
+
+/// Dependency lanes for `execution.max_concurrent` = M: the first links
+/// this apply submits, in order, go round M lanes; each waits (`afterany`)
+/// for the chain before it in its lane to end. Chains that already run (or
+/// wait) are the lanes' first occupants, so a later apply keeps the limit.
+/// A chain's runtime moves its lane successor's wait to each resume link
+/// it queues (`lane-next` in its folder), so no more than M chains run at
+/// once, whatever their links. By rendered id of the first link.
+fn lanes<'a>(inp: &'a Inputs<'_>, submit_set: &BTreeSet<&str>) -> BTreeMap<&'a str, LaneWait> {
+    let mut out = BTreeMap::new();
+    let Some(m) = inp.rendered.max_concurrent.filter(|m| *m > 0) else { return out };
+    let mut lanes: Vec<LaneWait> = vec![LaneWait::default(); m];
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut heads = 0;
+    for u in inp.units.iter().filter(|u| u.kind == crate::state::UnitKind::Task && !submit_set.contains(u.id.as_str()))
+    {
+        let Some(o) = inp.observations.get(&u.id).filter(|o| o.observed.is_live()) else { continue };
+        // A pack's tasks share its jobs: one chain.
+        if o.live_jobs.is_empty() || !o.live_jobs.iter().all(|j| seen.insert(*j)) {
+            continue;
+        }
+        let lane = &mut lanes[heads % m];
+        lane.live.extend(&o.live_jobs);
+        lane.dirs.extend(u.jobs.first().map(|j| j.dir.clone()));
+        heads += 1;
+    }
+    let firsts = inp
+        .rendered
+        .jobs
+        .iter()
+        .filter(|j| j.role == crate::render::Role::First && j.units().iter().any(|u| submit_set.contains(u)));
+    for (k, job) in firsts.enumerate() {
+        let lane = &mut lanes[k % m];
+        if !lane.rendered.is_empty() || !lane.live.is_empty() {
+            out.insert(job.id.as_str(), std::mem::take(lane));
+        }
+        *lane = LaneWait {
+            rendered: vec![job.id.clone(), format!("{}.resume", job.id)],
+            live: vec![],
+            dirs: vec![job.dir.clone()],
+        };
+    }
+    out
+}
 
 /// `"$J<n>"`: the id of the n-th rendered job, once submitted.
 fn job_var(n: usize) -> Snippet {
@@ -363,6 +419,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     let mut level_of: BTreeMap<&str, usize> = BTreeMap::new();
     let mut chains: BTreeMap<&str, usize> = BTreeMap::new();
     let mut jobs: Vec<Submission> = vec![];
+    let lane_of = lanes(inp, &submit_set);
     for (n, job) in inp.rendered.jobs.iter().enumerate() {
         // A pack's jobs are submitted when any of its tasks is.
         let Some(unit) = job.units().into_iter().filter(|u| submit_set.contains(u)).find_map(|u| units.get(u)) else {
@@ -389,6 +446,34 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             deps.push(snippet!("{}{}:{}", Code(if deps.is_empty() { "" } else { "," }), Code(how.slurm()), id));
             if *how == Dep::AfterNotOk {
                 predecessor = Some(id);
+            }
+        }
+        // Its lane: afterany on the chain before it; that chain's folders
+        // name this job and its own dependencies for the runtime.
+        let mut lane_next = Snippet::default();
+        if let Some(wait) = lane_of.get(job.id.as_str()) {
+            let base = if deps.is_empty() { snippet!("''") } else { deps.clone() };
+            let mut ids = Snippet::default();
+            for pred in &wait.rendered {
+                if let Some(v) = var_of.get(pred) {
+                    level = level.max(level_of.get(pred.as_str()).map_or(0, |l| l + 1));
+                    ids.push(snippet!(":{}", job_var(*v)));
+                }
+            }
+            for id in &wait.live {
+                ids.push(snippet!(":{}", id));
+            }
+            if !ids.is_empty() {
+                deps.push(snippet!("{}afterany{}", Code(if deps.is_empty() { "" } else { "," }), ids));
+                for dir in &wait.dirs {
+                    lane_next.push(snippet!(
+                        "printf '%s %s\\n' {} {} >{}/lane-next || evalctl_abort {}\n",
+                        job_var(n),
+                        base.clone(),
+                        ShellWord::from(dir),
+                        ShellWord::from(format!("cannot write {dir}/lane-next"))
+                    ));
+                }
             }
         }
         let dep = if deps.is_empty() { Snippet::default() } else { snippet!(" --dependency={}", deps) };
@@ -429,6 +514,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             ));
         }
         after.push(protocol::submitted(&ShellWord::from(&job.unit), &ShellWord::from(job.role.as_str()), &var));
+        after.push(lane_next);
         var_of.insert(job.id.clone(), n);
         level_of.insert(job.id.as_str(), level);
         jobs.push(Submission { n, level, sbatch, after });

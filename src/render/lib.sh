@@ -278,7 +278,7 @@ evalctl_pack_task() {
       return 1
       ;;
   esac
-  export EVALCTL_NODE=$1 EVALCTL_DIR=$2 EVALCTL_ARTIFACTS=$2/artifacts EVALCTL_LOGS=$2/logs
+  export EVALCTL_DIR=$2 EVALCTL_ARTIFACTS=$2/artifacts EVALCTL_LOGS=$2/logs
   mkdir -p "$EVALCTL_ARTIFACTS" "$EVALCTL_LOGS"
   evalctl_chain start task
   evalctl_status running
@@ -290,8 +290,7 @@ evalctl_pack_task() {
 evalctl_pack_task_end() {
   local word=""
   read -r word _ <"$EVALCTL_DIR/status" 2>/dev/null
-  export EVALCTL_NODE=$EVALCTL_PACK_NODE EVALCTL_DIR=$EVALCTL_PACK_DIR
-  export EVALCTL_ARTIFACTS=$EVALCTL_PACK_DIR/artifacts EVALCTL_LOGS=$EVALCTL_PACK_DIR/logs
+  export EVALCTL_DIR=$EVALCTL_PACK_DIR EVALCTL_ARTIFACTS=$EVALCTL_PACK_DIR/artifacts EVALCTL_LOGS=$EVALCTL_PACK_DIR/logs
   case $word in
     completed) ;;
     interrupted)
@@ -326,8 +325,22 @@ evalctl_submit_next() {
     next=${next%%;*}
     evalctl_chain submit "$next"
     evalctl_log "next link queued: job $next"
+    evalctl_lane_moves_to "$next"
   else
     evalctl_log "could not queue the next link"
+  fi
+}
+
+# With `max_concurrent`, the chain's lane successor (`lane-next`: its job id
+# and its own dependencies) waits for this chain to end: when a link queues
+# the next one, the successor waits for that one instead (the link itself
+# ends before it can start).
+evalctl_lane_moves_to() {
+  local succ="" base=""
+  [ -f "$EVALCTL_DIR/lane-next" ] || return 0
+  read -r succ base <"$EVALCTL_DIR/lane-next" || [ -n "$succ" ] || return 0
+  if scontrol update JobId="$succ" Dependency="${base:+$base,}afterany:$1" >/dev/null 2>&1; then
+    evalctl_log "lane: job $succ now waits for job $1"
   fi
 }
 

@@ -286,6 +286,8 @@ pub struct Rendered {
     pub max_walltime_s: u64,
     /// Tasks per job (1 unless the topology is `packed`).
     pub tasks_per_job: usize,
+    /// Most task (or pack) jobs running at once (`execution.max_concurrent`).
+    pub max_concurrent: Option<usize>,
     /// Whether the jobs that run tasks start the model's server (a
     /// deployment of type other than `none`, not shared).
     pub own_model: bool,
@@ -400,6 +402,7 @@ pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Re
         max_links,
         max_walltime_s,
         tasks_per_job: loaded.config.execution.tasks_per_job(),
+        max_concurrent: loaded.config.execution.max_concurrent.map(|m| m.max(1) as usize),
         own_model: loaded.config.deployment.kind != crate::config::model::DeploymentType::None
             && loaded.config.execution.topology != crate::config::model::Topology::Shared,
     })

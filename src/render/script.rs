@@ -347,7 +347,7 @@ fn run_harness(eval: &EvalSpec, s: &mut String) {
 /// cache in its artifacts); a task that failed does not stop the others.
 fn pack_work(pack: &PackSpec) -> String {
     let mut s = String::from(
-        "\n# ---- the pack's tasks run in turn, each in its own folder ----\nEVALCTL_PACK_DIR=$EVALCTL_DIR\nEVALCTL_PACK_NODE=$EVALCTL_NODE\nEVALCTL_PACK_FAILED=0\n",
+        "\n# ---- the pack's tasks run in turn, each in its own folder ----\nEVALCTL_PACK_DIR=$EVALCTL_DIR\nEVALCTL_PACK_FAILED=0\n",
     );
     let Some(first) = pack.members.first() else {
         s.push_str("evalctl_pack_end\nexit \"$EVALCTL_RC\"\n");
