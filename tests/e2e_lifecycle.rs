@@ -1830,7 +1830,7 @@ fn max_concurrent_keeps_running_chains_within_the_limit() {
             tasks: &tasks,
             stub: "{requests: 0}",
             execution: "max_concurrent: 2, sbatch_extra_flags: {exclusive: false}",
-            server: "type: none",
+            server: "type: none, command: unused",
             more: "target: {api_endpoint: {url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}\n",
             ..BASE
         },
