@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::plan::{self, Observation};
 use crate::remote::{self, LockInfo, refresh::Refreshed};
 
-/// Cancels the live chains of `names` (every unit when empty); returns the
-/// units it cancelled. Names that are neither in the config nor on the
+/// Cancels the live chains of `names` (every unit when empty; a task of a
+/// pack: the whole pack); returns the units it cancelled. Names that are neither in the config nor on the
 /// cluster are an error and nothing is cancelled.
 pub fn cancel(
     stack: &Stack,
@@ -56,6 +56,20 @@ fn locked(
             None,
             format!("no unit {} in stack `{}`", unknown.join(", "), r.stack),
         )));
+    }
+    // The tasks of a pack share its jobs: naming one (or the pack) cancels
+    // the pack and marks each of its tasks.
+    let mut names = names.to_vec();
+    for u in &units {
+        if let Some(pack) = &u.pack
+            && names.iter().any(|n| n == pack || units.iter().any(|o| &o.id == n && o.pack.as_ref() == Some(pack)))
+        {
+            for id in [&u.id, pack] {
+                if !names.contains(id) {
+                    names.push(id.clone());
+                }
+            }
+        }
     }
     let chosen: Vec<(&String, &Observation)> =
         obs.iter().filter(|(u, o)| (names.is_empty() || names.contains(u)) && o.observed.is_live()).collect();
