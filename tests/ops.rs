@@ -1193,3 +1193,55 @@ fn only_and_exclude_limit_what_a_plan_changes() {
         ["--only names no unit of stack `opsstack`: `delta*`", "--exclude names no unit of stack `opsstack`: `x`"]
     );
 }
+
+/// `packed`: tasks are units, a pack's jobs are submitted once; a failed
+/// task is retried in its pack (and only that pack is submitted); naming a
+/// task to `cancel` cancels its pack and marks each of its tasks.
+#[test]
+fn packed_tasks_are_units_of_plan_apply_status_and_cancel() {
+    let f = Fixture::new("packed", &["alpha", "beta", "gamma", "delta"]);
+    let stack = f.open(&["execution.topology=packed", "execution.tasks_per_job=2"]);
+    let report = f.apply_done(&stack);
+    let units: BTreeSet<&str> = report.submitted.iter().map(|(u, _, _)| u.as_str()).collect();
+    assert_eq!(units, BTreeSet::from(["pack.alpha", "pack.gamma"]), "{:?}", report.submitted);
+    assert_eq!(f.calls_of("sbatch").len(), 4, "each pack's two links once");
+    let (a, g) = (chain_ids(&report, "pack.alpha"), chain_ids(&report, "pack.gamma"));
+    let rows = status(&f, &stack);
+    assert_eq!(rows.len(), 4, "one row per task: {rows:#?}");
+    assert!(rows.iter().all(|r| r.state == "pending" && (r.jobs == [a.0, a.1] || r.jobs == [g.0, g.1])), "{rows:#?}");
+
+    // pack.alpha ran: alpha completed, beta failed; the pack ended.
+    f.set_job(a.0, "FAILED", "NonZeroExitCode");
+    f.set_job(a.1, "COMPLETED", "None");
+    f.write_status("alpha", &format!("completed {} ", a.0));
+    f.write_status("beta", &format!("failed {} exit 1", a.0));
+    f.write_status("pack.alpha", &format!("failed {} tasks-failed", a.0));
+    let plan = f.plan(&stack);
+    let action = |u: &str| plan.changes.iter().find(|c| c.unit == u).map(|c| c.action);
+    assert_eq!(
+        [action("alpha"), action("beta"), action("gamma"), action("delta")],
+        [Some(Action::None), Some(Action::Retry), Some(Action::None), Some(Action::None)],
+        "{:#?}",
+        plan.changes
+    );
+    assert!(plan.changes.iter().all(|c| !c.unit.starts_with("pack.")), "packs are no units");
+    let again = f.apply_done(&stack);
+    let units: BTreeSet<&str> = again.submitted.iter().map(|(u, _, _)| u.as_str()).collect();
+    assert_eq!(units, BTreeSet::from(["pack.alpha"]), "only the failed task's pack: {:?}", again.submitted);
+    assert_eq!(
+        std::fs::read_to_string(f.unit_dir("alpha").join("status")).unwrap(),
+        format!("completed {} \n", a.0),
+        "the completed task keeps its status: the pack skips it"
+    );
+    assert!(!f.unit_dir("beta").join("status").exists(), "the retried task starts afresh");
+
+    // Cancel one task of the pending pack.gamma: the pack and both its tasks.
+    let cancelled =
+        ops::cancel(&stack, &f.cluster, &["delta".into()], None, "evalctl cancel delta", &ops::Silent).unwrap();
+    let cancelled: BTreeSet<&str> = cancelled.iter().map(String::as_str).collect();
+    assert_eq!(cancelled, BTreeSet::from(["delta", "gamma", "pack.gamma"]));
+    assert_eq!((f.job(g.0).state.as_str(), f.job(g.1).state.as_str()), ("CANCELLED", "CANCELLED"));
+    let rows = status(&f, &stack);
+    let state = |u: &str| rows.iter().find(|r| r.unit == u).map(|r| r.state.clone()).unwrap_or_default();
+    assert_eq!((state("gamma"), state("delta")), ("cancelled".into(), "cancelled".into()), "{rows:#?}");
+}
