@@ -302,11 +302,14 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
         std::fs::create_dir_all(stack.join(unit)).unwrap();
         std::fs::write(stack.join(unit).join("status"), format!("{status}\n")).unwrap();
     }
-    let mut state = applied(&r, &[("pack.t2", vec![21, 20])]);
-    for u in ["t0", "t1", "t4"] {
+    // t1 used up its attempts (its pack never reached it); t0 is new.
+    let mut state = applied(&r, &[("pack.t2", vec![21, 20]), ("pack.t0", vec![11, 10])]);
+    for u in ["t0", "t4"] {
         state.units.remove(u);
     }
+    state.units.get_mut("t1").unwrap().attempts = 3;
     let obs = seen(&[
+        ("t1", Observed::Failed, &[], None),
         ("pack.t2", Observed::Failed, &[], Some("failed 20 tasks-failed")),
         ("t2", Observed::Completed, &[], Some("completed 20")),
         ("t3", Observed::Failed, &[], Some("failed 20 exit 1")),
@@ -317,7 +320,7 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
         actions,
         [
             ("t0", Action::Create),
-            ("t1", Action::Create),
+            ("t1", Action::None),
             ("t2", Action::None),
             ("t3", Action::Retry),
             ("t4", Action::Create)
@@ -348,10 +351,15 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
     assert_eq!(written, submit::recorded_state(&inputs, &prog.submitting, &outcome));
     let jobs = |u: &str| written.units[u].jobs.clone();
     assert_eq!(jobs("t0").len(), 2);
-    assert_eq!(jobs("t0"), jobs("t1"), "the tasks of a pack record its jobs");
+    assert_eq!(jobs("t1"), vec![11, 10], "a task not run again keeps its record");
+    assert_eq!(
+        std::fs::read_to_string(stack.join("t1/status")).unwrap(),
+        "failed 0 not-run-again\n",
+        "its pack skips a task the plan does not run again"
+    );
     assert_eq!(jobs("t3").len(), 2);
     assert_eq!(jobs("t2"), vec![21, 20], "a task that is not run again keeps its record");
-    for t in ["t0", "t1", "t3", "t4"] {
+    for t in ["t0", "t3", "t4"] {
         assert!(stack.join(t).join("artifacts").is_dir() && stack.join(t).join("logs").is_dir(), "{t}'s folder");
     }
     assert!(!stack.join("t3/status").exists(), "the retried task's status is cleared");

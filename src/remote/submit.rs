@@ -272,9 +272,29 @@ fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
     // once per pack submitted; its updated scripts are moved in once.
     let mut packs_submitted: BTreeSet<&str> = BTreeSet::new();
     let mut packs_updated: BTreeSet<&str> = BTreeSet::new();
+    let submitting_packs: BTreeSet<&str> = inp
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action.submits())
+        .filter_map(|c| units.get(c.unit.as_str())?.pack.as_deref())
+        .collect();
     for c in &inp.plan.changes {
         let Some(u) = units.get(c.unit.as_str()) else { continue };
         if let Some(pack) = u.pack.as_deref() {
+            // A task the plan does not run again, in a pack it submits: the
+            // pack's script skips it only when its status says it ended.
+            let word = inp.observations.get(&c.unit).and_then(|o| o.status.as_deref()).unwrap_or("");
+            let ended = matches!(word.split(' ').next(), Some("completed" | "failed" | "stopped"));
+            if !c.action.submits() && !ended && submitting_packs.contains(pack) {
+                let dir = ShellWord::from(&u.dir);
+                s.push(snippet!(
+                    "{{ mkdir -p {} && printf 'failed 0 not-run-again\\n' >{}/status; }} || evalctl_abort {}\n",
+                    dir.clone(),
+                    dir,
+                    ShellWord::from(format!("cannot write {}/status", u.dir))
+                ));
+            }
             let first = match c.action {
                 a if a.submits() => packs_submitted.insert(pack),
                 Action::Update => packs_updated.insert(pack),
