@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::{FAKE_SLURM, run_with_fakes};
+
 use evalctl::config;
 use evalctl::diag::Sources;
 use evalctl::plan::{self, Action, Observation, Planned, Seen, Targets};
@@ -254,26 +257,57 @@ fn the_tasks_of_a_pack_move_together() {
     }
 }
 
-fn run_with_fakes(program: &str, fake: &Path) -> std::process::Output {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = fake.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let fakes = [
-        (
-            "sbatch",
-            r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "sbatch $*" >>"$EVALCTL_FAKE/calls"; echo "$n;cluster""#,
-        ),
-        ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
-        ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
-        ("squeue", ":"),
-    ];
-    for (name, body) in fakes {
-        let file = bin.join(name);
-        std::fs::write(&file, format!("#!/bin/bash\n{body}\n")).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+/// A fresh folder `evalctl-<name>-<pid>` with `fake/` for the stand-ins
+/// and `config(output_dir)` rendered under `out/`, its stack lock held:
+/// (folder, fake, rendered).
+fn locked(name: &str, config: impl Fn(&str) -> String) -> (PathBuf, PathBuf, Rendered) {
+    let tmp: PathBuf = std::env::temp_dir().join(format!("evalctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let r = render_text(&config(tmp.join("out").to_str().unwrap()));
+    let stack = Path::new(&r.stack_dir);
+    std::fs::create_dir_all(stack.join(".evalctl")).unwrap();
+    std::fs::write(stack.join(".evalctl/lock"), serde_json::to_string(&lock()).unwrap()).unwrap();
+    (tmp, fake, r)
+}
+
+fn lock() -> evalctl::remote::lock::LockInfo {
+    evalctl::remote::lock::LockInfo {
+        id: "0000abcd00001234".into(),
+        who: "alice".into(),
+        host: "laptop".into(),
+        pid: 42,
+        when: 1_700_000_000,
+        command: "evalctl apply".into(),
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
+}
+
+/// Runs the apply program of `planned` against the stand-ins; checks that
+/// it succeeded and wrote the state it records. Returns what it did and
+/// the `sbatch` calls.
+fn run_apply(planned: &Planned<'_>, r: &Rendered, fake: &Path) -> (submit::Outcome, State, String) {
+    let secrets = SecretValues::new();
+    let lock = lock();
+    let inputs = Inputs {
+        plan: &planned.plan,
+        rendered: r,
+        units: &planned.units,
+        observations: &planned.observations,
+        state: &planned.state,
+        secrets: &secrets,
+        lock_id: &lock.id,
+        now: 1_700_000_100,
+    };
+    let prog = submit::program(&inputs);
+    let out = run_with_fakes(&prog.program.full_text(), fake, FAKE_SLURM);
+    let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
+    assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+    let written =
+        State::parse(&std::fs::read_to_string(Path::new(&r.stack_dir).join(".evalctl/state.json")).unwrap()).unwrap();
+    assert_eq!(written, submit::recorded_state(&inputs, &prog.submitting, &outcome));
+    let calls = std::fs::read_to_string(fake.join("sbatch.calls")).unwrap_or_default();
+    (outcome, written, calls)
 }
 
 /// Apply submits each pack once (its first and resume links), records its
@@ -281,22 +315,8 @@ fn run_with_fakes(program: &str, fake: &Path) -> std::process::Output {
 /// status of the tasks it runs again, not of those that ended.
 #[test]
 fn apply_submits_each_pack_once_and_records_it_for_every_task() {
-    let tmp: PathBuf = std::env::temp_dir().join(format!("evalctl-packed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let fake = tmp.join("fake");
-    std::fs::create_dir_all(&fake).unwrap();
-    let r = render_text(&config(tmp.join("out").to_str().unwrap(), 2));
+    let (tmp, fake, r) = locked("packed", |out| config(out, 2));
     let stack = Path::new(&r.stack_dir);
-    let lock = evalctl::remote::lock::LockInfo {
-        id: "0000abcd00001234".into(),
-        who: "alice".into(),
-        host: "laptop".into(),
-        pid: 42,
-        when: 1_700_000_000,
-        command: "evalctl apply".into(),
-    };
-    std::fs::create_dir_all(stack.join(".evalctl")).unwrap();
-    std::fs::write(stack.join(".evalctl/lock"), serde_json::to_string(&lock).unwrap()).unwrap();
     // t2 completed and t3 failed in an earlier run of pack.t2.
     for (unit, status) in [("t2", "completed 20"), ("t3", "failed 20 exit 1"), ("pack.t2", "failed 20 tasks-failed")] {
         std::fs::create_dir_all(stack.join(unit)).unwrap();
@@ -326,29 +346,12 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
             ("t4", Action::Create)
         ]
     );
-    let secrets = SecretValues::new();
-    let inputs = Inputs {
-        plan: &planned.plan,
-        rendered: &r,
-        units: &planned.units,
-        observations: &planned.observations,
-        state: &planned.state,
-        secrets: &secrets,
-        lock_id: &lock.id,
-        now: 1_700_000_100,
-    };
-    let prog = submit::program(&inputs);
-    let out = run_with_fakes(&prog.program.full_text(), &fake);
-    let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
-    assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
-    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
+    let (_, written, calls) = run_apply(&planned, &r, &fake);
     let sbatch: Vec<&str> = calls.lines().filter(|l| l.starts_with("sbatch")).collect();
     assert_eq!(sbatch.len(), 6, "each pack's two links once:\n{calls}");
     for pack in ["pack.t0", "pack.t2", "pack.t4"] {
         assert_eq!(sbatch.iter().filter(|l| l.contains(&format!("/{pack}/first@"))).count(), 1, "{calls}");
     }
-    let written = State::parse(&std::fs::read_to_string(stack.join(".evalctl/state.json")).unwrap()).unwrap();
-    assert_eq!(written, submit::recorded_state(&inputs, &prog.submitting, &outcome));
     let jobs = |u: &str| written.units[u].jobs.clone();
     assert_eq!(jobs("t0").len(), 2);
     assert_eq!(jobs("t1"), vec![11, 10], "a task not run again keeps its record");
@@ -376,24 +379,12 @@ fn apply_submits_each_pack_once_and_records_it_for_every_task() {
 /// runtime. A chain that already runs is a lane's first occupant.
 #[test]
 fn max_concurrent_chains_first_links_in_lanes() {
-    let tmp: PathBuf = std::env::temp_dir().join(format!("evalctl-lanes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let fake = tmp.join("fake");
-    std::fs::create_dir_all(&fake).unwrap();
-    let text = config(tmp.join("out").to_str().unwrap(), 2)
-        .replace("topology: packed, tasks_per_job: 2", "max_concurrent: 2, sbatch_extra_flags: {exclusive: false}");
-    let r = render_text(&text);
-    let stack = Path::new(&r.stack_dir);
-    std::fs::create_dir_all(stack.join(".evalctl")).unwrap();
-    let lock = evalctl::remote::lock::LockInfo {
-        id: "0000abcd00001234".into(),
-        who: "alice".into(),
-        host: "laptop".into(),
-        pid: 42,
-        when: 1_700_000_000,
-        command: "evalctl apply".into(),
+    let lanes = |out: &str| {
+        config(out, 2)
+            .replace("topology: packed, tasks_per_job: 2", "max_concurrent: 2, sbatch_extra_flags: {exclusive: false}")
     };
-    std::fs::write(stack.join(".evalctl/lock"), serde_json::to_string(&lock).unwrap()).unwrap();
+    let (tmp, fake, r) = locked("lanes", lanes);
+    let stack = Path::new(&r.stack_dir);
     // t0 runs (jobs 9 and 8, from an earlier apply); the other four are new.
     let mut state = State::new(&r.stack);
     state.units.insert("t0".into(), UnitState { jobs: vec![9, 8], attempts: 1, ..Default::default() });
@@ -405,25 +396,10 @@ fn max_concurrent_chains_first_links_in_lanes() {
     t0.action = Action::None;
     assert_eq!(planned.plan.max_concurrent, Some(2));
     assert!(plan::output::text(&planned.plan, false).contains("At most 2 task chains run at once (max_concurrent)."));
-    let secrets = SecretValues::new();
-    let inputs = Inputs {
-        plan: &planned.plan,
-        rendered: &r,
-        units: &planned.units,
-        observations: &planned.observations,
-        state: &planned.state,
-        secrets: &secrets,
-        lock_id: &lock.id,
-        now: 1_700_000_100,
-    };
-    let prog = submit::program(&inputs);
-    let out = run_with_fakes(&prog.program.full_text(), &fake);
-    let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
-    assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
+    let (outcome, _, calls) = run_apply(&planned, &r, &fake);
     let id = |unit: &str, role: &str| {
         outcome.submitted.iter().find(|(u, r, _)| u == unit && r == role).map(|(_, _, id)| *id).unwrap()
     };
-    let calls = std::fs::read_to_string(fake.join("calls")).unwrap();
     let sbatch_of = |unit: &str| {
         calls.lines().find(|l| l.starts_with("sbatch") && l.contains(&format!("/{unit}/first@"))).unwrap().to_owned()
     };

@@ -15,6 +15,9 @@ use evalctl::remote::{Program, Replies, Reply, cancel, lock, logs, refresh};
 use evalctl::render::{self, Rendered};
 use evalctl::state::{Observed, State};
 
+mod common;
+use common::{FAKE_SLURM, run_with_fakes};
+
 const CONFIG: &str = "examples/slurm_llama_3_1_8b_instruct_checkpoint.yaml";
 const LOCK_ID: &str = "0000abcd00001234";
 
@@ -197,32 +200,6 @@ fn shellcheck_finds_nothing() {
 
 /// Stand-ins for the Slurm commands the apply program calls: sbatch hands
 /// out ids from 101 (kept in a file), the others record their arguments.
-const FAKE_SLURM: &[(&str, &str)] = &[
-    (
-        "sbatch",
-        r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "$n;cluster""#,
-    ),
-    ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
-    ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
-    ("squeue", ":"),
-];
-
-/// Runs `program` with bash, the commands `fakes` (name, bash body) first
-/// on its PATH as executables in `fake/bin` (the apply program's second
-/// stage is a new bash: stand-ins must be commands, not functions).
-fn run_with_fakes(program: &str, fake: &Path, fakes: &[(&str, &str)]) -> std::process::Output {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = fake.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for (name, body) in fakes {
-        let file = bin.join(name);
-        std::fs::write(&file, format!("#!/bin/bash\n{body}\n")).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
-}
-
 /// A fresh directory `evalctl-remote-<name>-<pid>` with `fake/` for the
 /// stand-ins, the example rendered under `out/` and its stack lock held
 /// by [`lock_info`]: (directory, fake, rendered, lock file).

@@ -274,3 +274,35 @@ pub fn wait_for<T>(what: &str, timeout: Duration, every: Duration, mut f: impl F
         std::thread::sleep(every);
     }
 }
+
+// ------------------------------------------------------------------ stand-ins
+
+/// Stand-ins for the Slurm commands a remote program calls, as bash
+/// bodies: `sbatch` hands out ids from 101 (and logs its arguments to
+/// `$EVALCTL_FAKE/sbatch.calls`), `scontrol` and `scancel` log theirs to
+/// `$EVALCTL_FAKE/calls`, `squeue` shows nothing.
+pub const FAKE_SLURM: &[(&str, &str)] = &[
+    (
+        "sbatch",
+        r#"exec 9>>"$EVALCTL_FAKE/lock"; flock 9; n=$(( $(cat "$EVALCTL_FAKE/next" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$EVALCTL_FAKE/next"; echo "sbatch $*" >>"$EVALCTL_FAKE/sbatch.calls"; echo "$n;cluster""#,
+    ),
+    ("scontrol", r#"echo "scontrol $*" >>"$EVALCTL_FAKE/calls""#),
+    ("scancel", r#"echo "scancel $*" >>"$EVALCTL_FAKE/calls""#),
+    ("squeue", ":"),
+];
+
+/// Runs `program` with bash, the commands `fakes` (name, bash body) first
+/// on its PATH as executables in `fake/bin` (the apply program's second
+/// stage is a new bash: stand-ins must be commands, not functions).
+pub fn run_with_fakes(program: &str, fake: &std::path::Path, fakes: &[(&str, &str)]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = fake.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, body) in fakes {
+        let file = bin.join(name);
+        std::fs::write(&file, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
+}
