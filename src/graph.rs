@@ -161,11 +161,14 @@ impl JobGraph {
     pub fn to_dot(&self) -> Result<String, String> {
         let mut s = String::from("digraph evalctl {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
         for n in self.topo_order()? {
-            let shape = match n.kind {
-                NodeKind::Deployment { .. } => "shape=component",
-                NodeKind::EvalTask { .. } => "shape=box",
-                NodeKind::Pack { .. } => "shape=box3d",
-                NodeKind::Resume { .. } => "shape=box, style=dashed",
+            let shape = match &n.kind {
+                NodeKind::Deployment { .. } => "shape=component".to_owned(),
+                NodeKind::EvalTask { .. } => "shape=box".to_owned(),
+                // A pack names its tasks.
+                NodeKind::Pack { units, .. } => {
+                    format!("shape=box3d, label={}", dot_id(&format!("{}\n{}", n.id, units.join(", "))))
+                }
+                NodeKind::Resume { .. } => "shape=box, style=dashed".to_owned(),
             };
             s.push_str(&format!("  {} [{shape}];\n", dot_id(&n.id)));
         }

@@ -151,6 +151,8 @@ fn tasks_are_units_and_packs_are_jobs() {
     let pack = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "pack.t2").unwrap().clone();
     assert_eq!(pack["kind"], "pack");
     assert_eq!(pack["units"], serde_json::json!(["t2", "t3"]), "{pack}");
+    let dot = graph.to_dot().unwrap();
+    assert!(dot.contains("\"pack.t2\" [shape=box3d, label=\"pack.t2\\nt2, t3\"];"), "{dot}");
 }
 
 #[test]
