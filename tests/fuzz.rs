@@ -126,6 +126,8 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("name".to_owned()),
         Just("walltime".to_owned()),
         Just("_self_".to_owned()),
+        Just("\n  topology: packed\n  tasks_per_job: 2\n  max_concurrent: 3\n".to_owned()),
+        Just("topology: packed".to_owned()),
         "[a-z_.]{1,12}",
         "[0-9:]{1,9}",
         any::<String>(),
