@@ -303,17 +303,19 @@ pub fn build(loaded: &Loaded) -> Result<(JobGraph, Vec<Diagnostic>), Vec<Diagnos
     } else {
         ids.clone()
     };
-    for (i, id) in ids.iter().enumerate().filter(|_| !packed) {
-        let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
-        if cfg.evaluation.tasks[i].id.is_some() {
-            path.push(Seg::Key("id".into()));
+    if !packed {
+        for (i, id) in ids.iter().enumerate() {
+            let mut path = vec![Seg::Key("evaluation".into()), Seg::Key("tasks".into()), Seg::Index(i)];
+            if cfg.evaluation.tasks[i].id.is_some() {
+                path.push(Seg::Key("id".into()));
+            }
+            add(&mut g, JobNode { id: id.clone(), kind: NodeKind::EvalTask { task: i } }, &path);
+            add(
+                &mut g,
+                JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: Some(i) } },
+                &path,
+            );
         }
-        add(&mut g, JobNode { id: id.clone(), kind: NodeKind::EvalTask { task: i } }, &path);
-        add(
-            &mut g,
-            JobNode { id: format!("{id}.resume"), kind: NodeKind::Resume { of: id.clone(), task: Some(i) } },
-            &path,
-        );
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -59,11 +59,11 @@ fn locked(
     }
     // The tasks of a pack share its jobs: naming one (or the pack) cancels
     // the pack and marks each of its tasks.
+    let named_packs: std::collections::BTreeSet<&String> =
+        units.iter().filter_map(|u| u.pack.as_ref().filter(|p| names.contains(&u.id) || names.contains(p))).collect();
     let mut names = names.to_vec();
     for u in &units {
-        if let Some(pack) = &u.pack
-            && names.iter().any(|n| n == pack || units.iter().any(|o| &o.id == n && o.pack.as_ref() == Some(pack)))
-        {
+        if let Some(pack) = u.pack.as_ref().filter(|p| named_packs.contains(p)) {
             for id in [&u.id, pack] {
                 if !names.contains(id) {
                     names.push(id.clone());

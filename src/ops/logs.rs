@@ -46,7 +46,7 @@ impl LogFollower {
         };
         // A task of a pack: the pack's folder has the job's batch and server
         // logs, the task's folder its client log.
-        let pack = crate::plan::units(r).into_iter().find(|u| u.id == unit).and_then(|u| u.pack);
+        let pack = r.jobs.iter().find(|j| j.members.iter().any(|m| m.id == unit)).map(|j| j.unit.clone());
         let mut text = String::new();
         for folder in pack.iter().map(String::as_str).chain([unit]) {
             let mut grown = vec![];

@@ -196,7 +196,7 @@ pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
                 kind: UnitKind::Task,
                 jobs: jobs.clone(),
                 script_hash: script_hash.clone(),
-                result_hash: m.result_hash.clone(),
+                result_hash: m.result_hash().to_owned(),
                 dir: m.dir.clone(),
                 pack: Some(id.clone()),
                 carries_scripts: i == 0,

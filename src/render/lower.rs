@@ -487,26 +487,13 @@ impl<'a> Lower<'a> {
         let deployed = cfg.deployment.kind != DeploymentType::None;
         let shared = deployed && cfg.execution.topology == Topology::Shared;
         let own_server = deployed && !shared;
-        // Auxiliary deployments that run inside the task's job, on nodes
-        // added after the model's (as in the launcher).
-        let own_aux: Vec<(&String, &Deployment)> =
-            cfg.auxiliary_deployments.iter().filter(|(_, d)| !d.shared_aux()).collect();
-        let aux_nodes: u32 = own_aux.iter().map(|(_, d)| d.num_nodes.unwrap_or(1)).sum();
+        let eval_vars = self.eval_vars(index);
+        let eval_group = self.env_group("evaluation", &eval_vars);
+        let (mut env, aux_nodes) = self.server_groups(own_server);
+        env.push(eval_group);
         // A harness that sees GPUs needs them allocated, and so does a judge.
         let gpus = cfg.execution.evaluation_gpu_visible.as_ref().and_then(|g| g.devices()).is_some();
         let client_only = shared && !gpus && aux_nodes == 0;
-
-        let eval_vars = self.eval_vars(index);
-        let eval_group = self.env_group("evaluation", &eval_vars);
-        let mut env = vec![];
-        if own_server {
-            env.push(self.env_group("deployment", &self.loaded.env.deployment));
-        }
-        for (name, _) in &own_aux {
-            let vars = self.loaded.env.auxiliary.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            env.push(self.env_group(&aux_group_name(name), vars));
-        }
-        env.push(eval_group);
         let nodes = if own_server { cfg.execution.num_nodes } else { 1 } + aux_nodes;
         let resume_id = format!("{task_id}.resume");
 
@@ -526,6 +513,25 @@ impl<'a> Lower<'a> {
         Some((first, resume))
     }
 
+    /// The container groups of the servers a task's (or pack's) job starts
+    /// itself: the model's (`own_server`) and the auxiliary deployments
+    /// that run in the job, on nodes added after the model's (as in the
+    /// launcher); with the number of those added nodes.
+    fn server_groups(&mut self, own_server: bool) -> (Vec<EnvGroup>, u32) {
+        let cfg = self.cfg;
+        let mut env = vec![];
+        if own_server {
+            env.push(self.env_group("deployment", &self.loaded.env.deployment));
+        }
+        let mut aux_nodes = 0;
+        for (name, d) in cfg.auxiliary_deployments.iter().filter(|(_, d)| !d.shared_aux()) {
+            let vars = self.loaded.env.auxiliary.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            env.push(self.env_group(&aux_group_name(name), vars));
+            aux_nodes += d.num_nodes.unwrap_or(1);
+        }
+        (env, aux_nodes)
+    }
+
     /// A pack job running the tasks `tasks` (indexes, in order) and its
     /// resume link: the model's server and the auxiliary deployments that
     /// run in the job start once; each task is evaluated in its own folder,
@@ -535,17 +541,7 @@ impl<'a> Lower<'a> {
         let cfg = self.cfg;
         let dir = self.node_dir(id);
         let deployed = cfg.deployment.kind != DeploymentType::None;
-        let own_aux: Vec<&String> =
-            cfg.auxiliary_deployments.iter().filter(|(_, d)| !d.shared_aux()).map(|(n, _)| n).collect();
-        let aux_nodes: u32 = own_aux.iter().map(|n| cfg.auxiliary_deployments[*n].num_nodes.unwrap_or(1)).sum();
-        let mut env = vec![];
-        if deployed {
-            env.push(self.env_group("deployment", &self.loaded.env.deployment));
-        }
-        for name in &own_aux {
-            let vars = self.loaded.env.auxiliary.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            env.push(self.env_group(&aux_group_name(name), vars));
-        }
+        let (mut env, aux_nodes) = self.server_groups(deployed);
         let mut eval_groups: Vec<(Vec<EnvVar>, EnvGroup)> = vec![];
         let mut members = vec![];
         for &index in tasks {

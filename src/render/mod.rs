@@ -253,8 +253,15 @@ pub struct Member {
     pub id: String,
     /// The task's folder.
     pub dir: String,
-    pub result_hash: String,
+    /// What determines the task's result.
     pub identity: ResultIdentity,
+}
+
+impl Member {
+    /// The task's result hash.
+    pub fn result_hash(&self) -> &str {
+        self.identity.hash()
+    }
 }
 
 impl RenderedJob {
@@ -446,12 +453,7 @@ fn finish(spec: JobSpec, work: Arc<str>) -> RenderedJob {
         spec::Work::Pack(pack) => pack
             .members
             .iter()
-            .map(|m| Member {
-                id: m.id.clone(),
-                dir: m.dir.clone(),
-                result_hash: m.result.hash().to_owned(),
-                identity: m.result.clone(),
-            })
+            .map(|m| Member { id: m.id.clone(), dir: m.dir.clone(), identity: m.result.clone() })
             .collect(),
         _ => vec![],
     };
