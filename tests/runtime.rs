@@ -515,7 +515,9 @@ fn a_shared_server_that_ends_stops_the_evaluation_and_fails_the_link() {
     std::fs::write(j.root.join("server/status"), "failed 12 server-exited\n").unwrap();
     let started = std::time::Instant::now();
     let r = j.run(
-        "sleep 60 & evalctl_wait_watching $! server; evalctl_finish $?; echo \"exit=$EVALCTL_RC\"",
+        // The real sleep: the stand-in on PATH returns at once, and an
+        // evaluation that has already ended is not watched.
+        "/bin/sleep 60 & evalctl_wait_watching $! server; evalctl_finish $?; echo \"exit=$EVALCTL_RC\"",
         &[("STUB_JOB_STATE", "RUNNING")],
         Some(900),
     );
