@@ -491,7 +491,7 @@ mod tests {
             ci95: None,
             count: Some(10),
             state: "completed".into(),
-            jobs: vec![1],
+            jobs: crate::jobid::jobs([1]),
             elapsed_s: 60,
             gpu_hours: None,
             fingerprint: format!("fp-{value}"),

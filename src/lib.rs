@@ -28,6 +28,7 @@ pub mod error;
 pub mod export;
 pub mod gate;
 pub mod graph;
+pub mod jobid;
 pub mod ops;
 pub mod plan;
 pub mod render;

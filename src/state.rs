@@ -52,7 +52,7 @@ pub struct UnitState {
     pub scripts: BTreeMap<String, std::sync::Arc<str>>,
     /// Job ids submitted by apply for the current attempt.
     #[serde(default)]
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<crate::jobid::JobId>,
     /// Submissions of the current result (1 after the first).
     pub attempts: u32,
     /// What the last refresh saw.
@@ -198,11 +198,11 @@ mod tests {
     fn job_slots_come_from_the_serializer() {
         let mut s = State::new("st");
         s.units.insert("a \"b\"".into(), UnitState { jobs: vec![], attempts: 1, ..Default::default() });
-        s.units.insert("c".into(), UnitState { jobs: vec![7], ..Default::default() });
+        s.units.insert("c".into(), UnitState { jobs: crate::jobid::jobs([7]), ..Default::default() });
         let slots = BTreeMap::from([("a \"b\"".to_owned(), 0)]);
         let text = s.to_text_with_job_slots(&slots);
         let filled = text.replace("\"@@J0@@\"", &format!("[\n{i}  1,\n{i}  2\n{i}]", i = " ".repeat(JOBS_INDENT)));
-        s.units.get_mut("a \"b\"").unwrap().jobs = vec![1, 2];
+        s.units.get_mut("a \"b\"").unwrap().jobs = crate::jobid::jobs([1, 2]);
         assert_eq!(filled, s.to_text());
         assert_eq!(s.to_text_with_job_slots(&BTreeMap::new()), s.to_text());
     }

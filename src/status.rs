@@ -6,6 +6,7 @@
 //! pending work: a chain whose last link was cut short and whose next link
 //! waits is `resuming`, not `pending`.
 
+use crate::jobid::JobId;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -24,7 +25,7 @@ pub struct UnitStatus {
     /// Why, when the state needs it (exit code, limit reached, ...).
     pub detail: String,
     /// Every job id of the chain, oldest first.
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<JobId>,
     /// Links that started.
     pub links: usize,
     pub attempts: u32,
@@ -35,7 +36,7 @@ pub struct UnitStatus {
     /// Results directory, once results exist.
     pub results: Option<String>,
     /// The job of the latest link that started (else the latest job).
-    pub current_job: Option<u64>,
+    pub current_job: Option<JobId>,
     /// That job's batch log.
     pub log: Option<String>,
 }
@@ -121,7 +122,7 @@ pub fn build(
             let dir = format!("{stack_dir}/{unit}");
             let started = chain.iter().rev().find_map(|l| {
                 let f: Vec<&str> = l.split(' ').collect();
-                (f.get(1) == Some(&"start")).then(|| f.first().and_then(|x| x.parse::<u64>().ok())).flatten()
+                (f.get(1) == Some(&"start")).then(|| f.first().and_then(|x| x.parse::<JobId>().ok())).flatten()
             });
             let latest = started.or_else(|| all_jobs.last().copied());
             UnitStatus {
@@ -163,15 +164,15 @@ fn interrupt_reason(detail: &str) -> &'static str {
 /// A link cut short (time limit, preemption, node failure) leaves a `start`
 /// without an `end`: it used the time until the next link started, at most
 /// one walltime, as the jobs' own resume gate counts it.
-fn chain_facts(lines: &[String], walltime_s: u64) -> (Vec<u64>, usize, u64, Option<u64>) {
-    let mut jobs: Vec<u64> = vec![];
+fn chain_facts(lines: &[String], walltime_s: u64) -> (Vec<JobId>, usize, u64, Option<u64>) {
+    let mut jobs: Vec<JobId> = vec![];
     let mut links = 0;
     let mut used = 0;
-    let mut open: Option<(u64, u64)> = None;
+    let mut open: Option<(JobId, u64)> = None;
     for l in lines {
         let f: Vec<&str> = l.split(' ').collect();
         let (Some(id), Some(event), Some(at)) =
-            (f.first().and_then(|x| x.parse::<u64>().ok()), f.get(1), f.get(2).and_then(|x| x.parse::<u64>().ok()))
+            (f.first().and_then(|x| x.parse::<JobId>().ok()), f.get(1), f.get(2).and_then(|x| x.parse::<u64>().ok()))
         else {
             continue;
         };
@@ -195,7 +196,7 @@ fn chain_facts(lines: &[String], walltime_s: u64) -> (Vec<u64>, usize, u64, Opti
                 }
             }
             "submit" => {
-                if let Some(next) = f.get(3).and_then(|x| x.parse::<u64>().ok())
+                if let Some(next) = f.get(3).and_then(|x| x.parse::<JobId>().ok())
                     && !jobs.contains(&next)
                 {
                     jobs.push(next);
@@ -261,7 +262,7 @@ pub fn table(rows: &[UnitStatus]) -> String {
             [
                 r.unit.clone(),
                 r.state.clone(),
-                r.jobs.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                r.jobs.iter().map(JobId::to_string).collect::<Vec<_>>().join(","),
                 format!("{}:{:02}:{:02}", r.elapsed / 3600, r.elapsed / 60 % 60, r.elapsed % 60),
                 r.attempts.to_string(),
                 r.progress.clone().unwrap_or_else(|| "-".into()),
@@ -331,7 +332,7 @@ mod tests {
             let (jobs, links, used, open) = chain_facts(&lines, wall);
             // As `status` reports it: the open link counts until now, at most a walltime.
             let used = used + open.map_or(0, |s| now.saturating_sub(s).min(wall));
-            let jobs: Vec<String> = jobs.iter().map(u64::to_string).collect();
+            let jobs: Vec<String> = jobs.iter().map(ToString::to_string).collect();
             assert_eq!(used, num(want_used), "{name}: used seconds");
             assert_eq!(links as u64, num(want_links), "{name}: links");
             assert_eq!(jobs.join(","), want_jobs, "{name}: jobs");

@@ -37,7 +37,7 @@ fn row(unit: &str, fingerprint: &str, s: evalctl::results::Score) -> Row {
         stderr: s.stderr,
         count: s.count,
         state: "completed".into(),
-        jobs: vec![101, 102],
+        jobs: evalctl::jobid::jobs([101, 102]),
         elapsed_s: 3600,
         gpu_hours: Some(8.0),
         fingerprint: fingerprint.into(),
@@ -308,7 +308,7 @@ fn applied_stack(
     let mut ids: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (unit, role, id) in &report.submitted {
         let e = ids.entry(unit.clone()).or_default();
-        if role == "first" { e.0 = *id } else { e.1 = *id }
+        if role == "first" { e.0 = id.id } else { e.1 = id.id }
     }
     (stack, cluster, ids)
 }
@@ -366,8 +366,8 @@ fn auto_export_of_a_stack_exports_each_task_as_it_completes() {
         let u = evalctl::plan::units(&stack.rendered).into_iter().find(|u| u.id == unit).unwrap();
         assert_eq!(r["tags"]["evalctl.fingerprint"], u.result_hash[..16]);
         let status = rows.iter().find(|s| s.unit == unit).unwrap();
-        assert_eq!(status.jobs.first(), Some(&ids[unit].0));
-        let jobs: Vec<String> = status.jobs.iter().map(u64::to_string).collect();
+        assert_eq!(status.jobs.first(), Some(&evalctl::jobid::JobId::job(ids[unit].0)));
+        let jobs: Vec<String> = status.jobs.iter().map(ToString::to_string).collect();
         assert_eq!(r["tags"]["evalctl.jobs"], jobs.join(","), "the chain's jobs as status has them");
         assert_eq!(r["tags"]["evalctl.state"], "completed");
         assert_eq!(r["results"], text, "{unit}'s results.yml from the cluster's disk");

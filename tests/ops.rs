@@ -343,14 +343,14 @@ fn chain_ids(report: &ApplyReport, unit: &str) -> (u64, u64) {
             .submitted
             .iter()
             .find(|(u, r, _)| u == unit && r == role)
-            .map(|(_, _, id)| *id)
+            .map(|(_, _, id)| id.id)
             .unwrap_or_else(|| panic!("no {role} job of {unit} in {:?}", report.submitted))
     };
     (id("first"), id("resume"))
 }
 
 fn ids_of(report: &ApplyReport, unit: &str) -> Vec<u64> {
-    report.submitted.iter().filter(|(u, _, _)| u == unit).map(|(_, _, id)| *id).collect()
+    report.submitted.iter().filter(|(u, _, _)| u == unit).map(|(_, _, id)| id.id).collect()
 }
 
 fn statuses(rows: &[UnitStatus]) -> BTreeMap<String, String> {
@@ -406,7 +406,7 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
     assert_eq!(sbatch.len(), 4);
     assert!(sbatch.iter().all(|l| l.contains(" --parsable ") && l.contains(" --hold ")), "{sbatch:#?}");
     let jobs = f.jobs();
-    let submitted: BTreeSet<u64> = report.submitted.iter().map(|(_, _, id)| *id).collect();
+    let submitted: BTreeSet<u64> = report.submitted.iter().map(|(_, _, id)| id.id).collect();
     assert_eq!(jobs.keys().copied().collect::<BTreeSet<_>>(), submitted);
     let releases = f.calls_of("scontrol release");
     assert_eq!(releases.len(), 1, "one release for the whole apply: {releases:?}");
@@ -456,7 +456,7 @@ fn a_fresh_stack_is_created_held_then_released_and_a_second_apply_is_a_no_op() {
 fn a_pending_unit_whose_script_changed_is_replaced() {
     let f = Fixture::new("replace", &["alpha", "beta"]);
     let first = f.apply_done(&f.open(&[]));
-    let old: BTreeSet<u64> = first.submitted.iter().map(|(_, _, id)| *id).collect();
+    let old: BTreeSet<u64> = first.submitted.iter().map(|(_, _, id)| id.id).collect();
 
     let stack = f.open(&["execution.walltime=02:00:00"]);
     let plan = f.plan(&stack);
@@ -469,12 +469,12 @@ fn a_pending_unit_whose_script_changed_is_replaced() {
     }
 
     let report = f.apply_done(&stack);
-    assert_eq!(report.cancelled.iter().copied().collect::<BTreeSet<_>>(), old);
+    assert_eq!(report.cancelled.iter().map(|j| j.id).collect::<BTreeSet<_>>(), old);
     let jobs = f.jobs();
     for id in &old {
         assert_eq!(jobs[id].state, "CANCELLED", "old job {id}");
     }
-    let new: BTreeSet<u64> = report.submitted.iter().map(|(_, _, id)| *id).collect();
+    let new: BTreeSet<u64> = report.submitted.iter().map(|(_, _, id)| id.id).collect();
     assert_eq!(new.len(), 4);
     assert!(new.is_disjoint(&old));
     for id in &new {
@@ -729,7 +729,7 @@ fn status_follows_units_through_their_states() {
         states(&[("alpha", "running"), ("beta", "resuming"), ("gamma", "completed"), ("delta", "failed")])
     );
     let row = |u: &str| rows.iter().find(|r| r.unit == u).unwrap();
-    assert_eq!(row("alpha").current_job, Some(ids("alpha").0));
+    assert_eq!(row("alpha").current_job, Some(evalctl::jobid::JobId::job(ids("alpha").0)));
     assert_eq!(row("alpha").links, 1);
     assert!(row("gamma").results.is_some());
     assert!(row("alpha").results.is_none());
@@ -864,7 +864,7 @@ fn held_jobs_of_an_interrupted_apply_are_replaced() {
     assert_eq!(change(&plan, "alpha").observed, Observed::Held);
     assert_eq!(statuses(&status(&f, &stack)), states(&[("alpha", "held")]));
     let report = f.apply_done(&stack);
-    assert_eq!(report.cancelled.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([a, b]));
+    assert_eq!(report.cancelled.iter().map(|j| j.id).collect::<BTreeSet<_>>(), BTreeSet::from([a, b]));
     assert_eq!((f.job(a).state.as_str(), f.job(b).state.as_str()), ("CANCELLED", "CANCELLED"));
     assert_eq!(report.submitted.len(), 2);
     assert!(!f.plan(&stack).has_changes());
@@ -975,7 +975,7 @@ fn a_forged_name_or_comment_does_not_make_a_job_ours() {
     assert!(!plan.has_changes());
     f.write_config(&["beta"]);
     let report = f.apply_done(&f.open(&[]));
-    assert!(!report.cancelled.iter().any(|id| ids.contains(id)), "foreign jobs cancelled: {:?}", report.cancelled);
+    assert!(!report.cancelled.iter().any(|id| ids.contains(&id.id)), "foreign jobs cancelled: {:?}", report.cancelled);
     for id in ids {
         assert_eq!(f.job(id).state, "PENDING", "job {id} is left alone");
     }

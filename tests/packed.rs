@@ -71,7 +71,7 @@ fn applied(r: &Rendered, jobs: &[(&str, Vec<u64>)]) -> State {
                 script_hash: u.script_hash.clone(),
                 result_hash: u.result_hash.clone(),
                 scripts: u.scripts(),
-                jobs: ids,
+                jobs: evalctl::jobid::jobs(ids),
                 attempts: 1,
                 observed: Observed::Pending,
                 serial: 1,
@@ -88,7 +88,7 @@ fn seen(entries: &[(&str, Observed, &[u64], Option<&str>)]) -> BTreeMap<String, 
         .map(|(unit, observed, live, status)| {
             let o = Observation {
                 observed: *observed,
-                live_jobs: live.to_vec(),
+                live_jobs: evalctl::jobid::jobs(live.iter().copied()),
                 status: status.map(str::to_owned),
                 ..Default::default()
             };
@@ -248,7 +248,7 @@ fn the_tasks_of_a_pack_move_together() {
     let p = plan_with(&r3, obs, state3);
     for (unit, pack) in [("t2", "pack.t0"), ("t3", "pack.t3")] {
         let c = p.plan.changes.iter().find(|c| c.unit == unit).unwrap();
-        assert_eq!((c.action, c.cancel_jobs.clone()), (Action::Replace, vec![51, 50]), "{unit}: {}", c.reason);
+        assert_eq!((c.action, c.cancel_jobs.clone()), (Action::Replace, evalctl::jobid::jobs([51, 50])), "{unit}: {}", c.reason);
         assert!(c.reason.contains(&format!("runs in another pack now ({pack})")), "{}", c.reason);
         assert!(c.interrupts_running, "{unit}");
     }
@@ -389,7 +389,7 @@ fn max_concurrent_chains_first_links_in_lanes() {
     let stack = Path::new(&r.stack_dir);
     // t0 runs (jobs 9 and 8, from an earlier apply); the other four are new.
     let mut state = State::new(&r.stack);
-    state.units.insert("t0".into(), UnitState { jobs: vec![9, 8], attempts: 1, ..Default::default() });
+    state.units.insert("t0".into(), UnitState { jobs: evalctl::jobid::jobs([9, 8]), attempts: 1, ..Default::default() });
     std::fs::create_dir_all(stack.join("t0")).unwrap();
     let obs = seen(&[("t0", Observed::Running, &[9, 8], Some("running 8"))]);
     let mut planned = plan_with(&r, obs, state);

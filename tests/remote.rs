@@ -56,13 +56,13 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
     let mut plan = planned.plan.clone();
     assert!(plan.changes.len() >= 3, "{:?}", plan.changes);
     plan.changes[0].action = Action::Replace;
-    plan.changes[0].cancel_jobs = vec![12, 11];
+    plan.changes[0].cancel_jobs = evalctl::jobid::jobs([12, 11]);
     plan.changes[1].action = Action::Update;
     plan.changes[1].observed = Observed::Running;
     let mut gone = plan.changes[0].clone();
     gone.unit = "gone".into();
     gone.action = Action::Cancel;
-    gone.cancel_jobs = vec![7];
+    gone.cancel_jobs = evalctl::jobid::jobs([7]);
     plan.changes.retain(|c| c.unit != "gone");
     plan.changes.push(gone);
     let dir = planned.units[0].jobs[0].dir.clone();
@@ -85,8 +85,8 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
 fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
     let (dir, stack) = (rendered.stack_dir.as_str(), rendered.stack.as_str());
     let (a, b) = ("gsm8k".to_owned(), "unit with 'quotes'".to_owned());
-    let running = Observation { live_jobs: vec![12, 11], observed: Observed::Running, ..Default::default() };
-    let pending = Observation { live_jobs: vec![21], observed: Observed::Pending, ..Default::default() };
+    let running = Observation { live_jobs: evalctl::jobid::jobs([12, 11]), observed: Observed::Running, ..Default::default() };
+    let pending = Observation { live_jobs: evalctl::jobid::jobs([21]), observed: Observed::Pending, ..Default::default() };
     vec![
         ("refresh", refresh::program(dir, stack, 0)),
         (
@@ -100,7 +100,7 @@ fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
         ("unlock", lock::unlock_program(dir, LOCK_ID)),
         ("unlock_unknown", lock::unlock_program(dir, lock::UNKNOWN_HOLDER)),
         ("cancel", cancel::program(dir, &[(&a, &running), (&b, &pending)], LOCK_ID)),
-        ("logs_list", logs::list_program(dir, "gsm8k", 12)),
+        ("logs_list", logs::list_program(dir, "gsm8k", 12.into())),
         (
             "logs_fetch",
             logs::fetch_program(dir, "gsm8k", &[("slurm-12.out".into(), 0), ("server-12-a b.log".into(), 99)]),
@@ -255,7 +255,7 @@ fn a_failed_sbatch_cancels_what_was_submitted() {
         let outcome = submit::outcome(&replies);
         let error = outcome.error.clone().unwrap_or_default();
         assert!(error.contains("failed: sbatch: error: Batch job submission failed: Invalid account"), "{error}");
-        let own: Vec<u64> = replies
+        let own: Vec<evalctl::jobid::JobId> = replies
             .iter()
             .filter_map(|r| match r {
                 Reply::CancelledOwn(ids) => Some(ids.clone()),

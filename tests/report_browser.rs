@@ -28,7 +28,7 @@ fn row(unit: &str, task: &str, value: f64, stderr: Option<f64>) -> Row {
         ci95: stderr.map(|e| [value - 1.96 * e, value + 1.96 * e]),
         count: Some(500),
         state: "completed".into(),
-        jobs: vec![7, 8],
+        jobs: evalctl::jobid::jobs([7, 8]),
         elapsed_s: 1800,
         gpu_hours: Some(4.0),
         fingerprint: "fedcba9876543210".into(),

@@ -222,6 +222,15 @@ pub struct Execution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_concurrent: Option<u32>,
+    /// Submit the first links of the task (or pack) jobs as Slurm job
+    /// arrays: one `sbatch` per group of jobs that share their `#SBATCH`
+    /// settings and dependencies, instead of one per job. Each element
+    /// queues its own resume link as it starts, so a task holds one queued
+    /// job instead of two. With `max_concurrent`, that is each array's
+    /// throttle (`--array=...%M`), which counts first links only. Default:
+    /// false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_arrays: bool,
     /// Tasks one job runs in the `packed` topology, in config order.
     /// Default: 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -232,7 +232,7 @@ pub struct UnitResults {
     pub unit: String,
     pub fingerprint: String,
     pub state: String,
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<crate::jobid::JobId>,
     pub elapsed_s: u64,
     pub gpu_hours: Option<f64>,
     pub scores: Vec<Score>,
@@ -314,7 +314,7 @@ pub fn desired(u: &UnitResults, s: &Settings) -> Result<Desired, String> {
     if let Some(d) = &s.description {
         tags.insert(TAG_NOTE.into(), value(d, MAX_TAG_VALUE));
     }
-    let jobs = u.jobs.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let jobs = u.jobs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     for (k, v) in [
         (TAG_STACK, u.stack.as_str()),
         (TAG_UNIT, u.unit.as_str()),
@@ -488,7 +488,7 @@ mod tests {
             unit: "gsm8k".into(),
             fingerprint: "0123456789abcdef".into(),
             state: "completed".into(),
-            jobs: vec![12, 13],
+            jobs: crate::jobid::jobs([12, 13]),
             elapsed_s: 61,
             gpu_hours: Some(0.5),
             scores: vec![
@@ -590,7 +590,7 @@ mod tests {
 
         let mut u = unit();
         u.scores[0].value = 0.8;
-        u.jobs = vec![14];
+        u.jobs = crate::jobid::jobs([14]);
         let d2 = desired(&u, &s).unwrap();
         let dec = decide(&d2, std::slice::from_ref(&same));
         assert_eq!(dec.outcome(), Outcome::Updated);

@@ -6,6 +6,7 @@
 //! The lock is released on every way out except a successful apply, whose
 //! program drops it itself after writing the state.
 
+use crate::jobid::JobId;
 use std::time::Duration;
 
 use super::plan::{from_refresh, record_locally, write_local};
@@ -48,9 +49,9 @@ pub enum Applied {
 pub struct ApplyReport {
     pub plan: Plan,
     /// Jobs cancelled because their units were replaced or removed.
-    pub cancelled: Vec<u64>,
+    pub cancelled: Vec<JobId>,
     /// (unit, role, job id) in submission order.
-    pub submitted: Vec<(String, String, u64)>,
+    pub submitted: Vec<(String, String, JobId)>,
     /// Why the cluster program stopped, when it did.
     pub error: Option<String>,
 }
@@ -209,6 +210,6 @@ impl ApplyReport {
     }
 }
 
-fn join(ids: &[u64]) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+fn join(ids: &[JobId]) -> String {
+    ids.iter().map(JobId::to_string).collect::<Vec<_>>().join(", ")
 }

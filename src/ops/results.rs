@@ -5,6 +5,7 @@
 //! parameters). A unit without results is listed with why, so a partial
 //! stack shows what exists and what is missing.
 
+use crate::jobid::JobId;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -46,7 +47,7 @@ pub struct Row {
     pub ci95: Option<[f64; 2]>,
     pub count: Option<u64>,
     pub state: String,
-    pub jobs: Vec<u64>,
+    pub jobs: Vec<JobId>,
     /// Seconds of run time the unit's chain used.
     pub elapsed_s: u64,
     /// GPU-hours the chain held: run time times the GPUs of its job
@@ -192,8 +193,8 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(String::new, |x| x.to_string())
 }
 
-fn jobs(j: &[u64]) -> String {
-    j.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+fn jobs(j: &[JobId]) -> String {
+    j.iter().map(JobId::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The report in a format.
@@ -315,7 +316,7 @@ mod tests {
             ci95: Some([0.7304, 0.7696]),
             count: Some(100),
             state: "completed".into(),
-            jobs: vec![12, 13],
+            jobs: crate::jobid::jobs([12, 13]),
             elapsed_s: 61,
             gpu_hours: gpu_hours(3600, 16),
             fingerprint: "0123456789abcdef".into(),

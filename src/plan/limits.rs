@@ -110,8 +110,9 @@ pub fn assess(
             where_of.entry(unit).or_insert_with(|| key.clone());
             qos_of.entry(unit).or_insert_with(|| qos.clone());
         }
-        // A pack's jobs count once, whichever of its tasks submit.
-        if units.iter().any(|u| submitting.contains(u)) {
+        // A pack's jobs count once, whichever of its tasks submit; with job
+        // arrays, a task's resume link is queued only once its first runs.
+        if rendered.apply_submits(job) && units.iter().any(|u| submitting.contains(u)) {
             *needed.entry(key).or_default() += 1;
             if !qos.is_empty() {
                 *needed_qos.entry(qos).or_default() += 1;
@@ -119,7 +120,7 @@ pub fn assess(
         }
     }
     // Each cancelled job once (the tasks of a pack cancel the same jobs).
-    let mut counted: BTreeSet<u64> = BTreeSet::new();
+    let mut counted: BTreeSet<crate::jobid::JobId> = BTreeSet::new();
     for c in &plan.changes {
         let jobs = c.cancel_jobs.iter().filter(|j| counted.insert(**j)).count() as u64;
         if let Some(key) = where_of.get(c.unit.as_str()) {

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod observe;
 pub mod output;
 
+use crate::jobid::JobId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -237,7 +238,7 @@ impl Targets {
 pub struct Observation {
     pub observed: Observed,
     /// Live jobs (pending, running, held), pending successors first.
-    pub live_jobs: Vec<u64>,
+    pub live_jobs: Vec<JobId>,
     /// Hashes carried by the live jobs' ownership tags, when they have them.
     pub tag_script_hash: Option<String>,
     pub tag_result_hash: Option<String>,
@@ -260,7 +261,7 @@ pub struct Change {
     /// Cancels work that is running (shown loudly).
     pub interrupts_running: bool,
     /// Jobs apply cancels first.
-    pub cancel_jobs: Vec<u64>,
+    pub cancel_jobs: Vec<JobId>,
     /// Scripts before (from state; runtime elided) and after. Not in
     /// documents: their hunks are (see [`output::PlanDocument`]).
     #[serde(skip)]
@@ -368,6 +369,9 @@ pub struct Plan {
     /// Most task (or pack) chains running at once (`execution.max_concurrent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
+    /// First links go in job arrays (`execution.job_arrays`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub job_arrays: bool,
     /// Refresh notes (e.g. "no accounting: sacct unavailable").
     pub notes: Vec<String>,
 }
@@ -380,10 +384,13 @@ pub struct Packing {
     /// Tasks and pack jobs (first links) of the config.
     pub tasks: usize,
     pub packs: usize,
-    /// Tasks this plan runs, and the packs it submits for them (each a
-    /// first link and a resume link).
+    /// Tasks this plan runs, the packs it submits for them and their jobs
+    /// (a first link and a resume link each; the first only with job arrays,
+    /// whose elements queue their resume links as they start).
     pub tasks_submitted: usize,
     pub packs_submitted: usize,
+    #[serde(default)]
+    pub jobs_submitted: usize,
     /// Model servers not started: tasks submitted minus packs submitted
     /// (0 when the jobs start no model server).
     pub model_loads_saved: usize,
@@ -398,7 +405,7 @@ impl Packing {
             s.push_str(&format!(
                 " Submits {} packs ({} jobs) for {} tasks: {} model loads saved.",
                 self.packs_submitted,
-                self.packs_submitted * 2,
+                self.jobs_submitted,
                 self.tasks_submitted,
                 self.model_loads_saved
             ));
@@ -421,6 +428,7 @@ impl Packing {
             packs: packs.len(),
             tasks_submitted: submitted.len(),
             packs_submitted,
+            jobs_submitted: packs_submitted * if rendered.job_arrays { 1 } else { 2 },
             model_loads_saved: if rendered.own_model { submitted.len() - packs_submitted } else { 0 },
         })
     }
@@ -649,7 +657,7 @@ fn packs_move_together(
         }
     }
     loop {
-        let cancelled: std::collections::BTreeSet<u64> =
+        let cancelled: std::collections::BTreeSet<JobId> =
             changes.iter().flat_map(|c| c.cancel_jobs.iter().copied()).collect();
         let mut more = false;
         for c in changes.iter_mut() {
@@ -666,7 +674,7 @@ fn packs_move_together(
             break;
         }
     }
-    let cancelled: std::collections::BTreeSet<u64> =
+    let cancelled: std::collections::BTreeSet<JobId> =
         changes.iter().flat_map(|c| c.cancel_jobs.iter().copied()).collect();
     for c in changes.iter_mut().filter(|c| c.action.submits()) {
         let Some(pack) = pack_of.get(c.unit.as_str()) else { continue };
@@ -834,6 +842,7 @@ pub fn make<'a>(
         limits: vec![],
         packing,
         max_concurrent: rendered.max_concurrent,
+        job_arrays: rendered.job_arrays,
         notes,
     };
     Planned { plan, units, observations, state }
@@ -901,6 +910,7 @@ mod tests {
             limits: vec![],
             packing: None,
             max_concurrent: None,
+            job_arrays: false,
             notes: vec![],
         };
         assert_eq!(p.summary_line(), "No changes.");

@@ -68,7 +68,7 @@ pub fn with_packs(
     if units.iter().all(|u| u.pack.is_none()) {
         return obs;
     }
-    let live: BTreeSet<u64> = obs.values().flat_map(|o| o.live_jobs.iter().copied()).collect();
+    let live: BTreeSet<crate::jobid::JobId> = obs.values().flat_map(|o| o.live_jobs.iter().copied()).collect();
     let empty = Observation::default();
     for u in units {
         let Some(pack) = &u.pack else { continue };
@@ -96,6 +96,7 @@ pub fn with_packs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobid::JobId;
     use crate::remote::Replies;
     use crate::remote::refresh::read;
 
@@ -127,10 +128,10 @@ mod tests {
         // Jobs of another stack, jobs whose names are not a well-formed
         // tag (a look-alike, an older name, a name cut by accounting) are
         // not this stack's, in squeue's list as in accounting.
-        let ids: Vec<u64> = r.jobs.iter().map(|j| j.id).collect();
+        let ids: Vec<JobId> = r.jobs.iter().map(|j| j.id).collect();
         assert_eq!(ids, vec![12, 21, 22, 30, 31, 40, 9], "{:?}", r.jobs);
-        let acct: Vec<(u64, &str)> = r.accounting.iter().map(|(i, s)| (*i, s.as_str())).collect();
-        assert_eq!(acct, vec![(9, "COMPLETED"), (56, "CANCELLED")]);
+        let acct: Vec<(JobId, &str)> = r.accounting.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        assert_eq!(acct, vec![(JobId::job(9), "COMPLETED"), (JobId::job(56), "CANCELLED")]);
         assert!(r.sacct_available);
         let o = observe(&r);
         assert_eq!(o["a"].observed, Observed::Completed, "a pending successor of a completed link is not live work");

@@ -41,9 +41,19 @@ fn line(c: &Change) -> String {
     format!("  {:>3} {}{pack} ({}: {}){loud}", c.action.symbol(), c.unit, c.action.word(), c.reason)
 }
 
-/// `At most 4 task chains run at once (max_concurrent).`
-fn concurrency_line(m: usize) -> String {
-    format!("At most {m} task chains run at once (max_concurrent).")
+/// How the plan's jobs are submitted and throttled, when it says:
+/// `At most 4 task chains run at once (max_concurrent).`, or with job
+/// arrays `First links go in job arrays (one sbatch per shared header), at
+/// most 4 running in each (max_concurrent).`
+fn submission_line(plan: &Plan) -> Option<String> {
+    match (plan.job_arrays, plan.max_concurrent) {
+        (false, None) => None,
+        (false, Some(m)) => Some(format!("At most {m} task chains run at once (max_concurrent).")),
+        (true, None) => Some("First links go in job arrays (one sbatch per shared header).".into()),
+        (true, Some(m)) => Some(format!(
+            "First links go in job arrays (one sbatch per shared header), at most {m} running in each (max_concurrent)."
+        )),
+    }
 }
 
 /// Units left failed because they used up their attempts: said in every
@@ -161,8 +171,8 @@ pub fn write_text(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<(
     if let Some(p) = &plan.packing {
         writeln!(out, "{}", p.line())?;
     }
-    if let Some(m) = plan.max_concurrent {
-        writeln!(out, "{}", concurrency_line(m))?;
+    if let Some(line) = submission_line(plan) {
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }
@@ -177,8 +187,8 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     if let Some(p) = &plan.packing {
         head.push_str(&format!("{}\n\n", md_text(&p.line())));
     }
-    if let Some(m) = plan.max_concurrent {
-        head.push_str(&format!("{}\n\n", md_text(&concurrency_line(m))));
+    if let Some(line) = submission_line(plan) {
+        head.push_str(&format!("{}\n\n", md_text(&line)));
     }
     // The table, the lists and the diff share the limit: lines are added
     // while they fit in the section's share (the table up to half of it,
@@ -398,6 +408,7 @@ mod tests {
             limits: vec![],
             packing: None,
             max_concurrent: None,
+            job_arrays: false,
             notes: vec![],
         }
     }

@@ -2,6 +2,7 @@
 //! lock, and mark each unit stopped so nothing (a shared server, a plan)
 //! waits for it. One round trip.
 
+use crate::jobid::JobId;
 use crate::cluster::Cluster;
 use crate::plan::Observation;
 use crate::shell::{Code, ShellWord};
@@ -23,8 +24,8 @@ pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str
     }
     // live_jobs lists each unit's pending successors first.
     // Each job once: the tasks of a pack share its jobs.
-    let mut first: Vec<u64> = vec![];
-    let mut rest: Vec<u64> = vec![];
+    let mut first: Vec<JobId> = vec![];
+    let mut rest: Vec<JobId> = vec![];
     let mut seen = std::collections::BTreeSet::new();
     for (_, o) in units {
         let (succ, others) = o.live_jobs.split_at(o.live_jobs.len().saturating_sub(1));
@@ -37,7 +38,7 @@ pub fn program(stack_dir: &str, units: &[(&String, &Observation)], lock_id: &str
     if !rest.is_empty() {
         p.push(scancel(&rest, false));
     }
-    let all: Vec<u64> = first.iter().chain(&rest).copied().collect();
+    let all: Vec<JobId> = first.iter().chain(&rest).copied().collect();
     if !all.is_empty() {
         p.push(snippet!(
             "for _ in $(seq 1 60); do [ -z \"$(squeue -h -j {} 2>/dev/null)\" ] && break; sleep 1; done\n",
@@ -82,8 +83,8 @@ mod tests {
     #[test]
     fn cancel_kills_pending_successors_before_running_links() {
         let (a, b, c) = ("gsm8k".to_owned(), "mmlu".to_owned(), "done".to_owned());
-        let running = Observation { live_jobs: vec![12, 11], ..Default::default() };
-        let pending_only = Observation { live_jobs: vec![21], ..Default::default() };
+        let running = Observation { live_jobs: crate::jobid::jobs([12, 11]), ..Default::default() };
+        let pending_only = Observation { live_jobs: crate::jobid::jobs([21]), ..Default::default() };
         let ended = Observation::default();
         let p = program("/s", &[(&a, &running), (&b, &pending_only), (&c, &ended)], "L");
         let p = p.text();
@@ -95,7 +96,7 @@ mod tests {
         }
         // Many jobs: four `scancel` at once per group, successors first,
         // each id once.
-        let many = Observation { live_jobs: (1000..1300).collect(), ..Default::default() };
+        let many = Observation { live_jobs: crate::jobid::jobs(1000..1300), ..Default::default() };
         let p = program("/s", &[(&a, &many)], "L");
         let p = p.text();
         let lines: Vec<&str> = p.lines().filter(|l| l.starts_with("scancel")).collect();

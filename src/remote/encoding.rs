@@ -9,6 +9,7 @@
 //! - base64 ([`base64_encode`], [`base64_decode`]): small payloads sent in a
 //!   word (the lock file) and binary replies (the state file, the lock holder).
 
+use crate::jobid::JobId;
 use std::fmt;
 
 use crate::shell::{Code, Shell};
@@ -58,7 +59,7 @@ macro_rules! snippet {
 pub(crate) use snippet;
 
 /// Job ids separated by `sep` (`12 13`, `12,13`).
-pub fn ids(list: &[u64], sep: Code) -> Snippet {
+pub fn ids(list: &[JobId], sep: Code) -> Snippet {
     let mut s = Snippet::default();
     for (i, id) in list.iter().enumerate() {
         if i > 0 {
@@ -78,13 +79,13 @@ pub const SCANCEL_BATCH: usize = 64;
 /// a quarter of the list in its order, waited for. slurmctld answers one
 /// cancellation at a time per call (~3 ms each), so 2,000 jobs take seconds
 /// on one call.
-pub fn scancel(list: &[u64], quiet: bool) -> Snippet {
+pub fn scancel(list: &[JobId], quiet: bool) -> Snippet {
     let redirect = Code(if quiet { " 2>/dev/null" } else { "" });
     if list.len() <= SCANCEL_BATCH {
         return snippet!("scancel {}{}\n", ids(list, Code(" ")), redirect);
     }
     let mut s = Snippet::default();
-    let chunks: Vec<&[u64]> = list.chunks(list.len().div_ceil(4)).collect();
+    let chunks: Vec<&[JobId]> = list.chunks(list.len().div_ceil(4)).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         s.push(snippet!("scancel {}{} &\nevalctl_sc{}=$!\n", ids(chunk, Code(" ")), redirect, i));
     }

@@ -56,6 +56,7 @@
 //! The job runtime (src/render/lib.sh) writes status and chain lines; the
 //! remote programs read them and `cancel` writes its own.
 
+use crate::jobid::JobId;
 use crate::render::{Role, TAG_PREFIX};
 use crate::shell::{Code, ShellWord};
 
@@ -97,7 +98,7 @@ pub fn logs_dir(stack_dir: &str, unit: &str) -> String {
 }
 
 /// Glob patterns (in the log directory) of the logs of one job.
-pub fn log_patterns(job: u64) -> Snippet {
+pub fn log_patterns(job: JobId) -> Snippet {
     snippet!("slurm-{}.out server-{}-*.log client-{}.log", job, job, job)
 }
 

@@ -2,6 +2,7 @@
 //! fetch what was added since the last look (one more, only when a file
 //! grew). The files are in `<stack>/<unit>/logs/` ([`super::layout`]).
 
+use crate::jobid::JobId;
 use crate::cluster::Cluster;
 use crate::shell::{Code, ShellWord};
 
@@ -10,7 +11,7 @@ use super::{Program, Reply, layout, protocol};
 use crate::error::Error;
 
 /// The program that lists the logs of job `job` of `unit`: `file` replies.
-pub fn list_program(stack_dir: &str, unit: &str, job: u64) -> Program {
+pub fn list_program(stack_dir: &str, unit: &str, job: JobId) -> Program {
     let dir = ShellWord::from(layout::logs_dir(stack_dir, unit));
     let mut p = Program::new();
     p.push(snippet!("cd {} 2>/dev/null || {{ ", dir));
@@ -24,7 +25,7 @@ pub fn list_program(stack_dir: &str, unit: &str, job: u64) -> Program {
 }
 
 /// The logs of job `job` of `unit`: (file name, size in bytes).
-pub fn list(cluster: &dyn Cluster, stack_dir: &str, unit: &str, job: u64) -> Result<Vec<(String, u64)>, Error> {
+pub fn list(cluster: &dyn Cluster, stack_dir: &str, unit: &str, job: JobId) -> Result<Vec<(String, u64)>, Error> {
     let replies = super::run(cluster, &list_program(stack_dir, unit, job))?;
     Ok(replies
         .iter()

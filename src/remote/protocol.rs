@@ -13,6 +13,7 @@
 //! rest of the line. Lines that do not start with `EVALCTL ` (output of the
 //! commands a program runs) are ignored.
 
+use crate::jobid::JobId;
 use crate::shell::{Code, Shell};
 
 use super::encoding::{Snippet, snippet};
@@ -73,11 +74,11 @@ pub enum Reply {
     /// The lock is no longer this process's: nothing was done.
     LockLost,
     /// Apply submitted a job (held until `Released`).
-    Submitted { unit: String, role: String, id: u64 },
+    Submitted { unit: String, role: String, id: JobId },
     /// Apply cancelled these jobs (replaced or removed units).
-    Cancelled(Vec<u64>),
+    Cancelled(Vec<JobId>),
     /// Apply failed and cancelled the jobs it had submitted.
-    CancelledOwn(Vec<u64>),
+    CancelledOwn(Vec<JobId>),
     /// `cancel` stopped a unit.
     CancelledUnit(String),
     /// Apply replaced a running unit's scripts.
@@ -259,7 +260,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
     }
     let fields: Vec<String> = if data.is_empty() { vec![] } else { data.split(' ').map(decode).collect() };
     let one = || fields.first().cloned().unwrap_or_default();
-    let ids = || fields.iter().filter_map(|x| x.parse::<u64>().ok()).collect::<Vec<u64>>();
+    let ids = || fields.iter().filter_map(|x| x.parse::<JobId>().ok()).collect::<Vec<JobId>>();
     Some(match (kind, fields.as_slice()) {
         ("user", _) => Reply::User(one()),
         ("state", _) => Reply::State(one()),
@@ -378,9 +379,9 @@ mod tests {
             (lock_lost(), Reply::LockLost),
             (
                 submitted(&w(unit), &w("first"), &12u64),
-                Reply::Submitted { unit: unit.into(), role: "first".into(), id: 12 },
+                Reply::Submitted { unit: unit.into(), role: "first".into(), id: 12.into() },
             ),
-            (cancelled(&Code("12 13")), Reply::Cancelled(vec![12, 13])),
+            (cancelled(&Code("12 13")), Reply::Cancelled(crate::jobid::jobs([12, 13]))),
             (cancelled_own(&Code("")), Reply::CancelledOwn(vec![])),
             (cancelled_unit(&w(unit)), Reply::CancelledUnit(unit.into())),
             (updated(&w(unit)), Reply::Updated(unit.into())),

@@ -6,6 +6,7 @@
 //! [`read`] collects the replies into a [`Refreshed`]; turning that into one
 //! observation per unit is `crate::plan::observe`, which needs no cluster.
 
+use crate::jobid::JobId;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::Cluster;
@@ -43,7 +44,7 @@ pub fn is_unfinished(state: &str) -> bool {
 /// A job of the stack as Slurm lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    pub id: u64,
+    pub id: JobId,
     pub state: String,
     pub reason: String,
     pub unit: String,
@@ -64,7 +65,7 @@ pub struct Refreshed {
     /// The stack's jobs known to slurmctld (pending, running, recently ended).
     pub jobs: Vec<Job>,
     /// Final states from accounting, by job id (empty without accounting).
-    pub accounting: BTreeMap<u64, String>,
+    pub accounting: BTreeMap<JobId, String>,
     pub squeue_error: Option<String>,
     pub sacct_available: bool,
     /// With [`refresh_probing`]: `sbatch --test-only`'s answer for each
@@ -106,9 +107,18 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
         "done\nawk 'FNR==1 && NR>1 {print t, f} FNR==1 {t=0; f=FILENAME; split(\"\", st)} $2==\"start\" {st[$1]=$3} $2==\"end\" && ($1 in st) {t+=$3-st[$1]; delete st[$1]} END {if (NR>0) print t, f}' \"$D\"/*/chain 2>/dev/null | while read -r t f; do\n  u=${f%/chain}\n  ",
     ));
     p.push(protocol::elapsed(&Code("\"${u##*/}\""), &Code("\"$t\"")));
-    p.code(Code("done\nif out=$(squeue -h -t all -u \"$U\" -o '%i|%T|%r|%j' 2>&1); then\n  "));
+    // Elements of job arrays (`execution.job_arrays`) are named by their
+    // array's map (`<array>_<index>|<tag>`): `named FIELD` puts each
+    // element's tag in place of the array's name. `-r`: one line per element.
     p.push(snippet!(
-        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n",
+        "shopt -s nullglob\nM=({}/*.map)\nshopt -u nullglob\nnamed() {{\n  if [ ${{#M[@]}} -eq 0 ]; then cat; else {{ cat \"${{M[@]}}\"; echo {}; cat; }} | awk -F'|' -v f=\"$1\" 'm == 0 && $0 == \"{}\" {{ m = 1; next }} m == 0 {{ t[$1] = $2; next }} ($1 in t) {{ $f = t[$1]; out = $1; for (i = 2; i <= NF; i++) out = out \"|\" $i; print out; next }} {{ print }}'; fi\n}}\n",
+        ShellWord::from(super::submit::arrays_dir(stack_dir)),
+        Code(MAPS_END),
+        Code(MAPS_END)
+    ));
+    p.code(Code("if out=$(squeue -h -r -t all -u \"$U\" -o '%i|%T|%r|%j' 2>&1); then\n  "));
+    p.push(snippet!(
+        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | named 4 | {}\n",
         ShellWord::from(TAG_PREFIX),
         protocol::emit_verbatim(Verbatim::Job)
     ));
@@ -119,7 +129,7 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
         if since_epoch > 0 { snippet!("\"$(date -d @{} +%FT%T)\"", since_epoch) } else { snippet!("now-7days") };
     p.push(snippet!("if out=$(sacct -X -n -P -u \"$U\" -S {} -o JobID,JobName,State 2>/dev/null); then\n  ", since));
     p.push(snippet!(
-        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | {}\n  ",
+        "printf '%s\\n' \"$out\" | grep -F {}\"$S/\" | named 2 | {}\n  ",
         ShellWord::from(TAG_PREFIX),
         protocol::emit_verbatim(Verbatim::Acct)
     ));
@@ -128,6 +138,9 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     p.push(protocol::end());
     p
 }
+
+/// The line between the array maps and the job lines `named` reads.
+const MAPS_END: &str = "EVALCTL-MAPS-END";
 
 /// Largest results file sent back (bytes); a larger one is reported empty.
 pub const MAX_RESULTS_FILE: u64 = 1 << 20;
@@ -329,7 +342,7 @@ fn parse_job(data: &str) -> Option<(String, Job)> {
 
 /// `ID|NAME|STATE` from accounting: the job id and its final state (first
 /// word), when the name is a well-formed name of `stack`'s.
-fn parse_acct(data: &str, stack: &str) -> Option<(u64, String)> {
+fn parse_acct(data: &str, stack: &str) -> Option<(JobId, String)> {
     let (id, rest) = data.split_once('|')?;
     let (name, state) = rest.rsplit_once('|')?;
     let id = id.trim().parse().ok()?;

@@ -25,12 +25,13 @@
 //! plan sees as `held` and replaces, or released jobs that it adopts by
 //! the ownership tags in their names.
 
+use crate::jobid::JobId;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::Cluster;
 use crate::graph::Dep;
 use crate::plan::{Action, Change, Observation, Plan, Unit};
-use crate::render::Rendered;
+use crate::render::{Rendered, Role};
 use crate::shell::{Code, ShellWord};
 use crate::state::{JOBS_INDENT, Observed, State, UnitState};
 
@@ -57,8 +58,8 @@ pub struct Inputs<'a> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// (unit, role, job id) in submission order.
-    pub submitted: Vec<(String, String, u64)>,
-    pub cancelled: Vec<u64>,
+    pub submitted: Vec<(String, String, JobId)>,
+    pub cancelled: Vec<JobId>,
     pub updated: Vec<String>,
     pub error: Option<String>,
     pub lock_lost: bool,
@@ -110,13 +111,14 @@ pub fn program(inp: &Inputs<'_>) -> ApplyProgram {
     second.push(moves_phase(inp, &units));
     let (submit, var_of) = submit_phase(inp, &units);
     second.push(submit);
-    if !var_of.is_empty() {
+    if !var_of.of.is_empty() {
         second.push(release_phase());
     }
     let submitting = submitting(plan);
     second.push(state_phase(inp, &submitting, &var_of));
     second.push(snippet!("evalctl_write_atomic {} \"$STATE\"\n", layout::STATE_PATH));
     second.push(protocol::state_written());
+    second.push(prune_arrays(inp, &var_of));
     second.code(Code("rm -f \"$L\"\n"));
     second.push(protocol::end());
 
@@ -141,7 +143,7 @@ fn submitting(plan: &Plan) -> Vec<String> {
 
 /// Phase 1. Cancel what is replaced or removed: pending successors come first in each list.
 fn cancel_phase(plan: &Plan) -> Snippet {
-    let mut cancel: Vec<u64> = vec![];
+    let mut cancel: Vec<JobId> = vec![];
     for c in &plan.changes {
         if matches!(c.action, Action::Cancel | Action::Replace | Action::Rerun | Action::Retry) {
             cancel.extend(&c.cancel_jobs);
@@ -358,7 +360,7 @@ const MOVE_CHAIN_ASIDE: &str = "if [ -f \"$U/chain\" ]; then mv -f \"$U/chain\" 
 #[derive(Clone, Default)]
 struct LaneWait {
     rendered: Vec<String>,
-    live: Vec<u64>,
+    live: Vec<JobId>,
     dirs: Vec<String>,
 }
 
@@ -371,9 +373,10 @@ struct LaneWait {
 /// once, whatever their links. By rendered id of the first link.
 fn lanes<'a>(inp: &'a Inputs<'_>, submit_set: &BTreeSet<&str>) -> BTreeMap<&'a str, LaneWait> {
     let mut out = BTreeMap::new();
-    let Some(m) = inp.rendered.max_concurrent.filter(|m| *m > 0) else { return out };
+    // With job arrays, `max_concurrent` is each array's throttle instead.
+    let Some(m) = inp.rendered.max_concurrent.filter(|m| *m > 0 && !inp.rendered.job_arrays) else { return out };
     let mut lanes: Vec<LaneWait> = vec![LaneWait::default(); m];
-    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut seen: BTreeSet<JobId> = BTreeSet::new();
     let mut heads = 0;
     for u in inp.units.iter().filter(|u| u.kind == crate::state::UnitKind::Task && !submit_set.contains(u.id.as_str()))
     {
@@ -432,7 +435,7 @@ struct Submission {
 /// lines, or `E MESSAGE` and stop every submitter, into the work directory
 /// `$W`. Returns the program and, by rendered job id, the number of the
 /// shell variable `J<n>` that holds its Slurm id.
-fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet, BTreeMap<String, usize>) {
+fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet, Vars) {
     let submitting = submitting(inp.plan);
     let submit_set: BTreeSet<&str> = submitting.iter().map(String::as_str).collect();
     let mut var_of: BTreeMap<String, usize> = BTreeMap::new();
@@ -440,11 +443,16 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     let mut chains: BTreeMap<&str, usize> = BTreeMap::new();
     let mut jobs: Vec<Submission> = vec![];
     let lane_of = lanes(inp, &submit_set);
+    let mut arrays: BTreeMap<ArrayKey, ArrayGroup> = BTreeMap::new();
     for (n, job) in inp.rendered.jobs.iter().enumerate() {
         // A pack's jobs are submitted when any of its tasks is.
         let Some(unit) = job.units().into_iter().filter(|u| submit_set.contains(u)).find_map(|u| units.get(u)) else {
             continue;
         };
+        // An array element queues its own resume link.
+        if !inp.rendered.apply_submits(job) {
+            continue;
+        }
         let mut deps = Snippet::default();
         let mut level = 0;
         // A resume link finds the job it resumes in the chain file (never in
@@ -500,7 +508,8 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         // The ownership tag is in the name, the user's comment goes verbatim
         // (both as shell words on the command line, where sbatch takes them
         // as they are and they win over the script's `#SBATCH` lines).
-        let name = ShellWord::from(layout::submit_name(&job.job_name, &unit.script_hash, &job.result_hash));
+        let tag = layout::submit_name(&job.job_name, &unit.script_hash, &job.result_hash);
+        let name = ShellWord::from(&tag);
         let comment = match &job.comment {
             Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
             None => Snippet::default(),
@@ -537,13 +546,39 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         after.push(lane_next);
         var_of.insert(job.id.clone(), n);
         level_of.insert(job.id.as_str(), level);
+        if inp.rendered.job_arrays && job.role == Role::First {
+            let key = ArrayKey {
+                level,
+                header: array_header(job.script.before()),
+                deps: dep.as_str().to_owned(),
+                comment: job.comment.clone(),
+                script: job.script_name.clone(),
+            };
+            let group = arrays.entry(key).or_insert_with(|| ArrayGroup {
+                name: array_name(&job.job_name),
+                dep: dep.clone(),
+                members: vec![],
+            });
+            group.members.push(ArrayMember { n, dir: job.dir.clone(), tag, after });
+            continue;
+        }
         jobs.push(Submission { n, level, sbatch, after });
+    }
+    let mut vars = Vars { of: var_of, ..Default::default() };
+    let first_var = inp.rendered.jobs.len();
+    for (k, (key, group)) in arrays.into_iter().enumerate() {
+        vars.elements.extend(group.members.iter().map(|m| m.n));
+        vars.arrays.push(first_var + k);
+        jobs.push(array_submission(inp, first_var + k, &key, group));
     }
     let mut s = Snippet::default();
     if jobs.is_empty() {
-        return (s, var_of);
+        return (s, vars);
     }
     s.code(Code(SUBMIT_FUNCTIONS));
+    if !vars.elements.is_empty() {
+        s.push(snippet!("mkdir -p {} || evalctl_abort 'cannot create the job arrays folder'\n", ShellWord::from(arrays_dir(&inp.plan.stack_dir))));
+    }
     jobs.sort_by_key(|j| (j.level, j.n));
     for level in jobs.chunk_by(|a, b| a.level == b.level) {
         let per = level.len().div_ceil(SUBMITTERS);
@@ -567,7 +602,154 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             ShellWord::from(format!("cannot write {dir}/chain"))
         ));
     }
-    (s, var_of)
+    (s, vars)
+}
+
+/// The shell variables of submitted jobs: `J<n>` by rendered job id, and
+/// which of them hold an element of a job array (`<array>_<index>`).
+#[derive(Default)]
+struct Vars {
+    of: BTreeMap<String, usize>,
+    elements: BTreeSet<usize>,
+    /// `J<n>` of each array submitted.
+    arrays: Vec<usize>,
+}
+
+/// The element maps (and Slurm's output) of job arrays no unit refers to
+/// any more go: kept are the arrays of this apply, those the state records
+/// and those with live elements (a map lost would make its elements
+/// nobody's, and their tasks submitted again).
+fn prune_arrays(inp: &Inputs<'_>, vars: &Vars) -> Snippet {
+    let recorded = inp.state.units.values().flat_map(|u| u.jobs.iter());
+    let live = inp.observations.values().flat_map(|o| o.live_jobs.iter());
+    let keep: BTreeSet<u64> = recorded.chain(live).filter(|j| j.index.is_some()).map(|j| j.id).collect();
+    if keep.is_empty() && vars.arrays.is_empty() {
+        return Snippet::default();
+    }
+    let mut list = Snippet::default();
+    for id in &keep {
+        list.push(snippet!("{} ", id));
+    }
+    for n in &vars.arrays {
+        list.push(snippet!("$J{} ", n));
+    }
+    snippet!(
+        "KEEP=\" {}\"\nshopt -s nullglob\nfor f in {}/*.map; do a=${{f##*/}}; a=${{a%.map}}; case $KEEP in *\" $a \"*) ;; *) rm -f -- \"$f\" \"${{f%/*}}/slurm-${{a}}_\"*.out ;; esac; done\nshopt -u nullglob\n",
+        list,
+        ShellWord::from(arrays_dir(&inp.plan.stack_dir))
+    )
+}
+
+/// Where a stack's job arrays keep their element maps and Slurm's own
+/// output (`execution.job_arrays`).
+pub fn arrays_dir(stack_dir: &str) -> String {
+    format!("{stack_dir}/.evalctl/arrays")
+}
+
+/// What first links must share to go in one array: everything `sbatch`
+/// reads but the name and output (given per array on the command line).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ArrayKey {
+    level: usize,
+    header: String,
+    deps: String,
+    comment: Option<String>,
+    script: String,
+}
+
+struct ArrayGroup {
+    /// The array's own name: the stack's tag without a unit, which no
+    /// refresh takes for a job of the stack (elements are named by the map).
+    name: String,
+    /// ` --dependency=...`, the same for every member.
+    dep: Snippet,
+    members: Vec<ArrayMember>,
+}
+
+struct ArrayMember {
+    /// The member's `J<n>`.
+    n: usize,
+    dir: String,
+    /// Its ownership tag, as its own job would be named.
+    tag: String,
+    after: Snippet,
+}
+
+/// The `#SBATCH` lines of a script head that an array shares: all but the
+/// job name and output.
+fn array_header(head: &str) -> String {
+    head.lines()
+        .filter(|l| l.starts_with("#SBATCH ") && !l.starts_with("#SBATCH --job-name=") && !l.starts_with("#SBATCH --output="))
+        .fold(String::new(), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
+}
+
+/// `[<subproject>.]evalctl:<stack>/array` from a job's rendered name.
+fn array_name(job_name: &str) -> String {
+    let mut parts = job_name.rsplitn(3, '/');
+    let (_, _, prefix) = (parts.next(), parts.next(), parts.next().unwrap_or(job_name));
+    format!("{prefix}/array")
+}
+
+/// One `sbatch --array` for a group of first links, into `J<n>`; then
+/// each member's `J<m>` is `<array>_<index>`, the element map (index to
+/// ownership tag, read by refresh) is written, and each member's own
+/// follow-up runs. The array's script sets its element's folder and output
+/// and runs the member's script there: its `#SBATCH` lines are the group's.
+fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGroup) -> Submission {
+    let dir = arrays_dir(&inp.plan.stack_dir);
+    let mut script = format!("#!/bin/bash\n{}# evalctl job array: element i runs the first link in the i-th folder below.\ncase ${{SLURM_ARRAY_TASK_ID:-}} in\n", key.header);
+    for (i, m) in group.members.iter().enumerate() {
+        script.push_str(&format!("{i}) d={} ;;\n", ShellWord::from(&m.dir)));
+    }
+    script.push_str(&format!(
+        "*) echo \"evalctl: no job for array element ${{SLURM_ARRAY_TASK_ID:-}}\" >&2; exit 1 ;;\nesac\nexec >>\"$d/logs/slurm-${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_ID.out\" 2>&1 || exit 1\ncd \"$d\" || exit 1\nexec bash ./{}\n",
+        ShellWord::from(&key.script)
+    ));
+    let throttle = inp.rendered.max_concurrent.map(|m| format!("%{m}")).unwrap_or_default();
+    let comment = match &key.comment {
+        Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
+        None => Snippet::default(),
+    };
+    let failed = ShellWord::from(format!("sbatch of a job array of {} jobs failed: ", group.members.len()));
+    let mut sbatch = Snippet::default();
+    sbatch.push(raw_var(Code("A"), &script));
+    sbatch.push(snippet!(
+        "[ -e \"$W/stop\" ] && exit 0\nprintf '%s' \"$A\" >\"$W/array.{}.sbatch\" || {{ : >\"$W/stop\"; echo E 'cannot write a job array script'; exit 0; }}\n",
+        n
+    ));
+    sbatch.push(snippet!(
+        "if J=$(cd {} && sbatch --parsable --hold --array={} --job-name={} --output={}{}{} \"$W/array.{}.sbatch\" 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then echo {} \"$J\"; else : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
+        ShellWord::from(&dir),
+        ShellWord::from(format!("0-{}{throttle}", group.members.len() - 1)),
+        ShellWord::from(&group.name),
+        ShellWord::from(format!("{dir}/slurm-%A_%a.out")),
+        comment,
+        group.dep.clone(),
+        n,
+        n,
+        failed
+    ));
+    let mut after = Snippet::default();
+    let mut map = Snippet::default();
+    for (i, m) in group.members.iter().enumerate() {
+        after.push(snippet!("J{}=\"${{J{}}}_{}\"\n", m.n, n, i));
+        map.push(snippet!(" \"$J{}\" {}", m.n, ShellWord::from(&m.tag)));
+    }
+    after.push(snippet!(
+        "printf '%s|%s\\n'{} >{}/\"$J{}\".map || evalctl_abort {}\n",
+        map,
+        ShellWord::from(&dir),
+        n,
+        ShellWord::from(format!("cannot write {dir}/<array>.map"))
+    ));
+    for m in group.members {
+        after.push(m.after);
+    }
+    Submission { n, level: key.level, sbatch, after }
 }
 
 /// The submitters' work directory (removed when the program ends) and
@@ -596,7 +778,7 @@ evalctl_collect() {
 "#;
 
 /// The first live job of a unit (a deployment other jobs wait for).
-fn live_job_of(inp: &Inputs<'_>, job_id: &str) -> Option<u64> {
+fn live_job_of(inp: &Inputs<'_>, job_id: &str) -> Option<JobId> {
     let unit = inp.rendered.jobs.iter().find(|j| j.id == job_id).map(|j| j.unit.as_str())?;
     let obs = inp.observations.get(unit)?;
     if !obs.observed.is_live() {
@@ -619,7 +801,7 @@ fn release_phase() -> Snippet {
 /// The text is sent in pieces between slots and joined with the ids: linear
 /// in the size of the state (a pattern substitution per unit is quadratic,
 /// seconds at a few hundred units).
-fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String, usize>) -> Snippet {
+fn state_phase(inp: &Inputs<'_>, submitting: &[String], vars: &Vars) -> Snippet {
     let slots: BTreeMap<String, usize> = submitting.iter().enumerate().map(|(n, u)| (u.clone(), n)).collect();
     let text = next_state(inp).to_text_with_job_slots(&slots);
     let mut s = snippet!("NL=$'\\n'\nSTATE=\n");
@@ -627,13 +809,15 @@ fn state_phase(inp: &Inputs<'_>, submitting: &[String], var_of: &BTreeMap<String
     while let Some((piece, n, after)) = next_slot(rest, submitting.len()) {
         s.push(raw_var(Code("P"), piece));
         let unit = &submitting[n];
-        let vars: Vec<usize> =
-            inp.rendered.jobs.iter().filter(|j| j.serves(unit)).filter_map(|j| var_of.get(&j.id).copied()).collect();
+        let ns: Vec<usize> =
+            inp.rendered.jobs.iter().filter(|j| j.serves(unit)).filter_map(|j| vars.of.get(&j.id).copied()).collect();
         let mut list = Snippet::default();
-        for (i, v) in vars.iter().enumerate() {
-            list.push(snippet!("{}{}${{J{}}}", Code(if i > 0 { "," } else { "" }), LIST_ITEM, v));
+        for (i, v) in ns.iter().enumerate() {
+            // An array element's id is a JSON string (`"12_3"`).
+            let quote = Code(if vars.elements.contains(v) { "\\\"" } else { "" });
+            list.push(snippet!("{}{}{}${{J{}}}{}", Code(if i > 0 { "," } else { "" }), LIST_ITEM, quote, v, quote));
         }
-        if vars.is_empty() {
+        if ns.is_empty() {
             s.code(Code("STATE+=\"${P}[]\"\n"));
         } else {
             s.push(snippet!("STATE+=\"${{P}}[{}{}\"\n", list, LIST_END));

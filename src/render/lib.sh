@@ -5,14 +5,21 @@
 # "<job id> submit <epoch> <next job id>" names a link's successor.
 # Signal handlers run these, so they use no command substitution.
 
+# The link's job id as Slurm lists it: `<array>_<index>` for a first link
+# submitted as an element of a job array (`execution.job_arrays`).
+EVALCTL_JOB=${SLURM_JOB_ID:-0}
+if [ -n "${SLURM_ARRAY_TASK_ID:-}" ] && [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
+  EVALCTL_JOB=${SLURM_ARRAY_JOB_ID}_$SLURM_ARRAY_TASK_ID
+fi
+
 evalctl_log() { TZ=UTC0 printf '[evalctl %(%Y-%m-%dT%H:%M:%SZ)T] %s\n' -1 "$*"; }
 
 evalctl_status() {
-  printf '%s %s %s\n' "$1" "${SLURM_JOB_ID:-0}" "${2:-}" >"$EVALCTL_DIR/status.tmp.$$" &&
+  printf '%s %s %s\n' "$1" "$EVALCTL_JOB" "${2:-}" >"$EVALCTL_DIR/status.tmp.$$" &&
     mv -f "$EVALCTL_DIR/status.tmp.$$" "$EVALCTL_DIR/status"
 }
 
-evalctl_chain() { printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$1" "${EPOCHSECONDS:-$(date +%s)}" "${2:-}" >>"$EVALCTL_DIR/chain"; }
+evalctl_chain() { printf '%s %s %s %s\n' "$EVALCTL_JOB" "$1" "${EPOCHSECONDS:-$(date +%s)}" "${2:-}" >>"$EVALCTL_DIR/chain"; }
 
 # Loads the variables of one container group (secrets file written by
 # `evalctl apply` in the job's folder, mode 0600) with tracing off.
@@ -109,7 +116,7 @@ evalctl_wait_watching() {
       case $state in
         failed | stopped)
           evalctl_log "deployment $n has ended ($(cat "$EVALCTL_STACK_DIR/$n/status" 2>/dev/null)): stopping the evaluation"
-          printf '%s\n' "$n" >"$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}"
+          printf '%s\n' "$n" >"$EVALCTL_DIR/server-gone.$EVALCTL_JOB"
           evalctl_stop "$pid"
           break 2
           ;;
@@ -168,7 +175,7 @@ evalctl_used_seconds() {
 
 # The job this link resumes: the one that queued it (chain file).
 evalctl_prev_job() {
-  awk -v me="${SLURM_JOB_ID:-}" '$2 == "submit" && $4 == me { p = $1 } END { print p }' "$EVALCTL_DIR/chain" 2>/dev/null
+  awk -v me="$EVALCTL_JOB" '$2 == "submit" && $4 == me { p = $1 } END { print p }' "$EVALCTL_DIR/chain" 2>/dev/null
 }
 
 # A resume link runs only when the previous link was cut short (time limit,
@@ -234,15 +241,15 @@ evalctl_resume_gate() {
 # to the code the job exits with.
 evalctl_finish() {
   local rc=$1 own code="" why
-  own=$(scontrol show job "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
+  own=$(scontrol show job "$EVALCTL_JOB" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p' | head -n 1)
   read -r code _ 2>/dev/null <"$EVALCTL_ARTIFACTS/.evalctl-exit-${SLURM_JOB_ID:-0}"
   why=no-exit-record
   [ "$code" = interrupted ] && why=harness-interrupted
   case $code in *[!0-9]*) code="" ;; esac
   EVALCTL_RC=$rc
-  if [ -f "$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}" ]; then
+  if [ -f "$EVALCTL_DIR/server-gone.$EVALCTL_JOB" ]; then
     [ "$rc" -eq 0 ] && EVALCTL_RC=1
-    evalctl_status failed "server-gone $(cat "$EVALCTL_DIR/server-gone.${SLURM_JOB_ID:-0}")"
+    evalctl_status failed "server-gone $(cat "$EVALCTL_DIR/server-gone.$EVALCTL_JOB")"
     evalctl_chain end server-gone
   elif [ -n "$own" ] && [ "$own" != RUNNING ]; then
     evalctl_status interrupted "$own exit $rc"
@@ -320,8 +327,10 @@ evalctl_pack_end() {
 # the command line: no `#SBATCH` line or SBATCH_* variable overrides them).
 evalctl_submit_next() {
   local next
-  if next=$(sbatch --parsable --job-name="$EVALCTL_JOB_NAME" ${EVALCTL_COMMENT:+"--comment=$EVALCTL_COMMENT"} \
-    --dependency="afternotok:$SLURM_JOB_ID" --kill-on-invalid-dep=yes "$EVALCTL_DIR/resume.sbatch"); then
+  # Not as an element of the array this link may be one of.
+  if next=$(unset SLURM_ARRAY_JOB_ID SLURM_ARRAY_TASK_ID SLURM_ARRAY_TASK_COUNT SLURM_ARRAY_TASK_MIN SLURM_ARRAY_TASK_MAX SLURM_ARRAY_TASK_STEP
+    sbatch --parsable --job-name="$EVALCTL_JOB_NAME" ${EVALCTL_COMMENT:+"--comment=$EVALCTL_COMMENT"} \
+    --dependency="afternotok:$EVALCTL_JOB" --kill-on-invalid-dep=yes "$EVALCTL_DIR/resume.sbatch"); then
     next=${next%%;*}
     evalctl_chain submit "$next"
     evalctl_log "next link queued: job $next"
@@ -329,6 +338,13 @@ evalctl_submit_next() {
   else
     evalctl_log "could not queue the next link"
   fi
+}
+
+# A first link run as an element of a job array queues its own resume link
+# as it starts (apply submits one sbatch per array, not one per element).
+evalctl_array_element_next() {
+  [ -n "${SLURM_ARRAY_TASK_ID:-}" ] || return 0
+  evalctl_submit_next
 }
 
 # With `max_concurrent`, the chain's lane successor (`lane-next`: its job id
@@ -407,7 +423,7 @@ evalctl_start_servers() {
     head=${nodes[0]}
     nodelist=$(IFS=,; printf '%s' "${nodes[*]}")
     ip=${ips[i*npi]}
-    log="$EVALCTL_LOGS/server-${SLURM_JOB_ID:-0}-$tag$i.log"
+    log="$EVALCTL_LOGS/server-$EVALCTL_JOB-$tag$i.log"
     (
       evalctl_env "$group"
       export MASTER_IP=$ip MASTER_ADDR=$ip ALL_NODE_IPS=$all NODES_PER_INSTANCE=$npi INSTANCE_ID=$i
@@ -462,7 +478,7 @@ evalctl_servers_ready() {
   EVALCTL_BASE_URL="http://${reached[0]}:$port"
   EVALCTL_PUBLIC_URL="http://${EVALCTL_SRV_HEAD[$key.0]}:$port"
   if [ "$n" -gt 1 ]; then
-    cfg="$EVALCTL_DIR/haproxy-${SLURM_JOB_ID:-0}$tag.cfg"
+    cfg="$EVALCTL_DIR/haproxy-$EVALCTL_JOB$tag.cfg"
     {
       printf 'global\n  maxconn 8192\ndefaults\n  mode http\n  timeout connect 10s\n  timeout client 100000s\n  timeout server 100000s\n'
       printf 'frontend evalctl\n  bind *:%s\n  default_backend models\nbackend models\n  balance leastconn\n  option http-server-close\n' "$proxy_port"
@@ -471,7 +487,7 @@ evalctl_servers_ready() {
     } >"$cfg"
     srun --overlap --nodes=1 --ntasks=1 --nodelist="${EVALCTL_NODES[0]}" --container-image="$proxy_image" \
       --container-mounts="$cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" \
-      haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-${SLURM_JOB_ID:-0}$tag.log" 2>&1 &
+      haproxy -f /usr/local/etc/haproxy/haproxy.cfg >"$EVALCTL_LOGS/proxy-$EVALCTL_JOB$tag.log" 2>&1 &
     EVALCTL_SERVER_PIDS+=("$!")
     evalctl_wait_healthy "$!" "$timeout" "http://127.0.0.1:$proxy_port${health:-/}" || return 1
     EVALCTL_BASE_URL="http://127.0.0.1:$proxy_port"

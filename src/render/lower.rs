@@ -233,6 +233,7 @@ impl<'a> Lower<'a> {
             },
             resources: self.resources(nodes, client_only),
             sbatch: self.sbatch(dir, role, &job_name, client_only),
+            next_name: if role == Role::First { self.job_name(unit, Role::Resume) } else { job_name.clone() },
             job_name,
             comment: self.cfg.execution.sbatch_comment.clone(),
             context: self.context(unit),

@@ -270,6 +270,13 @@ impl RenderedJob {
         self.unit == unit || self.members.iter().any(|m| m.id == unit)
     }
 
+    /// Whether the job is a link of a task's (or pack's) chain, not of a
+    /// deployment's.
+    pub fn runs_tasks(&self) -> bool {
+        !self.members.is_empty()
+            || matches!(self.kind, NodeKind::EvalTask { .. } | NodeKind::Resume { task: Some(_), .. })
+    }
+
     /// The units the job runs: the tasks of a pack, else its own unit.
     pub fn units(&self) -> Vec<&str> {
         match self.members.is_empty() {
@@ -295,9 +302,19 @@ pub struct Rendered {
     pub tasks_per_job: usize,
     /// Most task (or pack) jobs running at once (`execution.max_concurrent`).
     pub max_concurrent: Option<usize>,
+    /// Whether apply submits first links as job arrays (`execution.job_arrays`).
+    pub job_arrays: bool,
     /// Whether the jobs that run tasks start the model's server (a
     /// deployment of type other than `none`, not shared).
     pub own_model: bool,
+}
+
+impl Rendered {
+    /// Whether apply submits the job itself. With job arrays, the resume
+    /// link of a task (or pack) is queued by its first link as it starts.
+    pub fn apply_submits(&self, job: &RenderedJob) -> bool {
+        !(self.job_arrays && job.role == Role::Resume && job.runs_tasks())
+    }
 }
 
 impl RenderedJob {
@@ -410,6 +427,7 @@ pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Re
         max_walltime_s,
         tasks_per_job: loaded.config.execution.tasks_per_job(),
         max_concurrent: loaded.config.execution.max_concurrent.map(|m| m.max(1) as usize),
+        job_arrays: loaded.config.execution.job_arrays,
         own_model: loaded.config.deployment.kind != crate::config::model::DeploymentType::None
             && loaded.config.execution.topology != crate::config::model::Topology::Shared,
     })

@@ -36,7 +36,9 @@ pub fn head(job: &JobSpec) -> (String, usize) {
         public_env_fn(g, &mut s);
     }
     match job.role {
-        Role::First => s.push_str("\n# ---- auto-resume chain ----\nevalctl_chain start first\nevalctl_status running\n"),
+        Role::First => s.push_str(
+            "\n# ---- auto-resume chain ----\nevalctl_chain start first\nevalctl_status running\nevalctl_array_element_next\n",
+        ),
         Role::Resume => s.push_str(
             "\n# ---- auto-resume chain ----\nevalctl_resume_gate || exit 0\nevalctl_chain start resume\nevalctl_status running\nevalctl_submit_next\n",
         ),
@@ -110,7 +112,7 @@ fn preamble(job: &JobSpec, s: &mut String) {
     shell_push!(
         s,
         "EVALCTL_JOB_NAME={}\nEVALCTL_COMMENT={}\n",
-        Word(&job.job_name),
+        Word(&job.next_name),
         Word(job.comment.as_deref().unwrap_or_default())
     );
     shell_push!(
@@ -319,7 +321,7 @@ fn run_harness(eval: &EvalSpec, s: &mut String) {
     }
     s.push_str("printf '%s\\n' \"$EVALCTL_RUN_CONFIG\" >\"$EVALCTL_ARTIFACTS/run_config.yml\"\n");
     s.push_str(&client_step(client, &eval.auxiliary));
-    s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-${SLURM_JOB_ID:-0}.log)\"\n");
+    s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-$EVALCTL_JOB.log)\"\n");
     // Shared deployments it uses are watched: when one is gone, so is the task.
     let mut watched: Vec<&str> = vec![];
     if let Endpoint::Shared { node, .. } = &eval.endpoint {
@@ -481,7 +483,7 @@ fn client_step(client: &ClientSpec, auxiliary: &[AuxEndpoint]) -> String {
     s.push_str(&aux_env);
     shell_push!(
         s,
-        "  exec srun --overlap --nodes=1 --ntasks=1 --nodelist=\"${{EVALCTL_NODES[0]}}\" {} bash -c {}\n) >\"$EVALCTL_LOGS/client-${{SLURM_JOB_ID:-0}}.log\" 2>&1 &\n",
+        "  exec srun --overlap --nodes=1 --ntasks=1 --nodelist=\"${{EVALCTL_NODES[0]}}\" {} bash -c {}\n) >\"$EVALCTL_LOGS/client-$EVALCTL_JOB.log\" 2>&1 &\n",
         ContainerArgs(&client.container),
         ShellWord::new(cmd)
     );

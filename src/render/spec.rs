@@ -56,6 +56,10 @@ pub struct JobSpec {
     pub script_name: &'static str,
     /// The job's name as rendered: its ownership tag (`crate::remote::layout`).
     pub job_name: String,
+    /// The name of the resume link the job queues: its own for a resume
+    /// link, the resume link's for a first link (one submitted as an
+    /// element of a job array queues its own).
+    pub next_name: String,
     /// The job's `--comment`, verbatim: passed on sbatch's command line
     /// (by apply, and by the runtime for the resume links it queues), never
     /// in an `#SBATCH` line, which could not carry every value.

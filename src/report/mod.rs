@@ -247,7 +247,7 @@ fn table(out: &mut String, stacks: &[String], lines: &[Line]) {
 /// A stack's cells of one row.
 fn cells(r: &Row) -> String {
     let opt = |v: Option<String>| v.unwrap_or_default();
-    let jobs = r.jobs.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let jobs = r.jobs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     [
         format!("<td>{}</td>", escape(&r.unit)),
         format!("<td class=\"num\">{}</td>", num(r.value)),
@@ -302,7 +302,7 @@ mod tests {
             ci95: stderr.map(|e| [value - 1.96 * e, value + 1.96 * e]),
             count: Some(250),
             state: "completed".into(),
-            jobs: vec![41, 42],
+            jobs: crate::jobid::jobs([41, 42]),
             elapsed_s: 3600,
             gpu_hours: Some(8.0),
             fingerprint: "0123456789abcdef".into(),

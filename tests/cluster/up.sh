@@ -372,32 +372,6 @@ if [ $acct_ok = 0 ]; then
   fi
 fi
 
-# A shared cluster's limits, for the scheduler-limit tests: the test user's
-# association under account `limited` (MaxSubmitJobs=50, MaxJobs=20, at most
-# 4 GPUs, 2 h a job) and a QOS `small` it may use (30 queued / 10 running jobs
-# per user, 2 GPUs, 1 h). The other accounts stay unlimited.
-LIMITED_ASSOC="limited|$TEST_USER|50|20|gres/gpu=4|02:00:00|"
-SMALL_QOS="small|30|10|01:00:00|gres/gpu=2"
-limits=$(sacctmgr -n -P list assoc account=$LIMITED_ACCOUNT user="$TEST_USER" \
-           format=account,user,maxsubmitjobs,maxjobs,grptres,maxwall,qos 2>/dev/null || true)
-qos=$(sacctmgr -n -P show qos small format=name,maxsubmitjobsperuser,maxjobsperuser,maxwall,maxtresperuser 2>/dev/null || true)
-if [ "$qos" != "$SMALL_QOS" ]; then
-  grep -q '^small|' <<<"$qos" || sacctmgr -i -Q add qos small >/dev/null
-  sacctmgr -i -Q modify qos small set MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=01:00:00 \
-    MaxTRESPerUser=gres/gpu=2 >/dev/null
-  log "QOS small: MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=1h MaxTRESPerUser=gres/gpu=2"
-fi
-if ! grep -qx "${LIMITED_ASSOC}normal,small" <<<"$limits" && ! grep -qx "${LIMITED_ASSOC}small,normal" <<<"$limits"; then
-  grep -q "^$LIMITED_ACCOUNT|$TEST_USER|" <<<"$limits" || {
-    grep -q "^$LIMITED_ACCOUNT|" <<<"$(sacctmgr -n -P list account format=account)" \
-      || sacctmgr -i -Q add account $LIMITED_ACCOUNT Cluster="$CLUSTER" Description=evalctl-limits Organization=evalctl >/dev/null
-    sacctmgr -i -Q add user "$TEST_USER" Account=$LIMITED_ACCOUNT Cluster="$CLUSTER" >/dev/null
-  }
-  sacctmgr -i -Q modify user "$TEST_USER" where account=$LIMITED_ACCOUNT cluster="$CLUSTER" set \
-    MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=02:00:00 QOS=normal,small >/dev/null
-  log "association $TEST_USER@$LIMITED_ACCOUNT: MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=2h QOS=normal,small"
-fi
-
 # ---------------------------------------------------------------- slurmctld + slurmd
 if [ $CONF_CHANGED = 1 ] && { alive slurmctld /usr/sbin/slurmctld || ls "$PIDDIR"/slurmd-*.pid >/dev/null 2>&1; }; then
   log "slurm config changed: restarting slurmctld/slurmd started by up.sh"
@@ -423,6 +397,40 @@ for n in "${ALL_NODES[@]}"; do
   record "slurmd-$n" "/run/slurm/slurmd-$n.pid"
   log "slurmd $n started (pid $(cat "$PIDDIR/slurmd-$n.pid"), port ${NODE_PORT[$n]})"
 done
+
+# ---------------------------------------------------------------- limits
+# The limits name the GPU TRES, which slurmdbd knows once slurmctld (with
+# AccountingStorageTRES=gres/gpu) has registered: on a fresh machine, only now.
+for ((i=0; i<300; i++)); do
+  sacctmgr -n -P show tres format=type,name 2>/dev/null | grep -qx 'gres|gpu' && break
+  sleep 0.1
+done
+[ $i -lt 300 ] || die "slurmdbd does not know the TRES gres/gpu (see /var/log/slurm/slurmctld.log)"
+# A shared cluster's limits, for the scheduler-limit tests: the test user's
+# association under account `limited` (MaxSubmitJobs=50, MaxJobs=20, at most
+# 4 GPUs, 2 h a job) and a QOS `small` it may use (30 queued / 10 running jobs
+# per user, 2 GPUs, 1 h). The other accounts stay unlimited.
+LIMITED_ASSOC="limited|$TEST_USER|50|20|gres/gpu=4|02:00:00|"
+SMALL_QOS="small|30|10|01:00:00|gres/gpu=2"
+limits=$(sacctmgr -n -P list assoc account=$LIMITED_ACCOUNT user="$TEST_USER" \
+           format=account,user,maxsubmitjobs,maxjobs,grptres,maxwall,qos 2>/dev/null || true)
+qos=$(sacctmgr -n -P show qos small format=name,maxsubmitjobsperuser,maxjobsperuser,maxwall,maxtresperuser 2>/dev/null || true)
+if [ "$qos" != "$SMALL_QOS" ]; then
+  grep -q '^small|' <<<"$qos" || sacctmgr -i -Q add qos small >/dev/null
+  sacctmgr -i -Q modify qos small set MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=01:00:00 \
+    MaxTRESPerUser=gres/gpu=2 >/dev/null
+  log "QOS small: MaxSubmitJobsPerUser=30 MaxJobsPerUser=10 MaxWall=1h MaxTRESPerUser=gres/gpu=2"
+fi
+if ! grep -qx "${LIMITED_ASSOC}normal,small" <<<"$limits" && ! grep -qx "${LIMITED_ASSOC}small,normal" <<<"$limits"; then
+  grep -q "^$LIMITED_ACCOUNT|$TEST_USER|" <<<"$limits" || {
+    grep -q "^$LIMITED_ACCOUNT|" <<<"$(sacctmgr -n -P list account format=account)" \
+      || sacctmgr -i -Q add account $LIMITED_ACCOUNT Cluster="$CLUSTER" Description=evalctl-limits Organization=evalctl >/dev/null
+    sacctmgr -i -Q add user "$TEST_USER" Account=$LIMITED_ACCOUNT Cluster="$CLUSTER" >/dev/null
+  }
+  sacctmgr -i -Q modify user "$TEST_USER" where account=$LIMITED_ACCOUNT cluster="$CLUSTER" set \
+    MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=02:00:00 QOS=normal,small >/dev/null
+  log "association $TEST_USER@$LIMITED_ACCOUNT: MaxSubmitJobs=50 MaxJobs=20 GrpTRES=gres/gpu=4 MaxWall=2h QOS=normal,small"
+fi
 
 # ---------------------------------------------------------------- sshd
 install -d -m 755 /run/sshd   # privilege separation dir
