@@ -59,6 +59,10 @@
 //! 17. `max_concurrent: 2`: six task chains on a partition with room for
 //!     four at once never run more than two at a time (`squeue` polled
 //!     every half second), two do run together, and all six complete.
+//! 18. `job_arrays` with `max_concurrent: 2`: six first links go in one
+//!     array (one `sbatch`, ids `<array>_<index>` in the state and in
+//!     `status`), never more than two run at once, five complete; the one
+//!     that failed is retried by the next apply alone, in a new array.
 //!
 //! Every scenario has its own stack (`lc<pid>-<scenario>`, in the ownership
 //! tag of its job names) and output directory, so the tests run in parallel: cargo's
@@ -665,6 +669,10 @@ impl Drop for Stack {
         if !live.is_empty() {
             let _ = Command::new("scancel").args(&live).stdin(Stdio::null()).output();
         }
+        // Job arrays (named for the stack, not a unit; their elements have
+        // ids `<array>_<index>`) by name.
+        let _ =
+            Command::new("scancel").args(["-n", &format!("evalctl:{}/array", self.name)]).stdin(Stdio::null()).output();
         let keep = failed || std::env::var_os("E2E_KEEP").is_some_and(|v| !v.is_empty());
         if keep {
             eprintln!("[lifecycle {}] kept {} and {}", self.name, self.cfg_dir.display(), self.out_dir.display());
@@ -1859,4 +1867,96 @@ fn max_concurrent_keeps_running_chains_within_the_limit() {
         let (a, b) = (link(before), link(after));
         assert!(a.started() && b.started() && b.start >= a.end, "{after} started before {before} ended: {a:?} {b:?}");
     }
+}
+
+/// The stack's jobs Slurm runs now, array elements included (`squeue -r`):
+/// (id, name).
+fn running_of(stack: &str) -> Vec<(String, String)> {
+    slurm("squeue", &["-h", "-r", "-t", "running", "-o", "%i|%j"])
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .filter(|(_, name)| name.starts_with(&format!("evalctl:{stack}/")))
+        .map(|(id, name)| (id.trim().to_owned(), name.to_owned()))
+        .collect()
+}
+
+/// 18. job_arrays: one sbatch for six first links, throttled to two at
+///     once; the failed element alone is submitted again.
+#[test]
+fn job_arrays_submit_once_throttle_and_retry_only_the_failed() {
+    let gate = cluster().shared().join(format!("lc{}-arrays-gate", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let ids: Vec<String> = (0..6)
+        .map(|i| match i {
+            // c3 fails until the file exists.
+            3 => format!("gsm8k, id: c{i}, pre_cmd: \"sleep 6; test -e {}\"", gate.display()),
+            _ => format!("gsm8k, id: c{i}, pre_cmd: \"sleep 6\""),
+        })
+        .collect();
+    let tasks: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let s = Stack::new(
+        "arrays",
+        &Spec {
+            tasks: &tasks,
+            stub: "{requests: 0}",
+            execution: "job_arrays: true, max_concurrent: 2, max_attempts: 3, sbatch_extra_flags: {exclusive: false}",
+            server: "type: none, command: unused",
+            more: "target: {api_endpoint: {url: \"http://127.0.0.1:9/v1/chat/completions\", model_id: m}}\n",
+            ..BASE
+        },
+    );
+    let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
+    assert!(
+        plan.stdout.contains("First links go in job arrays (one sbatch per shared header), at most 2 running in each"),
+        "{}",
+        plan.show()
+    );
+    let mut apply = s.background("apply", &["--auto-approve", "--wait"]);
+    let mut most = 0;
+    let started = Instant::now();
+    while apply.running() && started.elapsed() < CHAIN_TIMEOUT {
+        let running = running_of(&s.name);
+        most = most.max(running.len());
+        assert!(running.len() <= 2, "{} jobs run at once: {running:?}", running.len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = apply.finish(CMD_TIMEOUT);
+    assert!(!out.ok(), "apply --wait fails when a unit failed\n{}", out.show());
+    assert_eq!(most, 2, "two elements ran together");
+    // One array: every task's first link is an element of it.
+    let state = |unit: &str| -> Vec<String> {
+        let st: Value =
+            serde_json::from_str(&std::fs::read_to_string(s.stack_dir.join(".evalctl/state.json")).unwrap()).unwrap();
+        st["units"][unit]["jobs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect()
+    };
+    let first = state("c0");
+    assert_eq!(first.len(), 1, "one job recorded per task: {first:?}");
+    let array = first[0].split_once('_').expect("an array element's id").0.to_owned();
+    for i in 0..6 {
+        assert_eq!(state(&format!("c{i}")), vec![format!("{array}_{i}")], "c{i}");
+        let row = s.unit(&format!("c{i}"));
+        assert_eq!(row["jobs"][0], format!("{array}_{i}"), "status names the element: {row}");
+        let want = if i == 3 { "failed" } else { "completed" };
+        assert_eq!(str_of(&row, "state"), want, "c{i}: {row}");
+    }
+    // Each element's batch log is in its task's folder.
+    assert!(s.file("c0", &format!("logs/slurm-{array}_0.out")).contains("evaluation"), "c0's batch log");
+    // The failed task alone goes again, as a new array of one.
+    std::fs::write(&gate, "").unwrap();
+    let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
+    assert!(plan.stdout.contains("c3"), "{}", plan.show());
+    let out = s.evalctl("apply", &["--auto-approve", "--wait"], CHAIN_TIMEOUT);
+    assert!(out.ok(), "the retry completes\n{}", out.show());
+    let again = state("c3");
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (new_array, index) = again[0].split_once('_').expect("an array element's id");
+    assert_ne!(new_array, array, "a new array");
+    assert_eq!(index, "0", "an array of one");
+    for i in [0, 1, 2, 4, 5] {
+        assert_eq!(state(&format!("c{i}")), vec![format!("{array}_{i}")], "c{i} was not submitted again");
+    }
+    assert_eq!(str_of(&s.unit("c3"), "state"), "completed");
+    let _ = std::fs::remove_file(&gate);
+    let plan = s.evalctl("plan", &[], CMD_TIMEOUT);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.show());
 }

@@ -248,7 +248,12 @@ fn the_tasks_of_a_pack_move_together() {
     let p = plan_with(&r3, obs, state3);
     for (unit, pack) in [("t2", "pack.t0"), ("t3", "pack.t3")] {
         let c = p.plan.changes.iter().find(|c| c.unit == unit).unwrap();
-        assert_eq!((c.action, c.cancel_jobs.clone()), (Action::Replace, evalctl::jobid::jobs([51, 50])), "{unit}: {}", c.reason);
+        assert_eq!(
+            (c.action, c.cancel_jobs.clone()),
+            (Action::Replace, evalctl::jobid::jobs([51, 50])),
+            "{unit}: {}",
+            c.reason
+        );
         assert!(c.reason.contains(&format!("runs in another pack now ({pack})")), "{}", c.reason);
         assert!(c.interrupts_running, "{unit}");
     }
@@ -389,7 +394,9 @@ fn max_concurrent_chains_first_links_in_lanes() {
     let stack = Path::new(&r.stack_dir);
     // t0 runs (jobs 9 and 8, from an earlier apply); the other four are new.
     let mut state = State::new(&r.stack);
-    state.units.insert("t0".into(), UnitState { jobs: evalctl::jobid::jobs([9, 8]), attempts: 1, ..Default::default() });
+    state
+        .units
+        .insert("t0".into(), UnitState { jobs: evalctl::jobid::jobs([9, 8]), attempts: 1, ..Default::default() });
     std::fs::create_dir_all(stack.join("t0")).unwrap();
     let obs = seen(&[("t0", Observed::Running, &[9, 8], Some("running 8"))]);
     let mut planned = plan_with(&r, obs, state);

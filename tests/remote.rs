@@ -85,8 +85,10 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
 fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
     let (dir, stack) = (rendered.stack_dir.as_str(), rendered.stack.as_str());
     let (a, b) = ("gsm8k".to_owned(), "unit with 'quotes'".to_owned());
-    let running = Observation { live_jobs: evalctl::jobid::jobs([12, 11]), observed: Observed::Running, ..Default::default() };
-    let pending = Observation { live_jobs: evalctl::jobid::jobs([21]), observed: Observed::Pending, ..Default::default() };
+    let running =
+        Observation { live_jobs: evalctl::jobid::jobs([12, 11]), observed: Observed::Running, ..Default::default() };
+    let pending =
+        Observation { live_jobs: evalctl::jobid::jobs([21]), observed: Observed::Pending, ..Default::default() };
     vec![
         ("refresh", refresh::program(dir, stack, 0)),
         (

@@ -404,10 +404,7 @@ impl Packing {
         if self.packs_submitted > 0 {
             s.push_str(&format!(
                 " Submits {} packs ({} jobs) for {} tasks: {} model loads saved.",
-                self.packs_submitted,
-                self.jobs_submitted,
-                self.tasks_submitted,
-                self.model_loads_saved
+                self.packs_submitted, self.jobs_submitted, self.tasks_submitted, self.model_loads_saved
             ));
         }
         s

@@ -2,8 +2,8 @@
 //! lock, and mark each unit stopped so nothing (a shared server, a plan)
 //! waits for it. One round trip.
 
-use crate::jobid::JobId;
 use crate::cluster::Cluster;
+use crate::jobid::JobId;
 use crate::plan::Observation;
 use crate::shell::{Code, ShellWord};
 

@@ -2,8 +2,8 @@
 //! fetch what was added since the last look (one more, only when a file
 //! grew). The files are in `<stack>/<unit>/logs/` ([`super::layout`]).
 
-use crate::jobid::JobId;
 use crate::cluster::Cluster;
+use crate::jobid::JobId;
 use crate::shell::{Code, ShellWord};
 
 use super::encoding::snippet;

@@ -111,7 +111,7 @@ pub fn program(stack_dir: &str, stack: &str, since_epoch: u64) -> Program {
     // array's map (`<array>_<index>|<tag>`): `named FIELD` puts each
     // element's tag in place of the array's name. `-r`: one line per element.
     p.push(snippet!(
-        "shopt -s nullglob\nM=({}/*.map)\nshopt -u nullglob\nnamed() {{\n  if [ ${{#M[@]}} -eq 0 ]; then cat; else {{ cat \"${{M[@]}}\"; echo {}; cat; }} | awk -F'|' -v f=\"$1\" 'm == 0 && $0 == \"{}\" {{ m = 1; next }} m == 0 {{ t[$1] = $2; next }} ($1 in t) {{ $f = t[$1]; out = $1; for (i = 2; i <= NF; i++) out = out \"|\" $i; print out; next }} {{ print }}'; fi\n}}\n",
+        "done\nshopt -s nullglob\nM=({}/*.map)\nshopt -u nullglob\nnamed() {{\n  if [ ${{#M[@]}} -eq 0 ]; then cat; else {{ cat \"${{M[@]}}\"; echo {}; cat; }} | awk -F'|' -v f=\"$1\" 'm == 0 && $0 == \"{}\" {{ m = 1; next }} m == 0 {{ t[$1] = $2; next }} ($1 in t) {{ $f = t[$1]; out = $1; for (i = 2; i <= NF; i++) out = out \"|\" $i; print out; next }} {{ print }}'; fi\n}}\n",
         ShellWord::from(super::submit::arrays_dir(stack_dir)),
         Code(MAPS_END),
         Code(MAPS_END)

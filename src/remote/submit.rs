@@ -577,7 +577,10 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     }
     s.code(Code(SUBMIT_FUNCTIONS));
     if !vars.elements.is_empty() {
-        s.push(snippet!("mkdir -p {} || evalctl_abort 'cannot create the job arrays folder'\n", ShellWord::from(arrays_dir(&inp.plan.stack_dir))));
+        s.push(snippet!(
+            "mkdir -p {} || evalctl_abort 'cannot create the job arrays folder'\n",
+            ShellWord::from(arrays_dir(&inp.plan.stack_dir))
+        ));
     }
     jobs.sort_by_key(|j| (j.level, j.n));
     for level in jobs.chunk_by(|a, b| a.level == b.level) {
@@ -679,7 +682,9 @@ struct ArrayMember {
 /// job name and output.
 fn array_header(head: &str) -> String {
     head.lines()
-        .filter(|l| l.starts_with("#SBATCH ") && !l.starts_with("#SBATCH --job-name=") && !l.starts_with("#SBATCH --output="))
+        .filter(|l| {
+            l.starts_with("#SBATCH ") && !l.starts_with("#SBATCH --job-name=") && !l.starts_with("#SBATCH --output=")
+        })
         .fold(String::new(), |mut s, l| {
             s.push_str(l);
             s.push('\n');
@@ -701,7 +706,10 @@ fn array_name(job_name: &str) -> String {
 /// and runs the member's script there: its `#SBATCH` lines are the group's.
 fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGroup) -> Submission {
     let dir = arrays_dir(&inp.plan.stack_dir);
-    let mut script = format!("#!/bin/bash\n{}# evalctl job array: element i runs the first link in the i-th folder below.\ncase ${{SLURM_ARRAY_TASK_ID:-}} in\n", key.header);
+    let mut script = format!(
+        "#!/bin/bash\n{}# evalctl job array: element i runs the first link in the i-th folder below.\ncase ${{SLURM_ARRAY_TASK_ID:-}} in\n",
+        key.header
+    );
     for (i, m) in group.members.iter().enumerate() {
         script.push_str(&format!("{i}) d={} ;;\n", ShellWord::from(&m.dir)));
     }
@@ -971,6 +979,19 @@ pub fn execute(cluster: &dyn Cluster, inputs: &Inputs<'_>) -> Result<(Outcome, O
 mod tests {
     use super::*;
     use crate::state::job_slot;
+
+    #[test]
+    fn arrays_share_what_sbatch_reads_but_name_and_output() {
+        assert_eq!(array_name("evalctl:st/t0/first"), "evalctl:st/array");
+        assert_eq!(array_name("proj.evalctl:st/pack.t0/first"), "proj.evalctl:st/array");
+        // The array's name is nobody's unit.
+        assert!(layout::parse_name(&array_name("evalctl:st/t0/first")).is_none());
+        let a = "#!/bin/bash\n# job `a`\n#SBATCH --job-name=evalctl:st/a/first\n#SBATCH --time=01:00:00\n#SBATCH --output=/o/a/logs/slurm-%j.out\nset -uo pipefail\n";
+        let b = "#!/bin/bash\n# job `b`\n#SBATCH --job-name=evalctl:st/b/first\n#SBATCH --time=01:00:00\n#SBATCH --output=/o/b/logs/slurm-%j.out\nset -uo pipefail\n";
+        assert_eq!(array_header(a), "#SBATCH --time=01:00:00\n");
+        assert_eq!(array_header(a), array_header(b));
+        assert_ne!(array_header(a), array_header(&b.replace("01:00:00", "02:00:00")));
+    }
 
     #[test]
     fn slots_are_found_in_order_of_the_text() {

@@ -321,7 +321,9 @@ fn run_harness(eval: &EvalSpec, s: &mut String) {
     }
     s.push_str("printf '%s\\n' \"$EVALCTL_RUN_CONFIG\" >\"$EVALCTL_ARTIFACTS/run_config.yml\"\n");
     s.push_str(&client_step(client, &eval.auxiliary));
-    s.push_str("EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-$EVALCTL_JOB.log)\"\n");
+    s.push_str(
+        "EVALCTL_CLIENT_PID=$!\nevalctl_log \"evaluation running (log: $EVALCTL_LOGS/client-$EVALCTL_JOB.log)\"\n",
+    );
     // Shared deployments it uses are watched: when one is gone, so is the task.
     let mut watched: Vec<&str> = vec![];
     if let Endpoint::Shared { node, .. } = &eval.endpoint {
