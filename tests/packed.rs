@@ -425,3 +425,45 @@ fn max_concurrent_chains_first_links_in_lanes() {
     assert_eq!(lane_next("t3"), "", "the last of a lane has no successor");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `job_arrays`: the first links go in arrays of at most
+/// `MAX_ARRAY_ELEMENTS` (Slurm's default `MaxArraySize`), one `sbatch`
+/// each, throttled by `max_concurrent`; no resume link is submitted (each
+/// element queues its own); every task records its element
+/// (`<array>_<index>`) and the array's map names each element's tag.
+#[test]
+fn job_arrays_one_sbatch_per_thousand_first_links() {
+    let n = submit::MAX_ARRAY_ELEMENTS + 3;
+    let arrays = |out: &str| {
+        format!(
+            "defaults: [{{execution: slurm/default}}, {{deployment: vllm}}, _self_]\n\
+             name: ar\n\
+             execution: {{hostname: login, account: a, output_dir: {out}, job_arrays: true, max_concurrent: 4}}\n\
+             deployment: {{hf_model_handle: org/model, served_model_name: model}}\n\
+             evaluation:\n  tasks:\n{}",
+            (0..n).map(|i| format!("    - {{name: gsm8k, id: t{i}}}\n")).collect::<String>()
+        )
+    };
+    let (tmp, fake, r) = locked("arrays", arrays);
+    let planned = plan_with(&r, BTreeMap::new(), State::new(&r.stack));
+    assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
+    let (outcome, written, calls) = run_apply(&planned, &r, &fake);
+    let sbatch: Vec<&str> = calls.lines().filter(|l| l.starts_with("sbatch")).collect();
+    assert_eq!(sbatch.len(), 2, "{calls}");
+    assert!(sbatch[0].contains("--array=0-999%4 --job-name=evalctl:ar/array"), "{}", sbatch[0]);
+    assert!(sbatch[1].contains("--array=0-2%4 "), "{}", sbatch[1]);
+    assert!(!calls.contains("resume"), "no resume link is submitted by apply");
+    assert_eq!(outcome.submitted.len(), n, "one job per task");
+    let el = |a: u64, i: u32| vec![evalctl::jobid::JobId::element(a, i)];
+    assert_eq!(written.units["t0"].jobs, el(101, 0));
+    assert_eq!(written.units["t999"].jobs, el(101, 999));
+    assert_eq!(written.units["t1000"].jobs, el(102, 0));
+    assert_eq!(written.units["t1002"].jobs, el(102, 2));
+    let map = std::fs::read_to_string(Path::new(&r.stack_dir).join(".evalctl/arrays/102.map")).unwrap();
+    let lines: Vec<&str> = map.lines().collect();
+    assert_eq!(lines.len(), 3, "{map}");
+    assert!(lines[2].starts_with("102_2|evalctl:ar/t1002/first@"), "{map}");
+    let tag = evalctl::remote::layout::parse_name(lines[2].split_once('|').unwrap().1).unwrap();
+    assert_eq!((tag.unit.as_str(), tag.role.as_str()), ("t1002", "first"));
+    let _ = std::fs::remove_dir_all(tmp);
+}

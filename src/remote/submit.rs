@@ -566,10 +566,16 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     }
     let mut vars = Vars { of: var_of, ..Default::default() };
     let first_var = inp.rendered.jobs.len();
-    for (k, (key, group)) in arrays.into_iter().enumerate() {
-        vars.elements.extend(group.members.iter().map(|m| m.n));
-        vars.arrays.push(first_var + k);
-        jobs.push(array_submission(inp, first_var + k, &key, group));
+    for (key, group) in arrays {
+        // Slurm refuses arrays past `MaxArraySize` (1,001 indexes by default).
+        let mut members = group.members.into_iter().peekable();
+        while members.peek().is_some() {
+            let part: Vec<ArrayMember> = members.by_ref().take(MAX_ARRAY_ELEMENTS).collect();
+            let n = first_var + vars.arrays.len();
+            vars.elements.extend(part.iter().map(|m| m.n));
+            vars.arrays.push(n);
+            jobs.push(array_submission(inp, n, &key, &group.name, &group.dep, part));
+        }
     }
     let mut s = Snippet::default();
     if jobs.is_empty() {
@@ -643,6 +649,10 @@ fn prune_arrays(inp: &Inputs<'_>, vars: &Vars) -> Snippet {
     )
 }
 
+/// Most elements of one job array: Slurm's default `MaxArraySize` (1,001)
+/// allows indexes 0 to 1,000; a larger group goes in several arrays.
+pub const MAX_ARRAY_ELEMENTS: usize = 1000;
+
 /// Where a stack's job arrays keep their element maps and Slurm's own
 /// output (`execution.job_arrays`).
 pub fn arrays_dir(stack_dir: &str) -> String {
@@ -704,13 +714,20 @@ fn array_name(job_name: &str) -> String {
 /// ownership tag, read by refresh) is written, and each member's own
 /// follow-up runs. The array's script sets its element's folder and output
 /// and runs the member's script there: its `#SBATCH` lines are the group's.
-fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGroup) -> Submission {
+fn array_submission(
+    inp: &Inputs<'_>,
+    n: usize,
+    key: &ArrayKey,
+    name: &str,
+    dep: &Snippet,
+    members: Vec<ArrayMember>,
+) -> Submission {
     let dir = arrays_dir(&inp.plan.stack_dir);
     let mut script = format!(
         "#!/bin/bash\n{}# evalctl job array: element i runs the first link in the i-th folder below.\ncase ${{SLURM_ARRAY_TASK_ID:-}} in\n",
         key.header
     );
-    for (i, m) in group.members.iter().enumerate() {
+    for (i, m) in members.iter().enumerate() {
         script.push_str(&format!("{i}) d={} ;;\n", ShellWord::from(&m.dir)));
     }
     script.push_str(&format!(
@@ -722,7 +739,7 @@ fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGrou
         Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
         None => Snippet::default(),
     };
-    let failed = ShellWord::from(format!("sbatch of a job array of {} jobs failed: ", group.members.len()));
+    let failed = ShellWord::from(format!("sbatch of a job array of {} jobs failed: ", members.len()));
     let mut sbatch = Snippet::default();
     sbatch.push(raw_var(Code("A"), &script));
     sbatch.push(snippet!(
@@ -732,18 +749,18 @@ fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGrou
     sbatch.push(snippet!(
         "if J=$(cd {} && sbatch --parsable --hold --array={} --job-name={} --output={}{}{} \"$W/array.{}.sbatch\" 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then echo {} \"$J\"; else : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
         ShellWord::from(&dir),
-        ShellWord::from(format!("0-{}{throttle}", group.members.len() - 1)),
-        ShellWord::from(&group.name),
+        ShellWord::from(format!("0-{}{throttle}", members.len() - 1)),
+        ShellWord::from(name),
         ShellWord::from(format!("{dir}/slurm-%A_%a.out")),
         comment,
-        group.dep.clone(),
+        dep.clone(),
         n,
         n,
         failed
     ));
     let mut after = Snippet::default();
     let mut map = Snippet::default();
-    for (i, m) in group.members.iter().enumerate() {
+    for (i, m) in members.iter().enumerate() {
         after.push(snippet!("J{}=\"${{J{}}}_{}\"\n", m.n, n, i));
         map.push(snippet!(" \"$J{}\" {}", m.n, ShellWord::from(&m.tag)));
     }
@@ -754,7 +771,7 @@ fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, group: ArrayGrou
         n,
         ShellWord::from(format!("cannot write {dir}/<array>.map"))
     ));
-    for m in group.members {
+    for m in members {
         after.push(m.after);
     }
     Submission { n, level: key.level, sbatch, after }

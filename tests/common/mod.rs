@@ -304,5 +304,8 @@ pub fn run_with_fakes(program: &str, fake: &std::path::Path, fakes: &[(&str, &st
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    Command::new("bash").arg("-c").arg(program).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
+    // From a file: a program of thousands of jobs is past the argument limit.
+    let file = fake.join("program.sh");
+    std::fs::write(&file, program).unwrap();
+    Command::new("bash").arg(&file).env("EVALCTL_FAKE", fake).env("PATH", path).output().unwrap()
 }
