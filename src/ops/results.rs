@@ -118,8 +118,9 @@ pub fn gather(stack: &Stack, cluster: &dyn Cluster, since: u64, detail: Detail) 
     let units = plan::units(r);
     let mut report = Report { version: RESULTS_VERSION, stack: r.stack.clone(), rows: vec![], missing: vec![] };
     let mut gathered = BTreeMap::new();
+    let status_of: BTreeMap<&str, _> = statuses.iter().map(|s| (s.unit.as_str(), s)).collect();
     for unit in units.iter().filter(|u| u.kind == UnitKind::Task) {
-        let Some(status) = statuses.iter().find(|s| s.unit == unit.id) else { continue };
+        let Some(status) = status_of.get(unit.id.as_str()).copied() else { continue };
         let recorded = refreshed.state.as_ref().and_then(|st| st.units.get(&unit.id)).map(|u| u.result_hash.as_str());
         let current = recorded == Some(unit.result_hash.as_str());
         let fingerprint = remote::layout::short(recorded.unwrap_or(&unit.result_hash)).to_owned();

@@ -15,15 +15,18 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
     for u in recorded.iter().copied().chain(r.statuses.keys()).chain(r.jobs.iter().map(|j| &j.unit)) {
         units.entry(u.clone()).or_default();
     }
+    // Each unit's jobs, in the order Slurm listed them.
+    let mut jobs_of: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+    for j in &r.jobs {
+        jobs_of.entry(j.unit.as_str()).or_default().push(j);
+    }
     for (unit, o) in units.iter_mut() {
-        let mut live: Vec<&Job> = r.jobs.iter().filter(|j| &j.unit == unit && is_unfinished(&j.state)).collect();
+        let all: &[&Job] = jobs_of.get(unit.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let mut live: Vec<&Job> = all.iter().copied().filter(|j| is_unfinished(&j.state)).collect();
         // Pending successors first, so cancelling never wakes one up.
         live.sort_by_key(|j| (j.role != crate::render::Role::Resume.as_str(), std::cmp::Reverse(j.id)));
         o.live_jobs = live.iter().map(|j| j.id).collect();
-        if let Some(j) = live
-            .iter()
-            .chain(r.jobs.iter().filter(|j| &j.unit == unit).collect::<Vec<_>>().iter())
-            .find(|j| j.script_hash.is_some())
+        if let Some(j) = live.iter().chain(all.iter()).find(|j| j.script_hash.is_some())
         {
             o.tag_script_hash = j.script_hash.clone();
             o.tag_result_hash = j.result_hash.clone();
@@ -46,7 +49,7 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
                 "completed" => Observed::Completed,
                 "failed" | "stopped" | "interrupted" | "running" => Observed::Failed,
                 // Submitted once, never started, nothing live: cancelled or refused at launch.
-                _ if recorded_here || r.jobs.iter().any(|j| &j.unit == unit) => Observed::Failed,
+                _ if recorded_here || !all.is_empty() => Observed::Failed,
                 _ => Observed::Absent,
             }
         };

@@ -444,6 +444,8 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
     let mut jobs: Vec<Submission> = vec![];
     let lane_of = lanes(inp, &submit_set);
     let mut arrays: BTreeMap<ArrayKey, ArrayGroup> = BTreeMap::new();
+    let unit_of_job: BTreeMap<&str, &str> =
+        inp.rendered.jobs.iter().map(|j| (j.id.as_str(), j.unit.as_str())).collect();
     for (n, job) in inp.rendered.jobs.iter().enumerate() {
         // A pack's jobs are submitted when any of its tasks is.
         let Some(unit) = job.units().into_iter().filter(|u| submit_set.contains(u)).find_map(|u| units.get(u)) else {
@@ -465,7 +467,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
                     level = level.max(level_of.get(dep_id.as_str()).map_or(0, |l| l + 1));
                     job_var(*v)
                 }
-                None => match live_job_of(inp, dep_id) {
+                None => match live_job_of(inp, &unit_of_job, dep_id) {
                     Some(id) => snippet!("{}", id),
                     // A dependency that neither runs nor is submitted now: no wait.
                     None => continue,
@@ -803,8 +805,8 @@ evalctl_collect() {
 "#;
 
 /// The first live job of a unit (a deployment other jobs wait for).
-fn live_job_of(inp: &Inputs<'_>, job_id: &str) -> Option<JobId> {
-    let unit = inp.rendered.jobs.iter().find(|j| j.id == job_id).map(|j| j.unit.as_str())?;
+fn live_job_of(inp: &Inputs<'_>, unit_of_job: &BTreeMap<&str, &str>, job_id: &str) -> Option<JobId> {
+    let unit = *unit_of_job.get(job_id)?;
     let obs = inp.observations.get(unit)?;
     if !obs.observed.is_live() {
         return None;
@@ -829,13 +831,25 @@ fn release_phase() -> Snippet {
 fn state_phase(inp: &Inputs<'_>, submitting: &[String], vars: &Vars) -> Snippet {
     let slots: BTreeMap<String, usize> = submitting.iter().enumerate().map(|(n, u)| (u.clone(), n)).collect();
     let text = next_state(inp).to_text_with_job_slots(&slots);
+    // The jobs that serve each unit (a task's own, or its pack's), in order.
+    let mut jobs_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, j) in inp.rendered.jobs.iter().enumerate() {
+        let own = (!j.members.is_empty()).then_some(j.unit.as_str());
+        for unit in j.units().into_iter().chain(own) {
+            jobs_of.entry(unit).or_default().push(i);
+        }
+    }
     let mut s = snippet!("NL=$'\\n'\nSTATE=\n");
     let mut rest = text.as_str();
     while let Some((piece, n, after)) = next_slot(rest, submitting.len()) {
         s.push(raw_var(Code("P"), piece));
         let unit = &submitting[n];
-        let ns: Vec<usize> =
-            inp.rendered.jobs.iter().filter(|j| j.serves(unit)).filter_map(|j| vars.of.get(&j.id).copied()).collect();
+        let ns: Vec<usize> = jobs_of
+            .get(unit.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|j| vars.of.get(&inp.rendered.jobs[*j].id).copied())
+            .collect();
         let mut list = Snippet::default();
         for (i, v) in ns.iter().enumerate() {
             // An array element's id is a JSON string (`"12_3"`).
@@ -889,6 +903,7 @@ pub fn next_state(inp: &Inputs<'_>) -> State {
         state.created = inp.now;
     }
     state.runtime = crate::render::runtime_digest();
+    let by_id: BTreeMap<&str, &Unit<'_>> = inp.units.iter().map(|u| (u.id.as_str(), u)).collect();
     for c in &inp.plan.changes {
         match c.action {
             Action::Cancel => {
@@ -897,7 +912,7 @@ pub fn next_state(inp: &Inputs<'_>) -> State {
             // Left out by --only/--exclude: the state keeps what it had.
             _ if c.untargeted => {}
             _ => {
-                let Some(u) = inp.units.iter().find(|u| u.id == c.unit) else { continue };
+                let Some(u) = by_id.get(c.unit.as_str()) else { continue };
                 let prev = state.units.get(&c.unit).cloned().unwrap_or_default();
                 let submits = c.action.submits();
                 let keep_old =
@@ -954,11 +969,17 @@ pub fn outcome(replies: &Replies) -> Outcome {
 /// The state as the program wrote it: [`next_state`] with the submitted ids.
 pub fn recorded_state(inp: &Inputs<'_>, submitting: &[String], outcome: &Outcome) -> State {
     let mut state = next_state(inp);
+    let packs: BTreeMap<&str, &String> =
+        inp.units.iter().filter_map(|u| Some((u.id.as_str(), u.pack.as_ref()?))).collect();
+    let mut ids: BTreeMap<&str, Vec<JobId>> = BTreeMap::new();
+    for (unit, _, id) in &outcome.submitted {
+        ids.entry(unit.as_str()).or_default().push(*id);
+    }
     for unit in submitting {
         // A pack's tasks record the pack's jobs.
-        let owner = inp.units.iter().find(|u| &u.id == unit).and_then(|u| u.pack.as_ref()).unwrap_or(unit);
+        let owner = packs.get(unit.as_str()).copied().unwrap_or(unit);
         if let Some(u) = state.units.get_mut(unit) {
-            u.jobs = outcome.submitted.iter().filter(|(s, _, _)| s == owner).map(|(_, _, id)| *id).collect();
+            u.jobs = ids.get(owner.as_str()).cloned().unwrap_or_default();
         }
     }
     state
