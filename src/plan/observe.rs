@@ -26,8 +26,7 @@ pub fn observe(r: &Refreshed) -> BTreeMap<String, Observation> {
         // Pending successors first, so cancelling never wakes one up.
         live.sort_by_key(|j| (j.role != crate::render::Role::Resume.as_str(), std::cmp::Reverse(j.id)));
         o.live_jobs = live.iter().map(|j| j.id).collect();
-        if let Some(j) = live.iter().chain(all.iter()).find(|j| j.script_hash.is_some())
-        {
+        if let Some(j) = live.iter().chain(all.iter()).find(|j| j.script_hash.is_some()) {
             o.tag_script_hash = j.script_hash.clone();
             o.tag_result_hash = j.result_hash.clone();
         }
