@@ -102,10 +102,10 @@ fn programs(rendered: &Rendered) -> Vec<(&'static str, Program)> {
         ("unlock", lock::unlock_program(dir, LOCK_ID)),
         ("unlock_unknown", lock::unlock_program(dir, lock::UNKNOWN_HOLDER)),
         ("cancel", cancel::program(dir, &[(&a, &running), (&b, &pending)], LOCK_ID)),
-        ("logs_list", logs::list_program(dir, "gsm8k", 12.into())),
+        ("logs_list", logs::list_program(dir, &["pack.gsm8k", "gsm8k"], 12.into())),
         (
             "logs_fetch",
-            logs::fetch_program(dir, "gsm8k", &[("slurm-12.out".into(), 0), ("server-12-a b.log".into(), 99)]),
+            logs::fetch_program(dir, &[("pack.gsm8k/slurm-12.out".into(), 0), ("gsm8k/server-12-a b.log".into(), 99)]),
         ),
         ("apply", with_inputs(rendered, |inp| submit::program(inp).program)),
         ("apply_second_stage", with_inputs(rendered, |inp| submit::program(inp).second)),

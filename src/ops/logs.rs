@@ -47,21 +47,16 @@ impl LogFollower {
         // A task of a pack: the pack's folder has the job's batch and server
         // logs, the task's folder its client log.
         let pack = r.jobs.iter().find(|j| j.members.iter().any(|m| m.id == unit)).map(|j| j.unit.clone());
-        let mut text = String::new();
-        for folder in pack.iter().map(String::as_str).chain([unit]) {
-            let mut grown = vec![];
-            for (name, size) in remote::logs::list(cluster, &r.stack_dir, folder, job)? {
-                let key = format!("{folder}/{name}");
-                let from = self.offsets.get(&key).copied().unwrap_or(0);
-                if size > from {
-                    grown.push((name, from));
-                    self.offsets.insert(key, size);
-                }
-            }
-            if !grown.is_empty() {
-                text.push_str(&remote::logs::fetch(cluster, &r.stack_dir, folder, &grown)?);
+        let folders: Vec<&str> = pack.iter().map(String::as_str).chain([unit]).collect();
+        let mut grown = vec![];
+        for (path, size) in remote::logs::list(cluster, &r.stack_dir, &folders, job)? {
+            let from = self.offsets.get(&path).copied().unwrap_or(0);
+            if size > from {
+                self.offsets.insert(path.clone(), size);
+                grown.push((path, from));
             }
         }
+        let text = remote::logs::fetch(cluster, &r.stack_dir, &grown)?;
         Ok(LogChunk { text, finished: row.is_terminal() })
     }
 }
