@@ -307,3 +307,54 @@ fn grouped_plan_outputs_are_golden() {
         serde_json::json!({"causes": v["causes"], "diff_groups": v["diff_groups"], "cost": v["cost"]["gpu_hours_max"]});
     insta::assert_snapshot!("grouped_json", serde_json::to_string_pretty(&doc).unwrap());
 }
+
+/// Grouping a plan of many changes takes its digests on several threads:
+/// the groups and their members come out as in plan order all the same.
+#[test]
+fn grouping_many_changes_keeps_plan_order() {
+    let many = |s: String| {
+        let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
+        s = s.replace("    - name: hellaswag\n", "");
+        for i in 0..1100 {
+            s.push_str(&format!("    - name: winogrande\n      id: t{i:04}\n"));
+        }
+        s
+    };
+    let dir = workdir("grouping-many", &many);
+    let old = std::fs::read_to_string(dir.join("evals.yaml")).unwrap();
+    let new = old.replace("walltime: \"02:00:00\"", "walltime: \"03:00:00\"").replace(
+        "      id: t1049\n",
+        "      id: t1049\n      nemo_evaluator_config: {config: {params: {limit_samples: 50}}}\n",
+    );
+    std::fs::write(dir.join("new.yaml"), new).unwrap();
+    let out = evalctl(&["diff", "--no-color", "--format", "json", "evals.yaml", "new.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let groups = v["diff_groups"].as_array().unwrap();
+    let names = |g: &serde_json::Value, key: &str| -> Vec<String> {
+        g[key].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+    };
+    // The walltime's hunks (one per script of a unit): every unit, in
+    // plan order.
+    let walls: Vec<&serde_json::Value> =
+        groups.iter().filter(|g| g["hunk"].as_str().unwrap().contains("+export EVALCTL_WALLTIME_S=10800")).collect();
+    assert_eq!(walls.len(), 2, "{walls:?}");
+    let units: Vec<String> = (0..1100).map(|i| format!("t{i:04}")).collect();
+    for wall in &walls {
+        assert_eq!(names(wall, "units"), units);
+        let scripts = names(wall, "scripts");
+        let mut sorted = scripts.clone();
+        sorted.sort();
+        assert_eq!((scripts.len(), &scripts), (1100, &sorted), "plan order");
+    }
+    let wall = walls[0];
+    // t1049's own change is a group of its own, after the shared one.
+    let own: Vec<&serde_json::Value> =
+        groups.iter().filter(|g| g["hunk"].as_str().unwrap().contains("limit_samples")).collect();
+    assert!(!own.is_empty());
+    for g in &own {
+        assert_eq!(names(g, "units"), ["t1049"]);
+    }
+    let at = |g: &serde_json::Value| groups.iter().position(|x| x == g).unwrap();
+    assert!(own.iter().all(|g| at(g) > at(wall)), "groups in order of first appearance");
+}

@@ -50,6 +50,29 @@ impl Group<'_> {
 /// Placeholder of the unit's name in a hunk shared by several units.
 pub const UNIT_PLACEHOLDER: &str = "{unit}";
 
+/// At most this many threads take hunk digests.
+const MAX_THREADS: usize = 4;
+/// Fewer changes than this are digested on one thread.
+const CHANGES_PER_THREAD: usize = 512;
+
+/// A hunk's unit, its `unit/script` and the digest of its text up to the
+/// unit's name.
+type HunkDigest<'c> = (&'c String, String, [u8; 32]);
+
+/// The digest of every hunk of `changes`, in order.
+fn digests<'c>(changes: &[&'c Change]) -> Vec<HunkDigest<'c>> {
+    let mut out = vec![];
+    each_hunk(changes, |c, name, _, hunk| {
+        let mut h = Sha256::new();
+        generic_parts(name, &c.unit, |p| h.update(p.as_bytes()));
+        h.update(b"\n");
+        hunk.digest_into(&c.unit, &mut h);
+        out.push((&c.unit, format!("{}/{name}", c.unit), h.finalize().into()));
+        ControlFlow::Continue(())
+    });
+    out
+}
+
 /// Who shares one distinct hunk.
 #[derive(Default)]
 struct Members {
@@ -68,26 +91,33 @@ pub struct Grouping<'c> {
 impl<'c> Grouping<'c> {
     /// First pass: which hunks are the same.
     pub fn new(changes: &[&'c Change]) -> Grouping<'c> {
+        // The digests are independent: taken on several threads for many
+        // changes, then grouped in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+        let chunk = changes.len().div_ceil(threads).max(CHANGES_PER_THREAD);
+        let digests: Vec<Vec<HunkDigest<'c>>> = if changes.len() <= chunk {
+            vec![digests(changes)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = changes.chunks(chunk).map(|part| scope.spawn(move || digests(part))).collect();
+                handles.into_iter().map(|h| h.join().expect("a digest thread does not panic")).collect()
+            })
+        };
         let mut groups: Vec<Members> = vec![];
         let mut index: HashMap<[u8; 32], u32> = HashMap::new();
         let mut sequence = vec![];
-        each_hunk(changes, |c, name, _, hunk| {
-            let mut h = Sha256::new();
-            generic_parts(name, &c.unit, |p| h.update(p.as_bytes()));
-            h.update(b"\n");
-            hunk.digest_into(&c.unit, &mut h);
-            let id = *index.entry(h.finalize().into()).or_insert_with(|| {
+        for (unit, script, digest) in digests.into_iter().flatten() {
+            let id = *index.entry(digest).or_insert_with(|| {
                 groups.push(Members::default());
                 (groups.len() - 1) as u32
             });
             let g = &mut groups[id as usize];
-            g.scripts.push(format!("{}/{name}", c.unit));
-            if !g.units.contains(&c.unit) {
-                g.units.push(c.unit.clone());
+            g.scripts.push(script);
+            if !g.units.contains(unit) {
+                g.units.push(unit.clone());
             }
             sequence.push(id);
-            ControlFlow::Continue(())
-        });
+        }
         Grouping { changes: changes.to_vec(), groups, sequence }
     }
 
