@@ -11,6 +11,9 @@
 #     same N scripts apply wrote, each resume link after its first link
 #     (`--dependency=afternotok`, as apply does), and `scancel` of what it
 #     submitted: what submitting the same jobs by hand costs.
+# Then the same N/2 tasks with `execution.job_arrays: true` (first links in
+# arrays of up to 1,000, resume links queued by the elements as they start:
+# N/2 queued jobs): apply, refresh, cancel.
 # Prints one line per measurement and the ratio apply / bare loop; each
 # figure is the best of RUNS (default 2) runs.
 #
@@ -37,11 +40,11 @@ now() { date +%s.%N; }
 # Best (lowest) of the figures on stdin.
 best() { sort -g | head -1; }
 
-config() { # N OUT_DIR
-  local tasks=$(($1 / 2))
+config() { # N OUT_DIR [ARRAYS]
+  local tasks=$(($1 / 2)) arrays=${3:+job_arrays: true, }
   echo "defaults: [{execution: slurm/default}, {deployment: none}, _self_]"
   echo "name: bench$$-$1"
-  echo "execution: {hostname: $host, account: research, partition: cpu, output_dir: $2, gres: null,"
+  echo "execution: {hostname: $host, account: research, partition: cpu, output_dir: $2, gres: null, $arrays"
   echo "  walltime: '00:01:00', sbatch_extra_flags: {exclusive: false, begin: 'now+3600'}, mounts: {mount_home: false}}"
   echo "target: {api_endpoint: {url: 'http://127.0.0.1:9/v1/chat/completions', model_id: m}}"
   echo "evaluation:"
@@ -49,10 +52,10 @@ config() { # N OUT_DIR
   for ((i = 0; i < tasks; i++)); do echo "    - {name: gsm8k, id: t$i, container: 'evaluator:latest'}"; done
 }
 
-queued() { remote "squeue -h -u \$(id -un) -o %j | grep -c '^evalctl:bench$$-'" || true; }
+queued() { remote "squeue -h -r -u \$(id -un) -o %j | grep -c '^evalctl:bench$$-'" || true; }
 
 for n in "${sizes[@]}"; do
-  apply_t=() refresh_t=() cancel_t=() loop_t=()
+  apply_t=() refresh_t=() cancel_t=() loop_t=() arr_apply_t=() arr_refresh_t=() arr_cancel_t=()
   for ((r = 0; r < runs; r++)); do
     out=$state/shared/bench-$$-$n-$r
     config "$n" "$out" >"$work/bench.yaml"
@@ -82,10 +85,33 @@ for n in "${sizes[@]}"; do
     cancel_own
     # Let slurmctld forget the cancelled jobs before the next run.
     sleep 2
+
+    # The same tasks with job arrays.
+    out=$state/shared/bench-$$-$n-$r-arrays
+    config "$n" "$out" arrays >"$work/bench.yaml"
+    t0=$(now)
+    "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err" \
+      || { cat "$work/apply.err" >&2; exit 1; }
+    t1=$(now)
+    got=$(queued)
+    [ "$got" -eq $((n / 2)) ] || { echo "apply with job arrays queued $got jobs, not $((n / 2))" >&2; exit 1; }
+    rc=0
+    "$bin" plan "$work/bench.yaml" --detailed-exitcode -q >"$work/plan.out" 2>&1 || rc=$?
+    t2=$(now)
+    [ "$rc" -eq 0 ] || { echo "plan after apply exited $rc" >&2; cat "$work/plan.out" >&2; exit 1; }
+    "$bin" cancel "$work/bench.yaml" -q >/dev/null
+    t3=$(now)
+    arr_apply_t+=("$(echo "$t1 - $t0" | bc)") arr_refresh_t+=("$(echo "$t2 - $t1" | bc)") arr_cancel_t+=("$(echo "$t3 - $t2" | bc)")
+    cancel_own || true
+    remote "rm -rf $out"
+    sleep 2
   done
   a=$(printf '%s\n' "${apply_t[@]}" | best)
   l=$(printf '%s\n' "${loop_t[@]}" | best)
   printf '%5d jobs: apply %6.2f s | bare sbatch loop %6.2f s | ratio %.2f | refresh (plan) %5.2f s | cancel %5.2f s\n' \
     "$n" "$a" "$l" "$(echo "$a / $l" | bc -l)" \
     "$(printf '%s\n' "${refresh_t[@]}" | best)" "$(printf '%s\n' "${cancel_t[@]}" | best)"
+  printf '%5d tasks with job arrays (%d queued jobs): apply %6.2f s | refresh (plan) %5.2f s | cancel %5.2f s\n' \
+    "$((n / 2))" "$((n / 2))" "$(printf '%s\n' "${arr_apply_t[@]}" | best)" \
+    "$(printf '%s\n' "${arr_refresh_t[@]}" | best)" "$(printf '%s\n' "${arr_cancel_t[@]}" | best)"
 done
