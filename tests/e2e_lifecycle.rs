@@ -1761,7 +1761,15 @@ fn packed_tasks_complete_with_one_model_load_per_job() {
         let links = s.started_links(&pack);
         assert_eq!(links.len(), 1, "{pack}: one link ran: {:?}", s.chain(&pack));
         let job = links[0];
-        assert_eq!(s.file(&pack, "status").trim(), format!("completed {job}"), "{pack}'s status");
+        // The pack's job records its own end just after its last task's,
+        // which is when `apply --wait` may have returned.
+        let want = format!("completed {job}");
+        let status =
+            wait_for(&format!("{pack}'s status to say it completed"), CMD_TIMEOUT, Duration::from_millis(200), || {
+                let st = s.file(&pack, "status").trim().to_owned();
+                (st == want || !st.starts_with("running")).then_some(st)
+            });
+        assert_eq!(status, want, "{pack}'s status");
         assert_eq!(server_starts(&s, &pack), BTreeMap::from([(job, 1)]), "{pack}: one model load for its 10 tasks");
         for i in k * 10..k * 10 + 10 {
             let task = format!("t{i}");

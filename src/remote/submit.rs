@@ -748,8 +748,15 @@ fn array_submission(
         "[ -e \"$W/stop\" ] && exit 0\nprintf '%s' \"$A\" >\"$W/array.{}.sbatch\" || {{ : >\"$W/stop\"; echo E 'cannot write a job array script'; exit 0; }}\n",
         n
     ));
+    // The element map is written at once (by the submitter, the array's id
+    // reported first so that a failure cancels it): an array held without
+    // its map would be nobody's.
+    let mut map = Snippet::default();
+    for (i, m) in members.iter().enumerate() {
+        map.push(snippet!(" \"${{J}}_{}\" {}", i, ShellWord::from(&m.tag)));
+    }
     sbatch.push(snippet!(
-        "if J=$(cd {} && sbatch --parsable --hold --array={} --job-name={} --output={}{}{} \"$W/array.{}.sbatch\" 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then echo {} \"$J\"; else : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
+        "if J=$(cd {} && sbatch --parsable --hold --array={} --job-name={} --output={}{}{} \"$W/array.{}.sbatch\" 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then\n  echo {} \"$J\"\n  printf '%s|%s\\n'{} >{}/\"$J\".map || {{ : >\"$W/stop\"; echo E {}; }}\nelse : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
         ShellWord::from(&dir),
         ShellWord::from(format!("0-{}{throttle}", members.len() - 1)),
         ShellWord::from(name),
@@ -758,21 +765,15 @@ fn array_submission(
         dep.clone(),
         n,
         n,
+        map,
+        ShellWord::from(&dir),
+        ShellWord::from(format!("cannot write the element map of a job array in {dir}")),
         failed
     ));
     let mut after = Snippet::default();
-    let mut map = Snippet::default();
     for (i, m) in members.iter().enumerate() {
         after.push(snippet!("J{}=\"${{J{}}}_{}\"\n", m.n, n, i));
-        map.push(snippet!(" \"$J{}\" {}", m.n, ShellWord::from(&m.tag)));
     }
-    after.push(snippet!(
-        "printf '%s|%s\\n'{} >{}/\"$J{}\".map || evalctl_abort {}\n",
-        map,
-        ShellWord::from(&dir),
-        n,
-        ShellWord::from(format!("cannot write {dir}/<array>.map"))
-    ));
     for m in members {
         after.push(m.after);
     }
