@@ -305,6 +305,7 @@ fn run_apply(planned: &Planned<'_>, r: &Rendered, fake: &Path) -> (submit::Outco
         secrets: &secrets,
         lock_id: &lock.id,
         now: 1_700_000_100,
+        max_array_size: None,
     };
     let prog = submit::program(&inputs);
     let out = run_with_fakes(&prog.program.full_text(), fake, FAKE_SLURM);
@@ -433,6 +434,9 @@ fn max_concurrent_chains_first_links_in_lanes() {
 /// (`<array>_<index>`) and the array's map names each element's tag.
 #[test]
 fn job_arrays_one_sbatch_per_thousand_first_links() {
+    assert_eq!(submit::array_cap(Some(1001)), 1000, "Slurm's default MaxArraySize");
+    assert_eq!(submit::array_cap(Some(100_001)), 100_000);
+    assert_eq!(submit::array_cap(Some(0)), 1);
     let n = submit::MAX_ARRAY_ELEMENTS + 3;
     let arrays = |out: &str| {
         format!(

@@ -77,6 +77,7 @@ fn with_inputs<T>(rendered: &Rendered, f: impl FnOnce(&Inputs<'_>) -> T) -> T {
         secrets: &secrets,
         lock_id: LOCK_ID,
         now: 1_700_000_000,
+        max_array_size: None,
     };
     f(&inputs)
 }

@@ -146,6 +146,7 @@ fn locked(
         secrets: &secret_values,
         lock_id: &lock.id,
         now: super::now(),
+        max_array_size: refreshed.max_array_size,
     };
     let (outcome, recorded) = remote::submit::execute(cluster, &inputs)?;
     let report = ApplyReport {

@@ -51,6 +51,12 @@ pub fn program(shapes: &[Shape]) -> Program {
     ));
     p.push(protocol::limits(&Code("\"$out\"")));
     p.code(Code("fi\n"));
+    // How many elements a job array may have (`execution.job_arrays`).
+    p.code(Code(
+        "if command -v scontrol >/dev/null 2>&1 && out=$(scontrol show config 2>/dev/null); then\n  while IFS='= ' read -r k v _; do\n    if [ \"$k\" = MaxArraySize ]; then\n      ",
+    ));
+    p.push(protocol::max_array_size(&Code("\"$v\"")));
+    p.code(Code("      break\n    fi\n  done <<<\"$out\"\nfi\n"));
     // The QOS the jobs name: their limits (the controller shows a user's
     // limits in a QOS only once the user has jobs in it).
     let mut qos: Vec<String> = shapes.iter().filter_map(|s| s.get("qos")).filter(|q| !q.is_empty()).collect();
@@ -128,7 +134,7 @@ mod tests {
             (
                 "scontrol",
                 format!(
-                    "#!/bin/bash\n[ \"$*\" = 'show assoc_mgr users=slurmuser flags=assoc,qos' ] || exit 1\nwhile IFS= read -r l; do echo \"$l\"; done <{}\n",
+                    "#!/bin/bash\nif [ \"$*\" = 'show config' ]; then printf 'MaxArraySize            = 4001\\nMaxJobCount             = 10000\\n'; exit 0; fi\n[ \"$*\" = 'show assoc_mgr users=slurmuser flags=assoc,qos' ] || exit 1\nwhile IFS= read -r l; do echo \"$l\"; done <{}\n",
                     fixture.display()
                 ),
             ),
@@ -154,6 +160,7 @@ mod tests {
         assert_eq!(chain_len, Some(3), "{replies:?}");
         let table = replies.iter().find_map(|r| if let Reply::QosTable(t) = r { Some(t.clone()) } else { None });
         assert_eq!(table.as_deref(), Some("small|30|10|01:00:00||"), "each QOS asked about once: {replies:?}");
+        assert!(replies.contains(&Reply::MaxArraySize(4001)), "{replies:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,6 +51,8 @@ pub enum Reply {
     Limits(String),
     /// The limits of the QOS the stack's jobs name (`sacctmgr show qos`).
     QosTable(String),
+    /// The cluster's `MaxArraySize` (`scontrol show config`).
+    MaxArraySize(u64),
     /// One line of a unit's chain file (status detail).
     Chain { unit: String, line: String },
     /// A unit's harness progress, JSON on one line (status detail).
@@ -182,6 +184,9 @@ pub fn limits(text: &dyn Shell) -> Snippet {
 pub fn qos_table(text: &dyn Shell) -> Snippet {
     emit(Code("qos-table"), &[text])
 }
+pub fn max_array_size(n: &dyn Shell) -> Snippet {
+    emit(Code("max-array-size"), &[n])
+}
 pub fn chain(unit: &dyn Shell, line: &dyn Shell) -> Snippet {
     emit(Code("chain"), &[unit, line])
 }
@@ -275,6 +280,7 @@ pub fn parse_line(line: &str) -> Option<Reply> {
         ("probe-unavailable", _) => Reply::ProbeUnavailable(one()),
         ("limits", _) => Reply::Limits(one()),
         ("qos-table", _) => Reply::QosTable(one()),
+        ("max-array-size", [n]) => Reply::MaxArraySize(n.trim().parse().ok()?),
         ("chain", [unit, line]) => Reply::Chain { unit: unit.clone(), line: line.clone() },
         ("progress", [unit, json]) => Reply::Progress { unit: unit.clone(), json: json.clone() },
         ("results", [unit]) => Reply::Results { unit: unit.clone() },
@@ -358,6 +364,7 @@ mod tests {
             (probe_unavailable(&w("no sbatch")), Reply::ProbeUnavailable("no sbatch".into())),
             (limits(&w(hostile)), Reply::Limits(hostile.into())),
             (qos_table(&w(hostile)), Reply::QosTable(hostile.into())),
+            (max_array_size(&w("1001")), Reply::MaxArraySize(1001)),
             (
                 chain(&w(unit), &w("12 submit 1700000000 13")),
                 Reply::Chain { unit: unit.into(), line: "12 submit 1700000000 13".into() },

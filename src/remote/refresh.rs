@@ -76,6 +76,9 @@ pub struct Refreshed {
     /// With [`refresh_probing`]: the user's association limits and usage
     /// (none without accounting).
     pub limits: Option<crate::cluster::limits::Associations>,
+    /// With [`refresh_probing`]: the cluster's `MaxArraySize` (array
+    /// indexes stay below it).
+    pub max_array_size: Option<u64>,
     /// With [`detail_program`]: each unit's chain file, progress and results.
     pub chains: BTreeMap<String, Vec<String>>,
     pub progress: BTreeMap<String, String>,
@@ -300,6 +303,7 @@ pub fn read(replies: &Replies, stack: &str) -> Result<Refreshed, String> {
             Reply::ProbeUnavailable(why) => r.probe_unavailable = Some(why.clone()),
             Reply::Limits(text) => r.limits = Some(crate::cluster::limits::parse(text)),
             Reply::QosTable(text) => qos_table = crate::cluster::limits::parse_qos_table(text),
+            Reply::MaxArraySize(n) => r.max_array_size = Some(*n),
             Reply::End => ended = true,
             _ => {}
         }

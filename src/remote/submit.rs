@@ -52,6 +52,9 @@ pub struct Inputs<'a> {
     pub secrets: &'a SecretValues,
     pub lock_id: &'a str,
     pub now: u64,
+    /// The cluster's `MaxArraySize`, when known: arrays of up to one less
+    /// element (else [`MAX_ARRAY_ELEMENTS`]).
+    pub max_array_size: Option<u64>,
 }
 
 /// What the apply program did.
@@ -572,7 +575,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         // Slurm refuses arrays past `MaxArraySize` (1,001 indexes by default).
         let mut members = group.members.into_iter().peekable();
         while members.peek().is_some() {
-            let part: Vec<ArrayMember> = members.by_ref().take(MAX_ARRAY_ELEMENTS).collect();
+            let part: Vec<ArrayMember> = members.by_ref().take(array_cap(inp.max_array_size)).collect();
             let n = first_var + vars.arrays.len();
             vars.elements.extend(part.iter().map(|m| m.n));
             vars.arrays.push(n);
@@ -651,9 +654,18 @@ fn prune_arrays(inp: &Inputs<'_>, vars: &Vars) -> Snippet {
     )
 }
 
-/// Most elements of one job array: Slurm's default `MaxArraySize` (1,001)
-/// allows indexes 0 to 1,000; a larger group goes in several arrays.
+/// Most elements of one job array where the cluster's `MaxArraySize` is not
+/// known: Slurm's default (1,001) allows indexes 0 to 1,000. A larger group
+/// goes in several arrays.
 pub const MAX_ARRAY_ELEMENTS: usize = 1000;
+
+/// Most elements of one job array: indexes stay below `MaxArraySize`.
+pub fn array_cap(max_array_size: Option<u64>) -> usize {
+    match max_array_size {
+        Some(m) => usize::try_from(m.saturating_sub(1)).unwrap_or(usize::MAX).max(1),
+        None => MAX_ARRAY_ELEMENTS,
+    }
+}
 
 /// Where a stack's job arrays keep their element maps and Slurm's own
 /// output (`execution.job_arrays`).
