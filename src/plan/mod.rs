@@ -100,14 +100,14 @@ impl Unit<'_> {
     /// The scripts, runtime elided, by file name (what state keeps for diffs).
     pub fn scripts(&self) -> BTreeMap<String, Arc<str>> {
         let jobs = self.jobs.iter().filter(|_| self.carries_scripts);
-        jobs.map(|j| (j.script_name.clone(), j.script.elided())).collect()
+        jobs.map(|j| (j.script_name.to_owned(), j.script.elided())).collect()
     }
 
     /// The scripts, runtime elided, by file name, as the shared pieces
     /// they are kept in (what plans hold).
     pub fn shared_scripts(&self) -> Scripts {
         let jobs = self.jobs.iter().filter(|_| self.carries_scripts);
-        jobs.map(|j| (j.script_name.clone(), j.script.shared())).collect()
+        jobs.map(|j| (j.script_name.to_owned(), j.script.shared())).collect()
     }
 }
 
@@ -203,7 +203,7 @@ pub fn units(rendered: &Rendered) -> Vec<Unit<'_>> {
                 carries_scripts: i == 0,
             })),
             None => {
-                let result_hash = jobs.first().map(|j| j.result_hash.clone()).unwrap_or_default();
+                let result_hash = jobs.first().map(|j| j.result_hash().to_owned()).unwrap_or_default();
                 out.push(Unit { id, kind, jobs, script_hash, result_hash, dir, pack: None, carries_scripts: true });
             }
         }
@@ -514,7 +514,7 @@ impl Plan {
 /// Hash of what the config compiles to.
 pub fn render_hash(rendered: &Rendered) -> String {
     let parts: Vec<String> =
-        rendered.jobs.iter().map(|j| format!("{} {} {}", j.id, j.script_hash, j.result_hash)).collect();
+        rendered.jobs.iter().map(|j| format!("{} {} {}", j.id, j.script_hash, j.result_hash())).collect();
     sha(&parts.iter().map(String::as_str).collect::<Vec<_>>())
 }
 

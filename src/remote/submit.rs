@@ -328,7 +328,7 @@ fn moves_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> Snippet {
         } else if c.action == Action::Update {
             for j in &u.jobs {
                 let dir = ShellWord::from(&j.dir);
-                let name = ShellWord::from(&j.script_name);
+                let name = ShellWord::from(j.script_name);
                 let new = ShellWord::from(format!("{}{NEW_SUFFIX}", j.script_name));
                 s.push(snippet!(
                     "mv -f {}/{} {}/{} || evalctl_abort {}\n",
@@ -513,7 +513,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         // The ownership tag is in the name, the user's comment goes verbatim
         // (both as shell words on the command line, where sbatch takes them
         // as they are and they win over the script's `#SBATCH` lines).
-        let tag = layout::submit_name(&job.job_name, &unit.script_hash, &job.result_hash);
+        let tag = layout::submit_name(&job.job_name, &unit.script_hash, job.result_hash());
         let name = ShellWord::from(&tag);
         let comment = match &job.comment {
             Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
@@ -528,7 +528,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             comment,
             dep,
             kill,
-            ShellWord::from(&job.script_name),
+            ShellWord::from(job.script_name),
             n,
             failed
         );
@@ -557,7 +557,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
                 header: array_header(job.script.before()),
                 deps: dep.as_str().to_owned(),
                 comment: job.comment.clone(),
-                script: job.script_name.clone(),
+                script: job.script_name.to_owned(),
             };
             let group = arrays.entry(key).or_insert_with(|| ArrayGroup {
                 name: array_name(&job.job_name),

@@ -212,7 +212,7 @@ pub struct RenderedJob {
     /// Directory of the job on the cluster.
     pub dir: String,
     /// File name of the script inside `dir`.
-    pub script_name: String,
+    pub script_name: &'static str,
     pub script: Script,
     /// Secrets files the job reads, by container group: variable names and
     /// where their values come from (never the values).
@@ -235,9 +235,6 @@ pub struct RenderedJob {
     pub gpus: u32,
     /// The job's `--comment`: the user's `execution.sbatch_comment`, verbatim.
     pub comment: Option<String>,
-    /// Hash of what determines the job's result (model, image, command,
-    /// task, parameters, variable names), not how it is scheduled.
-    pub result_hash: String,
     /// What [`Self::result_hash`] hashes: the result identity (secret
     /// values never in it), for naming what differs between two results
     /// (`compare`).
@@ -265,6 +262,13 @@ impl Member {
 }
 
 impl RenderedJob {
+    /// Hash of what determines the job's result (model, image, command,
+    /// task, parameters, variable names), not how it is scheduled: its
+    /// [`Self::identity`]'s.
+    pub fn result_hash(&self) -> &str {
+        self.identity.hash()
+    }
+
     /// Whether the job runs (part of) `unit`: its own unit, or a task of its pack.
     pub fn serves(&self, unit: &str) -> bool {
         self.unit == unit || self.members.iter().any(|m| m.id == unit)
@@ -487,9 +491,8 @@ fn finish(spec: JobSpec, work: Arc<str>) -> RenderedJob {
         id: spec.id,
         kind: spec.kind,
         dir: spec.dir,
-        script_name: spec.script_name.to_owned(),
+        script_name: spec.script_name,
         script_hash: identity::script_hash(&script),
-        result_hash: spec.result.hash().to_owned(),
         identity: spec.result,
         script,
         secrets,
