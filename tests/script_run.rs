@@ -87,7 +87,7 @@ impl Sandbox {
     /// Runs a job script; returns its exit code and combined output.
     fn run(&self, job: &RenderedJob, env: &[(&str, &str)]) -> (i32, String) {
         std::fs::create_dir_all(&job.dir).unwrap();
-        let script = Path::new(&job.dir).join(&job.script_name);
+        let script = Path::new(&job.dir).join(job.script_name);
         std::fs::write(&script, job.script.text()).unwrap();
         let path = format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new("timeout");
