@@ -294,6 +294,16 @@ fn lock() -> evalctl::remote::lock::LockInfo {
 /// it succeeded and wrote the state it records. Returns what it did and
 /// the `sbatch` calls.
 fn run_apply(planned: &Planned<'_>, r: &Rendered, fake: &Path) -> (submit::Outcome, State, String) {
+    run_apply_with(planned, r, fake, FAKE_SLURM)
+}
+
+/// [`run_apply`] with other stand-ins.
+fn run_apply_with(
+    planned: &Planned<'_>,
+    r: &Rendered,
+    fake: &Path,
+    fakes: &[(&str, &str)],
+) -> (submit::Outcome, State, String) {
     let secrets = SecretValues::new();
     let lock = lock();
     let inputs = Inputs {
@@ -308,7 +318,7 @@ fn run_apply(planned: &Planned<'_>, r: &Rendered, fake: &Path) -> (submit::Outco
         max_array_size: None,
     };
     let prog = submit::program(&inputs);
-    let out = run_with_fakes(&prog.program.full_text(), fake, FAKE_SLURM);
+    let out = run_with_fakes(&prog.program.full_text(), fake, fakes);
     let outcome = submit::outcome(&Replies::from_stdout(String::from_utf8(out.stdout).unwrap()));
     assert_eq!(outcome.error, None, "{}", String::from_utf8_lossy(&out.stderr));
     let written =
@@ -476,5 +486,63 @@ fn job_arrays_one_sbatch_per_thousand_first_links() {
     assert!(lines[2].starts_with(&format!("{small}_2|evalctl:ar/t1002/first@")), "{map}");
     let tag = evalctl::remote::layout::parse_name(lines[2].split_once('|').unwrap().1).unwrap();
     assert_eq!((tag.unit.as_str(), tag.role.as_str()), ("t1002", "first"));
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+/// Packs go in job arrays like tasks: one `sbatch` for every pack's first
+/// link, no resume links, and every task of a pack records its pack's
+/// element.
+#[test]
+fn packs_go_in_job_arrays_too() {
+    let arrays = |out: &str| config(out, 2).replace("tasks_per_job: 2}", "tasks_per_job: 2, job_arrays: true}");
+    let (tmp, fake, r) = locked("pack-arrays", arrays);
+    assert!(r.job_arrays);
+    let planned = plan_with(&r, BTreeMap::new(), State::new(&r.stack));
+    // sbatch keeps a copy of the script it was given.
+    let keep = format!("{}; cp \"${{@: -1}}\" \"$EVALCTL_FAKE/array.sbatch\"", FAKE_SLURM[0].1);
+    let mut fakes = FAKE_SLURM.to_vec();
+    fakes[0] = ("sbatch", &keep);
+    let (_, written, calls) = run_apply_with(&planned, &r, &fake, &fakes);
+    let sbatch: Vec<&str> = calls.lines().filter(|l| l.starts_with("sbatch")).collect();
+    assert_eq!(sbatch.len(), 1, "{calls}");
+    assert!(sbatch[0].contains("--array=0-2 --job-name=evalctl:pk/array"), "{calls}");
+    let map = std::fs::read_dir(Path::new(&r.stack_dir).join(".evalctl/arrays"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".map"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .expect("the array's map");
+    let tags: Vec<String> =
+        map.lines().map(|l| evalctl::remote::layout::parse_name(l.split_once('|').unwrap().1).unwrap().unit).collect();
+    assert_eq!(tags, ["pack.t0", "pack.t2", "pack.t4"], "{map}");
+    let element = |u: &str| written.units[u].jobs.clone();
+    for (i, tasks) in [["t0", "t1"], ["t2", "t3"], ["t4", "t4"]].iter().enumerate() {
+        for t in tasks {
+            let jobs = element(t);
+            assert_eq!(jobs.len(), 1, "{t}: {jobs:?}");
+            assert_eq!(jobs[0].index, Some(i as u32), "{t} records its pack's element");
+        }
+    }
+    // The array's script: shellcheck-clean; element 1 runs pack.t2's first
+    // link in its folder, its output in the folder's batch log.
+    let script = fake.join("array.sbatch");
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.starts_with("#!/bin/bash\n#SBATCH --account=a\n"), "{text}");
+    assert!(!text.contains("--job-name") && !text.contains("--output"), "given on the command line: {text}");
+    let sc = Command::new("shellcheck").arg(&script).output().expect("shellcheck is needed to run this test");
+    assert!(sc.status.success(), "{}", String::from_utf8_lossy(&sc.stdout));
+    let dir = Path::new(&r.stack_dir).join("pack.t2");
+    std::fs::write(dir.join("task.sbatch"), "echo \"pack.t2 ran in $PWD\"\n").unwrap();
+    let ran = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_ARRAY_JOB_ID", "77")
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let log = std::fs::read_to_string(dir.join("logs/slurm-77_1.out")).unwrap();
+    assert_eq!(log, format!("pack.t2 ran in {}\n", dir.display()));
+    let none = Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "3").output().unwrap();
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no job for array element 3"));
     let _ = std::fs::remove_dir_all(tmp);
 }
