@@ -54,25 +54,33 @@ config() { # N OUT_DIR [ARRAYS]
 
 queued() { remote "squeue -h -r -u \$(id -un) -o %j | grep -c '^evalctl:bench$$-'" || true; }
 
+# Times apply, plan (the refresh) and cancel of the config in bench.yaml,
+# checking that apply queued QUEUED jobs: seconds in m_apply, m_refresh,
+# m_cancel. Usage: measure QUEUED
+measure() {
+  local t0 t1 t2 t3 got rc=0
+  t0=$(now)
+  "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err" \
+    || { cat "$work/apply.err" >&2; exit 1; }
+  t1=$(now)
+  got=$(queued)
+  [ "$got" -eq "$1" ] || { echo "apply queued $got jobs, not $1" >&2; exit 1; }
+  "$bin" plan "$work/bench.yaml" --detailed-exitcode -q >"$work/plan.out" 2>&1 || rc=$?
+  t2=$(now)
+  [ "$rc" -eq 0 ] || { echo "plan after apply exited $rc" >&2; cat "$work/plan.out" >&2; exit 1; }
+  "$bin" cancel "$work/bench.yaml" -q >/dev/null
+  t3=$(now)
+  m_apply=$(echo "$t1 - $t0" | bc) m_refresh=$(echo "$t2 - $t1" | bc) m_cancel=$(echo "$t3 - $t2" | bc)
+  cancel_own || true
+}
+
 for n in "${sizes[@]}"; do
-  apply_t=() refresh_t=() cancel_t=() loop_t=() arr_apply_t=() arr_refresh_t=() arr_cancel_t=()
+  jobs_apply=() jobs_refresh=() jobs_cancel=() loop_t=() arrays_apply=() arrays_refresh=() arrays_cancel=()
   for ((r = 0; r < runs; r++)); do
     out=$state/shared/bench-$$-$n-$r
     config "$n" "$out" >"$work/bench.yaml"
-    t0=$(now)
-    "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err" \
-      || { cat "$work/apply.err" >&2; exit 1; }
-    t1=$(now)
-    got=$(queued)
-    [ "$got" -eq "$n" ] || { echo "apply queued $got jobs, not $n" >&2; exit 1; }
-    rc=0
-    "$bin" plan "$work/bench.yaml" --detailed-exitcode -q >"$work/plan.out" 2>&1 || rc=$?
-    t2=$(now)
-    [ "$rc" -eq 0 ] || { echo "plan after apply exited $rc" >&2; cat "$work/plan.out" >&2; exit 1; }
-    "$bin" cancel "$work/bench.yaml" -q >/dev/null
-    t3=$(now)
-    apply_t+=("$(echo "$t1 - $t0" | bc)") refresh_t+=("$(echo "$t2 - $t1" | bc)") cancel_t+=("$(echo "$t3 - $t2" | bc)")
-    cancel_own || true
+    measure "$n"
+    jobs_apply+=("$m_apply") jobs_refresh+=("$m_refresh") jobs_cancel+=("$m_cancel")
 
     # The bare loop: one SSH round trip running N sbatch calls.
     t0=$(now)
@@ -89,29 +97,17 @@ for n in "${sizes[@]}"; do
     # The same tasks with job arrays.
     out=$state/shared/bench-$$-$n-$r-arrays
     config "$n" "$out" arrays >"$work/bench.yaml"
-    t0=$(now)
-    "$bin" apply "$work/bench.yaml" --auto-approve -q >"$work/apply.out" 2>"$work/apply.err" \
-      || { cat "$work/apply.err" >&2; exit 1; }
-    t1=$(now)
-    got=$(queued)
-    [ "$got" -eq $((n / 2)) ] || { echo "apply with job arrays queued $got jobs, not $((n / 2))" >&2; exit 1; }
-    rc=0
-    "$bin" plan "$work/bench.yaml" --detailed-exitcode -q >"$work/plan.out" 2>&1 || rc=$?
-    t2=$(now)
-    [ "$rc" -eq 0 ] || { echo "plan after apply exited $rc" >&2; cat "$work/plan.out" >&2; exit 1; }
-    "$bin" cancel "$work/bench.yaml" -q >/dev/null
-    t3=$(now)
-    arr_apply_t+=("$(echo "$t1 - $t0" | bc)") arr_refresh_t+=("$(echo "$t2 - $t1" | bc)") arr_cancel_t+=("$(echo "$t3 - $t2" | bc)")
-    cancel_own || true
+    measure $((n / 2))
+    arrays_apply+=("$m_apply") arrays_refresh+=("$m_refresh") arrays_cancel+=("$m_cancel")
     remote "rm -rf $out"
     sleep 2
   done
-  a=$(printf '%s\n' "${apply_t[@]}" | best)
+  a=$(printf '%s\n' "${jobs_apply[@]}" | best)
   l=$(printf '%s\n' "${loop_t[@]}" | best)
   printf '%5d jobs: apply %6.2f s | bare sbatch loop %6.2f s | ratio %.2f | refresh (plan) %5.2f s | cancel %5.2f s\n' \
     "$n" "$a" "$l" "$(echo "$a / $l" | bc -l)" \
-    "$(printf '%s\n' "${refresh_t[@]}" | best)" "$(printf '%s\n' "${cancel_t[@]}" | best)"
+    "$(printf '%s\n' "${jobs_refresh[@]}" | best)" "$(printf '%s\n' "${jobs_cancel[@]}" | best)"
   printf '%5d tasks with job arrays (%d queued jobs): apply %6.2f s | refresh (plan) %5.2f s | cancel %5.2f s\n' \
-    "$((n / 2))" "$((n / 2))" "$(printf '%s\n' "${arr_apply_t[@]}" | best)" \
-    "$(printf '%s\n' "${arr_refresh_t[@]}" | best)" "$(printf '%s\n' "${arr_cancel_t[@]}" | best)"
+    "$((n / 2))" "$((n / 2))" "$(printf '%s\n' "${arrays_apply[@]}" | best)" \
+    "$(printf '%s\n' "${arrays_refresh[@]}" | best)" "$(printf '%s\n' "${arrays_cancel[@]}" | best)"
 done

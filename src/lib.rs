@@ -30,6 +30,7 @@ pub mod gate;
 pub mod graph;
 pub mod jobid;
 pub mod ops;
+mod parallel;
 pub mod plan;
 pub mod render;
 pub mod report;

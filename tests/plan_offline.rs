@@ -266,19 +266,22 @@ fn only_limits_the_plan_to_its_units() {
     assert!(text(&out.stderr).contains("--exclude names no unit of stack `evals`: `nope`"), "{}", text(&out.stderr));
 }
 
+/// The seed config with its tasks replaced by `n` winogrande tasks,
+/// `t00`, `t01`, ... (ids of `width` digits).
+fn winogrande_only(s: String, n: usize, width: usize) -> String {
+    let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
+    s = s.replace("    - name: hellaswag\n", "");
+    for i in 0..n {
+        s.push_str(&format!("    - name: winogrande\n      id: t{i:0width$}\n"));
+    }
+    s
+}
+
 /// Golden outputs of a change across many units: one key for all twelve
 /// tasks and one for a single task. Causes first, each distinct hunk once.
 #[test]
 fn grouped_plan_outputs_are_golden() {
-    let twelve = |s: String| {
-        let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
-        s = s.replace("    - name: hellaswag\n", "");
-        for i in 0..12 {
-            s.push_str(&format!("    - name: winogrande\n      id: t{i:02}\n"));
-        }
-        s
-    };
-    let dir = workdir("golden", &twelve);
+    let dir = workdir("golden", &|s| winogrande_only(s, 12, 2));
     let old = std::fs::read_to_string(dir.join("evals.yaml")).unwrap();
     let new = old.replace("walltime: \"02:00:00\"", "walltime: \"03:00:00\"").replace(
         "      id: t05\n",
@@ -312,15 +315,7 @@ fn grouped_plan_outputs_are_golden() {
 /// the groups and their members come out as in plan order all the same.
 #[test]
 fn grouping_many_changes_keeps_plan_order() {
-    let many = |s: String| {
-        let mut s = s.replace("    - name: winogrande\n", "").replace("    - name: arc_challenge\n", "");
-        s = s.replace("    - name: hellaswag\n", "");
-        for i in 0..1100 {
-            s.push_str(&format!("    - name: winogrande\n      id: t{i:04}\n"));
-        }
-        s
-    };
-    let dir = workdir("grouping-many", &many);
+    let dir = workdir("grouping-many", &|s| winogrande_only(s, 1100, 4));
     let old = std::fs::read_to_string(dir.join("evals.yaml")).unwrap();
     let new = old.replace("walltime: \"02:00:00\"", "walltime: \"03:00:00\"").replace(
         "      id: t1049\n",

@@ -50,8 +50,6 @@ impl Group<'_> {
 /// Placeholder of the unit's name in a hunk shared by several units.
 pub const UNIT_PLACEHOLDER: &str = "{unit}";
 
-/// At most this many threads take hunk digests.
-const MAX_THREADS: usize = 4;
 /// Fewer changes than this are digested on one thread.
 const CHANGES_PER_THREAD: usize = 512;
 
@@ -93,16 +91,8 @@ impl<'c> Grouping<'c> {
     pub fn new(changes: &[&'c Change]) -> Grouping<'c> {
         // The digests are independent: taken on several threads for many
         // changes, then grouped in order.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
-        let chunk = changes.len().div_ceil(threads).max(CHANGES_PER_THREAD);
-        let digests: Vec<Vec<HunkDigest<'c>>> = if changes.len() <= chunk {
-            vec![digests(changes)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = changes.chunks(chunk).map(|part| scope.spawn(move || digests(part))).collect();
-                handles.into_iter().map(|h| h.join().expect("a digest thread does not panic")).collect()
-            })
-        };
+        let threads = crate::parallel::threads_for(changes.len(), CHANGES_PER_THREAD);
+        let digests = crate::parallel::map_slices(changes, threads, digests);
         let mut groups: Vec<Members> = vec![];
         let mut index: HashMap<[u8; 32], u32> = HashMap::new();
         let mut sequence = vec![];

@@ -15,7 +15,7 @@ use std::fmt;
 use crate::shell::{Code, Shell};
 
 /// Shell text built by `shell!` from evalctl's own code and quoted values.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Snippet(String);
 
 impl Snippet {

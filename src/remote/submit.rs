@@ -510,28 +510,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             }
         }
         let dep = if deps.is_empty() { Snippet::default() } else { snippet!(" --dependency={}", deps) };
-        // The ownership tag is in the name, the user's comment goes verbatim
-        // (both as shell words on the command line, where sbatch takes them
-        // as they are and they win over the script's `#SBATCH` lines).
         let tag = layout::submit_name(&job.job_name, &unit.script_hash, job.result_hash());
-        let name = ShellWord::from(&tag);
-        let comment = match &job.comment {
-            Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
-            None => Snippet::default(),
-        };
-        let kill = Code(if predecessor.is_some() { " --kill-on-invalid-dep=yes" } else { "" });
-        let failed = ShellWord::from(format!("sbatch of {} failed: ", job.id));
-        let sbatch = snippet!(
-            "[ -e \"$W/stop\" ] && exit 0\nif J=$(cd {} && sbatch --parsable --hold --job-name={}{}{}{} {} 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then echo {} \"$J\"; else : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
-            ShellWord::from(&job.dir),
-            name,
-            comment,
-            dep,
-            kill,
-            ShellWord::from(job.script_name),
-            n,
-            failed
-        );
         // Chain records are gathered per unit and written once each, before
         // the release (no job reads its chain before it starts).
         let var = job_var(n);
@@ -551,22 +530,40 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
         after.push(lane_next);
         var_of.insert(job.id.clone(), n);
         level_of.insert(job.id.as_str(), level);
+        // A first link with job arrays: submitted with its group, below.
         if inp.rendered.job_arrays && job.role == Role::First {
             let key = ArrayKey {
                 level,
                 header: array_header(job.script.before()),
-                deps: dep.as_str().to_owned(),
+                dep,
                 comment: job.comment.clone(),
-                script: job.script_name.to_owned(),
+                script: job.script_name,
             };
-            let group = arrays.entry(key).or_insert_with(|| ArrayGroup {
-                name: array_name(&job.job_name),
-                dep: dep.clone(),
-                members: vec![],
-            });
+            let group =
+                arrays.entry(key).or_insert_with(|| ArrayGroup { name: array_name(&job.job_name), members: vec![] });
             group.members.push(ArrayMember { n, dir: job.dir.clone(), tag, after });
             continue;
         }
+        // The ownership tag is in the name, the user's comment goes verbatim
+        // (both as shell words on the command line, where sbatch takes them
+        // as they are and they win over the script's `#SBATCH` lines).
+        let comment = match &job.comment {
+            Some(c) => snippet!(" --comment={}", ShellWord::from(c)),
+            None => Snippet::default(),
+        };
+        let kill = Code(if predecessor.is_some() { " --kill-on-invalid-dep=yes" } else { "" });
+        let failed = ShellWord::from(format!("sbatch of {} failed: ", job.id));
+        let sbatch = snippet!(
+            "[ -e \"$W/stop\" ] && exit 0\nif J=$(cd {} && sbatch --parsable --hold --job-name={}{}{}{} {} 2>&1) && J=${{J%%;*}} && [[ $J =~ ^[0-9]+$ ]]; then echo {} \"$J\"; else : >\"$W/stop\"; echo E {}\"${{J//$'\\n'/ }}\"; exit 0; fi\n",
+            ShellWord::from(&job.dir),
+            ShellWord::from(&tag),
+            comment,
+            dep,
+            kill,
+            ShellWord::from(job.script_name),
+            n,
+            failed
+        );
         jobs.push(Submission { n, level, sbatch, after });
     }
     let mut vars = Vars { of: var_of, ..Default::default() };
@@ -579,7 +576,7 @@ fn submit_phase(inp: &Inputs<'_>, units: &BTreeMap<&str, &Unit<'_>>) -> (Snippet
             let n = first_var + vars.arrays.len();
             vars.elements.extend(part.iter().map(|m| m.n));
             vars.arrays.push(n);
-            jobs.push(array_submission(inp, n, &key, &group.name, &group.dep, part));
+            jobs.push(array_submission(inp, n, &key, &group.name, part));
         }
     }
     let mut s = Snippet::default();
@@ -679,17 +676,16 @@ pub fn arrays_dir(stack_dir: &str) -> String {
 struct ArrayKey {
     level: usize,
     header: String,
-    deps: String,
+    /// ` --dependency=...`.
+    dep: Snippet,
     comment: Option<String>,
-    script: String,
+    script: &'static str,
 }
 
 struct ArrayGroup {
     /// The array's own name: the stack's tag without a unit, which no
     /// refresh takes for a job of the stack (elements are named by the map).
     name: String,
-    /// ` --dependency=...`, the same for every member.
-    dep: Snippet,
     members: Vec<ArrayMember>,
 }
 
@@ -728,14 +724,7 @@ fn array_name(job_name: &str) -> String {
 /// ownership tag, read by refresh) is written, and each member's own
 /// follow-up runs. The array's script sets its element's folder and output
 /// and runs the member's script there: its `#SBATCH` lines are the group's.
-fn array_submission(
-    inp: &Inputs<'_>,
-    n: usize,
-    key: &ArrayKey,
-    name: &str,
-    dep: &Snippet,
-    members: Vec<ArrayMember>,
-) -> Submission {
+fn array_submission(inp: &Inputs<'_>, n: usize, key: &ArrayKey, name: &str, members: Vec<ArrayMember>) -> Submission {
     let dir = arrays_dir(&inp.plan.stack_dir);
     let mut script = format!(
         "#!/bin/bash\n{}# evalctl job array: element i runs the first link in the i-th folder below.\ncase ${{SLURM_ARRAY_TASK_ID:-}} in\n",
@@ -746,7 +735,7 @@ fn array_submission(
     }
     script.push_str(&format!(
         "*) echo \"evalctl: no job for array element ${{SLURM_ARRAY_TASK_ID:-}}\" >&2; exit 1 ;;\nesac\nexec >>\"$d/logs/slurm-${{SLURM_ARRAY_JOB_ID}}_$SLURM_ARRAY_TASK_ID.out\" 2>&1 || exit 1\ncd \"$d\" || exit 1\nexec bash ./{}\n",
-        ShellWord::from(&key.script)
+        ShellWord::from(key.script)
     ));
     let throttle = inp.rendered.max_concurrent.map(|m| format!("%{m}")).unwrap_or_default();
     let comment = match &key.comment {
@@ -774,7 +763,7 @@ fn array_submission(
         ShellWord::from(name),
         ShellWord::from(format!("{dir}/slurm-%A_%a.out")),
         comment,
-        dep.clone(),
+        key.dep.clone(),
         n,
         n,
         map,

@@ -370,9 +370,7 @@ pub fn placeholder(s: &Source) -> String {
 /// spelled on several threads, each over its own slice of the order; the
 /// result is the same as on one (jobs, errors and their order).
 pub fn render(loaded: &Loaded, graph: &JobGraph) -> Result<Rendered, Vec<Diagnostic>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
-    let threads = if graph.graph.node_count() < JOBS_PER_THREAD { 1 } else { threads };
-    render_on(loaded, graph, threads)
+    render_on(loaded, graph, crate::parallel::threads_for(graph.graph.node_count(), JOBS_PER_THREAD))
 }
 
 /// [`render`] on `threads` threads (at least one).
@@ -381,19 +379,7 @@ pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Re
         Ok(o) => o,
         Err(e) => return Err(vec![Diagnostic::error(None, e)]),
     };
-    let slices: Vec<&[&crate::graph::JobNode]> = order.chunks(order.len().div_ceil(threads).max(1)).collect();
-    let lowered: Vec<(Vec<RenderedJob>, Vec<Diagnostic>)> = if slices.len() <= 1 {
-        slices.iter().map(|slice| render_slice(loaded, graph, slice)).collect()
-    } else {
-        // This thread renders the first slice itself.
-        std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                slices[1..].iter().map(|slice| scope.spawn(|| render_slice(loaded, graph, slice))).collect();
-            let first = render_slice(loaded, graph, slices[0]);
-            let rest = handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-            std::iter::once(first).chain(rest).collect()
-        })
-    };
+    let lowered = crate::parallel::map_slices(&order, threads, |slice| render_slice(loaded, graph, slice));
     // Each job goes to its node's place in the order.
     let place: std::collections::HashMap<&str, usize> =
         order.iter().enumerate().map(|(i, node)| (node.id.as_str(), i)).collect();
@@ -437,8 +423,6 @@ pub fn render_on(loaded: &Loaded, graph: &JobGraph, threads: usize) -> Result<Re
     })
 }
 
-/// At most this many threads render.
-const MAX_THREADS: usize = 4;
 /// Fewer jobs than this render on one thread (a thread costs more than it saves).
 const JOBS_PER_THREAD: usize = 512;
 
